@@ -1,0 +1,1 @@
+//! Content-addressed code store (to be written).

@@ -1,0 +1,260 @@
+//! The registry trait: every control-plane mutation and lookup, each one
+//! atomic. Implementations return [`StoreError::Lambda`] for conditions a
+//! client caused (not found, conflict, precondition), with Lambda's message.
+
+use hearth_types::function::{
+    AccessKey, Account, AccountUsage, Alias, CodeRef, FunctionConfig, Lifecycle, VersionRecord,
+};
+use hearth_types::LambdaError;
+use std::collections::BTreeMap;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A condition the client caused, in Lambda's words.
+    #[error(transparent)]
+    Lambda(#[from] LambdaError),
+    #[error("the registry database failed: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("the registry's files failed: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("a stored record is corrupt: {0}")]
+    Corrupt(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// A page of a listing and the marker of the next page.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_marker: Option<String>,
+}
+
+/// Which version a lookup means: `$LATEST`, a number, or an alias resolved
+/// to its version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VersionSelector {
+    Latest,
+    Version(String),
+    Alias(String),
+}
+
+impl VersionSelector {
+    /// `None` and `$LATEST` mean latest; digits a version; anything else an alias.
+    pub fn from_qualifier(q: Option<&str>) -> Self {
+        match q {
+            None | Some("$LATEST") => Self::Latest,
+            Some(v) if !v.is_empty() && v.chars().all(|c| c.is_ascii_digit()) => {
+                Self::Version(v.to_owned())
+            }
+            Some(a) => Self::Alias(a.to_owned()),
+        }
+    }
+}
+
+/// CreateFunction's input after validation.
+#[derive(Debug, Clone)]
+pub struct NewFunction {
+    pub name: String,
+    pub config: FunctionConfig,
+    pub code: CodeRef,
+    /// Publish version 1 in the same transaction.
+    pub publish: bool,
+    pub tags: BTreeMap<String, String>,
+}
+
+/// UpdateFunctionConfiguration's input: `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct ConfigPatch {
+    pub runtime: Option<hearth_types::runtime::Runtime>,
+    pub handler: Option<String>,
+    pub role: Option<String>,
+    pub description: Option<String>,
+    pub memory_size: Option<u32>,
+    pub timeout: Option<u32>,
+    pub environment: Option<BTreeMap<String, String>>,
+    pub ephemeral_storage_mb: Option<u32>,
+}
+
+impl ConfigPatch {
+    pub fn apply(&self, c: &mut FunctionConfig) {
+        if let Some(v) = &self.runtime {
+            c.runtime = v.clone();
+        }
+        if let Some(v) = &self.handler {
+            c.handler = v.clone();
+        }
+        if let Some(v) = &self.role {
+            c.role = v.clone();
+        }
+        if let Some(v) = &self.description {
+            c.description = v.clone();
+        }
+        if let Some(v) = self.memory_size {
+            c.memory_size = v;
+        }
+        if let Some(v) = self.timeout {
+            c.timeout = v;
+        }
+        if let Some(v) = &self.environment {
+            c.environment = v.clone();
+        }
+        if let Some(v) = self.ephemeral_storage_mb {
+            c.ephemeral_storage_mb = v;
+        }
+    }
+}
+
+/// CreateAlias / UpdateAlias input.
+#[derive(Debug, Clone, Default)]
+pub struct AliasSpec {
+    pub function_version: Option<String>,
+    pub description: Option<String>,
+    /// `Some(empty)` clears the routing config.
+    pub routing: Option<BTreeMap<String, f64>>,
+}
+
+/// Accounts, functions, versions, aliases and concurrency settings.
+///
+/// Names passed in are already syntactically valid; `account` is always the
+/// caller's account id, so a tenant can only ever reach its own rows.
+pub trait Registry: Send + Sync + std::fmt::Debug {
+    // ---- accounts -------------------------------------------------------
+    /// Creates an account with a fresh id and key pair.
+    fn create_account(&self, name: &str, admin: bool) -> Result<(Account, AccessKey)>;
+    /// Creates the account with exactly this id and key if absent (the dev
+    /// account of the embedded default); leaves an existing one alone.
+    fn ensure_account(&self, account: &Account, key: &AccessKey) -> Result<()>;
+    fn list_accounts(&self) -> Result<Vec<Account>>;
+    /// Deletes an account with its keys and all its functions. `false` if absent.
+    fn delete_account(&self, account_id: &str) -> Result<bool>;
+    /// The account and secret of an access key.
+    fn find_access_key(&self, access_key_id: &str) -> Result<Option<(Account, AccessKey)>>;
+
+    // ---- functions ------------------------------------------------------
+    /// Creates `$LATEST` (and version 1 if `publish`). 409 if the name exists.
+    /// Returns `$LATEST` and the published version, if any.
+    fn create_function(
+        &self,
+        account: &str,
+        f: NewFunction,
+        now_ms: i64,
+    ) -> Result<(VersionRecord, Option<VersionRecord>)>;
+    /// One version; an alias resolves to the version it points at.
+    fn get_version(&self, account: &str, name: &str, v: &VersionSelector) -> Result<VersionRecord>;
+    /// `$LATEST` of every function, ordered by name, paged.
+    fn list_functions(
+        &self,
+        account: &str,
+        marker: Option<&str>,
+        max_items: usize,
+    ) -> Result<Page<VersionRecord>>;
+    /// Replaces `$LATEST`'s code. Checks `revision_id` if given. Publishes if asked.
+    fn update_code(
+        &self,
+        account: &str,
+        name: &str,
+        code: CodeRef,
+        revision_id: Option<&str>,
+        publish: bool,
+        now_ms: i64,
+    ) -> Result<(VersionRecord, Option<VersionRecord>)>;
+    /// Patches `$LATEST`'s configuration. Checks `revision_id` if given.
+    fn update_config(
+        &self,
+        account: &str,
+        name: &str,
+        patch: &ConfigPatch,
+        revision_id: Option<&str>,
+        now_ms: i64,
+    ) -> Result<VersionRecord>;
+    /// Records the outcome of activation (Pending → Active, InProgress →
+    /// Successful) unless the version changed meanwhile (`revision_id`).
+    /// Returns the new record, or `None` if the revision moved on.
+    fn set_lifecycle(
+        &self,
+        account: &str,
+        name: &str,
+        version: &str,
+        revision_id: &str,
+        lifecycle: &Lifecycle,
+    ) -> Result<Option<VersionRecord>>;
+    /// Every version of every account whose activation has not completed
+    /// (for the restart path).
+    fn pending_activations(&self) -> Result<Vec<VersionRecord>>;
+    /// Deletes the whole function: versions, aliases, concurrency settings.
+    fn delete_function(&self, account: &str, name: &str) -> Result<()>;
+    /// Deletes one published version. 400 for `$LATEST`, 409 if an alias points at it.
+    fn delete_version(&self, account: &str, name: &str, version: &str) -> Result<()>;
+    /// Publishes `$LATEST` as a new version, or returns the newest version if
+    /// `$LATEST` has not changed since (code digest and configuration).
+    fn publish_version(
+        &self,
+        account: &str,
+        name: &str,
+        code_sha256: Option<&str>,
+        description: Option<&str>,
+        revision_id: Option<&str>,
+        now_ms: i64,
+    ) -> Result<VersionRecord>;
+    /// `$LATEST` then every published version in ascending order, paged.
+    fn list_versions(
+        &self,
+        account: &str,
+        name: &str,
+        marker: Option<&str>,
+        max_items: usize,
+    ) -> Result<Page<VersionRecord>>;
+    /// The function's tags.
+    fn tags(&self, account: &str, name: &str) -> Result<BTreeMap<String, String>>;
+
+    // ---- aliases --------------------------------------------------------
+    fn create_alias(
+        &self,
+        account: &str,
+        function: &str,
+        alias: &str,
+        spec: &AliasSpec,
+    ) -> Result<Alias>;
+    fn get_alias(&self, account: &str, function: &str, alias: &str) -> Result<Alias>;
+    fn update_alias(
+        &self,
+        account: &str,
+        function: &str,
+        alias: &str,
+        spec: &AliasSpec,
+        revision_id: Option<&str>,
+    ) -> Result<Alias>;
+    fn delete_alias(&self, account: &str, function: &str, alias: &str) -> Result<()>;
+    /// Aliases ordered by name; with `function_version`, only those pointing at it.
+    fn list_aliases(
+        &self,
+        account: &str,
+        function: &str,
+        function_version: Option<&str>,
+        marker: Option<&str>,
+        max_items: usize,
+    ) -> Result<Page<Alias>>;
+
+    // ---- concurrency ----------------------------------------------------
+    /// Sets reserved concurrency. Fails (400) if it would leave the account
+    /// less than the unreserved minimum of `account_limit`.
+    fn put_reserved_concurrency(
+        &self,
+        account: &str,
+        name: &str,
+        n: u32,
+        account_limit: u32,
+    ) -> Result<()>;
+    fn get_reserved_concurrency(&self, account: &str, name: &str) -> Result<Option<u32>>;
+    fn delete_reserved_concurrency(&self, account: &str, name: &str) -> Result<()>;
+
+    /// Totals for GetAccountSettings.
+    fn account_usage(&self, account: &str) -> Result<AccountUsage>;
+
+    // ---- integrity ------------------------------------------------------
+    /// Digest of every code package a row refers to (for blob GC and checks).
+    fn referenced_code(&self) -> Result<Vec<String>>;
+    /// SQLite's `PRAGMA integrity_check` plus foreign-key check: `Ok` if clean.
+    fn integrity_check(&self) -> Result<()>;
+}

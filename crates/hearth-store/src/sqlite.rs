@@ -1,0 +1,1 @@
+//! SQLite registry (to be written).
