@@ -1,1 +1,133 @@
+//! Hearth's HTTP frontend: the Lambda control plane, Hearth's admin API
+//! under `/hearth/v1/`, and SigV4 authentication.
+//!
+//! Handlers only parse requests into typed inputs, call the
+//! [`hearth_store::Registry`] and [`hearth_store::CodeStore`], and render
+//! Lambda's JSON; errors become HTTP in exactly one place ([`error`]).
+//!
+//! ```no_run
+//! # async fn demo(state: hearth_api::AppState) {
+//! let app = hearth_api::app(state);
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:9000").await.unwrap();
+//! axum::serve(listener, app).await.unwrap();
+//! # }
+//! ```
+
+pub mod admin;
+pub mod aliases;
 pub mod auth;
+pub mod caller;
+pub mod concurrency;
+pub mod error;
+pub mod functions;
+pub mod request;
+pub mod shapes;
+pub mod state;
+
+pub use state::{ApiSettings, AppState};
+
+use axum::extract::Request;
+use axum::http::HeaderValue;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, put};
+use axum::Router;
+use hearth_types::{ErrorKind, LambdaError};
+
+/// The whole HTTP surface of a node.
+pub fn app(state: AppState) -> Router {
+    use functions as f;
+    let signed = Router::new()
+        // Lambda control plane.
+        .route("/2015-03-31/functions", get(f::list_functions).post(f::create_function))
+        .route("/2015-03-31/functions/", get(f::list_functions).post(f::create_function))
+        .route(
+            "/2015-03-31/functions/{name}",
+            get(f::get_function).delete(f::delete_function),
+        )
+        .route(
+            "/2015-03-31/functions/{name}/configuration",
+            get(f::get_function_configuration).put(f::update_function_configuration),
+        )
+        .route("/2015-03-31/functions/{name}/code", put(f::update_function_code))
+        .route(
+            "/2015-03-31/functions/{name}/versions",
+            get(f::list_versions).post(f::publish_version),
+        )
+        .route(
+            "/2015-03-31/functions/{name}/aliases",
+            get(aliases::list_aliases).post(aliases::create_alias),
+        )
+        .route(
+            "/2015-03-31/functions/{name}/aliases/{alias}",
+            get(aliases::get_alias)
+                .put(aliases::update_alias)
+                .delete(aliases::delete_alias),
+        )
+        .route(
+            "/2017-10-31/functions/{name}/concurrency",
+            put(concurrency::put_function_concurrency)
+                .delete(concurrency::delete_function_concurrency),
+        )
+        .route(
+            "/2019-09-30/functions/{name}/concurrency",
+            get(concurrency::get_function_concurrency),
+        )
+        .route("/2016-08-19/account-settings", get(concurrency::get_account_settings))
+        .route("/2016-08-19/account-settings/", get(concurrency::get_account_settings))
+        // Hearth's admin API.
+        .route(
+            "/hearth/v1/accounts",
+            get(admin::list_accounts).post(admin::create_account),
+        )
+        .route(
+            "/hearth/v1/accounts/{id}",
+            axum::routing::delete(admin::delete_account),
+        )
+        .route("/hearth/v1/runtimes", get(admin::list_runtimes))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            caller::authenticate,
+        ));
+    let open = Router::new()
+        .route("/hearth/v1/health", get(admin::health))
+        .route("/hearth/v1/code/{account}/{sha}", get(f::download_code));
+    Router::new()
+        .merge(signed)
+        .merge(open)
+        .method_not_allowed_fallback(method_not_allowed)
+        .fallback(unknown_operation)
+        .layer(middleware::from_fn(request_id))
+        .with_state(state)
+}
+
+async fn unknown_operation(req: Request) -> Response {
+    error::ApiError(LambdaError::new(
+        ErrorKind::UnknownOperation,
+        format!("No operation at {} {}", req.method(), req.uri().path()),
+    ))
+    .into_response()
+}
+
+async fn method_not_allowed(req: Request) -> Response {
+    error::ApiError(LambdaError::new(
+        ErrorKind::MethodNotAllowed,
+        format!(
+            "The operation at {} does not accept the method {}",
+            req.uri().path(),
+            req.method()
+        ),
+    ))
+    .into_response()
+}
+
+/// Gives every response an `x-amzn-RequestId`, as Lambda does.
+async fn request_id(req: Request, next: Next) -> Response {
+    let id = uuid::Uuid::new_v4().to_string();
+    let span = tracing::debug_span!("request", id = %id, method = %req.method(), path = %req.uri().path());
+    let mut resp = tracing::Instrument::instrument(next.run(req), span).await;
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        resp.headers_mut().insert("x-amzn-RequestId", v);
+    }
+    resp
+}

@@ -1,1 +1,83 @@
-fn main() {}
+//! `hearth`: the node (`hearth serve`) and the CLI that talks to it.
+
+mod client;
+mod commands;
+mod serve;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "hearth", version, about = "Self-hosted serverless functions with an AWS-Lambda-compatible API")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a node: the Lambda API, the registry and the code store.
+    Serve(serve::ServeArgs),
+    /// Manage accounts (admin accounts only).
+    Accounts {
+        #[command(flatten)]
+        client: client::ClientArgs,
+        #[command(subcommand)]
+        command: commands::AccountsCommand,
+    },
+    /// Create or update a function from a directory or a zip.
+    Deploy {
+        #[command(flatten)]
+        client: client::ClientArgs,
+        #[command(flatten)]
+        args: commands::DeployArgs,
+    },
+    /// List your functions.
+    Ls {
+        #[command(flatten)]
+        client: client::ClientArgs,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a function (or one version with NAME:VERSION).
+    Rm {
+        #[command(flatten)]
+        client: client::ClientArgs,
+        name: String,
+    },
+    /// Show which host interpreter runs each runtime.
+    Runtimes {
+        #[command(flatten)]
+        client: client::ClientArgs,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("HEARTH_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?
+            .block_on(serve::serve(args)),
+        Command::Accounts { client, command } => {
+            commands::accounts(&client::Client::new(client)?, command)
+        }
+        Command::Deploy { client, args } => commands::deploy(&client::Client::new(client)?, args),
+        Command::Ls { client, json } => commands::ls(&client::Client::new(client)?, json),
+        Command::Rm { client, name } => commands::rm(&client::Client::new(client)?, &name),
+        Command::Runtimes { client, json } => {
+            commands::runtimes(&client::Client::new(client)?, json)
+        }
+    }
+}

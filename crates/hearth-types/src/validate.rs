@@ -49,9 +49,9 @@ pub fn environment(vars: &BTreeMap<String, String>) -> Result<(), LambdaError> {
         let ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic())
             && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
         if !ok {
-            return Err(LambdaError::validation(&[format!(
-                "Value at 'environment.variables' failed to satisfy constraint: Map keys must satisfy constraint: [Member must satisfy regular expression pattern: [a-zA-Z]([a-zA-Z0-9_])+]"
-            )]));
+            return Err(LambdaError::validation(&[
+                "Value at 'environment.variables' failed to satisfy constraint: Map keys must satisfy constraint: [Member must satisfy regular expression pattern: [a-zA-Z]([a-zA-Z0-9_])+]".to_owned(),
+            ]));
         }
         if RESERVED_ENV.contains(&key.as_str()) {
             return Err(LambdaError::invalid(format!(

@@ -1,0 +1,83 @@
+//! Authentication of every signed request: SigV4 verified by recomputing the
+//! signature with the caller's secret, and the [`Caller`] it yields.
+
+use crate::auth::{self, SigV4Request};
+use crate::error::ApiError;
+use crate::state::AppState;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use hearth_types::function::Account;
+use hearth_types::{ErrorKind, LambdaError};
+
+/// The authenticated account of a request.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub account: Account,
+}
+
+impl Caller {
+    pub fn id(&self) -> &str {
+        &self.account.id
+    }
+}
+
+/// Buffers the body (it is part of the signature), verifies the signature
+/// and puts the [`Caller`] into the request's extensions.
+pub async fn authenticate(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let (parts, body) = req.into_parts();
+    let bytes = match axum::body::to_bytes(body, hearth_types::limits::CONTROL_BODY_MAX_BYTES).await
+    {
+        Ok(b) => b,
+        Err(_) => {
+            return ApiError(LambdaError::new(
+                ErrorKind::RequestEntityTooLarge,
+                format!(
+                    "Request must be smaller than {} bytes for this operation",
+                    hearth_types::limits::CONTROL_BODY_MAX_BYTES
+                ),
+            ))
+            .into_response()
+        }
+    };
+    let sreq = SigV4Request {
+        method: parts.method.as_str(),
+        raw_path: parts.uri.path(),
+        raw_query: parts.uri.query(),
+        headers: &parts.headers,
+        body: &bytes,
+    };
+    let parsed = match auth::parse(&sreq) {
+        Ok(p) => p,
+        Err(e) => return ApiError(LambdaError::from(&e)).into_response(),
+    };
+    let key_id = parsed.access_key_id.clone();
+    let found = state
+        .blocking(move |s| Ok(s.registry.find_access_key(&key_id)?))
+        .await;
+    let (account, key) = match found {
+        Ok(Some(found)) => found,
+        Ok(None) => {
+            return ApiError(LambdaError::new(
+                ErrorKind::UnrecognizedClient,
+                "The security token included in the request is invalid.",
+            ))
+            .into_response()
+        }
+        Err(e) => return e.into_response(),
+    };
+    if let Err(e) = auth::verify(
+        &sreq,
+        &parsed,
+        &key.secret_access_key,
+        time::OffsetDateTime::now_utc(),
+        &state.signing_keys,
+    ) {
+        tracing::debug!(access_key = %parsed.access_key_id, error = %e, "signature refused");
+        return ApiError(LambdaError::from(&e)).into_response();
+    }
+    let mut req = Request::from_parts(parts, Body::from(bytes));
+    req.extensions_mut().insert(Caller { account });
+    next.run(req).await
+}

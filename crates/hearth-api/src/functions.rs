@@ -1,0 +1,603 @@
+//! Lambda's function operations: Create/Get/List/Update/Delete, versions,
+//! and the code download URL of GetFunction.
+
+use crate::caller::Caller;
+use crate::error::{ApiError, ApiResult};
+use crate::request::{json_body, resolve, PageQuery, QualifierQuery};
+use crate::shapes::function_configuration;
+use crate::state::AppState;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use base64::Engine;
+use bytes::Bytes;
+use hearth_store::{ConfigPatch, NewFunction, VersionSelector};
+use hearth_types::arn::validate_new_function_name;
+use hearth_types::function::{CodeRef, FunctionConfig};
+use hearth_types::runtime::Runtime;
+use hearth_types::{limits, validate, ErrorKind, LambdaError};
+use hmac::{Hmac, Mac};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct CodeInput {
+    zip_file: Option<String>,
+    s3_bucket: Option<String>,
+    image_uri: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct EnvironmentInput {
+    variables: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct EphemeralStorageInput {
+    size: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct CreateFunctionInput {
+    function_name: Option<String>,
+    runtime: Option<String>,
+    role: Option<String>,
+    handler: Option<String>,
+    code: Option<CodeInput>,
+    description: Option<String>,
+    timeout: Option<i64>,
+    memory_size: Option<i64>,
+    #[serde(default)]
+    publish: bool,
+    environment: Option<EnvironmentInput>,
+    tags: Option<BTreeMap<String, String>>,
+    architectures: Option<Vec<String>>,
+    ephemeral_storage: Option<EphemeralStorageInput>,
+    package_type: Option<String>,
+    layers: Option<Vec<String>>,
+}
+
+fn u32_in_range(v: i64, check: fn(u32) -> Result<(), LambdaError>) -> ApiResult<u32> {
+    let clamped = u32::try_from(v).unwrap_or(if v < 0 { 0 } else { u32::MAX });
+    check(clamped)?;
+    Ok(clamped)
+}
+
+fn architectures(a: Option<Vec<String>>) -> ApiResult<Vec<String>> {
+    let a = a.unwrap_or_else(|| vec!["x86_64".to_owned()]);
+    if a.len() != 1 {
+        return Err(LambdaError::validation(&[format!(
+            "Value '[{}]' at 'architectures' failed to satisfy constraint: Member must have length less than or equal to 1",
+            a.join(", ")
+        )])
+        .into());
+    }
+    if a[0] != std::env::consts::ARCH && !(a[0] == "arm64" && std::env::consts::ARCH == "aarch64") {
+        return Err(LambdaError::invalid(format!(
+            "Architecture {} is not supported by this Hearth node, which runs {}.",
+            a[0],
+            std::env::consts::ARCH
+        ))
+        .into());
+    }
+    Ok(a)
+}
+
+fn ephemeral_storage(e: Option<EphemeralStorageInput>) -> ApiResult<u32> {
+    let size = e.and_then(|e| e.size).unwrap_or(512);
+    if !(512..=10240).contains(&size) {
+        return Err(LambdaError::validation(&[format!(
+            "Value '{size}' at 'ephemeralStorage.size' failed to satisfy constraint: Member must have value between 512 and 10240"
+        )])
+        .into());
+    }
+    Ok(size as u32)
+}
+
+fn parse_runtime(s: &str) -> ApiResult<Runtime> {
+    Runtime::parse(s).ok_or_else(|| LambdaError::invalid(Runtime::unknown_message(s)).into())
+}
+
+/// Decodes `Code.ZipFile`, refusing every other code source clearly.
+fn zip_bytes(code: Option<CodeInput>) -> ApiResult<Vec<u8>> {
+    let code = code.unwrap_or_default();
+    if code.image_uri.is_some() {
+        return Err(LambdaError::invalid(
+            "Hearth runs Zip packages only; container images (ImageUri) are not supported.",
+        )
+        .into());
+    }
+    if code.s3_bucket.is_some() {
+        return Err(LambdaError::invalid(
+            "Hearth takes code as Code.ZipFile in the request; S3 locations are not supported.",
+        )
+        .into());
+    }
+    let Some(b64) = code.zip_file else {
+        return Err(LambdaError::invalid("Please provide a source for function code.").into());
+    };
+    // Base64 of 50 MB is about 66.7 MB: refuse larger input before decoding it.
+    if b64.len() as u64 > limits::ZIP_MAX_BYTES.div_ceil(3) * 4 + 4 {
+        return Err(zip_too_large());
+    }
+    base64::engine::general_purpose::STANDARD
+        .decode(b64.as_bytes())
+        .map_err(|e| {
+            ApiError(LambdaError::new(
+                ErrorKind::InvalidRequestContent,
+                format!("Could not decode Code.ZipFile: it is not valid base64 ({e})."),
+            ))
+        })
+}
+
+fn zip_too_large() -> ApiError {
+    ApiError(LambdaError::new(
+        ErrorKind::RequestEntityTooLarge,
+        format!(
+            "Zipped size must be smaller than {} bytes",
+            limits::ZIP_MAX_BYTES
+        ),
+    ))
+}
+
+/// Stages the code and checks that the handler (or `bootstrap`) is in it.
+fn stage_code(state: &AppState, zip: &[u8], runtime: &Runtime, handler: &str) -> ApiResult<CodeRef> {
+    let staged = state.code.stage(zip)?;
+    state
+        .code
+        .check_entrypoint(&staged.code.sha256_hex, runtime, handler)?;
+    Ok(staged.code)
+}
+
+/// Checks everything in a complete configuration, including that its
+/// runtime has an interpreter here.
+fn validate_config(state: &AppState, c: &FunctionConfig) -> ApiResult<()> {
+    validate::role(&c.role)?;
+    validate::handler(&c.handler)?;
+    validate::description(&c.description)?;
+    validate::memory_size(c.memory_size)?;
+    validate::timeout(c.timeout)?;
+    validate::environment(&c.environment)?;
+    state.runtimes.interpreter(&c.runtime)?;
+    Ok(())
+}
+
+fn now_ms() -> i64 {
+    let now = time::OffsetDateTime::now_utc();
+    (now.unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+pub async fn create_function(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let input: CreateFunctionInput = json_body(&body)?;
+    let created = state
+        .blocking(move |s| {
+            let name_in = input.function_name.clone().unwrap_or_default();
+            let fref = validate_new_function_name(&name_in)?;
+            if !fref.is_for(&s.node, caller.id()) {
+                return Err(LambdaError::invalid(format!(
+                    "The function name {name_in} names another account or region than the caller's."
+                ))
+                .into());
+            }
+            if input.package_type.as_deref().is_some_and(|p| p != "Zip") {
+                return Err(LambdaError::invalid(
+                    "Hearth runs Zip packages only; PackageType Image is not supported.",
+                )
+                .into());
+            }
+            if input.layers.as_ref().is_some_and(|l| !l.is_empty()) {
+                return Err(LambdaError::invalid("Layers are not supported by this Hearth node yet.").into());
+            }
+            let (Some(runtime), Some(handler)) = (input.runtime.as_deref(), input.handler.clone()) else {
+                return Err(LambdaError::invalid(
+                    "Runtime and Handler are mandatory parameters for functions created with deployment packages.",
+                )
+                .into());
+            };
+            let config = FunctionConfig {
+                runtime: parse_runtime(runtime)?,
+                handler,
+                role: input.role.clone().unwrap_or_default(),
+                description: input.description.clone().unwrap_or_default(),
+                memory_size: u32_in_range(
+                    input.memory_size.unwrap_or(i64::from(limits::MEMORY_DEFAULT_MB)),
+                    validate::memory_size,
+                )?,
+                timeout: u32_in_range(
+                    input.timeout.unwrap_or(i64::from(limits::TIMEOUT_DEFAULT_S)),
+                    validate::timeout,
+                )?,
+                environment: input
+                    .environment
+                    .and_then(|e| e.variables)
+                    .unwrap_or_default(),
+                ephemeral_storage_mb: ephemeral_storage(input.ephemeral_storage)?,
+                architectures: architectures(input.architectures)?,
+            };
+            validate_config(s, &config)?;
+            let zip = zip_bytes(input.code)?;
+            let code = stage_code(s, &zip, &config.runtime, &config.handler)?;
+            let (latest, published) = s.registry.create_function(
+                caller.id(),
+                NewFunction {
+                    name: fref.name.as_str().to_owned(),
+                    config,
+                    code,
+                    publish: input.publish,
+                    tags: input.tags.unwrap_or_default(),
+                },
+                now_ms(),
+            )?;
+            s.activate(&latest);
+            if let Some(p) = &published {
+                s.activate(p);
+            }
+            Ok(published.unwrap_or(latest))
+        })
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(function_configuration(&state.node, &created)),
+    )
+        .into_response())
+}
+
+/// A signed, unguessable URL from which the code zip can be fetched
+/// without credentials, like S3's presigned `Code.Location`.
+fn code_location(state: &AppState, headers: &HeaderMap, account: &str, sha: &str) -> String {
+    let host = headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("127.0.0.1");
+    format!(
+        "http://{host}/hearth/v1/code/{account}/{sha}?token={}",
+        code_token(state, account, sha)
+    )
+}
+
+fn code_mac(state: &AppState, account: &str, sha: &str) -> Hmac<sha2::Sha256> {
+    // A 32-byte key is always a valid HMAC key: new_from_slice cannot fail.
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&state.url_key).expect("HMAC takes any key size");
+    mac.update(account.as_bytes());
+    mac.update(b"/");
+    mac.update(sha.as_bytes());
+    mac
+}
+
+fn code_token(state: &AppState, account: &str, sha: &str) -> String {
+    hex::encode(code_mac(state, account, sha).finalize().into_bytes())
+}
+
+#[derive(Debug, Deserialize)]
+pub struct TokenQuery {
+    token: String,
+}
+
+/// `GET /hearth/v1/code/{account}/{sha}?token=…`: the zip behind `Code.Location`.
+pub async fn download_code(
+    State(state): State<AppState>,
+    Path((account, sha)): Path<(String, String)>,
+    Query(q): Query<TokenQuery>,
+) -> ApiResult<Response> {
+    let given = hex::decode(&q.token).unwrap_or_default();
+    if code_mac(&state, &account, &sha).verify_slice(&given).is_err() {
+        return Err(LambdaError::new(ErrorKind::AccessDenied, "The code URL is invalid or has expired.").into());
+    }
+    let zip = state.blocking(move |s| Ok(s.code.read_zip(&sha)?)).await?;
+    Ok(([(http::header::CONTENT_TYPE, "application/zip")], zip).into_response())
+}
+
+pub async fn get_function(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+    Query(q): Query<QualifierQuery>,
+    headers: HeaderMap,
+) -> ApiResult<Json<Value>> {
+    let fref = resolve(&state, &caller, &name, q.qualifier.as_deref())?;
+    let (v, tags, reserved) = state
+        .blocking(move |s| {
+            let sel = VersionSelector::from_qualifier(fref.qualifier.as_deref());
+            let v = s
+                .registry
+                .get_version(caller.id(), fref.name.as_str(), &sel)?;
+            let tags = s.registry.tags(caller.id(), fref.name.as_str())?;
+            let reserved = s
+                .registry
+                .get_reserved_concurrency(caller.id(), fref.name.as_str())?;
+            Ok((v, tags, reserved))
+        })
+        .await?;
+    let mut out = json!({
+        "Configuration": function_configuration(&state.node, &v),
+        "Code": {
+            "RepositoryType": "S3",
+            "Location": code_location(&state, &headers, &v.account_id, &v.code.sha256_hex),
+        },
+    });
+    if !tags.is_empty() {
+        out["Tags"] = json!(tags);
+    }
+    if let Some(n) = reserved {
+        out["Concurrency"] = json!({"ReservedConcurrentExecutions": n});
+    }
+    Ok(Json(out))
+}
+
+pub async fn get_function_configuration(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+    Query(q): Query<QualifierQuery>,
+) -> ApiResult<Json<Value>> {
+    let fref = resolve(&state, &caller, &name, q.qualifier.as_deref())?;
+    let v = state
+        .blocking(move |s| {
+            let sel = VersionSelector::from_qualifier(fref.qualifier.as_deref());
+            Ok(s.registry.get_version(caller.id(), fref.name.as_str(), &sel)?)
+        })
+        .await?;
+    Ok(Json(function_configuration(&state.node, &v)))
+}
+
+pub async fn list_functions(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Query(q): Query<PageQuery>,
+) -> ApiResult<Json<Value>> {
+    let max = q.max_items()?;
+    let page = state
+        .blocking(move |s| {
+            Ok(s.registry
+                .list_functions(caller.id(), q.marker.as_deref(), max)?)
+        })
+        .await?;
+    let functions: Vec<Value> = page
+        .items
+        .iter()
+        .map(|v| function_configuration(&state.node, v))
+        .collect();
+    let mut out = json!({ "Functions": functions });
+    if let Some(m) = page.next_marker {
+        out["NextMarker"] = json!(m);
+    }
+    Ok(Json(out))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct UpdateCodeInput {
+    zip_file: Option<String>,
+    s3_bucket: Option<String>,
+    image_uri: Option<String>,
+    #[serde(default)]
+    publish: bool,
+    revision_id: Option<String>,
+    #[serde(default)]
+    dry_run: bool,
+    architectures: Option<Vec<String>>,
+}
+
+pub async fn update_function_code(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    let input: UpdateCodeInput = json_body(&body)?;
+    let fref = resolve(&state, &caller, &name, None)?;
+    let v = state
+        .blocking(move |s| {
+            let fname = fref.name.as_str();
+            if fref.qualifier.as_deref().is_some_and(|q| q != "$LATEST") {
+                return Err(LambdaError::invalid(
+                    "Current operation does not support versions other than $LATEST. Please set version to $LATEST or do not set a version in your request.",
+                )
+                .into());
+            }
+            let current = s
+                .registry
+                .get_version(caller.id(), fname, &VersionSelector::Latest)?;
+            if input.architectures.is_some() {
+                architectures(input.architectures)?;
+            }
+            let zip = zip_bytes(Some(CodeInput {
+                zip_file: input.zip_file,
+                s3_bucket: input.s3_bucket,
+                image_uri: input.image_uri,
+            }))?;
+            let code = stage_code(s, &zip, &current.config.runtime, &current.config.handler)?;
+            if input.dry_run {
+                let mut preview = current;
+                preview.code = code;
+                return Ok(preview);
+            }
+            let (latest, published) = s.registry.update_code(
+                caller.id(),
+                fname,
+                code,
+                input.revision_id.as_deref(),
+                input.publish,
+                now_ms(),
+            )?;
+            s.activate(&latest);
+            if let Some(p) = &published {
+                s.activate(p);
+            }
+            Ok(published.unwrap_or(latest))
+        })
+        .await?;
+    Ok(Json(function_configuration(&state.node, &v)))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct UpdateConfigInput {
+    runtime: Option<String>,
+    handler: Option<String>,
+    role: Option<String>,
+    description: Option<String>,
+    timeout: Option<i64>,
+    memory_size: Option<i64>,
+    environment: Option<EnvironmentInput>,
+    ephemeral_storage: Option<EphemeralStorageInput>,
+    revision_id: Option<String>,
+    layers: Option<Vec<String>>,
+}
+
+pub async fn update_function_configuration(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    let input: UpdateConfigInput = json_body(&body)?;
+    let fref = resolve(&state, &caller, &name, None)?;
+    let v = state
+        .blocking(move |s| {
+            let fname = fref.name.as_str();
+            if input.layers.as_ref().is_some_and(|l| !l.is_empty()) {
+                return Err(LambdaError::invalid("Layers are not supported by this Hearth node yet.").into());
+            }
+            let patch = ConfigPatch {
+                runtime: input.runtime.as_deref().map(parse_runtime).transpose()?,
+                handler: input.handler,
+                role: input.role,
+                description: input.description,
+                memory_size: input
+                    .memory_size
+                    .map(|m| u32_in_range(m, validate::memory_size))
+                    .transpose()?,
+                timeout: input
+                    .timeout
+                    .map(|t| u32_in_range(t, validate::timeout))
+                    .transpose()?,
+                environment: input.environment.map(|e| e.variables.unwrap_or_default()),
+                ephemeral_storage_mb: input
+                    .ephemeral_storage
+                    .map(|e| ephemeral_storage(Some(e)))
+                    .transpose()?,
+            };
+            let current = s
+                .registry
+                .get_version(caller.id(), fname, &VersionSelector::Latest)?;
+            let mut next = current.config.clone();
+            patch.apply(&mut next);
+            validate_config(s, &next)?;
+            if next.runtime != current.config.runtime || next.handler != current.config.handler {
+                s.code
+                    .check_entrypoint(&current.code.sha256_hex, &next.runtime, &next.handler)?;
+            }
+            let v = s.registry.update_config(
+                caller.id(),
+                fname,
+                &patch,
+                input.revision_id.as_deref(),
+                now_ms(),
+            )?;
+            s.activate(&v);
+            Ok(v)
+        })
+        .await?;
+    Ok(Json(function_configuration(&state.node, &v)))
+}
+
+pub async fn delete_function(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+    Query(q): Query<QualifierQuery>,
+) -> ApiResult<StatusCode> {
+    let fref = resolve(&state, &caller, &name, q.qualifier.as_deref())?;
+    state
+        .blocking(move |s| {
+            let fname = fref.name.as_str();
+            match fref.qualifier.as_deref() {
+                None => s.registry.delete_function(caller.id(), fname)?,
+                Some(v) => s.registry.delete_version(caller.id(), fname, v)?,
+            }
+            Ok(())
+        })
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct PublishInput {
+    code_sha256: Option<String>,
+    description: Option<String>,
+    revision_id: Option<String>,
+}
+
+pub async fn publish_version(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let input: PublishInput = json_body(&body)?;
+    let fref = resolve(&state, &caller, &name, None)?;
+    let v = state
+        .blocking(move |s| {
+            if let Some(d) = &input.description {
+                validate::description(d)?;
+            }
+            let v = s.registry.publish_version(
+                caller.id(),
+                fref.name.as_str(),
+                input.code_sha256.as_deref(),
+                input.description.as_deref(),
+                input.revision_id.as_deref(),
+                now_ms(),
+            )?;
+            s.activate(&v);
+            Ok(v)
+        })
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(function_configuration(&state.node, &v)),
+    )
+        .into_response())
+}
+
+pub async fn list_versions(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+    Query(q): Query<PageQuery>,
+) -> ApiResult<Json<Value>> {
+    let fref = resolve(&state, &caller, &name, None)?;
+    let max = q.max_items()?;
+    let page = state
+        .blocking(move |s| {
+            Ok(s.registry.list_versions(
+                caller.id(),
+                fref.name.as_str(),
+                q.marker.as_deref(),
+                max,
+            )?)
+        })
+        .await?;
+    let versions: Vec<Value> = page
+        .items
+        .iter()
+        .map(|v| function_configuration(&state.node, v))
+        .collect();
+    let mut out = json!({ "Versions": versions });
+    if let Some(m) = page.next_marker {
+        out["NextMarker"] = json!(m);
+    }
+    Ok(Json(out))
+}

@@ -1,0 +1,162 @@
+//! What every handler shares: the registry, the code store, the runtime
+//! catalog, the node's identity, the signing-key cache and the activation
+//! queue.
+
+use crate::auth::SigningKeyCache;
+use crate::error::{ApiError, ApiResult};
+use hearth_runtime::RuntimeCatalog;
+use hearth_store::{CodeStore, Registry};
+use hearth_types::arn::NodeIdentity;
+use hearth_types::function::{Lifecycle, VersionRecord};
+use hearth_types::LambdaError;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+/// Node-wide settings the API needs.
+#[derive(Debug, Clone)]
+pub struct ApiSettings {
+    /// Concurrency limit of every account (GetAccountSettings, reserved-concurrency checks).
+    pub account_concurrency: u32,
+}
+
+impl Default for ApiSettings {
+    fn default() -> Self {
+        Self {
+            account_concurrency: hearth_types::limits::ACCOUNT_CONCURRENCY_DEFAULT,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Shared {
+    pub registry: Arc<dyn Registry>,
+    pub code: Arc<CodeStore>,
+    pub node: NodeIdentity,
+    pub runtimes: RuntimeCatalog,
+    pub settings: ApiSettings,
+    pub signing_keys: SigningKeyCache,
+    /// Keys code-download URLs (`GetFunction`'s `Code.Location`).
+    pub url_key: [u8; 32],
+    activation: mpsc::UnboundedSender<Activation>,
+}
+
+/// The state handlers receive.
+#[derive(Debug, Clone)]
+pub struct AppState(pub Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// A version whose code must be made ready before it turns `Active`.
+#[derive(Debug, Clone)]
+struct Activation {
+    account: String,
+    name: String,
+    version: String,
+    revision_id: String,
+    code_sha256_hex: String,
+}
+
+impl AppState {
+    /// Builds the state and starts the activation worker on the current
+    /// tokio runtime. Versions left mid-activation by a previous run are
+    /// queued again.
+    pub fn start(
+        registry: Arc<dyn Registry>,
+        code: Arc<CodeStore>,
+        node: NodeIdentity,
+        runtimes: RuntimeCatalog,
+        settings: ApiSettings,
+    ) -> Result<Self, ApiError> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let state = Self(Arc::new(Shared {
+            registry,
+            code,
+            node,
+            runtimes,
+            settings,
+            signing_keys: SigningKeyCache::new(),
+            url_key: rand::random(),
+            activation: tx,
+        }));
+        tokio::spawn(activation_worker(state.clone(), rx));
+        for v in state.registry.pending_activations()? {
+            state.activate(&v);
+        }
+        Ok(state)
+    }
+
+    /// Runs blocking registry / file work off the async threads.
+    pub async fn blocking<T, F>(&self, f: F) -> ApiResult<T>
+    where
+        F: FnOnce(&AppState) -> ApiResult<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || f(&me))
+            .await
+            .map_err(|e| ApiError(LambdaError::service(format!("worker failed: {e}"))))?
+    }
+
+    /// Queues `v` for activation if it still needs it.
+    pub fn activate(&self, v: &VersionRecord) {
+        if !v.lifecycle.needs_activation() {
+            return;
+        }
+        // The worker lives as long as the state; a send can only fail during
+        // shutdown, when the next start re-queues the version anyway.
+        let _ = self.activation.send(Activation {
+            account: v.account_id.clone(),
+            name: v.function_name.clone(),
+            version: v.version.clone(),
+            revision_id: v.revision_id.clone(),
+            code_sha256_hex: v.code.sha256_hex.clone(),
+        });
+    }
+}
+
+/// Makes each queued version's code ready — the unpacked tree present and
+/// its blob's digest re-verified — then records `Active` / `Successful`, or
+/// `Failed` with the reason if the code cannot be made ready.
+async fn activation_worker(state: AppState, mut rx: mpsc::UnboundedReceiver<Activation>) {
+    while let Some(job) = rx.recv().await {
+        let s = state.clone();
+        let res = tokio::task::spawn_blocking(move || {
+            let ready = s
+                .code
+                .ensure_unpacked(&job.code_sha256_hex)
+                .and_then(|()| s.code.verify(&job.code_sha256_hex));
+            let lifecycle = match ready {
+                Ok(()) => Lifecycle::active(),
+                Err(e) => {
+                    tracing::error!(function = %job.name, error = %e, "code could not be made ready");
+                    failed_lifecycle(&e.to_string())
+                }
+            };
+            s.registry
+                .set_lifecycle(&job.account, &job.name, &job.version, &job.revision_id, &lifecycle)
+        })
+        .await;
+        match res {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "activation could not be recorded"),
+            Err(e) => tracing::error!(error = %e, "activation task failed"),
+        }
+    }
+}
+
+fn failed_lifecycle(reason: &str) -> Lifecycle {
+    use hearth_types::function::{FunctionState, UpdateStatus};
+    Lifecycle {
+        state: FunctionState::Failed,
+        state_reason: Some(reason.to_owned()),
+        state_reason_code: Some("InvalidZipFileException".to_owned()),
+        last_update_status: Some(UpdateStatus::Failed),
+        last_update_status_reason: Some(reason.to_owned()),
+        last_update_status_reason_code: Some("InvalidZipFileException".to_owned()),
+    }
+}

@@ -1,0 +1,147 @@
+//! `hearth serve`: one process running every role of a node.
+
+use anyhow::{Context, Result};
+use hearth_api::{ApiSettings, AppState};
+use hearth_runtime::RuntimeCatalog;
+use hearth_store::{CodeStore, Registry, SqliteRegistry};
+use hearth_types::arn::NodeIdentity;
+use hearth_types::function::{AccessKey, Account};
+use serde::Deserialize;
+use std::collections::{BTreeMap, HashSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// The dev account of the embedded default.
+pub const DEV_ACCOUNT_ID: &str = "000000000000";
+pub const DEV_ACCESS_KEY: &str = "test";
+pub const DEV_SECRET_KEY: &str = "test";
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Address to listen on [default: 127.0.0.1:9000].
+    #[arg(long, env = "HEARTH_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Data directory (SQLite registry and code) [default: ~/.local/share/hearth].
+    #[arg(long, env = "HEARTH_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// TOML config file (see README: listen, data_dir, region, dev_account, [runtimes]).
+    #[arg(long, env = "HEARTH_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+/// The config file. Flags and environment variables win over it.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub listen: Option<SocketAddr>,
+    pub data_dir: Option<PathBuf>,
+    /// Region printed in ARNs [default: us-east-1].
+    pub region: Option<String>,
+    /// Create the dev account `000000000000` (key `test` / secret `test`) [default: true].
+    pub dev_account: Option<bool>,
+    /// Concurrency limit of each account [default: 1000].
+    pub account_concurrency: Option<u32>,
+    /// Runtime → interpreter rules, e.g. `"python3.*" = "/usr/bin/python3"`.
+    #[serde(default)]
+    pub runtimes: BTreeMap<String, String>,
+}
+
+impl Config {
+    pub fn load(path: Option<&Path>) -> Result<Self> {
+        let Some(path) = path else {
+            return Ok(Self::default());
+        };
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config file {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
+    }
+}
+
+pub fn default_data_dir() -> PathBuf {
+    dirs::data_dir()
+        .unwrap_or_else(|| PathBuf::from("."))
+        .join("hearth")
+}
+
+/// The runtime catalog of this node (also used by `hearth runtimes --local`).
+pub fn runtime_catalog(config: &Config) -> RuntimeCatalog {
+    RuntimeCatalog::new(&config.runtimes, std::env::var("PATH").ok().as_deref())
+}
+
+pub async fn serve(args: ServeArgs) -> Result<()> {
+    let config = Config::load(args.config.as_deref())?;
+    let listen = args
+        .listen
+        .or(config.listen)
+        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 9000)));
+    let data_dir = args
+        .data_dir
+        .clone()
+        .or_else(|| config.data_dir.clone())
+        .unwrap_or_else(default_data_dir);
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
+    let node = NodeIdentity::new(config.region.clone().unwrap_or_else(|| "us-east-1".into()));
+
+    let registry: Arc<dyn Registry> = Arc::new(
+        SqliteRegistry::open(&data_dir.join("registry.sqlite"), node.clone())
+            .context("cannot open the registry")?,
+    );
+    let code = Arc::new(CodeStore::open(&data_dir.join("code")).context("cannot open the code store")?);
+    // Nothing is being staged yet, so unreferenced blobs are leftovers of
+    // creates that crashed before their row committed.
+    let referenced: HashSet<String> = registry.referenced_code()?.into_iter().collect();
+    let removed = code.gc(&referenced)?;
+    if removed > 0 {
+        tracing::info!(removed, "removed code packages no function refers to");
+    }
+    if config.dev_account.unwrap_or(true) {
+        registry.ensure_account(
+            &Account {
+                id: DEV_ACCOUNT_ID.into(),
+                name: "dev".into(),
+                admin: true,
+                created_ms: 0,
+            },
+            &AccessKey {
+                account_id: DEV_ACCOUNT_ID.into(),
+                access_key_id: DEV_ACCESS_KEY.into(),
+                secret_access_key: DEV_SECRET_KEY.into(),
+            },
+        )?;
+        tracing::info!(account = DEV_ACCOUNT_ID, access_key = DEV_ACCESS_KEY, "dev account enabled");
+    }
+    let runtimes = runtime_catalog(&config);
+    for e in runtimes.entries() {
+        tracing::info!(runtime = %e.runtime, interpreter = %e.interpreter, resolved = ?e.resolved, "runtime");
+    }
+    let settings = ApiSettings {
+        account_concurrency: config
+            .account_concurrency
+            .unwrap_or(hearth_types::limits::ACCOUNT_CONCURRENCY_DEFAULT),
+    };
+    let state = AppState::start(registry, code, node, runtimes, settings)
+        .map_err(|e| anyhow::anyhow!("cannot start: {}", e.0))?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    tracing::info!(%listen, data_dir = %data_dir.display(), "hearth is serving");
+    axum::serve(listener, hearth_api::app(state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    tracing::info!("hearth stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        tracing::error!("cannot install signal handlers; stop with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+    }
+}

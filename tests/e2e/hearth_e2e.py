@@ -1,0 +1,477 @@
+"""Shared pieces of the end-to-end suite: the `hearth serve` process, clients,
+zips built in memory and assertion helpers.
+
+The session fixture `hearth` (conftest.py) starts `$HEARTH_BIN serve` on a free loopback
+port with a fresh data directory, waits for `GET /hearth/v1/health`, and
+stops it (SIGTERM, then SIGKILL after a bound) at the end. Every wait and
+loop here is bounded in count and time; all traffic goes to 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Mapping
+
+import boto3
+import botocore.auth
+import botocore.config
+import pytest
+import urllib3
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+from botocore.exceptions import ClientError
+
+REPO = Path(__file__).resolve().parents[2]
+WORK = Path(__file__).resolve().parent / ".work"
+
+DEV_ACCOUNT = "000000000000"
+DEV_KEY = "test"
+DEV_SECRET = "test"
+REGION = "us-east-1"
+ROLE = f"arn:aws:iam::{DEV_ACCOUNT}:role/lambda-role"
+
+READY_TIMEOUT_S = 30
+STOP_TIMEOUT_S = 15
+WAITER = {"Delay": 0.25, "MaxAttempts": 240}  # at most ~60 s
+
+# Keep the clients away from whatever AWS configuration the machine has.
+for _var in list(os.environ):
+    if _var.startswith("AWS_") and _var not in ("AWS_EC2_METADATA_DISABLED",):
+        del os.environ[_var]
+os.environ["AWS_CONFIG_FILE"] = str(WORK / "no-aws-config")
+os.environ["AWS_SHARED_CREDENTIALS_FILE"] = str(WORK / "no-aws-credentials")
+os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
+
+
+def hearth_bin() -> Path:
+    p = Path(os.environ.get("HEARTH_BIN") or REPO / "target" / "debug" / "hearth")
+    if not p.is_file() or not os.access(p, os.X_OK):
+        pytest.fail(f"hearth binary not found or not executable at {p} (set HEARTH_BIN)")
+    return p
+
+
+# ---------------------------------------------------------------------------
+# Host runtimes
+
+
+def host_python_runtime() -> str:
+    """`python3.<minor>` of /usr/bin/python3 (the interpreter Hearth prefers)."""
+    exe = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
+    out = subprocess.run(
+        [exe, "-c", "import sys; print(sys.version_info.minor)"],
+        capture_output=True, text=True, timeout=30, check=True,
+    )
+    return f"python3.{out.stdout.strip()}"
+
+
+def host_node_runtime() -> str | None:
+    node = shutil.which("node") or shutil.which("nodejs")
+    if not node:
+        return None
+    try:
+        out = subprocess.run([node, "--version"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    v = out.stdout.strip().lstrip("v")
+    if not v.split(".")[0].isdigit():
+        return None
+    return f"nodejs{v.split('.')[0]}.x"
+
+
+PY_RUNTIME = host_python_runtime()
+NODE_RUNTIME = host_node_runtime()
+
+
+# ---------------------------------------------------------------------------
+# Zips built in memory
+
+PY_HANDLER = b"def handler(event, context):\n    return {'ok': True, 'event': event}\n"
+NODE_HANDLER = b"exports.handler = async (event) => ({ ok: true, event });\n"
+BOOTSTRAP = b"#!/bin/sh\nset -eu\nexit 0\n"
+
+UNIX = 3  # ZipInfo.create_system for Unix: mode bits live in external_attr
+
+
+def _info(name: str, mode: int) -> zipfile.ZipInfo:
+    zi = zipfile.ZipInfo(name, date_time=(2024, 1, 1, 0, 0, 0))
+    zi.create_system = UNIX
+    zi.external_attr = mode << 16
+    zi.compress_type = zipfile.ZIP_DEFLATED
+    return zi
+
+
+def make_zip(
+    files: Mapping[str, bytes | str],
+    *,
+    modes: Mapping[str, int] | None = None,
+    symlinks: Mapping[str, str] | None = None,
+) -> bytes:
+    """A zip of `files` (name -> content). `modes` overrides a file's mode
+    (default 0o644); `symlinks` adds entries name -> target stored as links."""
+    modes = dict(modes or {})
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in files.items():
+            if isinstance(data, str):
+                data = data.encode()
+            zf.writestr(_info(name, 0o100000 | modes.get(name, 0o644)), data)
+        for name, target in (symlinks or {}).items():
+            zf.writestr(_info(name, 0o120777), target.encode())
+    return buf.getvalue()
+
+
+def nonce() -> str:
+    return uuid.uuid4().hex
+
+
+def py_zip(extra: Mapping[str, bytes | str] | None = None, *, unique: bool = True) -> bytes:
+    """A python function's zip with `handler.py` (`handler.handler`). Unique
+    content by default, so its digest is the test's own."""
+    files: dict[str, bytes | str] = {"handler.py": PY_HANDLER}
+    if unique:
+        files["nonce.txt"] = nonce()
+    files.update(extra or {})
+    return make_zip(files)
+
+
+def node_zip(*, unique: bool = True) -> bytes:
+    files: dict[str, bytes | str] = {"index.js": NODE_HANDLER}
+    if unique:
+        files["nonce.txt"] = nonce()
+    return make_zip(files)
+
+
+def provided_zip(*, executable: bool = True, unique: bool = True) -> bytes:
+    files: dict[str, bytes | str] = {"bootstrap": BOOTSTRAP}
+    if unique:
+        files["nonce.txt"] = nonce()
+    return make_zip(files, modes={"bootstrap": 0o755 if executable else 0o644})
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def code_sha256(data: bytes) -> str:
+    """Lambda's CodeSha256: base64 of the zip's SHA-256 digest."""
+    return base64.b64encode(hashlib.sha256(data).digest()).decode()
+
+
+def unique_name(prefix: str = "fn") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+# ---------------------------------------------------------------------------
+# Raw signed HTTP
+
+
+@dataclass
+class RawResponse:
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+    def json(self):
+        return json.loads(self.body.decode("utf-8"))
+
+    def header(self, name: str) -> str | None:
+        for k, v in self.headers.items():
+            if k.lower() == name.lower():
+                return v
+        return None
+
+
+_HTTP = urllib3.PoolManager(retries=False, timeout=urllib3.Timeout(connect=10, read=120))
+
+
+def raw_request(
+    endpoint: str,
+    method: str,
+    path: str,
+    body: bytes | str | None = None,
+    *,
+    headers: Mapping[str, str] | None = None,
+    access_key: str | None = DEV_KEY,
+    secret: str = DEV_SECRET,
+    region: str = REGION,
+    service: str = "lambda",
+    sign: bool = True,
+) -> RawResponse:
+    """One HTTP request to the server, SigV4-signed as botocore signs (unless
+    `sign` is false or `access_key` is None)."""
+    assert endpoint.startswith("http://127.0.0.1:"), endpoint
+    if isinstance(body, str):
+        body = body.encode()
+    req = AWSRequest(method=method, url=endpoint + path, data=body or b"", headers=dict(headers or {}))
+    if sign and access_key is not None:
+        botocore.auth.SigV4Auth(Credentials(access_key, secret), service, region).add_auth(req)
+    prepared = req.prepare()
+    resp = _HTTP.request(
+        method, prepared.url, body=prepared.body, headers=dict(prepared.headers),
+        redirect=False, preload_content=True,
+    )
+    return RawResponse(resp.status, dict(resp.headers), resp.data)
+
+
+# ---------------------------------------------------------------------------
+# The server process
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class HearthServer:
+    """One `hearth serve` process on a loopback port and a data directory."""
+
+    def __init__(self, data_dir: Path, log_path: Path, port: int | None = None):
+        self.data_dir = Path(data_dir)
+        self.log_path = Path(log_path)
+        self.port = port or free_port()
+        self.proc: subprocess.Popen | None = None
+        self._log = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    # -- lifecycle --------------------------------------------------------
+
+    def start(self, timeout: float = READY_TIMEOUT_S) -> "HearthServer":
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log = open(self.log_path, "ab")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("HEARTH_")}
+        env.setdefault("RUST_BACKTRACE", "1")
+        env["NO_COLOR"] = "1"
+        self.proc = subprocess.Popen(
+            [str(hearth_bin()), "serve", "--listen", f"127.0.0.1:{self.port}", "--data-dir", str(self.data_dir)],
+            stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT, env=env,
+            start_new_session=True,
+        )
+        self.wait_ready(timeout)
+        return self
+
+    def wait_ready(self, timeout: float = READY_TIMEOUT_S) -> None:
+        deadline = time.monotonic() + timeout
+        last_err = None
+        for _ in range(int(timeout / 0.05) + 1):
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(
+                    f"hearth serve exited with {self.proc.returncode} before it was ready\n{self.log_tail()}"
+                )
+            try:
+                r = _HTTP.request("GET", self.endpoint + "/hearth/v1/health", timeout=2.0, retries=False)
+                if r.status == 200:
+                    return
+                last_err = f"status {r.status}"
+            except urllib3.exceptions.HTTPError as e:
+                last_err = repr(e)
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"hearth serve not ready after {timeout}s ({last_err})\n{self.log_tail()}")
+
+    def stop(self, timeout: float = STOP_TIMEOUT_S) -> int | None:
+        """SIGTERM, then SIGKILL if it has not exited within `timeout`."""
+        rc = None
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                rc = self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=timeout)
+                rc = None
+        elif self.proc is not None:
+            rc = self.proc.returncode
+        self._close_log()
+        return rc
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=STOP_TIMEOUT_S)
+        self._close_log()
+
+    def restart(self, timeout: float = READY_TIMEOUT_S) -> "HearthServer":
+        """Start a new process on the same data dir (and port, if it is free)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.stop()
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                s.bind(("127.0.0.1", self.port))
+        except OSError:
+            self.port = free_port()
+        return self.start(timeout)
+
+    def _close_log(self) -> None:
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def log_tail(self, n: int = 60) -> str:
+        try:
+            lines = self.log_path.read_text(errors="replace").splitlines()
+        except OSError:
+            return "(no server log)"
+        return f"--- last lines of {self.log_path} ---\n" + "\n".join(lines[-n:])
+
+    # -- clients ----------------------------------------------------------
+
+    def client(
+        self,
+        access_key: str = DEV_KEY,
+        secret: str = DEV_SECRET,
+        region: str = REGION,
+        **config: object,
+    ):
+        """A boto3 `lambda` client for this server (no retries)."""
+        cfg = dict(retries={"max_attempts": 0}, connect_timeout=10, read_timeout=120)
+        cfg.update(config)
+        return boto3.session.Session().client(
+            "lambda",
+            endpoint_url=self.endpoint,
+            region_name=region,
+            aws_access_key_id=access_key,
+            aws_secret_access_key=secret,
+            config=botocore.config.Config(**cfg),
+        )
+
+    def raw(self, method: str, path: str, body: bytes | str | None = None, **kw) -> RawResponse:
+        return raw_request(self.endpoint, method, path, body, **kw)
+
+    # -- admin API --------------------------------------------------------
+
+    def create_account(self, name: str | None = None) -> dict:
+        """POST /hearth/v1/accounts as the dev admin; returns the 201 body."""
+        name = name or unique_name("acct")
+        r = self.raw("POST", "/hearth/v1/accounts", json.dumps({"Name": name}),
+                     headers={"Content-Type": "application/json"})
+        assert r.status == 201, (r.status, r.body)
+        return r.json()
+
+    def account_client(self, account: Mapping[str, str], **kw):
+        return self.client(account["AccessKeyId"], account["SecretAccessKey"], **kw)
+
+    # -- CLI --------------------------------------------------------------
+
+    def cli(
+        self,
+        *args: str,
+        access_key: str = DEV_KEY,
+        secret: str = DEV_SECRET,
+        check: bool = True,
+        timeout: float = 120,
+    ) -> subprocess.CompletedProcess:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("HEARTH_")}
+        env.update(
+            HEARTH_ENDPOINT=self.endpoint,
+            AWS_ACCESS_KEY_ID=access_key,
+            AWS_SECRET_ACCESS_KEY=secret,
+            AWS_DEFAULT_REGION=REGION,
+            AWS_REGION=REGION,
+        )
+        cp = subprocess.run(
+            [str(hearth_bin()), *args], env=env, capture_output=True, text=True,
+            timeout=timeout, stdin=subprocess.DEVNULL,
+        )
+        if check and cp.returncode != 0:
+            raise AssertionError(
+                f"hearth {' '.join(args)} exited {cp.returncode}\nstdout: {cp.stdout}\nstderr: {cp.stderr}"
+            )
+        return cp
+
+
+# ---------------------------------------------------------------------------
+# Helpers shared by the test modules
+
+
+def create_fn(client, name: str | None = None, *, zip_bytes: bytes | None = None,
+              runtime: str | None = None, handler: str = "handler.handler", wait: bool = True,
+              **kw) -> dict:
+    """CreateFunction with sensible defaults; waits for Active unless told not to."""
+    name = name or unique_name()
+    zip_bytes = zip_bytes if zip_bytes is not None else py_zip()
+    resp = client.create_function(
+        FunctionName=name, Runtime=runtime or PY_RUNTIME, Role=ROLE, Handler=handler,
+        Code={"ZipFile": zip_bytes}, **kw,
+    )
+    if wait:
+        client.get_waiter("function_active_v2").wait(FunctionName=name, WaiterConfig=WAITER)
+    return resp
+
+
+def expect_error(fn: Callable, *args, code: str | Iterable[str], status: int | Iterable[int] | None = None,
+                 message: str | None = None, message_contains: str | None = None, **kwargs) -> dict:
+    """Calls fn, expects a ClientError with `code` (one or any of several),
+    the HTTP `status`, and a message; returns the error response."""
+    with pytest.raises(ClientError) as ei:
+        fn(*args, **kwargs)
+    err = ei.value.response
+    codes = {code} if isinstance(code, str) else set(code)
+    got = err.get("Error", {}).get("Code")
+    got_status = err.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    assert got in codes, f"expected {codes}, got {got} ({got_status}): {err.get('Error')}"
+    if status is not None:
+        statuses = {status} if isinstance(status, int) else set(status)
+        assert got_status in statuses, f"expected HTTP {statuses}, got {got_status}: {err.get('Error')}"
+    assert got_status is not None and got_status < 500, err
+    msg = err.get("Error", {}).get("Message")
+    assert msg, f"error without a message: {err}"
+    if message is not None:
+        assert msg == message, f"message {msg!r} != {message!r}"
+    if message_contains is not None:
+        assert message_contains in msg, f"{message_contains!r} not in {msg!r}"
+    return err
+
+
+def list_all_functions(client, page_size: int = 50, max_pages: int = 200) -> list[dict]:
+    out: list[dict] = []
+    marker = None
+    for _ in range(max_pages):
+        kw = {"MaxItems": page_size}
+        if marker:
+            kw["Marker"] = marker
+        page = client.list_functions(**kw)
+        out.extend(page.get("Functions", []))
+        marker = page.get("NextMarker")
+        if not marker:
+            return out
+    raise AssertionError(f"ListFunctions still paging after {max_pages} pages")
+
+
+def blob_path(data_dir: Path, zip_bytes: bytes) -> Path:
+    return Path(data_dir) / "code" / "blobs" / f"{sha256_hex(zip_bytes)}.zip"
+
+
+def assert_not_stored(client, name: str) -> None:
+    """After a refused create: no such function, and it is not listed."""
+    expect_error(client.get_function, FunctionName=name, code="ResourceNotFoundException", status=404)
+    names = {f["FunctionName"] for f in list_all_functions(client)}
+    assert name not in names, f"refused function {name} is listed"
+
+
+def assert_no_blob(data_dir: Path, zip_bytes: bytes) -> None:
+    """A refused code package left no blob in the content-addressed store."""
+    p = blob_path(data_dir, zip_bytes)
+    assert not p.exists(), f"refused code left a blob behind: {p}"
