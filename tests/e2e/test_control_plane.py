@@ -8,6 +8,7 @@ Shapes are compared with AWS's recorded responses
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -48,8 +49,15 @@ def not_found_message(name: str, qualifier: str | None = None, account: str = DE
 
 
 def _recordings_dir() -> Path | None:
-    here = Path(__file__).resolve()
-    for base in [here.parents[3] / "shared", here.parents[2].parent / "shared", Path("/work/shared")]:
+    """shared/ sits beside the repo (as on developer machines and in CI)."""
+    candidates = []
+    if os.environ.get("HEARTH_SHARED_DIR"):
+        candidates.append(Path(os.environ["HEARTH_SHARED_DIR"]))
+    parents = Path(__file__).resolve().parents
+    if len(parents) > 3:
+        candidates.append(parents[3] / "shared")  # <repo>/tests/e2e/x.py -> <repo>/../shared
+    candidates.append(Path("/work/shared"))
+    for base in candidates:
         d = base / "lambda" / "aws-recorded"
         if d.is_dir():
             return d

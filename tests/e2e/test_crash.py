@@ -3,9 +3,13 @@ clean SIGTERM restart, keep every acknowledged function intact."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import http.client
 import io
+import json
 import os
+import select
 import sqlite3
 import threading
 import time
@@ -13,9 +17,15 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
 from hearth_e2e import (
+    DEV_KEY,
+    DEV_SECRET,
+    REGION,
     PY_HANDLER,
     PY_RUNTIME,
     ROLE,
@@ -31,7 +41,7 @@ from hearth_e2e import (
     unique_name,
 )
 
-KILL_WAIT_S = 20  # bound on waiting for the in-flight upload to reach the server
+KILL_WAIT_S = 60  # bound on sending the in-flight upload
 
 
 def big_zip(mb: int = 20) -> bytes:
@@ -42,17 +52,6 @@ def big_zip(mb: int = 20) -> bytes:
         zf.writestr("nonce.txt", nonce())
         zf.writestr("data.bin", os.urandom(mb * 1024 * 1024))
     return buf.getvalue()
-
-
-def read_chars(pid: int) -> int | None:
-    """Bytes the process has read through read(2)-like calls (sockets included)."""
-    try:
-        for line in Path(f"/proc/{pid}/io").read_text().splitlines():
-            if line.startswith("rchar:"):
-                return int(line.split()[1])
-    except (OSError, ValueError):
-        return None
-    return None
 
 
 def integrity_check(db: Path) -> str:
@@ -90,33 +89,55 @@ def test_kill9_during_create(start_server):
     big = big_zip(20)
     inflight = "inflight"
     outcome: dict[str, object] = {}
-    slow = srv.client(read_timeout=60, connect_timeout=10)
+    sent = threading.Event()
 
     def create_big():
+        """A signed CreateFunction sent by hand, so we know when the whole
+        body has left the client: the kill then lands while the server is
+        reading its last bytes or processing (decode, hash, unpack, write)."""
+        body = json.dumps({
+            "FunctionName": inflight, "Runtime": PY_RUNTIME, "Role": ROLE, "Handler": "handler.handler",
+            "Code": {"ZipFile": base64.b64encode(big).decode()},
+        }).encode()
+        req = AWSRequest(method="POST", url=srv.endpoint + "/2015-03-31/functions", data=body,
+                         headers={"Content-Type": "application/json"})
+        SigV4Auth(Credentials(DEV_KEY, DEV_SECRET), "lambda", REGION).add_auth(req)
+        headers = dict(req.prepare().headers)
+        conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=60)
         try:
-            outcome["response"] = slow.create_function(
-                FunctionName=inflight, Runtime=PY_RUNTIME, Role=ROLE, Handler="handler.handler",
-                Code={"ZipFile": big})
-        except Exception as e:  # the connection dies with the server
+            conn.putrequest("POST", "/2015-03-31/functions", skip_host=True, skip_accept_encoding=True)
+            headers.setdefault("Host", f"127.0.0.1:{srv.port}")
+            headers["Content-Length"] = str(len(body))
+            for k, v in headers.items():
+                conn.putheader(k, v)
+            conn.endheaders()
+            view = memoryview(body)
+            for off in range(0, len(body), 1 << 20):
+                conn.send(view[off:off + (1 << 20)])
+            outcome["sent_all"] = True
+            # Already answered (refused, or a very fast success)? Then read
+            # that answer before the kill, which would otherwise reset it away.
+            readable, _, _ = select.select([conn.sock], [], [], 0)
+            outcome["answered_early"] = bool(readable)
+            if not readable:
+                sent.set()
+            resp = conn.getresponse()
+            outcome["status"] = resp.status
+            outcome["body"] = resp.read()
+        except (OSError, http.client.HTTPException) as e:  # the connection dies with the server
             outcome["error"] = e
+        finally:
+            sent.set()
+            conn.close()
 
-    pid = srv.proc.pid
-    body_len = (len(big) + 2) // 3 * 4  # the base64 of the zip dominates the JSON body
-    before = read_chars(pid)
     t = threading.Thread(target=create_big, daemon=True)
     t.start()
-    # Kill once the server has read most of the ~27 MB request body (it is
-    # then decoding, hashing, unpacking or writing), or after a bound.
-    deadline = time.monotonic() + KILL_WAIT_S
-    if before is not None:
-        while time.monotonic() < deadline and t.is_alive():
-            now = read_chars(pid)
-            if now is None or now - before >= body_len:
-                break
-            time.sleep(0.002)
-    else:
-        time.sleep(0.2)
+    assert sent.wait(timeout=KILL_WAIT_S), "the 20 MB request could not be sent"
+    if outcome.get("answered_early"):
+        t.join(timeout=60)
     srv.kill9()
+    # The server was alive until now: it must have taken the whole body.
+    assert outcome.get("sent_all"), f"the server dropped the 20 MB upload before the kill: {outcome.get('error')!r}"
     t.join(timeout=90)
     assert not t.is_alive(), "the in-flight request did not end after the server died"
 
@@ -132,16 +153,16 @@ def test_kill9_during_create(start_server):
 
     # The kill must interrupt the create (or come after its success): an
     # answer refusing it would make this test prove nothing.
-    err = outcome.get("error")
-    assert not isinstance(err, ClientError), f"the 20 MB create was refused before the kill: {err}"
-    if "response" in outcome:
-        # Acknowledged before the kill: it must have survived.
-        assert outcome["response"]["CodeSha256"] == code_sha256(big)
+    status = outcome.get("status")
+    assert status in (None, 201), f"the 20 MB create was refused before the kill: {status} {outcome.get('body')!r}"
+    acknowledged = status == 201
+    if acknowledged:
+        assert json.loads(outcome["body"])["CodeSha256"] == code_sha256(big)
     try:
         conf = lam.get_function(FunctionName=inflight)["Configuration"]
     except ClientError as e:
         assert e.response["Error"]["Code"] == "ResourceNotFoundException", e.response
-        assert "response" not in outcome, "an acknowledged create was lost"
+        assert not acknowledged, "an acknowledged create was lost"
         present = False
     else:
         present = True

@@ -68,7 +68,11 @@ pub async fn create_alias(
                 .create_alias(caller.id(), fref.name.as_str(), &alias_name, &spec)?)
         })
         .await?;
-    Ok((StatusCode::CREATED, Json(alias_configuration(&state.node, &a))).into_response())
+    Ok((
+        StatusCode::CREATED,
+        Json(alias_configuration(&state.node, &a)),
+    )
+        .into_response())
 }
 
 pub async fn get_alias(
@@ -78,7 +82,10 @@ pub async fn get_alias(
 ) -> ApiResult<Json<Value>> {
     let fref = resolve(&state, &caller, &function, None)?;
     let a = state
-        .blocking(move |s| Ok(s.registry.get_alias(caller.id(), fref.name.as_str(), &alias)?))
+        .blocking(move |s| {
+            Ok(s.registry
+                .get_alias(caller.id(), fref.name.as_str(), &alias)?)
+        })
         .await?;
     Ok(Json(alias_configuration(&state.node, &a)))
 }
@@ -114,7 +121,10 @@ pub async fn delete_alias(
 ) -> ApiResult<StatusCode> {
     let fref = resolve(&state, &caller, &function, None)?;
     state
-        .blocking(move |s| Ok(s.registry.delete_alias(caller.id(), fref.name.as_str(), &alias)?))
+        .blocking(move |s| {
+            Ok(s.registry
+                .delete_alias(caller.id(), fref.name.as_str(), &alias)?)
+        })
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -41,7 +41,7 @@ pub fn status_of(kind: ErrorKind) -> StatusCode {
         | ErrorKind::Validation
         | ErrorKind::InvalidRequestContent
         | ErrorKind::CodeStorageExceeded
-        | ErrorKind::MissingAuthenticationToken => StatusCode::BAD_REQUEST,
+        | ErrorKind::IncompleteSignature => StatusCode::BAD_REQUEST,
         ErrorKind::ResourceConflict => StatusCode::CONFLICT,
         ErrorKind::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
         ErrorKind::RequestTooLarge | ErrorKind::RequestEntityTooLarge => {
@@ -51,6 +51,7 @@ pub fn status_of(kind: ErrorKind) -> StatusCode {
         ErrorKind::InvalidSignature
         | ErrorKind::InvalidSignatureExpired
         | ErrorKind::UnrecognizedClient
+        | ErrorKind::MissingAuthenticationToken
         | ErrorKind::AccessDenied => StatusCode::FORBIDDEN,
         ErrorKind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
         ErrorKind::Service => StatusCode::INTERNAL_SERVER_ERROR,
@@ -71,6 +72,7 @@ pub fn body_of(e: &LambdaError) -> serde_json::Value {
         }),
         ErrorKind::Validation
         | ErrorKind::InvalidSignature
+        | ErrorKind::IncompleteSignature
         | ErrorKind::InvalidSignatureExpired
         | ErrorKind::UnrecognizedClient
         | ErrorKind::MissingAuthenticationToken

@@ -147,7 +147,12 @@ fn zip_too_large() -> ApiError {
 }
 
 /// Stages the code and checks that the handler (or `bootstrap`) is in it.
-fn stage_code(state: &AppState, zip: &[u8], runtime: &Runtime, handler: &str) -> ApiResult<CodeRef> {
+fn stage_code(
+    state: &AppState,
+    zip: &[u8],
+    runtime: &Runtime,
+    handler: &str,
+) -> ApiResult<CodeRef> {
     let staged = state.code.stage(zip)?;
     state
         .code
@@ -267,7 +272,8 @@ fn code_location(state: &AppState, headers: &HeaderMap, account: &str, sha: &str
 
 fn code_mac(state: &AppState, account: &str, sha: &str) -> Hmac<sha2::Sha256> {
     // A 32-byte key is always a valid HMAC key: new_from_slice cannot fail.
-    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&state.url_key).expect("HMAC takes any key size");
+    let mut mac =
+        Hmac::<sha2::Sha256>::new_from_slice(&state.url_key).expect("HMAC takes any key size");
     mac.update(account.as_bytes());
     mac.update(b"/");
     mac.update(sha.as_bytes());
@@ -290,8 +296,15 @@ pub async fn download_code(
     Query(q): Query<TokenQuery>,
 ) -> ApiResult<Response> {
     let given = hex::decode(&q.token).unwrap_or_default();
-    if code_mac(&state, &account, &sha).verify_slice(&given).is_err() {
-        return Err(LambdaError::new(ErrorKind::AccessDenied, "The code URL is invalid or has expired.").into());
+    if code_mac(&state, &account, &sha)
+        .verify_slice(&given)
+        .is_err()
+    {
+        return Err(LambdaError::new(
+            ErrorKind::AccessDenied,
+            "The code URL is invalid or has expired.",
+        )
+        .into());
     }
     let zip = state.blocking(move |s| Ok(s.code.read_zip(&sha)?)).await?;
     Ok(([(http::header::CONTENT_TYPE, "application/zip")], zip).into_response())
@@ -344,7 +357,8 @@ pub async fn get_function_configuration(
     let v = state
         .blocking(move |s| {
             let sel = VersionSelector::from_qualifier(fref.qualifier.as_deref());
-            Ok(s.registry.get_version(caller.id(), fref.name.as_str(), &sel)?)
+            Ok(s.registry
+                .get_version(caller.id(), fref.name.as_str(), &sel)?)
         })
         .await?;
     Ok(Json(function_configuration(&state.node, &v)))
@@ -467,7 +481,10 @@ pub async fn update_function_configuration(
         .blocking(move |s| {
             let fname = fref.name.as_str();
             if input.layers.as_ref().is_some_and(|l| !l.is_empty()) {
-                return Err(LambdaError::invalid("Layers are not supported by this Hearth node yet.").into());
+                return Err(LambdaError::invalid(
+                    "Layers are not supported by this Hearth node yet.",
+                )
+                .into());
             }
             let patch = ConfigPatch {
                 runtime: input.runtime.as_deref().map(parse_runtime).transpose()?,

@@ -39,8 +39,14 @@ pub fn app(state: AppState) -> Router {
     use functions as f;
     let signed = Router::new()
         // Lambda control plane.
-        .route("/2015-03-31/functions", get(f::list_functions).post(f::create_function))
-        .route("/2015-03-31/functions/", get(f::list_functions).post(f::create_function))
+        .route(
+            "/2015-03-31/functions",
+            get(f::list_functions).post(f::create_function),
+        )
+        .route(
+            "/2015-03-31/functions/",
+            get(f::list_functions).post(f::create_function),
+        )
         .route(
             "/2015-03-31/functions/{name}",
             get(f::get_function).delete(f::delete_function),
@@ -49,7 +55,10 @@ pub fn app(state: AppState) -> Router {
             "/2015-03-31/functions/{name}/configuration",
             get(f::get_function_configuration).put(f::update_function_configuration),
         )
-        .route("/2015-03-31/functions/{name}/code", put(f::update_function_code))
+        .route(
+            "/2015-03-31/functions/{name}/code",
+            put(f::update_function_code),
+        )
         .route(
             "/2015-03-31/functions/{name}/versions",
             get(f::list_versions).post(f::publish_version),
@@ -73,8 +82,14 @@ pub fn app(state: AppState) -> Router {
             "/2019-09-30/functions/{name}/concurrency",
             get(concurrency::get_function_concurrency),
         )
-        .route("/2016-08-19/account-settings", get(concurrency::get_account_settings))
-        .route("/2016-08-19/account-settings/", get(concurrency::get_account_settings))
+        .route(
+            "/2016-08-19/account-settings",
+            get(concurrency::get_account_settings),
+        )
+        .route(
+            "/2016-08-19/account-settings/",
+            get(concurrency::get_account_settings),
+        )
         // Hearth's admin API.
         .route(
             "/hearth/v1/accounts",
@@ -124,7 +139,8 @@ async fn method_not_allowed(req: Request) -> Response {
 /// Gives every response an `x-amzn-RequestId`, as Lambda does.
 async fn request_id(req: Request, next: Next) -> Response {
     let id = uuid::Uuid::new_v4().to_string();
-    let span = tracing::debug_span!("request", id = %id, method = %req.method(), path = %req.uri().path());
+    let span =
+        tracing::debug_span!("request", id = %id, method = %req.method(), path = %req.uri().path());
     let mut resp = tracing::Instrument::instrument(next.run(req), span).await;
     if let Ok(v) = HeaderValue::from_str(&id) {
         resp.headers_mut().insert("x-amzn-RequestId", v);

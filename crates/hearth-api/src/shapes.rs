@@ -61,7 +61,10 @@ pub fn function_configuration(node: &NodeIdentity, v: &VersionRecord) -> Value {
     put("PackageType", json!("Zip"));
     put("Architectures", json!(c.architectures));
     put("EphemeralStorage", json!({"Size": c.ephemeral_storage_mb}));
-    put("SnapStart", json!({"ApplyOn": "None", "OptimizationStatus": "Off"}));
+    put(
+        "SnapStart",
+        json!({"ApplyOn": "None", "OptimizationStatus": "Off"}),
+    );
     put(
         "LoggingConfig",
         json!({"LogFormat": "Text", "LogGroup": format!("/aws/lambda/{}", v.function_name)}),

@@ -1,3 +1,5 @@
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
 //! In-process tests of the whole router (no socket): every control-plane
 //! operation's success and error paths, signed exactly as an SDK signs.
 
@@ -35,10 +37,18 @@ async fn node() -> Node {
     let dir = tempfile::tempdir().unwrap();
     let node = NodeIdentity::new("us-east-1");
     let registry = Arc::new(SqliteRegistry::open_in_memory(node.clone()).unwrap());
-    for (id, key, admin) in [("000000000000", "test", true), ("111111111111", "other", false)] {
+    for (id, key, admin) in [
+        ("000000000000", "test", true),
+        ("111111111111", "other", false),
+    ] {
         registry
             .ensure_account(
-                &Account { id: id.into(), name: key.into(), admin, created_ms: 0 },
+                &Account {
+                    id: id.into(),
+                    name: key.into(),
+                    admin,
+                    created_ms: 0,
+                },
                 &AccessKey {
                     account_id: id.into(),
                     access_key_id: key.into(),
@@ -62,14 +72,29 @@ async fn node() -> Node {
         ApiSettings::default(),
     )
     .unwrap();
-    Node { app: app(state), _dir: dir }
+    Node {
+        app: app(state),
+        _dir: dir,
+    }
 }
 
 impl Node {
-    async fn call_as(&self, key: &str, secret: &str, method: &str, uri: &str, body: Option<Value>) -> Reply {
-        let bytes = body.map(|b| serde_json::to_vec(&b).unwrap()).unwrap_or_default();
+    async fn call_as(
+        &self,
+        key: &str,
+        secret: &str,
+        method: &str,
+        uri: &str,
+        body: Option<Value>,
+    ) -> Reply {
+        let bytes = body
+            .map(|b| serde_json::to_vec(&b).unwrap())
+            .unwrap_or_default();
         let url = format!("http://127.0.0.1:9000{uri}");
-        let headers = [("host", "127.0.0.1:9000"), ("content-type", "application/json")];
+        let headers = [
+            ("host", "127.0.0.1:9000"),
+            ("content-type", "application/json"),
+        ];
         let identity = Credentials::from_keys(key, secret, None).into();
         let params = v4::SigningParams::builder()
             .identity(&identity)
@@ -80,8 +105,13 @@ impl Node {
             .build()
             .unwrap()
             .into();
-        let signable =
-            SignableRequest::new(method, &url, headers.into_iter(), SignableBody::Bytes(&bytes)).unwrap();
+        let signable = SignableRequest::new(
+            method,
+            &url,
+            headers.into_iter(),
+            SignableBody::Bytes(&bytes),
+        )
+        .unwrap();
         let (instructions, _) = sign(signable, &params).unwrap().into_parts();
         let mut req = Request::builder().method(method).uri(uri);
         for (k, v) in headers {
@@ -101,8 +131,16 @@ impl Node {
             .get("x-amzn-errortype")
             .map(|v| v.to_str().unwrap().to_owned());
         let b = resp.into_body().collect().await.unwrap().to_bytes();
-        let body = if b.is_empty() { Value::Null } else { serde_json::from_slice(&b).unwrap() };
-        Reply { status, error_type, body }
+        let body = if b.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&b).unwrap()
+        };
+        Reply {
+            status,
+            error_type,
+            body,
+        }
     }
 
     async fn call(&self, method: &str, uri: &str, body: Option<Value>) -> Reply {
@@ -128,7 +166,13 @@ impl Node {
     /// Polls (bounded) until `$LATEST` is Active and its update Successful.
     async fn wait_active(&self, name: &str) -> Value {
         for _ in 0..200 {
-            let r = self.call("GET", &format!("/2015-03-31/functions/{name}/configuration"), None).await;
+            let r = self
+                .call(
+                    "GET",
+                    &format!("/2015-03-31/functions/{name}/configuration"),
+                    None,
+                )
+                .await;
             if r.body["State"] == "Active" && r.body["LastUpdateStatus"] == "Successful" {
                 return r.body;
             }
@@ -141,7 +185,8 @@ impl Node {
 fn zip_of(files: &[(&str, &str)]) -> Vec<u8> {
     let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
     for (name, content) in files {
-        w.start_file(*name, zip::write::SimpleFileOptions::default()).unwrap();
+        w.start_file(*name, zip::write::SimpleFileOptions::default())
+            .unwrap();
         w.write_all(content.as_bytes()).unwrap();
     }
     w.finish().unwrap().into_inner()
@@ -155,18 +200,27 @@ fn assert_error(r: &Reply, status: u16, code: &str) {
     assert_eq!(r.status.as_u16(), status, "{:?}", r.body);
     assert_eq!(r.error_type.as_deref(), Some(code), "{:?}", r.body);
     let msg = r.body.get("message").or_else(|| r.body.get("Message"));
-    assert!(msg.and_then(Value::as_str).is_some_and(|m| !m.is_empty()), "{:?}", r.body);
+    assert!(
+        msg.and_then(Value::as_str).is_some_and(|m| !m.is_empty()),
+        "{:?}",
+        r.body
+    );
 }
 
 #[tokio::test]
 async fn function_lifecycle() {
     let n = node().await;
-    let r = n.create("hello", json!({"MemorySize": 256, "Timeout": 5})).await;
+    let r = n
+        .create("hello", json!({"MemorySize": 256, "Timeout": 5}))
+        .await;
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
     assert_eq!(r.body["State"], "Pending");
     assert_eq!(r.body["StateReasonCode"], "Creating");
     assert_eq!(r.body["Version"], "$LATEST");
-    assert_eq!(r.body["FunctionArn"], "arn:aws:lambda:us-east-1:000000000000:function:hello");
+    assert_eq!(
+        r.body["FunctionArn"],
+        "arn:aws:lambda:us-east-1:000000000000:function:hello"
+    );
     assert_eq!(r.body["MemorySize"], 256);
     assert_eq!(r.body["PackageType"], "Zip");
     let active = n.wait_active("hello").await;
@@ -186,7 +240,9 @@ async fn function_lifecycle() {
         .unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     let tampered = format!("{}0", &path[..path.len() - 1]);
-    let bad = n.send(Request::get(tampered).body(Body::empty()).unwrap()).await;
+    let bad = n
+        .send(Request::get(tampered).body(Body::empty()).unwrap())
+        .await;
     assert_eq!(bad.status, StatusCode::FORBIDDEN);
 
     let u = n
@@ -203,7 +259,11 @@ async fn function_lifecycle() {
 
     let new_zip = zip_of(&[("app.py", "def handler(e, c):\n    return 2\n")]);
     let c = n
-        .call("PUT", "/2015-03-31/functions/hello/code", Some(json!({"ZipFile": b64(&new_zip)})))
+        .call(
+            "PUT",
+            "/2015-03-31/functions/hello/code",
+            Some(json!({"ZipFile": b64(&new_zip)})),
+        )
         .await;
     assert_eq!(c.status, StatusCode::OK);
     assert_ne!(c.body["CodeSha256"], r.body["CodeSha256"]);
@@ -223,22 +283,66 @@ async fn function_lifecycle() {
 async fn create_errors_store_nothing() {
     let n = node().await;
     let cases: Vec<(Value, u16, &str)> = vec![
-        (json!({"FunctionName": "bad!name"}), 400, "ValidationException"),
-        (json!({"FunctionName": "x".repeat(65)}), 400, "ValidationException"),
+        (
+            json!({"FunctionName": "bad!name"}),
+            400,
+            "ValidationException",
+        ),
+        (
+            json!({"FunctionName": "x".repeat(65)}),
+            400,
+            "ValidationException",
+        ),
         (json!({"MemorySize": 64}), 400, "ValidationException"),
         (json!({"MemorySize": 20000}), 400, "ValidationException"),
         (json!({"Timeout": 0}), 400, "ValidationException"),
         (json!({"Timeout": 901}), 400, "ValidationException"),
-        (json!({"Runtime": "java21"}), 400, "InvalidParameterValueException"),
-        (json!({"Runtime": "python3.8"}), 400, "InvalidParameterValueException"),
+        (
+            json!({"Runtime": "java21"}),
+            400,
+            "InvalidParameterValueException",
+        ),
+        (
+            json!({"Runtime": "python3.8"}),
+            400,
+            "InvalidParameterValueException",
+        ),
         (json!({"Role": "r1"}), 400, "ValidationException"),
-        (json!({"Environment": {"Variables": {"BIG": "x".repeat(5000)}}}), 400, "InvalidParameterValueException"),
-        (json!({"Code": {"ZipFile": "not base64!!"}}), 400, "InvalidRequestContentException"),
-        (json!({"Code": {"ZipFile": b64(b"plain text")}}), 400, "InvalidParameterValueException"),
-        (json!({"Code": {"ZipFile": b64(&zip_of(&[("other.py", "")]))}}), 400, "InvalidParameterValueException"),
-        (json!({"Code": {"ZipFile": b64(&zip_of(&[("../app.py", "")]))}}), 400, "InvalidParameterValueException"),
-        (json!({"Code": {"S3Bucket": "b", "S3Key": "k"}}), 400, "InvalidParameterValueException"),
-        (json!({"Handler": null}), 400, "InvalidParameterValueException"),
+        (
+            json!({"Environment": {"Variables": {"BIG": "x".repeat(5000)}}}),
+            400,
+            "InvalidParameterValueException",
+        ),
+        (
+            json!({"Code": {"ZipFile": "not base64!!"}}),
+            400,
+            "InvalidRequestContentException",
+        ),
+        (
+            json!({"Code": {"ZipFile": b64(b"plain text")}}),
+            400,
+            "InvalidParameterValueException",
+        ),
+        (
+            json!({"Code": {"ZipFile": b64(&zip_of(&[("other.py", "")]))}}),
+            400,
+            "InvalidParameterValueException",
+        ),
+        (
+            json!({"Code": {"ZipFile": b64(&zip_of(&[("../app.py", "")]))}}),
+            400,
+            "InvalidParameterValueException",
+        ),
+        (
+            json!({"Code": {"S3Bucket": "b", "S3Key": "k"}}),
+            400,
+            "InvalidParameterValueException",
+        ),
+        (
+            json!({"Handler": null}),
+            400,
+            "InvalidParameterValueException",
+        ),
     ];
     for (i, (extra, status, code)) in cases.into_iter().enumerate() {
         let name = format!("bad{i}");
@@ -251,7 +355,11 @@ async fn create_errors_store_nothing() {
         let _ = extra;
     }
     let l = n.call("GET", "/2015-03-31/functions/", None).await;
-    assert_eq!(l.body["Functions"], json!([]), "a refused create stored something");
+    assert_eq!(
+        l.body["Functions"],
+        json!([]),
+        "a refused create stored something"
+    );
     let bad_json = n
         .send(
             Request::post("/2015-03-31/functions")
@@ -261,7 +369,7 @@ async fn create_errors_store_nothing() {
         )
         .await;
     // Unsigned: refused before parsing.
-    assert_eq!(bad_json.status.as_u16(), 400);
+    assert_error(&bad_json, 403, "MissingAuthenticationTokenException");
     let dup = n.create("dup", json!({})).await;
     assert_eq!(dup.status, StatusCode::CREATED);
     let dup2 = n.create("dup", json!({})).await;
@@ -294,7 +402,10 @@ async fn malformed_json_and_unknown_paths() {
         )
         .unwrap();
         let (ins, _) = sign(signable, &params).unwrap().into_parts();
-        let mut req = Request::post(url).header("host", "127.0.0.1:9000").body(Body::from(bytes)).unwrap();
+        let mut req = Request::post(url)
+            .header("host", "127.0.0.1:9000")
+            .body(Body::from(bytes))
+            .unwrap();
         ins.apply_to_request_http1x(&mut req);
         n.send(req).await
     };
@@ -308,20 +419,39 @@ async fn malformed_json_and_unknown_paths() {
 #[tokio::test]
 async fn authentication() {
     let n = node().await;
-    let r = n.call_as("test", "wrong", "GET", "/2015-03-31/functions/", None).await;
+    let r = n
+        .call_as("test", "wrong", "GET", "/2015-03-31/functions/", None)
+        .await;
     assert_error(&r, 403, "InvalidSignatureException");
-    let r = n.call_as("nobody", "x", "GET", "/2015-03-31/functions/", None).await;
+    let r = n
+        .call_as("nobody", "x", "GET", "/2015-03-31/functions/", None)
+        .await;
     assert_error(&r, 403, "UnrecognizedClientException");
-    let r = n.send(Request::get("/2015-03-31/functions/").body(Body::empty()).unwrap()).await;
-    assert_eq!(r.status.as_u16(), 400);
-    let r = n.send(Request::get("/hearth/v1/health").body(Body::empty()).unwrap()).await;
+    let r = n
+        .send(
+            Request::get("/2015-03-31/functions/")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_error(&r, 403, "MissingAuthenticationTokenException");
+    let r = n
+        .send(
+            Request::get("/hearth/v1/health")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::OK);
 }
 
 #[tokio::test]
 async fn accounts_are_isolated_and_admin_only() {
     let n = node().await;
-    assert_eq!(n.create("mine", json!({})).await.status, StatusCode::CREATED);
+    assert_eq!(
+        n.create("mine", json!({})).await.status,
+        StatusCode::CREATED
+    );
     let other = |m: &'static str, u: String, b: Option<Value>| {
         let n = &n;
         async move { n.call_as("other", "other-secret", m, &u, b).await }
@@ -329,7 +459,12 @@ async fn accounts_are_isolated_and_admin_only() {
     let r = other("GET", "/2015-03-31/functions/mine".into(), None).await;
     assert_error(&r, 404, "ResourceNotFoundException");
     let arn = "arn:aws:lambda:us-east-1:000000000000:function:mine";
-    let r = other("GET", format!("/2015-03-31/functions/{}", arn.replace(':', "%3A")), None).await;
+    let r = other(
+        "GET",
+        format!("/2015-03-31/functions/{}", arn.replace(':', "%3A")),
+        None,
+    )
+    .await;
     assert_error(&r, 404, "ResourceNotFoundException");
     let r = other("DELETE", "/2015-03-31/functions/mine".into(), None).await;
     assert_error(&r, 404, "ResourceNotFoundException");
@@ -337,7 +472,13 @@ async fn accounts_are_isolated_and_admin_only() {
     assert_eq!(r.body["Functions"], json!([]));
     let r = other("GET", "/hearth/v1/accounts".into(), None).await;
     assert_error(&r, 403, "AccessDeniedException");
-    let r = n.call("POST", "/hearth/v1/accounts", Some(json!({"Name": "team-a"}))).await;
+    let r = n
+        .call(
+            "POST",
+            "/hearth/v1/accounts",
+            Some(json!({"Name": "team-a"})),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
     let (id, key, secret) = (
         r.body["AccountId"].as_str().unwrap().to_owned(),
@@ -345,13 +486,19 @@ async fn accounts_are_isolated_and_admin_only() {
         r.body["SecretAccessKey"].as_str().unwrap().to_owned(),
     );
     assert_eq!(id.len(), 12);
-    let r = n.call_as(&key, &secret, "GET", "/2015-03-31/functions/", None).await;
+    let r = n
+        .call_as(&key, &secret, "GET", "/2015-03-31/functions/", None)
+        .await;
     assert_eq!(r.status, StatusCode::OK);
     let r = n.call("GET", "/hearth/v1/accounts", None).await;
     assert_eq!(r.body["Accounts"].as_array().unwrap().len(), 3);
-    let r = n.call("DELETE", &format!("/hearth/v1/accounts/{id}"), None).await;
+    let r = n
+        .call("DELETE", &format!("/hearth/v1/accounts/{id}"), None)
+        .await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);
-    let r = n.call_as(&key, &secret, "GET", "/2015-03-31/functions/", None).await;
+    let r = n
+        .call_as(&key, &secret, "GET", "/2015-03-31/functions/", None)
+        .await;
     assert_error(&r, 403, "UnrecognizedClientException");
 }
 
@@ -367,13 +514,27 @@ async fn names_resolve_from_arns_and_qualifiers() {
         "arn:aws:lambda:us-east-1:000000000000:function:res:$LATEST",
     ] {
         let enc = name.replace(':', "%3A").replace('$', "%24");
-        let r = n.call("GET", &format!("/2015-03-31/functions/{enc}/configuration"), None).await;
+        let r = n
+            .call(
+                "GET",
+                &format!("/2015-03-31/functions/{enc}/configuration"),
+                None,
+            )
+            .await;
         assert_eq!(r.status, StatusCode::OK, "{name}: {:?}", r.body);
         assert_eq!(r.body["FunctionName"], "res");
     }
-    let r = n.call("GET", "/2015-03-31/functions/res%3A1/configuration?Qualifier=2", None).await;
+    let r = n
+        .call(
+            "GET",
+            "/2015-03-31/functions/res%3A1/configuration?Qualifier=2",
+            None,
+        )
+        .await;
     assert_error(&r, 400, "InvalidParameterValueException");
-    let r = n.call("GET", "/2015-03-31/functions/res%3A7/configuration", None).await;
+    let r = n
+        .call("GET", "/2015-03-31/functions/res%3A7/configuration", None)
+        .await;
     assert_error(&r, 404, "ResourceNotFoundException");
     let r = n.call("GET", "/2015-03-31/functions/arn%3Aaws%3Aec2%3Aus-east-1%3A000000000000%3Ainstance%3Ai/configuration", None).await;
     assert_error(&r, 400, "ValidationException");
@@ -383,7 +544,10 @@ async fn names_resolve_from_arns_and_qualifiers() {
 async fn list_pagination() {
     let n = node().await;
     for i in 0..7 {
-        assert_eq!(n.create(&format!("f{i}"), json!({})).await.status, StatusCode::CREATED);
+        assert_eq!(
+            n.create(&format!("f{i}"), json!({})).await.status,
+            StatusCode::CREATED
+        );
     }
     let mut seen = Vec::new();
     let mut uri = "/2015-03-31/functions/?MaxItems=3".to_owned();
@@ -392,12 +556,21 @@ async fn list_pagination() {
         assert_eq!(r.status, StatusCode::OK);
         let page = r.body["Functions"].as_array().unwrap();
         assert!(page.len() <= 3);
-        seen.extend(page.iter().map(|f| f["FunctionName"].as_str().unwrap().to_owned()));
+        seen.extend(
+            page.iter()
+                .map(|f| f["FunctionName"].as_str().unwrap().to_owned()),
+        );
         match r.body["NextMarker"].as_str() {
             Some(m) => {
                 let enc: String = m
                     .bytes()
-                    .map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") })
+                    .map(|b| {
+                        if b.is_ascii_alphanumeric() {
+                            (b as char).to_string()
+                        } else {
+                            format!("%{b:02X}")
+                        }
+                    })
                     .collect();
                 uri = format!("/2015-03-31/functions/?MaxItems=3&Marker={enc}");
             }
@@ -405,7 +578,9 @@ async fn list_pagination() {
         }
     }
     assert_eq!(seen, (0..7).map(|i| format!("f{i}")).collect::<Vec<_>>());
-    let r = n.call("GET", "/2015-03-31/functions/?MaxItems=0", None).await;
+    let r = n
+        .call("GET", "/2015-03-31/functions/?MaxItems=0", None)
+        .await;
     assert_error(&r, 400, "ValidationException");
 }
 
@@ -414,21 +589,44 @@ async fn versions_aliases_and_preconditions() {
     let n = node().await;
     n.create("v", json!({})).await;
     let latest = n.wait_active("v").await;
-    let p1 = n.call("POST", "/2015-03-31/functions/v/versions", Some(json!({}))).await;
+    let p1 = n
+        .call("POST", "/2015-03-31/functions/v/versions", Some(json!({})))
+        .await;
     assert_eq!(p1.status, StatusCode::CREATED, "{:?}", p1.body);
     assert_eq!(p1.body["Version"], "1");
-    assert_eq!(p1.body["FunctionArn"], "arn:aws:lambda:us-east-1:000000000000:function:v:1");
-    let again = n.call("POST", "/2015-03-31/functions/v/versions", Some(json!({}))).await;
-    assert_eq!(again.body["Version"], "1", "publishing an unchanged $LATEST is idempotent");
+    assert_eq!(
+        p1.body["FunctionArn"],
+        "arn:aws:lambda:us-east-1:000000000000:function:v:1"
+    );
+    let again = n
+        .call("POST", "/2015-03-31/functions/v/versions", Some(json!({})))
+        .await;
+    assert_eq!(
+        again.body["Version"], "1",
+        "publishing an unchanged $LATEST is idempotent"
+    );
     let r = n
-        .call("POST", "/2015-03-31/functions/v/versions", Some(json!({"CodeSha256": "nope"})))
+        .call(
+            "POST",
+            "/2015-03-31/functions/v/versions",
+            Some(json!({"CodeSha256": "nope"})),
+        )
         .await;
     assert_error(&r, 400, "InvalidParameterValueException");
     let r = n
-        .call("POST", "/2015-03-31/functions/v/versions", Some(json!({"RevisionId": "nope"})))
+        .call(
+            "POST",
+            "/2015-03-31/functions/v/versions",
+            Some(json!({"RevisionId": "nope"})),
+        )
         .await;
     assert_error(&r, 412, "PreconditionFailedException");
-    n.call("PUT", "/2015-03-31/functions/v/configuration", Some(json!({"Description": "two"}))).await;
+    n.call(
+        "PUT",
+        "/2015-03-31/functions/v/configuration",
+        Some(json!({"Description": "two"})),
+    )
+    .await;
     let cur = n.wait_active("v").await;
     assert_ne!(cur["RevisionId"], latest["RevisionId"]);
     let p2 = n
@@ -439,8 +637,15 @@ async fn versions_aliases_and_preconditions() {
         )
         .await;
     assert_eq!(p2.body["Version"], "2", "{:?}", p2.body);
-    let lv = n.call("GET", "/2015-03-31/functions/v/versions", None).await;
-    let versions: Vec<&str> = lv.body["Versions"].as_array().unwrap().iter().map(|v| v["Version"].as_str().unwrap()).collect();
+    let lv = n
+        .call("GET", "/2015-03-31/functions/v/versions", None)
+        .await;
+    let versions: Vec<&str> = lv.body["Versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["Version"].as_str().unwrap())
+        .collect();
     assert_eq!(versions, ["$LATEST", "1", "2"]);
 
     let a = n
@@ -451,17 +656,37 @@ async fn versions_aliases_and_preconditions() {
         )
         .await;
     assert_eq!(a.status, StatusCode::CREATED, "{:?}", a.body);
-    assert_eq!(a.body["AliasArn"], "arn:aws:lambda:us-east-1:000000000000:function:v:prod");
-    assert_eq!(a.body["RoutingConfig"]["AdditionalVersionWeights"]["2"], 0.25);
+    assert_eq!(
+        a.body["AliasArn"],
+        "arn:aws:lambda:us-east-1:000000000000:function:v:prod"
+    );
+    assert_eq!(
+        a.body["RoutingConfig"]["AdditionalVersionWeights"]["2"],
+        0.25
+    );
     let dup = n
-        .call("POST", "/2015-03-31/functions/v/aliases", Some(json!({"Name": "prod", "FunctionVersion": "1"})))
+        .call(
+            "POST",
+            "/2015-03-31/functions/v/aliases",
+            Some(json!({"Name": "prod", "FunctionVersion": "1"})),
+        )
         .await;
     assert_error(&dup, 409, "ResourceConflictException");
     let missing = n
-        .call("POST", "/2015-03-31/functions/v/aliases", Some(json!({"Name": "x", "FunctionVersion": "9"})))
+        .call(
+            "POST",
+            "/2015-03-31/functions/v/aliases",
+            Some(json!({"Name": "x", "FunctionVersion": "9"})),
+        )
         .await;
     assert_error(&missing, 404, "ResourceNotFoundException");
-    let via_alias = n.call("GET", "/2015-03-31/functions/v/configuration?Qualifier=prod", None).await;
+    let via_alias = n
+        .call(
+            "GET",
+            "/2015-03-31/functions/v/configuration?Qualifier=prod",
+            None,
+        )
+        .await;
     assert_eq!(via_alias.body["Version"], "1");
     let u = n
         .call(
@@ -475,23 +700,51 @@ async fn versions_aliases_and_preconditions() {
         .call(
             "PUT",
             "/2015-03-31/functions/v/aliases/prod",
-            Some(json!({"FunctionVersion": "2", "RoutingConfig": {"AdditionalVersionWeights": {}}})),
+            Some(
+                json!({"FunctionVersion": "2", "RoutingConfig": {"AdditionalVersionWeights": {}}}),
+            ),
         )
         .await;
     assert_eq!(u.status, StatusCode::OK, "{:?}", u.body);
     assert_eq!(u.body["FunctionVersion"], "2");
     assert!(u.body.get("RoutingConfig").is_none());
-    let del_v2 = n.call("DELETE", "/2015-03-31/functions/v?Qualifier=2", None).await;
+    let del_v2 = n
+        .call("DELETE", "/2015-03-31/functions/v?Qualifier=2", None)
+        .await;
     assert_error(&del_v2, 409, "ResourceConflictException");
     let la = n.call("GET", "/2015-03-31/functions/v/aliases", None).await;
     assert_eq!(la.body["Aliases"].as_array().unwrap().len(), 1);
-    assert_eq!(n.call("DELETE", "/2015-03-31/functions/v/aliases/prod", None).await.status, StatusCode::NO_CONTENT);
-    let ga = n.call("GET", "/2015-03-31/functions/v/aliases/prod", None).await;
+    assert_eq!(
+        n.call("DELETE", "/2015-03-31/functions/v/aliases/prod", None)
+            .await
+            .status,
+        StatusCode::NO_CONTENT
+    );
+    let ga = n
+        .call("GET", "/2015-03-31/functions/v/aliases/prod", None)
+        .await;
     assert_error(&ga, 404, "ResourceNotFoundException");
-    assert_eq!(n.call("DELETE", "/2015-03-31/functions/v?Qualifier=2", None).await.status, StatusCode::NO_CONTENT);
-    let gone = n.call("GET", "/2015-03-31/functions/v/configuration?Qualifier=2", None).await;
+    assert_eq!(
+        n.call("DELETE", "/2015-03-31/functions/v?Qualifier=2", None)
+            .await
+            .status,
+        StatusCode::NO_CONTENT
+    );
+    let gone = n
+        .call(
+            "GET",
+            "/2015-03-31/functions/v/configuration?Qualifier=2",
+            None,
+        )
+        .await;
     assert_error(&gone, 404, "ResourceNotFoundException");
-    let latest_del = n.call("DELETE", "/2015-03-31/functions/v?Qualifier=%24LATEST", None).await;
+    let latest_del = n
+        .call(
+            "DELETE",
+            "/2015-03-31/functions/v?Qualifier=%24LATEST",
+            None,
+        )
+        .await;
     assert_error(&latest_del, 400, "InvalidParameterValueException");
 }
 
@@ -499,26 +752,54 @@ async fn versions_aliases_and_preconditions() {
 async fn concurrency_and_account_settings() {
     let n = node().await;
     n.create("c", json!({})).await;
-    let r = n.call("GET", "/2019-09-30/functions/c/concurrency", None).await;
+    let r = n
+        .call("GET", "/2019-09-30/functions/c/concurrency", None)
+        .await;
     assert_eq!(r.body, json!({}));
     let r = n
-        .call("PUT", "/2017-10-31/functions/c/concurrency", Some(json!({"ReservedConcurrentExecutions": 5})))
+        .call(
+            "PUT",
+            "/2017-10-31/functions/c/concurrency",
+            Some(json!({"ReservedConcurrentExecutions": 5})),
+        )
         .await;
     assert_eq!(r.body["ReservedConcurrentExecutions"], 5);
-    let r = n.call("GET", "/2019-09-30/functions/c/concurrency", None).await;
+    let r = n
+        .call("GET", "/2019-09-30/functions/c/concurrency", None)
+        .await;
     assert_eq!(r.body["ReservedConcurrentExecutions"], 5);
     let s = n.call("GET", "/2016-08-19/account-settings/", None).await;
     assert_eq!(s.body["AccountLimit"]["ConcurrentExecutions"], 1000);
-    assert_eq!(s.body["AccountLimit"]["UnreservedConcurrentExecutions"], 995);
+    assert_eq!(
+        s.body["AccountLimit"]["UnreservedConcurrentExecutions"],
+        995
+    );
     assert_eq!(s.body["AccountUsage"]["FunctionCount"], 1);
     assert!(s.body["AccountUsage"]["TotalCodeSize"].as_u64().unwrap() > 0);
     let r = n
-        .call("PUT", "/2017-10-31/functions/c/concurrency", Some(json!({"ReservedConcurrentExecutions": 950})))
+        .call(
+            "PUT",
+            "/2017-10-31/functions/c/concurrency",
+            Some(json!({"ReservedConcurrentExecutions": 950})),
+        )
         .await;
     assert_error(&r, 400, "InvalidParameterValueException");
-    assert_eq!(n.call("DELETE", "/2017-10-31/functions/c/concurrency", None).await.status, StatusCode::NO_CONTENT);
-    let r = n.call("GET", "/2019-09-30/functions/c/concurrency", None).await;
+    assert_eq!(
+        n.call("DELETE", "/2017-10-31/functions/c/concurrency", None)
+            .await
+            .status,
+        StatusCode::NO_CONTENT
+    );
+    let r = n
+        .call("GET", "/2019-09-30/functions/c/concurrency", None)
+        .await;
     assert_eq!(r.body, json!({}));
-    let r = n.call("PUT", "/2017-10-31/functions/nope/concurrency", Some(json!({"ReservedConcurrentExecutions": 1}))).await;
+    let r = n
+        .call(
+            "PUT",
+            "/2017-10-31/functions/nope/concurrency",
+            Some(json!({"ReservedConcurrentExecutions": 1})),
+        )
+        .await;
     assert_error(&r, 404, "ResourceNotFoundException");
 }

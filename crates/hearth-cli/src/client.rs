@@ -12,16 +12,38 @@ use std::time::SystemTime;
 #[derive(Debug, Clone, clap::Args)]
 pub struct ClientArgs {
     /// The node's URL.
-    #[arg(long, env = "HEARTH_ENDPOINT", default_value = "http://127.0.0.1:9000", global = true)]
+    #[arg(
+        long,
+        env = "HEARTH_ENDPOINT",
+        default_value = "http://127.0.0.1:9000",
+        global = true
+    )]
     pub endpoint: String,
     /// Access key id (default: the dev account's `test`).
-    #[arg(long, env = "AWS_ACCESS_KEY_ID", default_value = "test", hide_env_values = true, global = true)]
+    #[arg(
+        long,
+        env = "AWS_ACCESS_KEY_ID",
+        default_value = "test",
+        hide_env_values = true,
+        global = true
+    )]
     pub access_key_id: String,
     /// Secret access key (default: the dev account's `test`).
-    #[arg(long, env = "AWS_SECRET_ACCESS_KEY", default_value = "test", hide_env_values = true, global = true)]
+    #[arg(
+        long,
+        env = "AWS_SECRET_ACCESS_KEY",
+        default_value = "test",
+        hide_env_values = true,
+        global = true
+    )]
     pub secret_access_key: String,
     /// Region to sign for.
-    #[arg(long, env = "AWS_DEFAULT_REGION", default_value = "us-east-1", global = true)]
+    #[arg(
+        long,
+        env = "AWS_DEFAULT_REGION",
+        default_value = "us-east-1",
+        global = true
+    )]
     pub region: String,
 }
 
@@ -29,13 +51,6 @@ pub struct ClientArgs {
 pub struct Client {
     args: ClientArgs,
     http: reqwest::blocking::Client,
-}
-
-/// A response: status and parsed JSON body (`Null` when empty).
-#[derive(Debug)]
-pub struct Reply {
-    pub status: u16,
-    pub body: Value,
 }
 
 impl Client {
@@ -46,15 +61,22 @@ impl Client {
         Ok(Self { args, http })
     }
 
-    /// Sends a SigV4-signed request; a Lambda error becomes an `Err` whose
+    /// Sends a SigV4-signed request and returns its JSON body (`Null` when
+    /// empty); a Lambda error becomes an `Err` whose
     /// text is the error type and message.
-    pub fn call(&self, method: &str, path_and_query: &str, body: Option<&Value>) -> Result<Reply> {
-        let url = format!("{}{}", self.args.endpoint.trim_end_matches('/'), path_and_query);
+    pub fn call(&self, method: &str, path_and_query: &str, body: Option<&Value>) -> Result<Value> {
+        let url = format!(
+            "{}{}",
+            self.args.endpoint.trim_end_matches('/'),
+            path_and_query
+        );
         let bytes = match body {
             Some(b) => serde_json::to_vec(b)?,
             None => Vec::new(),
         };
-        let uri: http::Uri = url.parse().with_context(|| format!("bad endpoint URL {url}"))?;
+        let uri: http::Uri = url
+            .parse()
+            .with_context(|| format!("bad endpoint URL {url}"))?;
         let host = uri
             .authority()
             .map(|a| a.to_string())
@@ -63,12 +85,9 @@ impl Client {
         if body.is_some() {
             headers.push(("content-type".to_owned(), "application/json".to_owned()));
         }
-        let identity = Credentials::from_keys(
-            &self.args.access_key_id,
-            &self.args.secret_access_key,
-            None,
-        )
-        .into();
+        let identity =
+            Credentials::from_keys(&self.args.access_key_id, &self.args.secret_access_key, None)
+                .into();
         let params = v4::SigningParams::builder()
             .identity(&identity)
             .region(&self.args.region)
@@ -84,10 +103,7 @@ impl Client {
             SignableBody::Bytes(&bytes),
         )?;
         let (instructions, _) = sign(signable, &params)?.into_parts();
-        let mut req = self
-            .http
-            .request(method.parse()?, &url)
-            .body(bytes.clone());
+        let mut req = self.http.request(method.parse()?, &url).body(bytes.clone());
         for (k, v) in &headers {
             if k != "host" {
                 req = req.header(k, v);
@@ -120,7 +136,7 @@ impl Client {
                 .unwrap_or("");
             bail!("{error_type} (HTTP {status}): {msg}");
         }
-        Ok(Reply { status, body })
+        Ok(body)
     }
 }
 

@@ -31,8 +31,12 @@ pub enum AccountsCommand {
 pub fn accounts(c: &Client, cmd: AccountsCommand) -> Result<()> {
     match cmd {
         AccountsCommand::Create { name, admin, json } => {
-            let r = c.call("POST", "/hearth/v1/accounts", Some(&json!({"Name": name, "Admin": admin})))?;
-            let b = &r.body;
+            let r = c.call(
+                "POST",
+                "/hearth/v1/accounts",
+                Some(&json!({"Name": name, "Admin": admin})),
+            )?;
+            let b = &r;
             if json {
                 println!(
                     "{}",
@@ -51,7 +55,7 @@ pub fn accounts(c: &Client, cmd: AccountsCommand) -> Result<()> {
         }
         AccountsCommand::List { json } => {
             let r = c.call("GET", "/hearth/v1/accounts", None)?;
-            let list = r.body["Accounts"].as_array().cloned().unwrap_or_default();
+            let list = r["Accounts"].as_array().cloned().unwrap_or_default();
             if json {
                 println!("{}", Value::Array(list));
             } else {
@@ -61,7 +65,11 @@ pub fn accounts(c: &Client, cmd: AccountsCommand) -> Result<()> {
                         vec![
                             str_of(&a["AccountId"]),
                             str_of(&a["Name"]),
-                            if a["Admin"].as_bool() == Some(true) { "yes".into() } else { "no".into() },
+                            if a["Admin"].as_bool() == Some(true) {
+                                "yes".into()
+                            } else {
+                                "no".into()
+                            },
                         ]
                     })
                     .collect();
@@ -69,7 +77,11 @@ pub fn accounts(c: &Client, cmd: AccountsCommand) -> Result<()> {
             }
         }
         AccountsCommand::Delete { account_id } => {
-            c.call("DELETE", &format!("/hearth/v1/accounts/{}", segment(&account_id)), None)?;
+            c.call(
+                "DELETE",
+                &format!("/hearth/v1/accounts/{}", segment(&account_id)),
+                None,
+            )?;
             println!("deleted account {account_id}");
         }
     }
@@ -123,7 +135,11 @@ pub fn zip_dir(dir: &Path) -> Result<Vec<u8>> {
         let name = rel.to_string_lossy().replace('\\', "/");
         if meta.file_type().is_symlink() {
             let target = std::fs::read_link(&full)?;
-            w.add_symlink(name, target.to_string_lossy(), zip::write::SimpleFileOptions::default())?;
+            w.add_symlink(
+                name,
+                target.to_string_lossy(),
+                zip::write::SimpleFileOptions::default(),
+            )?;
         } else {
             let mode = meta.permissions().mode() & 0o777;
             let opts = zip::write::SimpleFileOptions::default()
@@ -165,7 +181,11 @@ pub fn deploy(c: &Client, a: DeployArgs) -> Result<()> {
     };
     let env = (!a.env.is_empty()).then(|| json!({"Variables": a.env.iter().cloned().collect::<std::collections::BTreeMap<_, _>>()}));
     let result = if exists {
-        let mut r = c.call("PUT", &format!("{path}/code"), Some(&json!({"ZipFile": zip_b64})))?;
+        let mut r = c.call(
+            "PUT",
+            &format!("{path}/code"),
+            Some(&json!({"ZipFile": zip_b64})),
+        )?;
         let mut patch = serde_json::Map::new();
         let mut set = |k: &str, v: Option<Value>| {
             if let Some(v) = v {
@@ -179,13 +199,20 @@ pub fn deploy(c: &Client, a: DeployArgs) -> Result<()> {
         set("Role", a.role.map(Value::from));
         set("Environment", env);
         if !patch.is_empty() {
-            r = c.call("PUT", &format!("{path}/configuration"), Some(&Value::Object(patch)))?;
+            r = c.call(
+                "PUT",
+                &format!("{path}/configuration"),
+                Some(&Value::Object(patch)),
+            )?;
         }
         eprintln!("updated {}", a.name);
         r
     } else {
         let (Some(runtime), Some(handler)) = (a.runtime, a.handler) else {
-            bail!("{} does not exist yet: --runtime and --handler are needed to create it", a.name);
+            bail!(
+                "{} does not exist yet: --runtime and --handler are needed to create it",
+                a.name
+            );
         };
         let mut body = json!({
             "FunctionName": a.name,
@@ -208,9 +235,9 @@ pub fn deploy(c: &Client, a: DeployArgs) -> Result<()> {
         r
     };
     if a.json {
-        println!("{}", result.body);
+        println!("{}", result);
     } else {
-        let b = &result.body;
+        let b = &result;
         println!(
             "{}  {}  {}  CodeSha256={}",
             str_of(&b["FunctionArn"]),
@@ -232,8 +259,8 @@ pub fn ls(c: &Client, json_out: bool) -> Result<()> {
             None => "/2015-03-31/functions/".to_owned(),
         };
         let r = c.call("GET", &q, None)?;
-        all.extend(r.body["Functions"].as_array().cloned().unwrap_or_default());
-        marker = r.body["NextMarker"].as_str().map(str::to_owned);
+        all.extend(r["Functions"].as_array().cloned().unwrap_or_default());
+        marker = r["NextMarker"].as_str().map(str::to_owned);
         if marker.is_none() {
             break;
         }
@@ -255,7 +282,17 @@ pub fn ls(c: &Client, json_out: bool) -> Result<()> {
             ]
         })
         .collect();
-    print_table(&["NAME", "RUNTIME", "MEMORY", "TIMEOUT", "STATE", "LAST MODIFIED"], rows);
+    print_table(
+        &[
+            "NAME",
+            "RUNTIME",
+            "MEMORY",
+            "TIMEOUT",
+            "STATE",
+            "LAST MODIFIED",
+        ],
+        rows,
+    );
     Ok(())
 }
 
@@ -275,7 +312,7 @@ pub fn rm(c: &Client, name: &str) -> Result<()> {
 
 pub fn runtimes(c: &Client, json_out: bool) -> Result<()> {
     let r = c.call("GET", "/hearth/v1/runtimes", None)?;
-    let list = r.body["Runtimes"].as_array().cloned().unwrap_or_default();
+    let list = r["Runtimes"].as_array().cloned().unwrap_or_default();
     if json_out {
         println!("{}", Value::Array(list));
         return Ok(());
@@ -299,7 +336,9 @@ pub fn runtimes(c: &Client, json_out: bool) -> Result<()> {
 }
 
 fn str_of(v: &Value) -> String {
-    v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string())
+    v.as_str()
+        .map(str::to_owned)
+        .unwrap_or_else(|| v.to_string())
 }
 
 fn print_table(headers: &[&str], rows: Vec<Vec<String>>) {

@@ -8,7 +8,11 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "hearth", version, about = "Self-hosted serverless functions with an AWS-Lambda-compatible API")]
+#[command(
+    name = "hearth",
+    version,
+    about = "Self-hosted serverless functions with an AWS-Lambda-compatible API"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -88,7 +88,8 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         SqliteRegistry::open(&data_dir.join("registry.sqlite"), node.clone())
             .context("cannot open the registry")?,
     );
-    let code = Arc::new(CodeStore::open(&data_dir.join("code")).context("cannot open the code store")?);
+    let code =
+        Arc::new(CodeStore::open(&data_dir.join("code")).context("cannot open the code store")?);
     // Nothing is being staged yet, so unreferenced blobs are leftovers of
     // creates that crashed before their row committed.
     let referenced: HashSet<String> = registry.referenced_code()?.into_iter().collect();
@@ -110,7 +111,11 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
                 secret_access_key: DEV_SECRET_KEY.into(),
             },
         )?;
-        tracing::info!(account = DEV_ACCOUNT_ID, access_key = DEV_ACCESS_KEY, "dev account enabled");
+        tracing::info!(
+            account = DEV_ACCOUNT_ID,
+            access_key = DEV_ACCESS_KEY,
+            "dev account enabled"
+        );
     }
     let runtimes = runtime_catalog(&config);
     for e in runtimes.entries() {
@@ -136,7 +141,10 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
 
 async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         tracing::error!("cannot install signal handlers; stop with SIGKILL");
         return std::future::pending().await;
     };

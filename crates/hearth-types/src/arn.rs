@@ -210,7 +210,11 @@ impl FunctionRef {
                 }
                 account = Some(rest[0].to_owned());
                 rest = rest[2..].to_vec();
-            } else if rest.len() >= 2 && rest[0] == "function" && rest.len() <= 3 && !rest[1].is_empty() {
+            } else if rest.len() >= 2
+                && rest[0] == "function"
+                && rest.len() <= 3
+                && !rest[1].is_empty()
+            {
                 // "function:<name>[:q]" — the optional (function:) group alone.
                 // A bare "function" with nothing after is just a name.
                 rest = rest[1..].to_vec();

@@ -29,13 +29,15 @@ pub enum ErrorKind {
     TooManyRequests,
     /// 403: the signature did not match.
     InvalidSignature,
+    /// 400: the `Authorization` header (or presigned query) is malformed.
+    IncompleteSignature,
     /// 403: the access key is unknown.
     UnrecognizedClient,
     /// 403: the caller may not call this (admin API).
     AccessDenied,
     /// 403: the request's `X-Amz-Date` is too far from now.
     InvalidSignatureExpired,
-    /// 400: a required authentication element is missing.
+    /// 403: the request carries no signature at all.
     MissingAuthenticationToken,
     /// 404: no such route.
     UnknownOperation,
@@ -60,6 +62,7 @@ impl ErrorKind {
             Self::CodeStorageExceeded => "CodeStorageExceededException",
             Self::TooManyRequests => "TooManyRequestsException",
             Self::InvalidSignature => "InvalidSignatureException",
+            Self::IncompleteSignature => "IncompleteSignatureException",
             Self::UnrecognizedClient => "UnrecognizedClientException",
             Self::AccessDenied => "AccessDeniedException",
             Self::InvalidSignatureExpired => "InvalidSignatureException",

@@ -205,8 +205,8 @@ impl From<&AuthError> for LambdaError {
             AuthError::Expired { .. } | AuthError::NotYetCurrent { .. } => {
                 ErrorKind::InvalidSignatureExpired
             }
-            AuthError::Malformed(_)
-            | AuthError::SignatureMismatch
+            AuthError::Malformed(_) => ErrorKind::IncompleteSignature,
+            AuthError::SignatureMismatch
             | AuthError::ContentSha256Mismatch
             | AuthError::WrongService { .. } => ErrorKind::InvalidSignature,
         };

@@ -498,7 +498,7 @@ fn malformed_authorization_headers() {
         };
         assert!(message.contains(expected), "{authorization}: {message}");
         let lambda = LambdaError::from(&err);
-        assert_eq!(lambda.kind, ErrorKind::InvalidSignature);
+        assert_eq!(lambda.kind, ErrorKind::IncompleteSignature);
         assert_eq!(&lambda.message, message);
     }
 }
@@ -964,6 +964,28 @@ mod aws_suite {
 /// boto3 and the AWS CLI use) at a frozen 2026-11-27T00:00:00Z, credentials
 /// AKIDHEARTHEXAMPLE / `SECRET`, region us-east-1, service lambda. Headers are
 /// those of the prepared request plus the `Host` its HTTP client sends.
+///
+/// Regenerate with `pip install botocore` and (abridged):
+///
+/// ```python
+/// from unittest import mock
+/// import datetime
+/// from botocore.auth import SigV4Auth, SigV4QueryAuth
+/// from botocore.awsrequest import AWSRequest
+/// from botocore.credentials import Credentials
+/// creds = Credentials("AKIDHEARTHEXAMPLE", "hearthSecretKey/EXAMPLE+0123456789abcdefgh")
+/// with mock.patch("botocore.auth.get_current_datetime",
+///                 return_value=datetime.datetime(2026, 11, 27)):
+///     req = AWSRequest(method="GET", url="https://lambda.us-east-1.amazonaws.com"
+///                      "/2015-03-31/functions/?Marker=a%2Fb&MaxItems=2",
+///                      headers={"User-Agent": "...", "amz-sdk-invocation-id": "...",
+///                               "amz-sdk-request": "attempt=1"}, data=b"")
+///     SigV4Auth(creds, "lambda", "us-east-1").add_auth(req)  # or SigV4QueryAuth(…, expires=300)
+///     p = req.prepare(); print(p.url, list(p.headers.items()))
+/// ```
+///
+/// (`request.context['timestamp']` cannot be preset: `add_auth` overwrites it
+/// from `get_current_datetime()`, which is what has to be patched.)
 mod botocore {
     use super::*;
 
