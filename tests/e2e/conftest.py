@@ -26,9 +26,16 @@ from hearth_e2e import WORK, HearthServer, unique_name
 def work_dir() -> Path:
     WORK.mkdir(parents=True, exist_ok=True)
     run = WORK / f"run-{os.getpid()}"
-    # Keep only this run's state around (earlier runs' data can be large).
+    # Drop the state of earlier runs (it can be large), but never that of a
+    # run whose pytest process is still alive.
     for old in WORK.glob("run-*"):
-        shutil.rmtree(old, ignore_errors=True)
+        try:
+            pid = int(old.name.split("-", 1)[1])
+            os.kill(pid, 0)
+        except (ValueError, ProcessLookupError):
+            shutil.rmtree(old, ignore_errors=True)
+        except PermissionError:
+            pass
     run.mkdir(parents=True)
     return run
 
@@ -39,9 +46,14 @@ def start_server(work_dir: Path) -> Iterable[Callable[..., HearthServer]]:
     Every server it started is stopped at the end of the session."""
     started: list[HearthServer] = []
 
-    def start(name: str | None = None, data_dir: Path | None = None) -> HearthServer:
+    def start(name: str | None = None, data_dir: Path | None = None, config: str | None = None) -> HearthServer:
         name = name or unique_name("srv")
-        srv = HearthServer(data_dir or work_dir / name / "data", work_dir / name / "server.log")
+        config_path = None
+        if config is not None:
+            config_path = work_dir / name / "hearth.toml"
+            config_path.parent.mkdir(parents=True, exist_ok=True)
+            config_path.write_text(config)
+        srv = HearthServer(data_dir or work_dir / name / "data", work_dir / name / "server.log", config=config_path)
         started.append(srv)
         return srv.start()
 

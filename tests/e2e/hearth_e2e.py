@@ -240,7 +240,10 @@ def free_port() -> int:
 class HearthServer:
     """One `hearth serve` process on a loopback port and a data directory."""
 
-    def __init__(self, data_dir: Path, log_path: Path, port: int | None = None):
+    def __init__(self, data_dir: Path, log_path: Path, port: int | None = None, *, via_env: bool = False,
+                 config: Path | None = None):
+        self.config = config  # a TOML config file passed with --config
+        self.via_env = via_env  # pass listen address and data dir as HEARTH_* variables, not flags
         self.data_dir = Path(data_dir)
         self.log_path = Path(log_path)
         self.port = port or free_port()
@@ -260,8 +263,15 @@ class HearthServer:
         env = {k: v for k, v in os.environ.items() if not k.startswith("HEARTH_")}
         env.setdefault("RUST_BACKTRACE", "1")
         env["NO_COLOR"] = "1"
+        args = [str(hearth_bin()), "serve"]
+        if self.via_env:
+            env.update(HEARTH_LISTEN=f"127.0.0.1:{self.port}", HEARTH_DATA_DIR=str(self.data_dir))
+        else:
+            args += ["--listen", f"127.0.0.1:{self.port}", "--data-dir", str(self.data_dir)]
+        if self.config is not None:
+            args += ["--config", str(self.config)]
         self.proc = subprocess.Popen(
-            [str(hearth_bin()), "serve", "--listen", f"127.0.0.1:{self.port}", "--data-dir", str(self.data_dir)],
+            args,
             stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT, env=env,
             start_new_session=True,
         )

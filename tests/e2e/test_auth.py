@@ -294,3 +294,48 @@ def test_every_response_has_a_request_id(hearth, lam):
     assert r.header("x-amzn-RequestId"), r.headers
     assert error_code(r) == "ResourceNotFoundException"
     assert r.json().get("Type") == "User"
+
+
+def test_malformed_json_on_every_write_route(hearth, lam):
+    """Every operation that takes a JSON body answers a broken one with a 400
+    JSON error and changes nothing."""
+    name = unique_name("routes")
+    create_fn(lam, name, Publish=True)
+    lam.create_alias(FunctionName=name, Name="live", FunctionVersion="1")
+    before = lam.get_function(FunctionName=name)
+    # Each route with a broken body, and with a field of the wrong JSON type.
+    routes = [
+        ("POST", "/2015-03-31/functions", {"FunctionName": 7}),
+        ("PUT", f"/2015-03-31/functions/{name}/code", {"ZipFile": 7}),
+        ("PUT", f"/2015-03-31/functions/{name}/configuration", {"MemorySize": "big"}),
+        ("POST", f"/2015-03-31/functions/{name}/versions", {"Description": 7}),
+        ("POST", f"/2015-03-31/functions/{name}/aliases", {"Name": [], "FunctionVersion": 7}),
+        ("PUT", f"/2015-03-31/functions/{name}/aliases/live", {"FunctionVersion": 7}),
+        ("PUT", f"/2017-10-31/functions/{name}/concurrency", {"ReservedConcurrentExecutions": "many"}),
+        ("POST", "/hearth/v1/accounts", {"Name": []}),
+    ]
+    for method, path, wrong_type in routes:
+        for body in ("{broken", json.dumps(wrong_type)):
+            r = hearth.raw(method, path, body, headers={"Content-Type": "application/json"})
+            assert_json_error(r, 400)
+    after = lam.get_function(FunctionName=name)
+    assert after["Configuration"] == before["Configuration"]
+    assert "Concurrency" not in after
+    assert [v["Version"] for v in lam.list_versions_by_function(FunctionName=name)["Versions"]] == ["$LATEST", "1"]
+    assert lam.get_alias(FunctionName=name, Name="live")["FunctionVersion"] == "1"
+    lam.delete_function(FunctionName=name)
+
+
+@pytest.mark.parametrize("query", ["MaxItems=abc", "MaxItems=0", "MaxItems=-1", "MaxItems=99999999999999999999"])
+def test_bad_list_parameters(hearth, query):
+    r = hearth.raw("GET", f"/2015-03-31/functions/?{query}")
+    assert_json_error(r, 400)
+
+
+def test_unknown_marker_is_not_a_server_error(hearth):
+    r = hearth.raw("GET", "/2015-03-31/functions/?Marker=not-a-marker-I-was-given&MaxItems=2")
+    assert r.status < 500, (r.status, r.body)
+    if r.status >= 400:
+        assert_json_error(r, r.status)
+    else:
+        assert isinstance(r.json().get("Functions"), list)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 import json
 import os
 import subprocess
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from hearth_e2e import (
+    HearthServer,
     DEV_ACCOUNT,
     PY_HANDLER,
     PY_RUNTIME,
@@ -197,3 +199,25 @@ def test_aws_cli(hearth, lam, tmp_path):
     assert cp.returncode != 0
     assert "ResourceNotFoundException" in cp.stderr
     lam.delete_function(FunctionName=name)
+
+
+# ---------------------------------------------------------------------------
+# hearth serve configured through the environment
+
+
+def test_serve_from_environment(work_dir):
+    d = work_dir / unique_name("env-serve")
+    srv = HearthServer(d / "data", d / "server.log", via_env=True)
+    try:
+        srv.start()
+        c = srv.client()
+        name = unique_name("envfn")
+        z = py_zip()
+        c.create_function(FunctionName=name, Runtime=PY_RUNTIME, Role=ROLE, Handler="handler.handler",
+                          Code={"ZipFile": z})
+        assert c.get_function(FunctionName=name)["Configuration"]["CodeSha256"] == code_sha256(z)
+    finally:
+        rc = srv.stop()
+    assert rc == 0, f"hearth serve exited with {rc} on SIGTERM\n{srv.log_tail()}"
+    assert (d / "data" / "registry.sqlite").is_file()
+    assert (d / "data" / "code" / "blobs" / f"{hashlib.sha256(z).hexdigest()}.zip").is_file()

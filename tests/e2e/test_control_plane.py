@@ -7,15 +7,18 @@ Shapes are compared with AWS's recorded responses
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
+import zipfile
 from pathlib import Path
 
 import pytest
 
 from hearth_e2e import (
     DEV_ACCOUNT,
+    PY_HANDLER,
     PY_RUNTIME,
     REGION,
     ROLE,
@@ -237,6 +240,32 @@ def test_update_with_wrong_revision_id_is_refused(lam):
     rev = lam.get_function(FunctionName=name)["Configuration"]["RevisionId"]
     ok = lam.update_function_configuration(FunctionName=name, Description="y", RevisionId=rev)
     assert ok["Description"] == "y"
+    lam.delete_function(FunctionName=name)
+
+
+def _random_zip(mb: int) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:
+        zf.writestr("handler.py", PY_HANDLER)
+        zf.writestr("data.bin", os.urandom(mb * 1024 * 1024))
+    return buf.getvalue()
+
+
+def test_large_code_package(lam):
+    """Zips well past a web framework's default body limit (up to 50 MB zipped
+    is allowed) go through CreateFunction and UpdateFunctionCode."""
+    name = unique_name("large")
+    z1 = _random_zip(10)
+    created = lam.create_function(FunctionName=name, Runtime=PY_RUNTIME, Role=ROLE,
+                                  Handler="handler.handler", Code={"ZipFile": z1})
+    assert created["CodeSha256"] == code_sha256(z1)
+    assert created["CodeSize"] == len(z1)
+    lam.get_waiter("function_active_v2").wait(FunctionName=name, WaiterConfig=WAITER)
+    z2 = _random_zip(30)
+    updated = lam.update_function_code(FunctionName=name, ZipFile=z2)
+    assert updated["CodeSha256"] == code_sha256(z2)
+    lam.get_waiter("function_updated_v2").wait(FunctionName=name, WaiterConfig=WAITER)
+    assert lam.get_function(FunctionName=name)["Configuration"]["CodeSize"] == len(z2)
     lam.delete_function(FunctionName=name)
 
 

@@ -16,7 +16,6 @@ import time
 import zipfile
 from pathlib import Path
 
-import pytest
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
@@ -73,31 +72,17 @@ def assert_blob(data_dir: Path, zip_bytes: bytes) -> None:
     assert h.hexdigest() == sha256_hex(zip_bytes), f"blob {p} does not hash to its name"
 
 
-def test_kill9_during_create(start_server):
-    srv = start_server(unique_name("crash"))
-    lam = srv.client()
-
-    acked: dict[str, bytes] = {}
-    for i in range(5):
-        name = f"acked-{i}"
-        z = py_zip()
-        resp = lam.create_function(FunctionName=name, Runtime=PY_RUNTIME, Role=ROLE,
-                                   Handler="handler.handler", Code={"ZipFile": z})
-        assert resp["CodeSha256"] == code_sha256(z)
-        acked[name] = z
-
-    big = big_zip(20)
-    inflight = "inflight"
+def send_create_and_kill(srv, name: str, zip_bytes: bytes, kill_after_s: float) -> dict:
+    """Sends a signed CreateFunction by hand (so we know when the whole body
+    has left the client), waits `kill_after_s`, then SIGKILLs the server.
+    Returns what the client saw: `status`/`body` if an answer came, else `error`."""
     outcome: dict[str, object] = {}
     sent = threading.Event()
 
-    def create_big():
-        """A signed CreateFunction sent by hand, so we know when the whole
-        body has left the client: the kill then lands while the server is
-        reading its last bytes or processing (decode, hash, unpack, write)."""
+    def run():
         body = json.dumps({
-            "FunctionName": inflight, "Runtime": PY_RUNTIME, "Role": ROLE, "Handler": "handler.handler",
-            "Code": {"ZipFile": base64.b64encode(big).decode()},
+            "FunctionName": name, "Runtime": PY_RUNTIME, "Role": ROLE, "Handler": "handler.handler",
+            "Code": {"ZipFile": base64.b64encode(zip_bytes).decode()},
         }).encode()
         req = AWSRequest(method="POST", url=srv.endpoint + "/2015-03-31/functions", data=body,
                          headers={"Content-Type": "application/json"})
@@ -130,20 +115,28 @@ def test_kill9_during_create(start_server):
             sent.set()
             conn.close()
 
-    t = threading.Thread(target=create_big, daemon=True)
+    t = threading.Thread(target=run, daemon=True)
     t.start()
-    assert sent.wait(timeout=KILL_WAIT_S), "the 20 MB request could not be sent"
+    assert sent.wait(timeout=KILL_WAIT_S), "the request could not be sent"
     if outcome.get("answered_early"):
         t.join(timeout=60)
+    elif kill_after_s > 0:
+        t.join(timeout=kill_after_s)  # returns early if the answer comes first
     srv.kill9()
     # The server was alive until now: it must have taken the whole body.
-    assert outcome.get("sent_all"), f"the server dropped the 20 MB upload before the kill: {outcome.get('error')!r}"
+    assert outcome.get("sent_all"), f"the server dropped the upload before the kill: {outcome.get('error')!r}"
     t.join(timeout=90)
     assert not t.is_alive(), "the in-flight request did not end after the server died"
+    # An answer refusing the create would make the crash prove nothing.
+    status = outcome.get("status")
+    assert status in (None, 201), f"the create was refused before the kill: {status} {outcome.get('body')!r}"
+    return outcome
 
-    srv.restart()
-    lam = srv.client()
 
+def check_store(srv, lam, acked: dict[str, bytes], maybe: dict[str, tuple[bytes, bool]]) -> set[str]:
+    """Every acknowledged function is intact; each in-flight one is complete
+    or absent (and present if it was acknowledged); no torn blob. Returns the
+    in-flight names that survived."""
     for name, z in acked.items():
         conf = lam.get_function(FunctionName=name)["Configuration"]
         assert conf["CodeSha256"] == code_sha256(z), name
@@ -151,31 +144,78 @@ def test_kill9_during_create(start_server):
         lam.get_waiter("function_active_v2").wait(FunctionName=name, WaiterConfig=WAITER)
         assert_blob(srv.data_dir, z)
 
-    # The kill must interrupt the create (or come after its success): an
-    # answer refusing it would make this test prove nothing.
-    status = outcome.get("status")
-    assert status in (None, 201), f"the 20 MB create was refused before the kill: {status} {outcome.get('body')!r}"
-    acknowledged = status == 201
-    if acknowledged:
-        assert json.loads(outcome["body"])["CodeSha256"] == code_sha256(big)
-    try:
-        conf = lam.get_function(FunctionName=inflight)["Configuration"]
-    except ClientError as e:
-        assert e.response["Error"]["Code"] == "ResourceNotFoundException", e.response
-        assert not acknowledged, "an acknowledged create was lost"
-        present = False
-    else:
-        present = True
-        assert conf["CodeSha256"] == code_sha256(big)
-        assert conf["CodeSize"] == len(big)
-        lam.get_waiter("function_active_v2").wait(FunctionName=inflight, WaiterConfig=WAITER)
-        assert_blob(srv.data_dir, big)
+    survived = set()
+    for name, (z, acknowledged) in maybe.items():
+        try:
+            conf = lam.get_function(FunctionName=name)["Configuration"]
+        except ClientError as e:
+            assert e.response["Error"]["Code"] == "ResourceNotFoundException", e.response
+            assert not acknowledged, f"the acknowledged create of {name} was lost"
+            continue
+        survived.add(name)
+        assert conf["CodeSha256"] == code_sha256(z), name
+        assert conf["CodeSize"] == len(z), name
+        lam.get_waiter("function_active_v2").wait(FunctionName=name, WaiterConfig=WAITER)
+        assert_blob(srv.data_dir, z)
 
     names = {f["FunctionName"] for f in list_all_functions(lam)}
-    assert names == set(acked) | ({inflight} if present else set())
+    assert names == set(acked) | survived
 
-    # The node still works after the crash: the name of the lost create is free
-    # (or the function is there), and new creates succeed.
+    # No torn blob: every `<hex>.zip` in the store hashes to its name.
+    blobs = sorted((srv.data_dir / "code" / "blobs").glob("*.zip"))
+    assert blobs, "no blobs in the code store"
+    for p in blobs:
+        h = hashlib.sha256()
+        with open(p, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+        assert h.hexdigest() == p.stem, f"torn or misnamed blob after the crash: {p}"
+    return survived
+
+
+def test_kill9_during_create(start_server):
+    srv = start_server(unique_name("crash"))
+    lam = srv.client()
+
+    acked: dict[str, bytes] = {}
+    for i in range(5):
+        name = f"acked-{i}"
+        z = py_zip()
+        resp = lam.create_function(FunctionName=name, Runtime=PY_RUNTIME, Role=ROLE,
+                                   Handler="handler.handler", Code={"ZipFile": z})
+        assert resp["CodeSha256"] == code_sha256(z)
+        acked[name] = z
+
+    # A 20 MB create must work at all, or the crashes below would prove nothing.
+    # Its duration places the second kill in the middle of the server's work.
+    big_ok = big_zip(20)
+    started = time.monotonic()
+    resp = srv.client(read_timeout=120).create_function(
+        FunctionName="acked-big", Runtime=PY_RUNTIME, Role=ROLE, Handler="handler.handler",
+        Code={"ZipFile": big_ok})
+    took = time.monotonic() - started
+    assert resp["CodeSha256"] == code_sha256(big_ok)
+    acked["acked-big"] = big_ok
+
+    # Kill as soon as the body is sent (reading, decoding, hashing), halfway
+    # through a create's usual time (unpacking, writing), and near its end
+    # (committing, or just after the answer: then activation is left to the
+    # restarted server). Any of these may land a little earlier or later: each
+    # outcome is checked for what it is.
+    for round_no, delay in ((1, 0.0), (2, min(took * 0.5, 10.0)), (3, min(took * 0.9, 10.0))):
+        name = f"inflight-{round_no}"
+        big = big_zip(20)
+        outcome = send_create_and_kill(srv, name, big, delay)
+        acknowledged = outcome.get("status") == 201
+        if acknowledged:
+            assert json.loads(outcome["body"])["CodeSha256"] == code_sha256(big)
+        srv.restart()
+        lam = srv.client()
+        survived = check_store(srv, lam, acked, {name: (big, acknowledged)})
+        if survived:
+            acked[name] = big
+
+    # The node still works after the crashes.
     after = create_fn(lam, "after-crash")
     assert after["FunctionName"] == "after-crash"
 

@@ -8,6 +8,7 @@ import base64
 import io
 import json
 import os
+import struct
 import zipfile
 from functools import lru_cache
 from pathlib import Path
@@ -22,7 +23,6 @@ from hearth_e2e import (
     WAITER,
     assert_no_blob,
     assert_not_stored,
-    blob_path,
     code_sha256,
     create_fn,
     expect_error,
@@ -35,7 +35,8 @@ from hearth_e2e import (
 )
 
 INVALID_ZIP_MESSAGE = "Could not unzip uploaded file. Please check your file, then try to upload again."
-UNZIPPED_TOO_BIG = "Unzipped size must be smaller than 262144000 bytes"
+UNZIPPED_LIMIT = 262144000
+UNZIPPED_TOO_BIG = f"Unzipped size must be smaller than {UNZIPPED_LIMIT} bytes"
 
 
 def refused_create(hearth, lam, *, zip_bytes: bytes | None = None, code: str | set[str],
@@ -64,7 +65,7 @@ def refused_create(hearth, lam, *, zip_bytes: bytes | None = None, code: str | s
     ("sp ace", "ValidationException"),
     ("f\u00fcnf", "ValidationException"),
     ("a" * 65, "InvalidParameterValueException"),  # AWS answers a too-long name this way
-])
+], ids=["bang", "dot", "space", "non-ascii", "65-chars"])
 def test_invalid_function_name(hearth, lam, bad_name, code):
     before = {f["FunctionName"] for f in list_all_functions(lam)}
     expect_error(lam.create_function, FunctionName=bad_name, Runtime=PY_RUNTIME, Role=ROLE,
@@ -145,12 +146,18 @@ def test_unknown_runtime(hearth, lam):
 
 
 @pytest.mark.parametrize("runtime,handler,files", [
-    ("python3.99", "handler.handler", {"handler.py": PY_HANDLER}),
-    ("nodejs99.x", "index.handler", {"index.js": b"exports.handler = async () => 1;\n"}),
+    ("python3.12", "handler.handler", {"handler.py": PY_HANDLER}),
+    ("nodejs22.x", "index.handler", {"index.js": b"exports.handler = async () => 1;\n"}),
 ])
-def test_runtime_without_interpreter_on_host(hearth, lam, runtime, handler, files):
-    refused_create(hearth, lam, runtime=runtime, handler=handler, zip_bytes=make_zip({**files, "n": nonce()}),
+def test_runtime_without_interpreter_on_host(start_server, runtime, handler, files):
+    # Every python3.x maps to /usr/bin/python3 by default; a node whose
+    # config maps these runtimes to interpreters that do not exist refuses them.
+    srv = start_server(config='[runtimes]\n"python3.12" = "/nonexistent/python3"\n"nodejs*" = "/nonexistent/node"\n')
+    lam = srv.client()
+    refused_create(srv, lam, runtime=runtime, handler=handler, zip_bytes=make_zip({**files, "n": nonce()}),
                    code="InvalidParameterValueException")
+    # The same node still takes a runtime that has an interpreter.
+    create_fn(lam, zip_bytes=py_zip())
 
 
 def test_invalid_role(hearth, lam):
@@ -218,7 +225,9 @@ def test_zip_entries_escaping_the_code_dir(hearth, lam, work_dir, kind):
         links[f"sub/evil-{n}"] = "../../../../outside"
         files["sub/ok.py"] = b"y = 2\n"
     z = make_zip(files, symlinks=links)
-    refused_create(hearth, lam, zip_bytes=z, code="InvalidParameterValueException")
+    bad_entry = next(e for e in [*files, *links] if n in e)
+    # The message names the offending entry, so the user can find it.
+    refused_create(hearth, lam, zip_bytes=z, code="InvalidParameterValueException", message_contains=bad_entry)
     leaked = _leaked(work_dir, n) + ([Path(f"/tmp/evil-{n}.py")] if Path(f"/tmp/evil-{n}.py").exists() else [])
     assert not leaked, f"entries of a refused zip were written: {leaked}"
 
@@ -265,16 +274,78 @@ def zip_bomb_many() -> bytes:
     return buf.getvalue()
 
 
+def written_bytes(pid: int) -> int | None:
+    """Bytes the process has passed to write(2) and friends so far."""
+    try:
+        for line in Path(f"/proc/{pid}/io").read_text().splitlines():
+            if line.startswith("wchar:"):
+                return int(line.split()[1])
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def refused_bomb(hearth, lam, z: bytes, **kw) -> None:
+    """The bomb is refused, and the server did not write (much) more than the
+    unzipped limit while finding out."""
+    before = written_bytes(hearth.proc.pid)
+    refused_create(hearth, lam, zip_bytes=z, code="InvalidParameterValueException", **kw)
+    after = written_bytes(hearth.proc.pid)
+    if before is not None and after is not None:
+        assert after - before <= UNZIPPED_LIMIT + 16 * 1024 * 1024, \
+            f"the server wrote {after - before} bytes while refusing a zip bomb"
+
+
 def test_zip_bomb_single_entry(hearth, lam):
     z = zip_bomb_single()
     assert len(z) < 2 * 1024 * 1024
-    refused_create(hearth, lam, zip_bytes=z, code="InvalidParameterValueException", message=UNZIPPED_TOO_BIG)
+    refused_bomb(hearth, lam, z, message=UNZIPPED_TOO_BIG)
 
 
 def test_zip_bomb_many_entries(hearth, lam):
     z = zip_bomb_many()
     assert len(z) < 2 * 1024 * 1024
-    refused_create(hearth, lam, zip_bytes=z, code="InvalidParameterValueException", message=UNZIPPED_TOO_BIG)
+    refused_bomb(hearth, lam, z, message=UNZIPPED_TOO_BIG)
+
+
+def lying_zip_bomb() -> bytes:
+    """300 MB of zeros whose headers claim an uncompressed size of 1000 bytes:
+    an unpacker that trusts the headers writes far past the limit."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as zf:
+        zf.writestr("handler.py", PY_HANDLER)
+        zi = zipfile.ZipInfo("big.bin", date_time=(2024, 1, 1, 0, 0, 0))
+        zi.compress_type = zipfile.ZIP_DEFLATED
+        with zf.open(zi, "w") as f:  # < 2 GiB: no zip64, plain 32-bit size fields
+            chunk = bytes(1 << 20)
+            for _ in range(300):
+                f.write(chunk)
+        zf.writestr("nonce.txt", nonce())
+    data = bytearray(buf.getvalue())
+    with zipfile.ZipFile(io.BytesIO(bytes(data))) as zf:
+        info = zf.getinfo("big.bin")
+    assert info.file_size == 300 << 20 and not info.flag_bits & 0x08
+    # Local header: uncompressed size at +22. Central directory entry: at +24.
+    lh = info.header_offset
+    assert data[lh:lh + 4] == b"PK\x03\x04"
+    struct.pack_into("<I", data, lh + 22, 1000)
+    cd = data.find(b"PK\x01\x02")
+    while cd != -1:
+        name_len = struct.unpack_from("<H", data, cd + 28)[0]
+        if bytes(data[cd + 46:cd + 46 + name_len]) == b"big.bin":
+            struct.pack_into("<I", data, cd + 24, 1000)
+            break
+        cd = data.find(b"PK\x01\x02", cd + 4)
+    assert cd != -1
+    with zipfile.ZipFile(io.BytesIO(bytes(data))) as zf:
+        assert zf.getinfo("big.bin").file_size == 1000
+    return bytes(data)
+
+
+def test_zip_bomb_with_lying_sizes(hearth, lam):
+    z = lying_zip_bomb()
+    assert len(z) < 2 * 1024 * 1024
+    refused_bomb(hearth, lam, z)
 
 
 def _many_entries(count: int) -> bytes:
@@ -318,8 +389,10 @@ def test_zip_over_50mb(hearth, lam):
 
 
 def test_python_handler_file_missing(hearth, lam):
-    refused_create(hearth, lam, handler="missing.handler", code="InvalidParameterValueException")
-    refused_create(hearth, lam, handler="pkg/missing.handler", code="InvalidParameterValueException")
+    refused_create(hearth, lam, handler="missing.handler", code="InvalidParameterValueException",
+                   message_contains="missing")
+    refused_create(hearth, lam, handler="pkg/missing.handler", code="InvalidParameterValueException",
+                   message_contains="missing")
 
 
 def test_python_handler_in_subdirectory_is_fine(lam):
@@ -347,9 +420,10 @@ def test_node_handler_file_missing(hearth, lam):
 def test_provided_needs_executable_bootstrap(hearth, lam, runtime):
     refused_create(hearth, lam, runtime=runtime, handler="irrelevant",
                    zip_bytes=make_zip({"main.sh": b"#!/bin/sh\n", "n": nonce()}),
-                   code="InvalidParameterValueException")
+                   code="InvalidParameterValueException", message_contains="bootstrap")
     refused_create(hearth, lam, runtime=runtime, handler="irrelevant",
-                   zip_bytes=provided_zip(executable=False), code="InvalidParameterValueException")
+                   zip_bytes=provided_zip(executable=False), code="InvalidParameterValueException",
+                   message_contains="bootstrap")
     name = unique_name("provided")
     z = provided_zip(executable=True)
     resp = create_fn(lam, name, runtime=runtime, handler="irrelevant", zip_bytes=z)

@@ -12,6 +12,22 @@ use hearth_types::{limits, LambdaError};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+/// Reserved concurrency belongs to the function, never to a version or alias.
+fn unqualified(
+    state: &AppState,
+    caller: &Caller,
+    name: &str,
+) -> ApiResult<hearth_types::arn::FunctionRef> {
+    let fref = resolve(state, caller, name, None)?;
+    if fref.qualifier.is_some() {
+        return Err(LambdaError::invalid(
+            "This operation is permitted on Lambda functions only. Aliases and versions do not support this operation. Please specify either a function name or an unqualified function ARN.",
+        )
+        .into());
+    }
+    Ok(fref)
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct PutConcurrencyInput {
@@ -25,7 +41,7 @@ pub async fn put_function_concurrency(
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
     let input: PutConcurrencyInput = json_body(&body)?;
-    let fref = resolve(&state, &caller, &name, None)?;
+    let fref = unqualified(&state, &caller, &name)?;
     let n = match input.reserved_concurrent_executions {
         Some(n) if n >= 0 => u32::try_from(n).unwrap_or(u32::MAX),
         Some(n) => {
@@ -55,7 +71,7 @@ pub async fn get_function_concurrency(
     Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    let fref = resolve(&state, &caller, &name, None)?;
+    let fref = unqualified(&state, &caller, &name)?;
     let n = state
         .blocking(move |s| {
             Ok(s.registry
@@ -73,7 +89,7 @@ pub async fn delete_function_concurrency(
     Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
 ) -> ApiResult<StatusCode> {
-    let fref = resolve(&state, &caller, &name, None)?;
+    let fref = unqualified(&state, &caller, &name)?;
     state
         .blocking(move |s| {
             Ok(s.registry

@@ -4,7 +4,7 @@
 use crate::caller::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::request::{json_body, resolve, PageQuery, QualifierQuery};
-use crate::shapes::function_configuration;
+use crate::shapes::{function_configuration, function_configuration_as};
 use crate::state::AppState;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -146,18 +146,14 @@ fn zip_too_large() -> ApiError {
     ))
 }
 
-/// Stages the code and checks that the handler (or `bootstrap`) is in it.
+/// Checks that the handler (or `bootstrap`) is in the code, then stages it.
 fn stage_code(
     state: &AppState,
     zip: &[u8],
     runtime: &Runtime,
     handler: &str,
 ) -> ApiResult<CodeRef> {
-    let staged = state.code.stage(zip)?;
-    state
-        .code
-        .check_entrypoint(&staged.code.sha256_hex, runtime, handler)?;
-    Ok(staged.code)
+    Ok(state.code.stage_for(zip, runtime, handler)?.code)
 }
 
 /// Checks everything in a complete configuration, including that its
@@ -168,7 +164,9 @@ fn validate_config(state: &AppState, c: &FunctionConfig) -> ApiResult<()> {
     validate::description(&c.description)?;
     validate::memory_size(c.memory_size)?;
     validate::timeout(c.timeout)?;
-    validate::environment(&c.environment)?;
+    if let Some(env) = &c.environment {
+        validate::environment(env)?;
+    }
     state.runtimes.interpreter(&c.runtime)?;
     Ok(())
 }
@@ -224,8 +222,7 @@ pub async fn create_function(
                 )?,
                 environment: input
                     .environment
-                    .and_then(|e| e.variables)
-                    .unwrap_or_default(),
+                    .map(|e| e.variables.unwrap_or_default()),
                 ephemeral_storage_mb: ephemeral_storage(input.ephemeral_storage)?,
                 architectures: architectures(input.architectures)?,
             };
@@ -318,6 +315,7 @@ pub async fn get_function(
     headers: HeaderMap,
 ) -> ApiResult<Json<Value>> {
     let fref = resolve(&state, &caller, &name, q.qualifier.as_deref())?;
+    let shown = fref.qualifier.clone();
     let (v, tags, reserved) = state
         .blocking(move |s| {
             let sel = VersionSelector::from_qualifier(fref.qualifier.as_deref());
@@ -332,7 +330,7 @@ pub async fn get_function(
         })
         .await?;
     let mut out = json!({
-        "Configuration": function_configuration(&state.node, &v),
+        "Configuration": function_configuration_as(&state.node, &v, shown.as_deref()),
         "Code": {
             "RepositoryType": "S3",
             "Location": code_location(&state, &headers, &v.account_id, &v.code.sha256_hex),
@@ -354,6 +352,7 @@ pub async fn get_function_configuration(
     Query(q): Query<QualifierQuery>,
 ) -> ApiResult<Json<Value>> {
     let fref = resolve(&state, &caller, &name, q.qualifier.as_deref())?;
+    let shown = fref.qualifier.clone();
     let v = state
         .blocking(move |s| {
             let sel = VersionSelector::from_qualifier(fref.qualifier.as_deref());
@@ -361,7 +360,11 @@ pub async fn get_function_configuration(
                 .get_version(caller.id(), fref.name.as_str(), &sel)?)
         })
         .await?;
-    Ok(Json(function_configuration(&state.node, &v)))
+    Ok(Json(function_configuration_as(
+        &state.node,
+        &v,
+        shown.as_deref(),
+    )))
 }
 
 pub async fn list_functions(
@@ -448,6 +451,7 @@ pub async fn update_function_code(
             if let Some(p) = &published {
                 s.activate(p);
             }
+            s.executor.retire_function(caller.id(), fname);
             Ok(published.unwrap_or(latest))
         })
         .await?;
@@ -523,6 +527,7 @@ pub async fn update_function_configuration(
                 now_ms(),
             )?;
             s.activate(&v);
+            s.executor.retire_function(caller.id(), fname);
             Ok(v)
         })
         .await?;
@@ -540,9 +545,13 @@ pub async fn delete_function(
         .blocking(move |s| {
             let fname = fref.name.as_str();
             match fref.qualifier.as_deref() {
-                None => s.registry.delete_function(caller.id(), fname)?,
+                None => {
+                    s.registry.delete_function(caller.id(), fname)?;
+                    s.logs.delete_function(caller.id(), fname)?;
+                }
                 Some(v) => s.registry.delete_version(caller.id(), fname, v)?,
             }
+            s.executor.retire_function(caller.id(), fname);
             Ok(())
         })
         .await?;
@@ -607,10 +616,11 @@ pub async fn list_versions(
             )?)
         })
         .await?;
+    // Among versions, `$LATEST` is listed with a qualified ARN, as AWS does.
     let versions: Vec<Value> = page
         .items
         .iter()
-        .map(|v| function_configuration(&state.node, v))
+        .map(|v| function_configuration_as(&state.node, v, Some(&v.version)))
         .collect();
     let mut out = json!({ "Versions": versions });
     if let Some(m) = page.next_marker {

@@ -20,6 +20,8 @@ pub mod caller;
 pub mod concurrency;
 pub mod error;
 pub mod functions;
+pub mod invoke;
+pub mod logs;
 pub mod request;
 pub mod shapes;
 pub mod state;
@@ -59,6 +61,11 @@ pub fn app(state: AppState) -> Router {
             "/2015-03-31/functions/{name}/code",
             put(f::update_function_code),
         )
+        .route(
+            "/2015-03-31/functions/{name}/invocations",
+            axum::routing::post(invoke::invoke),
+        )
+        .route("/hearth/v1/functions/{name}/logs", get(logs::get_logs))
         .route(
             "/2015-03-31/functions/{name}/versions",
             get(f::list_versions).post(f::publish_version),
@@ -112,6 +119,11 @@ pub fn app(state: AppState) -> Router {
         .merge(open)
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(unknown_operation)
+        // Bodies are bounded by the authentication layer (70 MB for a zip
+        // upload in base64); axum's own 2 MB default would refuse them first.
+        .layer(axum::extract::DefaultBodyLimit::max(
+            hearth_types::limits::CONTROL_BODY_MAX_BYTES,
+        ))
         .layer(middleware::from_fn(request_id))
         .with_state(state)
 }
@@ -142,8 +154,11 @@ async fn request_id(req: Request, next: Next) -> Response {
     let span =
         tracing::debug_span!("request", id = %id, method = %req.method(), path = %req.uri().path());
     let mut resp = tracing::Instrument::instrument(next.run(req), span).await;
-    if let Ok(v) = HeaderValue::from_str(&id) {
-        resp.headers_mut().insert("x-amzn-RequestId", v);
+    // The Invoke API answers with the invocation's own request id.
+    if !resp.headers().contains_key("x-amzn-requestid") {
+        if let Ok(v) = HeaderValue::from_str(&id) {
+            resp.headers_mut().insert("x-amzn-RequestId", v);
+        }
     }
     resp
 }

@@ -14,15 +14,23 @@ pub fn lambda_timestamp(ms: i64) -> String {
     t.format(&fmt).unwrap_or_default()
 }
 
-/// A `FunctionConfiguration`.
+/// A `FunctionConfiguration` whose `FunctionArn` is unqualified for
+/// `$LATEST` and qualified by the version number otherwise.
 pub fn function_configuration(node: &NodeIdentity, v: &VersionRecord) -> Value {
+    let q = (v.version != "$LATEST").then_some(v.version.as_str());
+    function_configuration_as(node, v, q)
+}
+
+/// A `FunctionConfiguration` whose `FunctionArn` carries `arn_qualifier` (as
+/// AWS answers a lookup by alias, or lists `$LATEST` among versions).
+pub fn function_configuration_as(
+    node: &NodeIdentity,
+    v: &VersionRecord,
+    arn_qualifier: Option<&str>,
+) -> Value {
     let c = &v.config;
     let l = &v.lifecycle;
-    let arn = if v.version == "$LATEST" {
-        node.function_arn(&v.account_id, &v.function_name)
-    } else {
-        node.qualified_arn(&v.account_id, &v.function_name, &v.version)
-    };
+    let arn = node.arn(&v.account_id, &v.function_name, arn_qualifier);
     let mut m = Map::new();
     let mut put = |k: &str, val: Value| {
         m.insert(k.to_owned(), val);
@@ -39,7 +47,10 @@ pub fn function_configuration(node: &NodeIdentity, v: &VersionRecord) -> Value {
     put("LastModified", json!(lambda_timestamp(v.last_modified_ms)));
     put("CodeSha256", json!(v.code.code_sha256()));
     put("Version", json!(v.version));
-    put("Environment", json!({"Variables": c.environment}));
+    // AWS omits the field for a function created without `Environment`.
+    if let Some(env) = &c.environment {
+        put("Environment", json!({"Variables": env}));
+    }
     put("TracingConfig", json!({"Mode": "PassThrough"}));
     put("RevisionId", json!(v.revision_id));
     put("State", json!(l.state.as_str()));

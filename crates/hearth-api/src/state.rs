@@ -4,8 +4,9 @@
 
 use crate::auth::SigningKeyCache;
 use crate::error::{ApiError, ApiResult};
+use hearth_exec::Executor;
 use hearth_runtime::RuntimeCatalog;
-use hearth_store::{CodeStore, Registry};
+use hearth_store::{CodeStore, LogStore, Registry};
 use hearth_types::arn::NodeIdentity;
 use hearth_types::function::{Lifecycle, VersionRecord};
 use hearth_types::LambdaError;
@@ -35,6 +36,10 @@ pub struct Shared {
     pub runtimes: RuntimeCatalog,
     pub settings: ApiSettings,
     pub signing_keys: SigningKeyCache,
+    /// Runs invocations.
+    pub executor: Executor,
+    /// Each function's recent log events.
+    pub logs: Arc<LogStore>,
     /// Keys code-download URLs (`GetFunction`'s `Code.Location`).
     pub url_key: [u8; 32],
     activation: mpsc::UnboundedSender<Activation>,
@@ -71,6 +76,8 @@ impl AppState {
         node: NodeIdentity,
         runtimes: RuntimeCatalog,
         settings: ApiSettings,
+        executor: Executor,
+        logs: Arc<LogStore>,
     ) -> Result<Self, ApiError> {
         let (tx, rx) = mpsc::unbounded_channel();
         let state = Self(Arc::new(Shared {
@@ -80,6 +87,8 @@ impl AppState {
             runtimes,
             settings,
             signing_keys: SigningKeyCache::new(),
+            executor,
+            logs,
             url_key: rand::random(),
             activation: tx,
         }));

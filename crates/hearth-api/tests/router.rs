@@ -10,8 +10,10 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use base64::Engine;
 use hearth_api::{app, ApiSettings, AppState};
+use hearth_exec::{ExecConfig, Executor};
 use hearth_runtime::RuntimeCatalog;
-use hearth_store::{CodeStore, Registry, SqliteRegistry};
+use hearth_sandbox::{Protections, Sandbox, SandboxBackend, SandboxError, SandboxSpec};
+use hearth_store::{CodeStore, LogStore, Registry, SqliteRegistry};
 use hearth_types::arn::NodeIdentity;
 use hearth_types::function::{AccessKey, Account};
 use http_body_util::BodyExt;
@@ -21,6 +23,28 @@ use std::io::Write;
 use std::sync::Arc;
 use std::time::SystemTime;
 use tower::ServiceExt;
+
+/// A backend that cannot isolate anything: the router tests exercise the
+/// API's own checks, and real sandboxes are covered end to end.
+#[derive(Debug)]
+struct NoSandboxes;
+
+impl SandboxBackend for NoSandboxes {
+    fn start(&self, _: &SandboxSpec) -> Result<Sandbox, SandboxError> {
+        Err(SandboxError::Unsupported(
+            "no sandboxes in router tests".into(),
+        ))
+    }
+    fn protections(&self) -> Protections {
+        Protections {
+            warnings: vec!["router tests run no sandboxes".into()],
+            ..Protections::default()
+        }
+    }
+    fn reap_leftovers(&self) -> Result<usize, SandboxError> {
+        Ok(0)
+    }
+}
 
 struct Node {
     app: axum::Router,
@@ -64,12 +88,25 @@ async fn node() -> Node {
         ("nodejs*".to_owned(), "/bin/sh".to_owned()),
         ("python3.8".to_owned(), "/nonexistent/python3.8".to_owned()),
     ]);
+    let runtimes = RuntimeCatalog::new(&rules, None);
+    let logs = Arc::new(LogStore::open_in_memory(100).unwrap());
+    let executor = Executor::start(
+        Arc::new(NoSandboxes),
+        registry.clone(),
+        code.clone(),
+        logs.clone(),
+        runtimes.clone(),
+        node.clone(),
+        ExecConfig::new(dir.path().join("runtime")),
+    );
     let state = AppState::start(
         registry,
         code,
         node,
-        RuntimeCatalog::new(&rules, None),
+        runtimes,
         ApiSettings::default(),
+        executor,
+        logs,
     )
     .unwrap();
     Node {
@@ -291,7 +328,7 @@ async fn create_errors_store_nothing() {
         (
             json!({"FunctionName": "x".repeat(65)}),
             400,
-            "ValidationException",
+            "InvalidParameterValueException",
         ),
         (json!({"MemorySize": 64}), 400, "ValidationException"),
         (json!({"MemorySize": 20000}), 400, "ValidationException"),
@@ -802,4 +839,75 @@ async fn concurrency_and_account_settings() {
         )
         .await;
     assert_error(&r, 404, "ResourceNotFoundException");
+}
+
+#[tokio::test]
+async fn invoke_checks_its_input_before_running_anything() {
+    let n = node().await;
+    n.create("inv", json!({})).await;
+    n.wait_active("inv").await;
+    let call = |headers: Vec<(&'static str, &'static str)>, body: &'static [u8]| {
+        let n = &n;
+        async move {
+            let uri = "/2015-03-31/functions/inv/invocations";
+            let url = format!("http://127.0.0.1:9000{uri}");
+            let mut all = vec![("host", "127.0.0.1:9000")];
+            all.extend(headers.iter().copied());
+            let identity = Credentials::from_keys("test", "test-secret", None).into();
+            let params = v4::SigningParams::builder()
+                .identity(&identity)
+                .region("us-east-1")
+                .name("lambda")
+                .time(SystemTime::now())
+                .settings(SigningSettings::default())
+                .build()
+                .unwrap()
+                .into();
+            let signable = SignableRequest::new(
+                "POST",
+                &url,
+                all.clone().into_iter(),
+                SignableBody::Bytes(body),
+            )
+            .unwrap();
+            let (ins, _) = sign(signable, &params).unwrap().into_parts();
+            let mut req = Request::post(uri);
+            for (k, v) in &all {
+                req = req.header(*k, *v);
+            }
+            let mut req = req.body(Body::from(body)).unwrap();
+            ins.apply_to_request_http1x(&mut req);
+            n.send(req).await
+        }
+    };
+    let r = call(vec![], b"{not json").await;
+    assert_error(&r, 400, "InvalidRequestContentException");
+    let r = call(vec![("x-amz-invocation-type", "Event")], b"{}").await;
+    assert_error(&r, 400, "InvalidParameterValueException");
+    let r = call(vec![("x-amz-invocation-type", "Nope")], b"{}").await;
+    assert_error(&r, 400, "ValidationException");
+    let r = call(vec![("x-amz-invocation-type", "DryRun")], b"{}").await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    let r = call(vec![("x-amz-client-context", "%%%")], b"{}").await;
+    assert_error(&r, 400, "InvalidParameterValueException");
+    let big: &'static [u8] = Box::leak(vec![b' '; 6 * 1024 * 1024 + 1].into_boxed_slice());
+    let r = call(vec![], big).await;
+    assert_error(&r, 413, "RequestTooLargeException");
+    // No sandbox backend here: a valid invoke says why it cannot run.
+    let r = call(vec![], b"{}").await;
+    assert_error(&r, 500, "ServiceException");
+    let r = n
+        .call(
+            "PUT",
+            "/2017-10-31/functions/inv/concurrency",
+            Some(json!({"ReservedConcurrentExecutions": 0})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let r = call(vec![], b"{}").await;
+    assert_error(&r, 429, "TooManyRequestsException");
+    assert_eq!(
+        r.body["Reason"],
+        "ReservedFunctionConcurrentInvocationLimitExceeded"
+    );
 }

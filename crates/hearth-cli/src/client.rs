@@ -62,18 +62,36 @@ impl Client {
     }
 
     /// Sends a SigV4-signed request and returns its JSON body (`Null` when
-    /// empty); a Lambda error becomes an `Err` whose
-    /// text is the error type and message.
+    /// empty); a Lambda error becomes an `Err` whose text is the error type
+    /// and message.
     pub fn call(&self, method: &str, path_and_query: &str, body: Option<&Value>) -> Result<Value> {
+        let bytes = match body {
+            Some(b) => serde_json::to_vec(b)?,
+            None => Vec::new(),
+        };
+        let reply = self.send(method, path_and_query, bytes, &[])?;
+        let text = String::from_utf8_lossy(&reply.body);
+        Ok(if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text.into_owned()))
+        })
+    }
+
+    /// Sends a SigV4-signed request with a raw body and extra headers; an
+    /// HTTP error status becomes an `Err` naming Lambda's error type.
+    pub fn send(
+        &self,
+        method: &str,
+        path_and_query: &str,
+        bytes: Vec<u8>,
+        extra_headers: &[(&str, &str)],
+    ) -> Result<RawReply> {
         let url = format!(
             "{}{}",
             self.args.endpoint.trim_end_matches('/'),
             path_and_query
         );
-        let bytes = match body {
-            Some(b) => serde_json::to_vec(b)?,
-            None => Vec::new(),
-        };
         let uri: http::Uri = url
             .parse()
             .with_context(|| format!("bad endpoint URL {url}"))?;
@@ -82,9 +100,14 @@ impl Client {
             .map(|a| a.to_string())
             .context("the endpoint URL has no host")?;
         let mut headers = vec![("host".to_owned(), host)];
-        if body.is_some() {
+        if !bytes.is_empty() {
             headers.push(("content-type".to_owned(), "application/json".to_owned()));
         }
+        headers.extend(
+            extra_headers
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        );
         let identity =
             Credentials::from_keys(&self.args.access_key_id, &self.args.secret_access_key, None)
                 .into();
@@ -103,7 +126,7 @@ impl Client {
             SignableBody::Bytes(&bytes),
         )?;
         let (instructions, _) = sign(signable, &params)?.into_parts();
-        let mut req = self.http.request(method.parse()?, &url).body(bytes.clone());
+        let mut req = self.http.request(method.parse()?, &url).body(bytes);
         for (k, v) in &headers {
             if k != "host" {
                 req = req.header(k, v);
@@ -116,28 +139,33 @@ impl Client {
             .send()
             .with_context(|| format!("cannot reach the Hearth node at {}", self.args.endpoint))?;
         let status = resp.status().as_u16();
-        let error_type = resp
-            .headers()
-            .get("x-amzn-ErrorType")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("Error")
-            .to_owned();
-        let text = resp.text()?;
-        let body: Value = if text.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&text).unwrap_or(Value::String(text))
-        };
+        let headers = resp.headers().clone();
+        let body = resp.bytes()?.to_vec();
         if status >= 400 {
-            let msg = body
+            let error_type = headers
+                .get("x-amzn-ErrorType")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("Error");
+            let parsed: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            let msg = parsed
                 .get("message")
-                .or_else(|| body.get("Message"))
+                .or_else(|| parsed.get("Message"))
                 .and_then(Value::as_str)
-                .unwrap_or("");
+                .map_or_else(
+                    || String::from_utf8_lossy(&body).into_owned(),
+                    str::to_owned,
+                );
             bail!("{error_type} (HTTP {status}): {msg}");
         }
-        Ok(body)
+        Ok(RawReply { headers, body })
     }
+}
+
+/// A successful response as it came.
+#[derive(Debug)]
+pub struct RawReply {
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Vec<u8>,
 }
 
 /// Characters left as they are in a path segment: RFC 3986's unreserved set.

@@ -361,3 +361,70 @@ fn print_table(headers: &[&str], rows: Vec<Vec<String>>) {
         line(r);
     }
 }
+
+#[derive(Debug, clap::Args)]
+pub struct InvokeArgs {
+    /// Function name, ARN, or NAME:QUALIFIER.
+    pub name: String,
+    /// The event: JSON text, or @FILE to read it from a file.
+    #[arg(long, default_value = "{}")]
+    pub payload: String,
+    /// Version or alias.
+    #[arg(long)]
+    pub qualifier: Option<String>,
+    /// Print the invocation's log (the last 4 KB) to stderr.
+    #[arg(long)]
+    pub tail: bool,
+}
+
+/// Invokes a function, prints its result to stdout; exits 1 on a function error.
+pub fn invoke(c: &Client, a: InvokeArgs) -> Result<()> {
+    let payload = match a.payload.strip_prefix('@') {
+        Some(path) => std::fs::read(path).with_context(|| format!("cannot read {path}"))?,
+        None => a.payload.into_bytes(),
+    };
+    let mut path = format!("/2015-03-31/functions/{}/invocations", segment(&a.name));
+    if let Some(q) = &a.qualifier {
+        path.push_str(&format!("?Qualifier={}", segment(q)));
+    }
+    let log_type = if a.tail { "Tail" } else { "None" };
+    let reply = c.send("POST", &path, payload, &[("x-amz-log-type", log_type)])?;
+    if let Some(log) = reply
+        .headers
+        .get("x-amz-log-result")
+        .and_then(|v| v.to_str().ok())
+    {
+        let text = base64::engine::general_purpose::STANDARD
+            .decode(log)
+            .unwrap_or_default();
+        eprint!("{}", String::from_utf8_lossy(&text));
+    }
+    std::io::stdout().write_all(&reply.body)?;
+    println!();
+    if reply.headers.contains_key("x-amz-function-error") {
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
+/// Prints a function's recent log; with `follow`, keeps printing new events.
+pub fn logs(c: &Client, name: &str, follow: bool) -> Result<()> {
+    let base = format!("/hearth/v1/functions/{}/logs", segment(name));
+    let mut after: Option<i64> = None;
+    loop {
+        let q = match after {
+            Some(a) => format!("{base}?after={a}"),
+            None => base.clone(),
+        };
+        let r = c.call("GET", &q, None)?;
+        for e in r["Events"].as_array().cloned().unwrap_or_default() {
+            println!("{}", str_of(&e["Message"]));
+        }
+        after = r["NextAfter"].as_i64().or(after);
+        if !follow {
+            return Ok(());
+        }
+        std::io::stdout().flush()?;
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+}

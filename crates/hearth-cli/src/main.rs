@@ -50,6 +50,22 @@ enum Command {
         client: client::ClientArgs,
         name: String,
     },
+    /// Invoke a function and print its result.
+    Invoke {
+        #[command(flatten)]
+        client: client::ClientArgs,
+        #[command(flatten)]
+        args: commands::InvokeArgs,
+    },
+    /// Print a function's recent log.
+    Logs {
+        #[command(flatten)]
+        client: client::ClientArgs,
+        name: String,
+        /// Keep printing new events until interrupted.
+        #[arg(long, short)]
+        follow: bool,
+    },
     /// Show which host interpreter runs each runtime.
     Runtimes {
         #[command(flatten)]
@@ -61,6 +77,14 @@ enum Command {
 }
 
 fn main() -> Result<()> {
+    // The sandbox launcher is this same binary, exec'd by the daemon: it
+    // must not parse flags, log or start a runtime before isolating itself.
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == "sandbox-init")
+    {
+        hearth_sandbox::linux::init_main();
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("HEARTH_LOG")
@@ -80,6 +104,12 @@ fn main() -> Result<()> {
         Command::Deploy { client, args } => commands::deploy(&client::Client::new(client)?, args),
         Command::Ls { client, json } => commands::ls(&client::Client::new(client)?, json),
         Command::Rm { client, name } => commands::rm(&client::Client::new(client)?, &name),
+        Command::Invoke { client, args } => commands::invoke(&client::Client::new(client)?, args),
+        Command::Logs {
+            client,
+            name,
+            follow,
+        } => commands::logs(&client::Client::new(client)?, &name, follow),
         Command::Runtimes { client, json } => {
             commands::runtimes(&client::Client::new(client)?, json)
         }

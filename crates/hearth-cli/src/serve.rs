@@ -2,7 +2,11 @@
 
 use anyhow::{Context, Result};
 use hearth_api::{ApiSettings, AppState};
+use hearth_exec::{ExecConfig, Executor};
 use hearth_runtime::RuntimeCatalog;
+use hearth_sandbox::linux::{LinuxBackend, LinuxConfig};
+use hearth_sandbox::SandboxBackend;
+use hearth_store::LogStore;
 use hearth_store::{CodeStore, Registry, SqliteRegistry};
 use hearth_types::arn::NodeIdentity;
 use hearth_types::function::{AccessKey, Account};
@@ -42,6 +46,10 @@ pub struct Config {
     pub dev_account: Option<bool>,
     /// Concurrency limit of each account [default: 1000].
     pub account_concurrency: Option<u32>,
+    /// Idle function-warm sandboxes are destroyed after this many seconds [default: 600].
+    pub idle_timeout_secs: Option<u64>,
+    /// Log events kept per function [default: 10000].
+    pub log_events_per_function: Option<usize>,
     /// Runtime → interpreter rules, e.g. `"python3.*" = "/usr/bin/python3"`.
     #[serde(default)]
     pub runtimes: BTreeMap<String, String>,
@@ -121,13 +129,74 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     for e in runtimes.entries() {
         tracing::info!(runtime = %e.runtime, interpreter = %e.interpreter, resolved = ?e.resolved, "runtime");
     }
+    let account_concurrency = config
+        .account_concurrency
+        .unwrap_or(hearth_types::limits::ACCOUNT_CONCURRENCY_DEFAULT);
     let settings = ApiSettings {
-        account_concurrency: config
-            .account_concurrency
-            .unwrap_or(hearth_types::limits::ACCOUNT_CONCURRENCY_DEFAULT),
+        account_concurrency,
     };
-    let state = AppState::start(registry, code, node, runtimes, settings)
-        .map_err(|e| anyhow::anyhow!("cannot start: {}", e.0))?;
+
+    // Execution: bootstraps, the sandbox backend (reaping what a previous
+    // run left), the log store and the supervisor.
+    let runtime_dir = data_dir.join("runtime");
+    let pythons: Vec<PathBuf> = runtimes
+        .entries()
+        .into_iter()
+        .filter(|e| e.runtime.starts_with("python"))
+        .filter_map(|e| e.resolved)
+        .collect();
+    hearth_runtime::bootstrap::install_precompiled(&runtime_dir, &pythons)
+        .with_context(|| format!("cannot install the bootstraps in {}", runtime_dir.display()))?;
+    let backend = LinuxBackend::new(LinuxConfig {
+        state_dir: data_dir.join("sandboxes"),
+        init_program: std::env::current_exe().context("cannot find the hearth binary")?,
+        init_args: vec!["sandbox-init".to_owned()],
+        ..LinuxConfig::default()
+    })
+    .context("cannot set up the sandbox backend")?;
+    let reaped = backend
+        .reap_leftovers()
+        .context("cannot reap leftover sandboxes")?;
+    if reaped > 0 {
+        tracing::info!(reaped, "reaped sandboxes a previous run left behind");
+    }
+    let protections = backend.protections();
+    for w in &protections.warnings {
+        tracing::warn!("{w}");
+    }
+    tracing::info!(?protections, "sandbox protections");
+    let backend: Arc<dyn SandboxBackend> = Arc::new(backend);
+    let logs = Arc::new(
+        LogStore::open(
+            &data_dir.join("logs.sqlite"),
+            config.log_events_per_function.unwrap_or(10_000),
+        )
+        .context("cannot open the log store")?,
+    );
+    let mut exec_config = ExecConfig::new(runtime_dir);
+    exec_config.account_concurrency = account_concurrency;
+    if let Some(s) = config.idle_timeout_secs {
+        exec_config.idle_timeout = std::time::Duration::from_secs(s);
+    }
+    let executor = Executor::start(
+        backend,
+        registry.clone(),
+        code.clone(),
+        logs.clone(),
+        runtimes.clone(),
+        node.clone(),
+        exec_config,
+    );
+    let state = AppState::start(
+        registry,
+        code,
+        node,
+        runtimes,
+        settings,
+        executor.clone(),
+        logs,
+    )
+    .map_err(|e| anyhow::anyhow!("cannot start: {}", e.0))?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
@@ -135,6 +204,9 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     axum::serve(listener, hearth_api::app(state))
         .with_graceful_shutdown(shutdown_signal())
         .await?;
+    executor.shutdown();
+    // Give the destroy tasks a moment; anything left is reaped at next start.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     tracing::info!("hearth stopped");
     Ok(())
 }

@@ -233,6 +233,28 @@ impl CodeStore {
     /// registry row should record. Storing the same bytes again is cheap and
     /// returns the same [`CodeRef`]. On error nothing is left behind.
     pub fn stage(&self, zip: &[u8]) -> Result<StagedCode, CodeError> {
+        self.stage_checked(zip, None)
+    }
+
+    /// [`stage`](Self::stage), checking first that `handler` names
+    /// something in the code for `runtime` (see
+    /// [`check_entrypoint`](Self::check_entrypoint)). The check runs on the
+    /// unpacked tree *before* the blob is written, so a refused upload leaves
+    /// nothing behind.
+    pub fn stage_for(
+        &self,
+        zip: &[u8],
+        runtime: &Runtime,
+        handler: &str,
+    ) -> Result<StagedCode, CodeError> {
+        self.stage_checked(zip, Some((runtime, handler)))
+    }
+
+    fn stage_checked(
+        &self,
+        zip: &[u8],
+        entrypoint: Option<(&Runtime, &str)>,
+    ) -> Result<StagedCode, CodeError> {
         let size = zip.len() as u64;
         if size > self.limits.max_zip_bytes {
             return Err(CodeError::ZipTooLarge {
@@ -245,6 +267,9 @@ impl CodeStore {
         let tree = self.unpacked_dir(&sha256_hex);
 
         if is_real_dir(&tree) && is_real_file(&blob) {
+            if let Some((runtime, handler)) = entrypoint {
+                check_entrypoint_in(&tree, runtime, handler)?;
+            }
             // Sizes of a stored zip were checked against the bytes written
             // when it was first staged, so the declared ones are exact.
             let mut archive = open_archive(zip)?;
@@ -259,6 +284,9 @@ impl CodeStore {
         }
 
         let (unpacked, unzipped_size) = self.unpack(zip)?;
+        if let Some((runtime, handler)) = entrypoint {
+            check_entrypoint_in(unpacked.path(), runtime, handler)?;
+        }
         self.write_blob(&sha256_hex, zip)?;
         self.install_tree(&sha256_hex, unpacked)?;
         tracing::info!(sha256 = %sha256_hex, size, unzipped_size, "staged code");
@@ -296,11 +324,7 @@ impl CodeStore {
                 what: "unpacked tree",
             });
         }
-        match runtime {
-            Runtime::Python { .. } => check_python_handler(&root, handler),
-            Runtime::Node { .. } => check_node_handler(&root, handler),
-            Runtime::Provided(_) => check_bootstrap(&root, runtime),
-        }
+        check_entrypoint_in(&root, runtime, handler)
     }
 
     /// Where the unpacked tree of `sha256_hex` lives. The digest is not
@@ -936,6 +960,14 @@ fn is_regular_file_in(root: &Path, rel: &[&str]) -> Result<bool, CodeError> {
 }
 
 /// Splits a handler at its last `.` into (module or file, function).
+fn check_entrypoint_in(root: &Path, runtime: &Runtime, handler: &str) -> Result<(), CodeError> {
+    match runtime {
+        Runtime::Python { .. } => check_python_handler(root, handler),
+        Runtime::Node { .. } => check_node_handler(root, handler),
+        Runtime::Provided(_) => check_bootstrap(root, runtime),
+    }
+}
+
 fn split_handler<'h>(handler: &'h str, example: &str) -> Result<(&'h str, &'h str), CodeError> {
     match handler.rsplit_once('.') {
         Some((module, function))

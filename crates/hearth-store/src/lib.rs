@@ -14,10 +14,12 @@
 //! writes, so concurrent requests cannot interleave between check and write.
 
 pub mod code;
+pub mod logs;
 pub mod registry;
 pub mod sqlite;
 
 pub use code::{CodeError, CodeStore, StagedCode};
+pub use logs::{LogEvent, LogStore, NewLogEvent};
 pub use registry::{
     AliasSpec, ConfigPatch, NewFunction, Page, Registry, StoreError, VersionSelector,
 };

@@ -97,7 +97,7 @@ impl ConfigPatch {
             c.timeout = v;
         }
         if let Some(v) = &self.environment {
-            c.environment = v.clone();
+            c.environment = Some(v.clone());
         }
         if let Some(v) = self.ephemeral_storage_mb {
             c.ephemeral_storage_mb = v;

@@ -1590,7 +1590,7 @@ mod tests {
             description: String::new(),
             memory_size: 128,
             timeout: 3,
-            environment: BTreeMap::new(),
+            environment: None,
             ephemeral_storage_mb: 512,
             architectures: vec!["x86_64".into()],
         }
@@ -2070,7 +2070,7 @@ mod tests {
         assert_eq!(configured.config.description, "new");
         assert_eq!(configured.config.memory_size, 256);
         assert_eq!(configured.config.timeout, 3);
-        assert_eq!(configured.config.environment["K"], "V");
+        assert_eq!(configured.config.environment.as_ref().unwrap()["K"], "V");
         assert_eq!(configured.code, code(2));
         assert_ne!(configured.revision_id, updated.revision_id);
         assert_eq!(

@@ -118,8 +118,12 @@ fn is_account(s: &str) -> bool {
     s.len() == 12 && s.chars().all(|c| c.is_ascii_digit())
 }
 
+/// AWS matches `$LATEST` here without regard to case (`:$latest` passes the
+/// pattern and then names no version, while `:$LATES` fails it).
 fn is_valid_qualifier_in_name(q: &str) -> bool {
-    q == LATEST || q == "$LATEST.PUBLISHED" || (!q.is_empty() && q.chars().all(is_qualifier_char))
+    q.eq_ignore_ascii_case(LATEST)
+        || q.eq_ignore_ascii_case("$LATEST.PUBLISHED")
+        || (!q.is_empty() && q.chars().all(is_qualifier_char))
 }
 
 /// The error text for one field that failed AWS's pattern.
@@ -261,7 +265,17 @@ impl FunctionRef {
 pub fn validate_new_function_name(input: &str) -> Result<FunctionRef, LambdaError> {
     let r = FunctionRef::parse_with_qualifier(input, None)?;
     let n = r.name.as_str();
-    if n.len() > crate::limits::FUNCTION_NAME_MAX || n.contains('.') {
+    if n.len() > crate::limits::FUNCTION_NAME_MAX {
+        // AWS answers this one as InvalidParameterValue, in validation words.
+        let mut e = LambdaError::validation(&[length_error(
+            n,
+            "functionName",
+            crate::limits::FUNCTION_NAME_MAX,
+        )]);
+        e.kind = crate::ErrorKind::InvalidParameterValue;
+        return Err(e);
+    }
+    if n.contains('.') {
         return Err(LambdaError::validation(&[pattern_error(
             input,
             "functionName",
@@ -304,6 +318,10 @@ mod tests {
         assert_eq!(r.qualifier.as_deref(), Some("prod"));
         assert!(r.is_for(&n, "000000000000"));
         assert!(!r.is_for(&n, "111111111111"));
+        let r = FunctionRef::parse("f:$latest", &n, "0").unwrap();
+        assert_eq!(r.qualifier.as_deref(), Some("$latest"));
+        let e = validate_new_function_name(&"x".repeat(65)).unwrap_err();
+        assert_eq!(e.kind, crate::ErrorKind::InvalidParameterValue);
         let r = FunctionRef::parse("function", &n, "0").unwrap();
         assert_eq!(r.name.as_str(), "function");
     }

@@ -17,7 +17,10 @@ pub struct FunctionConfig {
     pub description: String,
     pub memory_size: u32,
     pub timeout: u32,
-    pub environment: BTreeMap<String, String>,
+    /// `None` for a function created without `Environment` (AWS then omits
+    /// the field); `Some` once set, even to no variables.
+    #[serde(default)]
+    pub environment: Option<BTreeMap<String, String>>,
     pub ephemeral_storage_mb: u32,
     pub architectures: Vec<String>,
 }

@@ -1,0 +1,282 @@
+//! Capturing what a sandbox writes, framing it per invocation with Lambda's
+//! START / END / REPORT lines, and storing it in batches.
+
+use hearth_store::{LogStore, NewLogEvent};
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::AsyncReadExt;
+use tokio::net::unix::pipe;
+use tokio::sync::{mpsc, oneshot, watch};
+
+/// Most bytes of output kept for one invocation; older output is dropped
+/// first (the log store keeps a bounded history anyway).
+const MAX_CAPTURE: usize = 1 << 20;
+
+/// Reads a sandbox's stdout and stderr continuously into one buffer, and
+/// hands the buffer over, drained, on request. The pipes reach EOF only when
+/// every process of the sandbox is gone, which `closed` reports.
+#[derive(Debug)]
+pub struct LogPump {
+    take: mpsc::Sender<oneshot::Sender<Vec<u8>>>,
+    closed: watch::Receiver<bool>,
+}
+
+impl LogPump {
+    pub fn start(stdout: OwnedFd, stderr: OwnedFd) -> std::io::Result<Self> {
+        let out = pipe::Receiver::from_owned_fd(stdout)?;
+        let err = pipe::Receiver::from_owned_fd(stderr)?;
+        let (take_tx, take_rx) = mpsc::channel(4);
+        let (closed_tx, closed_rx) = watch::channel(false);
+        tokio::spawn(pump(out, err, take_rx, closed_tx));
+        Ok(Self {
+            take: take_tx,
+            closed: closed_rx,
+        })
+    }
+
+    /// Everything written since the last call. The runtime flushes its output
+    /// before it answers, so draining the pipes now captures all of it.
+    pub async fn take(&self) -> Vec<u8> {
+        let (tx, rx) = oneshot::channel();
+        if self.take.send(tx).await.is_err() {
+            return Vec::new();
+        }
+        rx.await.unwrap_or_default()
+    }
+
+    /// Resolves when both pipes are closed: the sandbox has no process left.
+    pub async fn closed(&self) {
+        let mut c = self.closed.clone();
+        // An error means the pump is gone, which also means closed.
+        let _ = c.wait_for(|closed| *closed).await;
+    }
+
+    pub fn is_closed(&self) -> bool {
+        *self.closed.borrow()
+    }
+}
+
+fn push(buf: &mut Vec<u8>, data: &[u8]) {
+    buf.extend_from_slice(data);
+    if buf.len() > MAX_CAPTURE {
+        let cut = buf.len() - MAX_CAPTURE;
+        buf.drain(..cut);
+    }
+}
+
+/// Reads without waiting until the pipe is empty. Returns false at EOF.
+fn drain(p: &pipe::Receiver, buf: &mut Vec<u8>) -> bool {
+    let mut chunk = [0u8; 16384];
+    // Bounded: at most 64 MiB per drain, far beyond any pipe buffer.
+    for _ in 0..4096 {
+        match p.try_read(&mut chunk) {
+            Ok(0) => return false,
+            Ok(n) => push(buf, &chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return true,
+            Err(_) => return false,
+        }
+    }
+    true
+}
+
+async fn pump(
+    mut out: pipe::Receiver,
+    mut err: pipe::Receiver,
+    mut take: mpsc::Receiver<oneshot::Sender<Vec<u8>>>,
+    closed: watch::Sender<bool>,
+) {
+    let mut buf = Vec::new();
+    let (mut out_open, mut err_open) = (true, true);
+    let mut a = [0u8; 16384];
+    let mut b = [0u8; 16384];
+    loop {
+        if !out_open && !err_open {
+            let _ = closed.send(true);
+        }
+        tokio::select! {
+            r = out.read(&mut a), if out_open => match r {
+                Ok(0) | Err(_) => out_open = false,
+                Ok(n) => push(&mut buf, &a[..n]),
+            },
+            r = err.read(&mut b), if err_open => match r {
+                Ok(0) | Err(_) => err_open = false,
+                Ok(n) => push(&mut buf, &b[..n]),
+            },
+            req = take.recv() => match req {
+                Some(reply) => {
+                    if out_open {
+                        out_open = drain(&out, &mut buf);
+                    }
+                    if err_open {
+                        err_open = drain(&err, &mut buf);
+                    }
+                    let _ = reply.send(std::mem::take(&mut buf));
+                }
+                None => return,
+            },
+        }
+    }
+}
+
+/// What the REPORT line says about one invocation.
+#[derive(Debug, Clone, Copy)]
+pub struct Report {
+    pub duration: Duration,
+    pub memory_mb: u32,
+    pub max_memory_used_mb: u64,
+    pub init_duration: Option<Duration>,
+}
+
+/// One invocation's log as Lambda writes it.
+pub fn frame(
+    request_id: &str,
+    version: &str,
+    init_output: &[u8],
+    output: &[u8],
+    extra: &[String],
+    report: &Report,
+) -> String {
+    let mut log = String::new();
+    log.push_str(&String::from_utf8_lossy(init_output));
+    log.push_str(&format!(
+        "START RequestId: {request_id} Version: {version}\n"
+    ));
+    let out = String::from_utf8_lossy(output);
+    log.push_str(&out);
+    if !out.is_empty() && !out.ends_with('\n') {
+        log.push('\n');
+    }
+    for line in extra {
+        log.push_str(line);
+        log.push('\n');
+    }
+    log.push_str(&format!("END RequestId: {request_id}\n"));
+    let ms = report.duration.as_secs_f64() * 1000.0;
+    let billed = ms.ceil().max(1.0) as u64;
+    log.push_str(&format!(
+        "REPORT RequestId: {request_id}\tDuration: {ms:.2} ms\tBilled Duration: {billed} ms\tMemory Size: {} MB\tMax Memory Used: {} MB\t",
+        report.memory_mb, report.max_memory_used_mb
+    ));
+    if let Some(init) = report.init_duration {
+        log.push_str(&format!(
+            "Init Duration: {:.2} ms\t",
+            init.as_secs_f64() * 1000.0
+        ));
+    }
+    log.push('\n');
+    log
+}
+
+/// The last 4 KB of a log, cut at a UTF-8 boundary, as `X-Amz-Log-Result` carries it.
+pub fn tail(log: &str) -> &str {
+    const TAIL: usize = 4096;
+    if log.len() <= TAIL {
+        return log;
+    }
+    let mut start = log.len() - TAIL;
+    while !log.is_char_boundary(start) {
+        start += 1;
+    }
+    &log[start..]
+}
+
+/// Batches log events and writes them to the store off the invoke path.
+#[derive(Debug, Clone)]
+pub struct LogWriter {
+    tx: mpsc::UnboundedSender<NewLogEvent>,
+}
+
+impl LogWriter {
+    pub fn start(store: Arc<LogStore>) -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(write_batches(store, rx));
+        Self { tx }
+    }
+
+    /// Queues one invocation's log, one event per line.
+    pub fn write(&self, account_id: &str, function_name: &str, timestamp_ms: i64, log: &str) {
+        for line in log.lines() {
+            let _ = self.tx.send(NewLogEvent {
+                account_id: account_id.to_owned(),
+                function_name: function_name.to_owned(),
+                timestamp_ms,
+                message: line.to_owned(),
+            });
+        }
+    }
+}
+
+async fn write_batches(store: Arc<LogStore>, mut rx: mpsc::UnboundedReceiver<NewLogEvent>) {
+    let mut batch = Vec::new();
+    while rx.recv_many(&mut batch, 4096).await > 0 {
+        // Let a burst of invocations share one transaction.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        while let Ok(e) = rx.try_recv() {
+            batch.push(e);
+            if batch.len() >= 16_384 {
+                break;
+            }
+        }
+        let store = store.clone();
+        let events = std::mem::take(&mut batch);
+        match tokio::task::spawn_blocking(move || store.append(&events)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "could not store log events"),
+            Err(e) => tracing::warn!(error = %e, "log writer task failed"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_like_lambda() {
+        let r = Report {
+            duration: Duration::from_micros(1234),
+            memory_mb: 128,
+            max_memory_used_mb: 40,
+            init_duration: Some(Duration::from_micros(105_600)),
+        };
+        let log = frame("id-1", "$LATEST", b"", b"hello", &[], &r);
+        assert_eq!(
+            log,
+            "START RequestId: id-1 Version: $LATEST\nhello\nEND RequestId: id-1\nREPORT RequestId: id-1\tDuration: 1.23 ms\tBilled Duration: 2 ms\tMemory Size: 128 MB\tMax Memory Used: 40 MB\tInit Duration: 105.60 ms\t\n"
+        );
+        let r = Report {
+            init_duration: None,
+            ..r
+        };
+        assert!(!frame("x", "1", b"", b"", &[], &r).contains("Init Duration"));
+    }
+
+    #[test]
+    fn tail_is_4k_on_a_char_boundary() {
+        let s = "é".repeat(3000);
+        let t = tail(&s);
+        assert!(t.len() <= 4096 && t.len() >= 4094);
+        assert!(t.chars().all(|c| c == 'é'));
+    }
+
+    #[tokio::test]
+    async fn pump_captures_and_reports_close() {
+        let (out_r, out_w) = std::io::pipe().unwrap();
+        let (err_r, err_w) = std::io::pipe().unwrap();
+        let pump = LogPump::start(OwnedFd::from(out_r), OwnedFd::from(err_r)).unwrap();
+        use std::io::Write;
+        let mut ow = out_w;
+        let mut ew = err_w;
+        ow.write_all(b"out\n").unwrap();
+        ew.write_all(b"err\n").unwrap();
+        let got = pump.take().await;
+        assert_eq!(got.len(), 8);
+        drop(ow);
+        drop(ew);
+        tokio::time::timeout(Duration::from_secs(5), pump.closed())
+            .await
+            .unwrap();
+        assert!(pump.is_closed());
+    }
+}

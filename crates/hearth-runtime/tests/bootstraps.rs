@@ -1,0 +1,1008 @@
+//! The embedded Python and Node.js bootstraps, run as plain child processes
+//! (no sandbox) against a real [`RuntimeApi`], with the environment
+//! [`runtime_environment`] builds and nothing inherited from the test.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use bytes::Bytes;
+use common::within;
+use hearth_runtime::api::{
+    log_stream_name, runtime_environment, InitOutcome, InitializationType, Invocation,
+    InvokeOutcome, RuntimeApi, RuntimeEnv,
+};
+use hearth_runtime::bootstrap;
+use hearth_types::runtime::{Runtime, RuntimeFamily};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+use tokio::io::AsyncReadExt;
+
+const PYTHON: &str = "/usr/bin/python3";
+const NODE: &str = "/usr/bin/node";
+const FUNCTION_ARN: &str = "arn:aws:lambda:us-east-1:000000000000:function:fn";
+
+/// One runtime process and the Runtime API it talks to.
+struct Harness {
+    api: RuntimeApi,
+    child: tokio::process::Child,
+    task: tempfile::TempDir,
+    _runtime_dir: tempfile::TempDir,
+    stdout: Arc<Mutex<Vec<u8>>>,
+    stderr: Arc<Mutex<Vec<u8>>>,
+}
+
+fn interpreter(runtime: &Runtime) -> Option<&'static str> {
+    let path = match runtime.family() {
+        RuntimeFamily::Python => PYTHON,
+        RuntimeFamily::Node => NODE,
+        RuntimeFamily::Provided => return None,
+    };
+    if Path::new(path).exists() {
+        Some(path)
+    } else {
+        eprintln!("skipped: {path} is not installed");
+        None
+    }
+}
+
+fn drain(mut pipe: impl tokio::io::AsyncRead + Unpin + Send + 'static) -> Arc<Mutex<Vec<u8>>> {
+    let buf = Arc::new(Mutex::new(Vec::new()));
+    let sink = buf.clone();
+    tokio::spawn(async move {
+        let mut chunk = [0u8; 8192];
+        while let Ok(n) = pipe.read(&mut chunk).await {
+            if n == 0 {
+                break;
+            }
+            sink.lock().unwrap().extend_from_slice(&chunk[..n]);
+        }
+    });
+    buf
+}
+
+/// Starts `runtime` with `handler` over a task root holding `files`.
+/// `None` if the interpreter is missing on this machine.
+async fn start(runtime: &str, handler: &str, files: &[(&str, &str)]) -> Option<Harness> {
+    start_with(runtime, handler, files, &[]).await
+}
+
+async fn start_with(
+    runtime: &str,
+    handler: &str,
+    files: &[(&str, &str)],
+    vars: &[(&str, &str)],
+) -> Option<Harness> {
+    let rt = Runtime::parse(runtime).unwrap();
+    let interp = interpreter(&rt)?;
+    let runtime_dir = tempfile::tempdir().unwrap();
+    let installed = runtime_dir.path().join("runtime");
+    // Python runtimes load the precompiled module, as in production.
+    let pythons: Vec<PathBuf> = match rt.family() {
+        RuntimeFamily::Python => vec![PathBuf::from(interp)],
+        _ => vec![],
+    };
+    bootstrap::install_precompiled(&installed, &pythons).unwrap();
+    let task = tempfile::tempdir().unwrap();
+    for (name, contents) in files {
+        let p = task.path().join(name);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, contents).unwrap();
+    }
+
+    let api = RuntimeApi::serve(std::net::TcpListener::bind("127.0.0.1:0").unwrap()).unwrap();
+    let address = api.local_addr().to_string();
+    let stream = log_stream_name("$LATEST", SystemTime::now());
+    let variables: BTreeMap<String, String> = vars
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let mut env = runtime_environment(&RuntimeEnv {
+        function_name: "fn",
+        function_version: "$LATEST",
+        memory_mb: 256,
+        runtime: &rt,
+        handler,
+        region: "us-east-1",
+        initialization_type: InitializationType::OnDemand,
+        runtime_api: &address,
+        log_stream_name: &stream,
+        user_env: &variables,
+    });
+    // Outside a sandbox the code is not at /var/task.
+    for (k, v) in &mut env {
+        if k == "LAMBDA_TASK_ROOT" {
+            *v = task.path().display().to_string();
+        }
+    }
+    let argv = bootstrap::command_at(&rt, Path::new(interp), &installed, task.path());
+    let mut child = tokio::process::Command::new(&argv[0])
+        .args(&argv[1..])
+        .env_clear()
+        .envs(env)
+        .current_dir(task.path())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let stdout = drain(child.stdout.take().unwrap());
+    let stderr = drain(child.stderr.take().unwrap());
+    Some(Harness {
+        api,
+        child,
+        task,
+        _runtime_dir: runtime_dir,
+        stdout,
+        stderr,
+    })
+}
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+fn now_ms() -> u64 {
+    u64::try_from(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_millis(),
+    )
+    .unwrap()
+}
+
+impl Harness {
+    fn task_root(&self) -> PathBuf {
+        self.task.path().to_path_buf()
+    }
+
+    fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.stdout.lock().unwrap()).into_owned()
+    }
+
+    fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.stderr.lock().unwrap()).into_owned()
+    }
+
+    async fn init(&self) -> InitOutcome {
+        within("init", self.api.init()).await
+    }
+
+    async fn ready(&self) {
+        let outcome = self.init().await;
+        assert_eq!(
+            outcome,
+            InitOutcome::Ready,
+            "stdout: {}\nstderr: {}",
+            self.stdout(),
+            self.stderr()
+        );
+    }
+
+    /// Invokes with `payload`; returns the request id and the outcome.
+    async fn invoke_with(
+        &self,
+        payload: &str,
+        customise: impl FnOnce(&mut Invocation),
+    ) -> (String, InvokeOutcome) {
+        let id = format!(
+            "00000000-0000-4000-8000-{:012}",
+            NEXT_ID.fetch_add(1, Ordering::Relaxed)
+        );
+        let mut inv = Invocation::new(
+            id.clone(),
+            Bytes::from(payload.to_owned()),
+            now_ms() + 10_000,
+            FUNCTION_ARN,
+        );
+        customise(&mut inv);
+        let outcome = within("invoke", self.api.invoke(inv)).await;
+        (id, outcome)
+    }
+
+    async fn invoke(&self, payload: &str) -> (String, InvokeOutcome) {
+        self.invoke_with(payload, |_| {}).await
+    }
+
+    /// Invokes and expects a response; returns it parsed.
+    async fn call(&self, payload: &str) -> Value {
+        match self.invoke(payload).await.1 {
+            InvokeOutcome::Response(b) => serde_json::from_slice(&b)
+                .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&b))),
+            other => panic!(
+                "{other:?}\nstdout: {}\nstderr: {}",
+                self.stdout(),
+                self.stderr()
+            ),
+        }
+    }
+
+    /// Invokes and expects a function error; returns its body and type header.
+    async fn call_error(&self, payload: &str) -> (String, Value, Option<String>) {
+        match self.invoke(payload).await {
+            (id, InvokeOutcome::FunctionError { body, error_type }) => {
+                (id, serde_json::from_slice(&body).unwrap(), error_type)
+            }
+            (_, other) => panic!(
+                "{other:?}\nstdout: {}\nstderr: {}",
+                self.stdout(),
+                self.stderr()
+            ),
+        }
+    }
+
+    /// Expects init to fail; returns the body, the type header and the exit code.
+    async fn init_failure(&mut self) -> (String, Value, Option<String>, Option<i32>) {
+        let (body, error_type) = match self.init().await {
+            InitOutcome::Failed { body, error_type } => (body, error_type),
+            other => panic!(
+                "{other:?}\nstdout: {}\nstderr: {}",
+                self.stdout(),
+                self.stderr()
+            ),
+        };
+        let status = within("exit", self.child.wait()).await.unwrap();
+        let text = String::from_utf8(body.to_vec()).unwrap();
+        (
+            text.clone(),
+            serde_json::from_str(&text).unwrap(),
+            error_type,
+            status.code(),
+        )
+    }
+
+    /// Waits until stdout contains `needle` (output is read asynchronously).
+    async fn stdout_contains(&self, needle: &str) -> String {
+        within(&format!("stdout containing {needle:?}"), async {
+            loop {
+                let out = self.stdout();
+                if out.contains(needle) {
+                    return out;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+        })
+        .await
+    }
+}
+
+const ECHO_PAYLOADS: &[&str] = &[
+    r#"{"s":"héllo wörld ✓ 😀 中文","n":[1,2.5,-3e-7],"t":true,"z":null}"#,
+    "null",
+    r#"[1,"two",3.5,true,null,{"a":[]}]"#,
+    "42",
+    "-1.5e+300",
+    r#""just a string""#,
+    "true",
+    "{}",
+];
+
+// ------------------------------------------------------------------ python
+
+const PY_APP: &str = r#"import helper
+
+def handler(event, context):
+    if event == {"raise": True}:
+        print("about to fail")
+        raise Exception("boom")
+    return helper.same(event)
+"#;
+const PY_HELPER: &str = "def same(x):\n    return x\n";
+
+#[tokio::test]
+async fn python_echoes_json_values_on_one_process() {
+    let Some(h) = start(
+        "python3.11",
+        "app.handler",
+        &[("app.py", PY_APP), ("helper.py", PY_HELPER)],
+    )
+    .await
+    else {
+        return;
+    };
+    h.ready().await;
+    for p in ECHO_PAYLOADS {
+        let expected: Value = serde_json::from_str(p).unwrap();
+        assert_eq!(h.call(p).await, expected, "payload {p}");
+    }
+    // python3.11 escapes non-ASCII as AWS's runtime of that version does.
+    match h.invoke(r#""é""#).await.1 {
+        InvokeOutcome::Response(b) => assert_eq!(&b[..], br#""\u00e9""#),
+        other => panic!("{other:?}"),
+    }
+    // An exception, then the process keeps serving.
+    let task = h.task_root().display().to_string();
+    let (id, body, error_type) = h.call_error(r#"{"raise": true}"#).await;
+    assert_eq!(error_type.as_deref(), Some("Unhandled"));
+    assert_eq!(
+        body,
+        json!({
+            "errorMessage": "boom",
+            "errorType": "Exception",
+            "requestId": id,
+            "stackTrace": [format!("  File \"{task}/app.py\", line 6, in handler\n    raise Exception(\"boom\")\n")],
+        })
+    );
+    let out = h
+        .stdout_contains("Traceback (most recent call last):")
+        .await;
+    assert!(
+        out.contains(&format!(
+            "about to fail\n[ERROR] Exception: boom\nTraceback (most recent call last):\n  File \"{task}/app.py\", line 6, in handler\n    raise Exception(\"boom\")\n"
+        )),
+        "{out}"
+    );
+    assert_eq!(h.call("[7]").await, json!([7]));
+    // No bytecode was written into the task root.
+    assert!(!h.task_root().join("__pycache__").exists());
+}
+
+#[tokio::test]
+async fn python312_returns_utf8_and_none_is_null() {
+    let Some(h) = start(
+        "python3.12",
+        "app.handler",
+        &[(
+            "app.py",
+            "def handler(event, context):\n    return None if event == 0 else event\n",
+        )],
+    )
+    .await
+    else {
+        return;
+    };
+    h.ready().await;
+    match h.invoke("0").await.1 {
+        InvokeOutcome::Response(b) => assert_eq!(&b[..], b"null"),
+        other => panic!("{other:?}"),
+    }
+    match h.invoke(r#""é😀""#).await.1 {
+        InvokeOutcome::Response(b) => assert_eq!(&b[..], "\"é😀\"".as_bytes()),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn python_import_error_is_an_init_error() {
+    let Some(mut h) = start("python3.12", "missing.handler", &[("app.py", PY_APP)]).await else {
+        return;
+    };
+    let (text, _, error_type, code) = h.init_failure().await;
+    assert_eq!(
+        text,
+        r#"{"errorMessage": "Unable to import module 'missing': No module named 'missing'", "errorType": "Runtime.ImportModuleError", "requestId": "", "stackTrace": []}"#
+    );
+    assert_eq!(error_type.as_deref(), Some("Runtime.ImportModuleError"));
+    assert_eq!(code, Some(1));
+    assert!(h
+        .stdout()
+        .contains("[ERROR] Runtime.ImportModuleError: Unable to import module 'missing': No module named 'missing'\nTraceback (most recent call last):\n"));
+}
+
+#[tokio::test]
+async fn python_missing_handler_fails_each_invocation_as_aws_does() {
+    let Some(h) = start(
+        "python3.12",
+        "app.nope",
+        &[("app.py", PY_APP), ("helper.py", PY_HELPER)],
+    )
+    .await
+    else {
+        return;
+    };
+    h.ready().await;
+    let (id, body, _) = h.call_error("{}").await;
+    assert_eq!(
+        body,
+        json!({
+            "errorMessage": "Handler 'nope' missing on module 'app'",
+            "errorType": "Runtime.HandlerNotFound",
+            "requestId": id,
+            "stackTrace": [],
+        })
+    );
+}
+
+#[tokio::test]
+async fn python_syntax_error_malformed_handler_and_import_time_exception() {
+    let Some(mut h) = start(
+        "python3.12",
+        "app.handler",
+        &[("app.py", "def handler(:\n    pass\n")],
+    )
+    .await
+    else {
+        return;
+    };
+    let (_, body, error_type, _) = h.init_failure().await;
+    assert_eq!(body["errorType"], "Runtime.UserCodeSyntaxError");
+    assert_eq!(error_type.as_deref(), Some("Runtime.UserCodeSyntaxError"));
+    assert!(
+        body["errorMessage"]
+            .as_str()
+            .unwrap()
+            .starts_with("Syntax error in module 'app': "),
+        "{body}"
+    );
+    assert!(
+        body["stackTrace"][0]
+            .as_str()
+            .unwrap()
+            .contains("app.py\" Line 1"),
+        "{body}"
+    );
+
+    let Some(mut h) = start("python3.12", "nodots", &[]).await else {
+        return;
+    };
+    let (_, body, _, _) = h.init_failure().await;
+    assert_eq!(
+        body,
+        json!({
+            "errorMessage": "Bad handler 'nodots': not enough values to unpack (expected 2, got 1)",
+            "errorType": "Runtime.MalformedHandlerName",
+            "requestId": "",
+            "stackTrace": [],
+        })
+    );
+
+    let Some(mut h) = start(
+        "python3.12",
+        "app.handler",
+        &[("app.py", "raise ValueError(\"Runtime startup fails\")\n")],
+    )
+    .await
+    else {
+        return;
+    };
+    let (_, body, error_type, code) = h.init_failure().await;
+    assert_eq!(body["errorType"], "ValueError");
+    assert_eq!(body["errorMessage"], "Runtime startup fails");
+    assert_eq!(body["requestId"], "");
+    assert_eq!(error_type.as_deref(), Some("ValueError"));
+    assert_eq!(code, Some(1));
+    let trace: Vec<&str> = body["stackTrace"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(trace[0].contains("importlib"), "{trace:?}");
+    assert!(
+        !trace.iter().any(|f| f.contains("bootstrap.py")),
+        "{trace:?}"
+    );
+    assert_eq!(
+        trace.last().unwrap(),
+        &format!(
+            "  File \"{}/app.py\", line 1, in <module>\n    raise ValueError(\"Runtime startup fails\")\n",
+            h.task_root().display()
+        )
+    );
+}
+
+const PY_CONTEXT: &str = r#"import os, sys
+
+def handler(event, context):
+    cc = context.client_context
+    return {
+        "function_name": context.function_name,
+        "function_version": context.function_version,
+        "memory_limit_in_mb": context.memory_limit_in_mb,
+        "aws_request_id": context.aws_request_id,
+        "invoked_function_arn": context.invoked_function_arn,
+        "log_group_name": context.log_group_name,
+        "log_stream_name": context.log_stream_name,
+        "remaining": context.get_remaining_time_in_millis(),
+        "custom": cc.custom if cc else None,
+        "app_title": cc.client.app_title if cc and cc.client else None,
+        "identity_id": context.identity.cognito_identity_id,
+        "trace": os.environ.get("_X_AMZN_TRACE_ID"),
+        "dont_write_bytecode": sys.dont_write_bytecode,
+        "path0": sys.path[0],
+        "env": dict(os.environ),
+    }
+"#;
+
+#[tokio::test]
+async fn python_context_and_environment() {
+    let Some(h) = start_with(
+        "python3.12",
+        "sub/ctx.handler",
+        &[("sub/ctx.py", PY_CONTEXT)],
+        &[("TEST_KEY", "TEST_VAL")],
+    )
+    .await
+    else {
+        return;
+    };
+    h.ready().await;
+    let (id, outcome) = h
+        .invoke_with("{}", |inv| {
+            inv.trace_id = "Root=1-abc;Sampled=0".to_owned();
+            inv.client_context =
+                Some(r#"{"custom":{"k":"v"},"client":{"app_title":"t"},"env":{}}"#.to_owned());
+            inv.cognito_identity =
+                Some(r#"{"cognitoIdentityId":"cid","cognitoIdentityPoolId":"pool"}"#.to_owned());
+        })
+        .await;
+    let InvokeOutcome::Response(b) = outcome else {
+        panic!("{outcome:?}\n{}", h.stderr())
+    };
+    let v: Value = serde_json::from_slice(&b).unwrap();
+    assert_eq!(v["function_name"], "fn");
+    assert_eq!(v["function_version"], "$LATEST");
+    assert_eq!(v["memory_limit_in_mb"], "256");
+    assert_eq!(v["aws_request_id"], id.as_str());
+    assert_eq!(v["invoked_function_arn"], FUNCTION_ARN);
+    assert_eq!(v["log_group_name"], "/aws/lambda/fn");
+    assert!(v["log_stream_name"]
+        .as_str()
+        .unwrap()
+        .contains("/[$LATEST]"));
+    let remaining = v["remaining"].as_i64().unwrap();
+    assert!(remaining > 0 && remaining <= 10_000, "{remaining}");
+    assert_eq!(v["custom"], json!({"k": "v"}));
+    assert_eq!(v["app_title"], "t");
+    assert_eq!(v["identity_id"], "cid");
+    assert_eq!(v["trace"], "Root=1-abc;Sampled=0");
+    assert_eq!(v["dont_write_bytecode"], true);
+    assert_eq!(v["path0"], h.task_root().display().to_string());
+    let env = &v["env"];
+    assert_eq!(env["TEST_KEY"], "TEST_VAL");
+    assert_eq!(env["AWS_EXECUTION_ENV"], "AWS_Lambda_python3.12");
+    assert_eq!(env["TZ"], ":UTC");
+    assert_eq!(env["_HANDLER"], "sub/ctx.handler");
+    assert!(env.get("PYTHONDONTWRITEBYTECODE").is_none());
+    assert!(env.get("AWS_ACCESS_KEY_ID").is_none());
+
+    // Without a trace id the variable is removed; without a client context
+    // or identity, those are empty.
+    let v = h.call("{}").await;
+    assert_eq!(v["trace"], Value::Null);
+    assert_eq!(v["custom"], Value::Null);
+    assert_eq!(v["identity_id"], Value::Null);
+}
+
+#[tokio::test]
+async fn python_marshal_errors_and_oversized_responses() {
+    let app = r#"import logging
+logger = logging.getLogger()
+logger.setLevel(logging.INFO)
+
+def handler(event, context):
+    logger.info("handling %s", event)
+    if event == "set":
+        return {1, 2}
+    if event == "big":
+        return "x" * (6 * 1024 * 1024 + 10)
+    return event
+"#;
+    let Some(h) = start("python3.12", "app.handler", &[("app.py", app)]).await else {
+        return;
+    };
+    h.ready().await;
+    let (id, body, _) = h.call_error(r#""set""#).await;
+    assert_eq!(
+        body,
+        json!({
+            "errorMessage": "Unable to marshal response: Object of type set is not JSON serializable",
+            "errorType": "Runtime.MarshalError",
+            "requestId": id,
+            "stackTrace": [],
+        })
+    );
+    match h.invoke(r#""big""#).await.1 {
+        InvokeOutcome::ResponseTooLarge { size } => assert_eq!(size, 6 * 1024 * 1024 + 12),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(h.call(r#""after""#).await, json!("after"));
+    // The root logger got AWS's format: [LEVEL]\t<time>Z\t<request id>\t<message>.
+    let out = h.stdout_contains("handling after").await;
+    let line = out.lines().find(|l| l.contains("handling after")).unwrap();
+    let fields: Vec<&str> = line.split('\t').collect();
+    assert_eq!(fields[0], "[INFO]", "{line}");
+    assert!(fields[1].ends_with('Z') && fields[1].len() == 24, "{line}");
+    assert!(fields[2].starts_with("00000000-0000-4000-8000-"), "{line}");
+    assert_eq!(fields[3], "handling after");
+}
+
+// ------------------------------------------------------------------ node
+
+#[tokio::test]
+async fn node_echoes_json_values_on_one_process() {
+    let Some(h) = start(
+        "nodejs20.x",
+        "index.handler",
+        &[("index.js", "exports.handler = async (event) => event;\n")],
+    )
+    .await
+    else {
+        return;
+    };
+    h.ready().await;
+    for p in ECHO_PAYLOADS {
+        let expected: Value = serde_json::from_str(p).unwrap();
+        assert_eq!(h.call(p).await, expected, "payload {p}");
+    }
+    match h.invoke(r#""é😀""#).await.1 {
+        InvokeOutcome::Response(b) => assert_eq!(&b[..], "\"é😀\"".as_bytes()),
+        other => panic!("{other:?}"),
+    }
+}
+
+const NODE_STYLES: &str = r#"
+exports.callback = (event, context, callback) => {
+  setTimeout(() => callback(null, { cb: event }), 5);
+};
+exports.promise = (event) => Promise.resolve({ promised: event });
+exports.sync = (event) => { console.log('sync ran'); };
+exports.succeed = (event, context) => { context.succeed({ succeeded: event }); };
+exports.throws = async () => { throw new Error('boom'); };
+exports.cbError = (event, context, callback) => callback(new TypeError('bad input'));
+exports.rejectsNothing = () => Promise.reject();
+exports.nested = { deep: { fn: async () => 'deep' } };
+exports.notAFunction = 42;
+exports.big = async () => 'x'.repeat(6 * 1024 * 1024 + 10);
+"#;
+
+#[tokio::test]
+async fn node_async_callback_promise_and_sync_handlers() {
+    for (handler, payload, expected) in [
+        ("index.callback", "1", json!({"cb": 1})),
+        ("index.promise", "2", json!({"promised": 2})),
+        ("index.sync", "3", Value::Null),
+        ("index.succeed", "4", json!({"succeeded": 4})),
+        ("index.nested.deep.fn", "5", json!("deep")),
+    ] {
+        let Some(h) = start("nodejs20.x", handler, &[("index.js", NODE_STYLES)]).await else {
+            return;
+        };
+        h.ready().await;
+        assert_eq!(h.call(payload).await, expected, "{handler}");
+        assert_eq!(
+            h.call(payload).await,
+            expected,
+            "{handler}, second invocation"
+        );
+    }
+}
+
+#[tokio::test]
+async fn node_errors_carry_a_trace() {
+    let Some(h) = start("nodejs20.x", "index.throws", &[("index.js", NODE_STYLES)]).await else {
+        return;
+    };
+    h.ready().await;
+    let (id, body, error_type) = h.call_error("{}").await;
+    assert_eq!(error_type.as_deref(), Some("Unhandled"));
+    assert_eq!(body["errorType"], "Error");
+    assert_eq!(body["errorMessage"], "boom");
+    assert!(
+        body.get("stackTrace").is_none(),
+        "node uses `trace`: {body}"
+    );
+    let trace: Vec<&str> = body["trace"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(trace[0], "Error: boom");
+    let file = h.task_root().join("index.js").display().to_string();
+    assert!(trace[1].contains(&file), "{trace:?}");
+    let out = h.stdout_contains("Invoke Error").await;
+    let line = out.lines().find(|l| l.contains("Invoke Error")).unwrap();
+    let fields: Vec<&str> = line.splitn(4, '\t').collect();
+    assert_eq!(fields[1], id);
+    assert_eq!(fields[2], "ERROR");
+    assert!(
+        fields[3].starts_with("Invoke Error \t{\"errorType\":\"Error\",\"errorMessage\":\"boom\""),
+        "{line}"
+    );
+    // The process keeps serving.
+    let (_, body, _) = h.call_error("{}").await;
+    assert_eq!(body["errorMessage"], "boom");
+
+    let Some(h) = start("nodejs20.x", "index.cbError", &[("index.js", NODE_STYLES)]).await else {
+        return;
+    };
+    h.ready().await;
+    let (_, body, _) = h.call_error("{}").await;
+    assert_eq!(body["errorType"], "TypeError");
+    assert_eq!(body["errorMessage"], "bad input");
+
+    let Some(h) = start(
+        "nodejs20.x",
+        "index.rejectsNothing",
+        &[("index.js", NODE_STYLES)],
+    )
+    .await
+    else {
+        return;
+    };
+    h.ready().await;
+    let (_, body, _) = h.call_error("{}").await;
+    assert_eq!(
+        body,
+        json!({"errorType": "string", "errorMessage": "handled", "trace": []})
+    );
+}
+
+#[tokio::test]
+async fn node_uncaught_exception_fails_the_invocation_and_exits() {
+    let app = "exports.handler = (e, c, cb) => { setTimeout(() => { throw new RangeError('late'); }, 1); };\n";
+    let Some(mut h) = start("nodejs20.x", "index.handler", &[("index.js", app)]).await else {
+        return;
+    };
+    h.ready().await;
+    let (_, body, _) = h.call_error("{}").await;
+    assert_eq!(body["errorType"], "RangeError");
+    assert_eq!(body["errorMessage"], "late");
+    let status = within("exit", h.child.wait()).await.unwrap();
+    assert_eq!(status.code(), Some(129));
+    assert!(h
+        .stdout()
+        .contains("\tERROR\tUncaught Exception \t{\"errorType\":\"RangeError\""));
+}
+
+#[tokio::test]
+async fn node_load_failures_are_init_errors() {
+    let Some(mut h) = start(
+        "nodejs20.x",
+        "missing.handler",
+        &[("index.js", NODE_STYLES)],
+    )
+    .await
+    else {
+        return;
+    };
+    let (_, body, error_type, code) = h.init_failure().await;
+    assert_eq!(body["errorType"], "Runtime.ImportModuleError");
+    assert_eq!(error_type.as_deref(), Some("Runtime.ImportModuleError"));
+    assert!(
+        body["errorMessage"]
+            .as_str()
+            .unwrap()
+            .starts_with("Error: Cannot find module 'missing'"),
+        "{body}"
+    );
+    assert!(body["trace"][0]
+        .as_str()
+        .unwrap()
+        .starts_with("Runtime.ImportModuleError: Error: Cannot find module 'missing'"));
+    assert_eq!(code, Some(129));
+    assert!(h.stdout().contains(
+        "\tundefined\tERROR\tUncaught Exception \t{\"errorType\":\"Runtime.ImportModuleError\""
+    ));
+
+    let Some(mut h) = start("nodejs20.x", "index.nope", &[("index.js", NODE_STYLES)]).await else {
+        return;
+    };
+    let (_, body, error_type, _) = h.init_failure().await;
+    assert_eq!(body["errorType"], "Runtime.HandlerNotFound");
+    assert_eq!(
+        body["errorMessage"],
+        "index.nope is undefined or not exported"
+    );
+    assert_eq!(error_type.as_deref(), Some("Runtime.HandlerNotFound"));
+
+    let Some(mut h) = start(
+        "nodejs20.x",
+        "index.notAFunction",
+        &[("index.js", NODE_STYLES)],
+    )
+    .await
+    else {
+        return;
+    };
+    let (_, body, _, _) = h.init_failure().await;
+    assert_eq!(body["errorMessage"], "index.notAFunction is not a function");
+
+    let Some(mut h) = start(
+        "nodejs20.x",
+        "index.handler",
+        &[("index.js", "exports.handler = async (e => e;\n")],
+    )
+    .await
+    else {
+        return;
+    };
+    let (_, body, _, _) = h.init_failure().await;
+    assert_eq!(body["errorType"], "Runtime.UserCodeSyntaxError");
+    assert!(
+        body["errorMessage"]
+            .as_str()
+            .unwrap()
+            .starts_with("SyntaxError: "),
+        "{body}"
+    );
+
+    let Some(mut h) = start("nodejs20.x", "nodots", &[]).await else {
+        return;
+    };
+    let (_, body, _, _) = h.init_failure().await;
+    assert_eq!(body["errorType"], "Runtime.MalformedHandlerName");
+    assert_eq!(body["errorMessage"], "Bad handler");
+
+    let Some(mut h) = start(
+        "nodejs20.x",
+        "index.handler",
+        &[("index.js", "throw new Error('at load');\n")],
+    )
+    .await
+    else {
+        return;
+    };
+    let (_, body, error_type, _) = h.init_failure().await;
+    assert_eq!(body["errorType"], "Error");
+    assert_eq!(body["errorMessage"], "at load");
+    assert_eq!(error_type.as_deref(), Some("Error"));
+}
+
+#[tokio::test]
+async fn node_esm_and_nested_modules() {
+    let Some(h) = start(
+        "nodejs22.x",
+        "app.handler",
+        &[(
+            "app.mjs",
+            "export const handler = async (event) => ({ esm: event });\n",
+        )],
+    )
+    .await
+    else {
+        return;
+    };
+    h.ready().await;
+    assert_eq!(h.call("[1]").await, json!({"esm": [1]}));
+
+    // `.js` under a package.json with "type": "module", in a sub-directory:
+    // the module is everything up to the first '.' after the last '/'.
+    let Some(h) = start(
+        "nodejs20.x",
+        "src/lib/app.v1.handler",
+        &[
+            ("package.json", r#"{"type":"module"}"#),
+            (
+                "src/lib/app.js",
+                "export const v1 = { handler: async (e) => ({ nested: e }) };\n",
+            ),
+        ],
+    )
+    .await
+    else {
+        return;
+    };
+    h.ready().await;
+    assert_eq!(h.call("2").await, json!({"nested": 2}));
+
+    let Some(h) = start(
+        "nodejs20.x",
+        "app.handler",
+        &[("app.cjs", "exports.handler = async () => 'cjs';\n")],
+    )
+    .await
+    else {
+        return;
+    };
+    h.ready().await;
+    assert_eq!(h.call("null").await, json!("cjs"));
+}
+
+const NODE_CONTEXT: &str = r#"
+exports.handler = async (event, context) => {
+  console.log('hello', { a: 1 });
+  console.warn('careful');
+  return {
+    functionName: context.functionName,
+    functionVersion: context.functionVersion,
+    memoryLimitInMB: context.memoryLimitInMB,
+    logGroupName: context.logGroupName,
+    logStreamName: context.logStreamName,
+    invokedFunctionArn: context.invokedFunctionArn,
+    awsRequestId: context.awsRequestId,
+    remaining: context.getRemainingTimeInMillis(),
+    clientContext: context.clientContext,
+    identity: context.identity,
+    waits: context.callbackWaitsForEmptyEventLoop,
+    trace: process.env._X_AMZN_TRACE_ID,
+    nodePath: process.env.NODE_PATH,
+    env: process.env,
+  };
+};
+"#;
+
+#[tokio::test]
+async fn node_context_and_console_format() {
+    let Some(h) = start_with(
+        "nodejs20.x",
+        "index.handler",
+        &[("index.js", NODE_CONTEXT)],
+        &[("TEST_KEY", "TEST_VAL")],
+    )
+    .await
+    else {
+        return;
+    };
+    h.ready().await;
+    let (id, outcome) = h
+        .invoke_with("{}", |inv| {
+            inv.trace_id = "Root=1-abc;Sampled=0".to_owned();
+            inv.client_context = Some(r#"{"custom":{"k":"v"}}"#.to_owned());
+            inv.cognito_identity = Some(r#"{"cognitoIdentityId":"cid"}"#.to_owned());
+        })
+        .await;
+    let InvokeOutcome::Response(b) = outcome else {
+        panic!("{outcome:?}\n{}", h.stderr())
+    };
+    let v: Value = serde_json::from_slice(&b).unwrap();
+    assert_eq!(v["functionName"], "fn");
+    assert_eq!(v["functionVersion"], "$LATEST");
+    assert_eq!(v["memoryLimitInMB"], "256");
+    assert_eq!(v["logGroupName"], "/aws/lambda/fn");
+    assert_eq!(v["invokedFunctionArn"], FUNCTION_ARN);
+    assert_eq!(v["awsRequestId"], id.as_str());
+    let remaining = v["remaining"].as_i64().unwrap();
+    assert!(remaining > 0 && remaining <= 10_000, "{remaining}");
+    assert_eq!(v["clientContext"], json!({"custom": {"k": "v"}}));
+    assert_eq!(v["identity"], json!({"cognitoIdentityId": "cid"}));
+    assert_eq!(v["waits"], true);
+    assert_eq!(v["trace"], "Root=1-abc;Sampled=0");
+    assert!(v["nodePath"]
+        .as_str()
+        .unwrap()
+        .starts_with("/opt/nodejs/node20/node_modules:"));
+    assert_eq!(v["env"]["TEST_KEY"], "TEST_VAL");
+    assert_eq!(v["env"]["AWS_EXECUTION_ENV"], "AWS_Lambda_nodejs20.x");
+
+    let out = h.stdout_contains("careful").await;
+    let line = out.lines().find(|l| l.contains("hello")).unwrap();
+    let fields: Vec<&str> = line.split('\t').collect();
+    assert_eq!(fields.len(), 4, "{line}");
+    assert!(fields[0].ends_with('Z') && fields[0].len() == 24, "{line}");
+    assert_eq!(fields[1], id);
+    assert_eq!(fields[2], "INFO");
+    assert_eq!(fields[3], "hello { a: 1 }");
+    assert!(out.contains(&format!("\t{id}\tWARN\tcareful\n")), "{out}");
+}
+
+#[tokio::test]
+async fn node_oversized_response_then_keeps_serving() {
+    let Some(h) = start("nodejs20.x", "index.big", &[("index.js", NODE_STYLES)]).await else {
+        return;
+    };
+    h.ready().await;
+    match h.invoke("{}").await.1 {
+        InvokeOutcome::ResponseTooLarge { size } => assert_eq!(size, 6 * 1024 * 1024 + 12),
+        other => panic!("{other:?}"),
+    }
+    match h.invoke("{}").await.1 {
+        InvokeOutcome::ResponseTooLarge { .. } => {}
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn python_oversized_event_round_trips_under_the_limit() {
+    // A payload near 6 MB goes through both directions.
+    let Some(h) = start(
+        "python3.12",
+        "app.handler",
+        &[("app.py", "def handler(e, c):\n    return e\n")],
+    )
+    .await
+    else {
+        return;
+    };
+    h.ready().await;
+    let big = format!("\"{}\"", "a".repeat(6 * 1024 * 1024 - 100));
+    match h.invoke(&big).await.1 {
+        InvokeOutcome::Response(b) => assert_eq!(b.len(), big.len()),
+        other => panic!("{other:?}"),
+    }
+}

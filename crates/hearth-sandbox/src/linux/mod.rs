@@ -1,0 +1,939 @@
+//! The Linux backend: namespaces, cgroups (v1 and v2), seccomp, `pivot_root`.
+//!
+//! Like Firecracker's jailer, the privileged setup is one small path that
+//! ends in `exec`: the daemon (multi-threaded, so it never forks without
+//! exec'ing) prepares the sandbox's cgroup and spawns the **launcher** — its
+//! own binary as `hearth sandbox-init`, see [`init_main`] — with a socketpair
+//! as stdin. The launcher joins the cgroup, unshares its namespaces, sends
+//! back the Runtime API listening socket (`127.0.0.1:9001` in the sandbox's
+//! network namespace), forks pid 1, which builds the root, drops privileges,
+//! installs seccomp and starts the runtime. `start` returns once the runtime
+//! has been exec'd.
+//!
+//! ```no_run
+//! use hearth_sandbox::linux::{LinuxBackend, LinuxConfig};
+//! use hearth_sandbox::{SandboxBackend, SandboxSpec};
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let backend = LinuxBackend::new(LinuxConfig {
+//!     state_dir: "/var/lib/hearth/sandboxes".into(),
+//!     init_program: std::env::current_exe()?,
+//!     init_args: vec!["sandbox-init".into()],
+//!     ..LinuxConfig::default()
+//! })?;
+//! backend.reap_leftovers()?;
+//! let sandbox = backend.start(&SandboxSpec {
+//!     id: "sb1".into(),
+//!     account_id: "000000000000".into(),
+//!     memory_mb: 128,
+//!     pids_max: 64,
+//!     task_root: "/srv/code/abc".into(),
+//!     runtime_dir: None,
+//!     tmp_mb: 512,
+//!     argv: vec!["/usr/bin/python3".into(), "/var/task/main.py".into()],
+//!     env: vec![("AWS_LAMBDA_RUNTIME_API".into(), "127.0.0.1:9001".into())],
+//!     cwd: "/var/task".into(),
+//! })?;
+//! let (conn, _) = sandbox.runtime_api.accept()?; // the runtime's first request
+//! # drop(conn);
+//! sandbox.control.destroy();
+//! # Ok(()) }
+//! ```
+//!
+//! Without root the backend uses a user namespace when the kernel allows
+//! one (the sandbox's uid is then the daemon's on the host) and reports
+//! what it cannot enforce in [`SandboxBackend::protections`].
+
+mod cgroup;
+mod launcher;
+mod protocol;
+mod rootfs;
+mod seccomp;
+mod sys;
+mod uid;
+
+use std::collections::{BTreeSet, HashSet};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+
+use crate::{
+    ExitStatus, Protections, Sandbox, SandboxBackend, SandboxControl, SandboxError, SandboxSpec,
+};
+use cgroup::{CgroupLayout, CgroupManager, HostCgroupFs, Limits, SandboxCgroup};
+use protocol::{IdMapping, LaunchRequest, ProbeReport, ProbeRequest, Report, Request};
+
+pub use launcher::init_main;
+
+/// Whether sandboxes get a user namespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UserNamespaceMode {
+    /// Only when the daemon is not root (as root, each sandbox already has
+    /// its own unprivileged host uid).
+    #[default]
+    Auto,
+    /// Always. As root, the sandbox's uid maps to the same host uid (so the
+    /// sandbox is unprivileged both inside and outside).
+    Always,
+    /// Never (without root, sandboxes then cannot be built).
+    Never,
+}
+
+/// How the Linux backend is set up.
+#[derive(Debug, Clone)]
+pub struct LinuxConfig {
+    /// Per-sandbox scratch (`<state_dir>/<id>/root` is the new root's mount
+    /// point) and the record of cgroups in use (`cgroups.json`).
+    pub state_dir: PathBuf,
+    /// The launcher program: the daemon's own binary.
+    pub init_program: PathBuf,
+    /// Its arguments, e.g. `["sandbox-init"]`.
+    pub init_args: Vec<String>,
+    /// Sandbox `n` runs as uid and gid `uid_base + n`.
+    pub uid_base: u32,
+    /// Name of the cgroup under the daemon's own that holds the sandboxes'.
+    /// Two daemons in the same cgroup need different names.
+    pub cgroup_name: String,
+    pub user_namespace: UserNamespaceMode,
+    /// How long `start` waits for the runtime to be exec'd.
+    pub start_timeout: Duration,
+}
+
+impl Default for LinuxConfig {
+    fn default() -> Self {
+        LinuxConfig {
+            state_dir: PathBuf::from("/var/lib/hearth/sandboxes"),
+            init_program: PathBuf::from("/proc/self/exe"),
+            init_args: vec!["sandbox-init".to_owned()],
+            uid_base: 200_000,
+            cgroup_name: "hearth".to_owned(),
+            user_namespace: UserNamespaceMode::Auto,
+            start_timeout: protocol::DEFAULT_START_TIMEOUT,
+        }
+    }
+}
+
+/// How a sandbox's ids are mapped, decided once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum UserNs {
+    None,
+    /// Root: the sandbox's uid maps to the same host uid (a helper writes it).
+    Privileged,
+    /// Not root: the sandbox's uid maps to the daemon's.
+    SelfMapped {
+        uid: u32,
+        gid: u32,
+    },
+}
+
+impl UserNs {
+    fn mapping(self, uid: u32, gid: u32) -> Option<IdMapping> {
+        match self {
+            UserNs::None => None,
+            UserNs::Privileged => Some(IdMapping {
+                outside_uid: uid,
+                outside_gid: gid,
+                privileged: true,
+            }),
+            UserNs::SelfMapped { uid, gid } => Some(IdMapping {
+                outside_uid: uid,
+                outside_gid: gid,
+                privileged: false,
+            }),
+        }
+    }
+}
+
+/// The Linux sandbox backend.
+#[derive(Debug)]
+pub struct LinuxBackend {
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    config: LinuxConfig,
+    cgroups: CgroupManager,
+    seccomp: Vec<Vec<seccomp::WireInstruction>>,
+    userns: UserNs,
+    is_root: bool,
+    protections: Protections,
+    uids: Mutex<uid::UidAllocator>,
+    /// Ids of the sandboxes this backend has started and not destroyed.
+    live: Mutex<HashSet<String>>,
+}
+
+const CGROUP_RECORD: &str = "cgroups.json";
+
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct CgroupRecord {
+    parents: Vec<PathBuf>,
+}
+
+fn read_record(state_dir: &Path) -> CgroupRecord {
+    std::fs::read(state_dir.join(CGROUP_RECORD))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
+}
+
+fn write_record(state_dir: &Path, record: &CgroupRecord) -> std::io::Result<()> {
+    let tmp = state_dir.join(format!("{CGROUP_RECORD}.tmp"));
+    std::fs::write(
+        &tmp,
+        serde_json::to_vec_pretty(record).map_err(std::io::Error::other)?,
+    )?;
+    std::fs::rename(tmp, state_dir.join(CGROUP_RECORD))
+}
+
+fn create_private_dir(path: &Path, mode: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(mode)
+        .create(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+}
+
+impl LinuxBackend {
+    /// Detects what this host offers (cgroup layout, user namespaces,
+    /// seccomp), prepares the cgroup parents and tries the launcher once.
+    /// Fails only when the state directory or the seccomp policy is unusable;
+    /// everything else becomes a warning in [`SandboxBackend::protections`].
+    pub fn new(config: LinuxConfig) -> Result<Self, SandboxError> {
+        // 0711: sandboxes' uids may traverse to their root's mount point,
+        // nobody else can list it.
+        create_private_dir(&config.state_dir, 0o711).map_err(|e| {
+            SandboxError::Setup(format!(
+                "cannot create the sandbox state directory {}: {e}",
+                config.state_dir.display()
+            ))
+        })?;
+        let programs = seccomp::host_programs().map_err(SandboxError::Setup)?;
+        let euid = nix::unistd::geteuid().as_raw();
+        let is_root = euid == 0;
+        let userns = match (config.user_namespace, is_root) {
+            (UserNamespaceMode::Never, _) | (UserNamespaceMode::Auto, true) => UserNs::None,
+            (UserNamespaceMode::Always, true) => UserNs::Privileged,
+            (UserNamespaceMode::Always | UserNamespaceMode::Auto, false) => UserNs::SelfMapped {
+                uid: euid,
+                gid: nix::unistd::getegid().as_raw(),
+            },
+        };
+
+        let layout = CgroupLayout::detect();
+        let (cgroups, mut warnings) = CgroupManager::prepare(
+            Arc::new(HostCgroupFs),
+            &layout,
+            &config.cgroup_name,
+            std::process::id(),
+        );
+        let mut record = read_record(&config.state_dir);
+        for p in cgroups.parents() {
+            if !record.parents.contains(&p) {
+                record.parents.push(p);
+            }
+        }
+        if let Err(e) = write_record(&config.state_dir, &record) {
+            warnings.push(format!(
+                "cannot record the sandbox cgroups in {}: {e} (a restart may not find leftovers)",
+                config.state_dir.display()
+            ));
+        }
+
+        let probe = run_probe(&config, userns, &seccomp::to_wire(programs));
+        let (protections, seccomp_ok) = assess(&cgroups, userns, is_root, probe, warnings);
+        let shared = Shared {
+            seccomp: if seccomp_ok {
+                seccomp::to_wire(programs)
+            } else {
+                Vec::new()
+            },
+            uids: Mutex::new(uid::UidAllocator::new(config.uid_base)),
+            config,
+            cgroups,
+            userns,
+            is_root,
+            protections,
+            live: Mutex::new(HashSet::new()),
+        };
+        Ok(LinuxBackend {
+            shared: Arc::new(shared),
+        })
+    }
+}
+
+/// Runs the launcher in probe mode: it tries the namespaces, procfs and the
+/// seccomp filter in a throwaway process.
+fn run_probe(
+    config: &LinuxConfig,
+    userns: UserNs,
+    seccomp: &[Vec<seccomp::WireInstruction>],
+) -> Result<ProbeReport, String> {
+    let scratch = config.state_dir.join(".probe");
+    let _ = std::fs::remove_dir(&scratch);
+    create_private_dir(&scratch, 0o755)
+        .map_err(|e| format!("cannot create {}: {e}", scratch.display()))?;
+    let (uid, gid) = match userns {
+        UserNs::SelfMapped { uid, gid } => (uid, gid),
+        _ => (config.uid_base, config.uid_base),
+    };
+    let request = Request::Probe(ProbeRequest {
+        user_namespace: userns.mapping(uid, gid),
+        uid,
+        gid,
+        scratch_dir: scratch.clone(),
+        seccomp: seccomp.to_vec(),
+    });
+    let result = (|| {
+        let (mut child, sock) =
+            spawn_launcher(config, &config.state_dir, Stdio::null(), Stdio::null())?;
+        let answer = protocol::send(sock.as_fd(), &request, None)
+            .map_err(|e| format!("cannot talk to the sandbox launcher: {e}"))
+            .and_then(|()| {
+                protocol::recv::<Report>(sock.as_fd(), Some(Instant::now() + config.start_timeout))
+                    .map_err(|e| format!("the sandbox launcher did not answer: {e}"))
+            });
+        if answer.is_err() {
+            let _ = child.kill();
+        }
+        let status = child.wait();
+        match answer? {
+            Some((Report::Probe(report), _)) => Ok(report),
+            Some((other, _)) => Err(format!(
+                "unexpected answer from the sandbox launcher: {other:?}"
+            )),
+            None => Err(format!(
+                "the sandbox launcher {} exited without answering ({})",
+                config.init_program.display(),
+                status.map(|s| s.to_string()).unwrap_or_default()
+            )),
+        }
+    })();
+    let _ = std::fs::remove_dir(&scratch);
+    result
+}
+
+/// Turns what detection and the probe found into [`Protections`]; returns
+/// whether seccomp works.
+fn assess(
+    cgroups: &CgroupManager,
+    userns: UserNs,
+    is_root: bool,
+    probe: Result<ProbeReport, String>,
+    mut warnings: Vec<String>,
+) -> (Protections, bool) {
+    let unavailable = |what: &str, e: &str| format!("{what}: {e}");
+    let (isolate, net, seccomp_ok) = match &probe {
+        Ok(p) => {
+            let isolate = match (&p.namespaces, &p.procfs) {
+                (Ok(()), Ok(())) => Ok(()),
+                (Err(e), _) | (Ok(()), Err(e)) => Err(e.clone()),
+            };
+            if let Err(e) = &p.seccomp {
+                warnings.push(unavailable(
+                    "no seccomp filter in sandboxes",
+                    &format!("{e}; the kernel needs CONFIG_SECCOMP_FILTER"),
+                ));
+            }
+            (
+                isolate,
+                p.loopback.is_ok() && p.namespaces.is_ok(),
+                p.seccomp.is_ok(),
+            )
+        }
+        Err(e) => (Err(e.clone()), false, false),
+    };
+    if let Err(e) = &isolate {
+        let advice = if is_root {
+            "the kernel must offer mount, pid, ipc, uts, net and cgroup namespaces".to_owned()
+        } else {
+            userns_advice()
+        };
+        warnings.push(format!(
+            "cannot isolate functions, so none will run: {e}; {advice}"
+        ));
+    }
+    if let UserNs::SelfMapped { uid, .. } = userns {
+        warnings.push(format!(
+            "sandboxes run in a user namespace mapped to the daemon's own uid {uid}: every sandbox shares that host uid (an unprivileged daemon can map only itself), so a process escaping its sandbox acts as the daemon's user; run hearth as root for a private host uid per sandbox"
+        ));
+        if cgroups.pids.is_none() {
+            warnings.push(
+                "no pids limit and no RLIMIT_NPROC for sandboxes (the sandbox uid is shared with the daemon): a fork bomb is bounded only by the host; delegate a cgroup v2 subtree (systemd Delegate=yes)".to_owned(),
+            );
+        }
+    }
+    let protections = Protections {
+        user_namespace: userns != UserNs::None && isolate.is_ok(),
+        cgroup_version: cgroups.version().or_else(|| {
+            cgroups.pids.as_ref().map(|s| match s.version {
+                cgroup::CgroupVersion::V1 => 1,
+                cgroup::CgroupVersion::V2 => 2,
+            })
+        }),
+        memory_limit: cgroups.memory.is_some(),
+        pids_limit: cgroups.pids.is_some(),
+        cpu_weight: cgroups.cpu.is_some(),
+        seccomp: seccomp_ok,
+        network_namespace: net,
+        warnings,
+        can_isolate: isolate.is_ok(),
+    };
+    (protections, seccomp_ok)
+}
+
+/// What to do when unprivileged user namespaces are off, from the sysctls.
+fn userns_advice() -> String {
+    let read = |p: &str| std::fs::read_to_string(p).ok().map(|s| s.trim().to_owned());
+    let mut steps = Vec::new();
+    if read("/proc/sys/user/max_user_namespaces").as_deref() == Some("0") {
+        steps.push("sysctl user.max_user_namespaces=15000");
+    }
+    if read("/proc/sys/kernel/unprivileged_userns_clone").as_deref() == Some("0") {
+        steps.push("sysctl kernel.unprivileged_userns_clone=1");
+    }
+    if read("/proc/sys/kernel/apparmor_restrict_unprivileged_userns").as_deref() == Some("1") {
+        steps.push("sysctl kernel.apparmor_restrict_unprivileged_userns=0 (or an AppArmor profile allowing userns for hearth)");
+    }
+    if steps.is_empty() {
+        "run hearth as root, or allow unprivileged user namespaces".to_owned()
+    } else {
+        format!(
+            "run hearth as root, or allow unprivileged user namespaces: {}",
+            steps.join(", ")
+        )
+    }
+}
+
+/// Spawns the launcher with a fresh socketpair as its stdin; returns the
+/// child and the daemon's end.
+fn spawn_launcher(
+    config: &LinuxConfig,
+    cwd: &Path,
+    stdout: Stdio,
+    stderr: Stdio,
+) -> Result<(Child, OwnedFd), String> {
+    use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+    let (ours, theirs) = socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .map_err(|e| format!("socketpair: {e}"))?;
+    let mut cmd = Command::new(&config.init_program);
+    cmd.args(&config.init_args)
+        .env_clear()
+        .current_dir(cwd)
+        .stdin(Stdio::from(theirs))
+        .stdout(stdout)
+        .stderr(stderr);
+    let child = cmd.spawn().map_err(|e| {
+        format!(
+            "cannot run the sandbox launcher {}: {e}",
+            config.init_program.display()
+        )
+    })?;
+    // `cmd` holds the launcher's end; dropping it lets EOF mean "launcher gone".
+    drop(cmd);
+    Ok((child, ours))
+}
+
+fn validate(spec: &SandboxSpec) -> Result<(), String> {
+    let id_ok = !spec.id.is_empty()
+        && spec.id.len() <= 40
+        && spec
+            .id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if !id_ok {
+        return Err(format!(
+            "invalid sandbox id {:?} (want [a-z0-9-], at most 40)",
+            spec.id
+        ));
+    }
+    if spec.argv.is_empty() {
+        return Err("the sandbox has no program (argv is empty)".to_owned());
+    }
+    if !spec.cwd.starts_with('/') {
+        return Err(format!(
+            "the working directory {:?} is not absolute",
+            spec.cwd
+        ));
+    }
+    if spec.memory_mb == 0 || spec.tmp_mb == 0 {
+        return Err("memory_mb and tmp_mb must be at least 1".to_owned());
+    }
+    // The launcher and the sandbox's init count against the pids limit too.
+    if spec.pids_max < 3 {
+        return Err(format!(
+            "pids_max {} is below 3 (launcher, init, runtime)",
+            spec.pids_max
+        ));
+    }
+    let dirs = std::iter::once(("task_root", &spec.task_root))
+        .chain(spec.runtime_dir.iter().map(|d| ("runtime_dir", d)));
+    for (what, d) in dirs {
+        if !d.is_absolute() || !d.is_dir() {
+            return Err(format!(
+                "{what} {} is not an absolute path to a directory",
+                d.display()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// What one sandbox holds on the host, released exactly once.
+#[derive(Debug)]
+struct Resources {
+    shared: Arc<Shared>,
+    id: String,
+    uid: u32,
+    dir: PathBuf,
+    cgroup: Option<SandboxCgroup>,
+}
+
+impl Resources {
+    fn release(&self) {
+        let sh = &self.shared;
+        if let Some(cg) = &self.cgroup {
+            if !sh.cgroups.kill_all(cg, &sys::kill_pid) {
+                tracing::warn!(sandbox = %self.id, "processes remain in the sandbox's cgroup after SIGKILL");
+            }
+            if let Err(e) = sh.cgroups.remove(cg) {
+                tracing::warn!(sandbox = %self.id, "{e}");
+            }
+        }
+        match std::fs::remove_dir_all(&self.dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                tracing::warn!(sandbox = %self.id, "cannot remove {}: {e}", self.dir.display())
+            }
+            _ => {}
+        }
+        sh.uids.lock().release(self.uid);
+        sh.live.lock().remove(&self.id);
+    }
+}
+
+/// The handle of one running sandbox.
+#[derive(Debug)]
+struct LinuxSandboxControl {
+    res: Resources,
+    child: Mutex<Child>,
+    /// Names the launcher without pid-reuse races, for polling and killing.
+    pidfd: OwnedFd,
+    status: Mutex<Option<ExitStatus>>,
+    destroyed: Mutex<bool>,
+}
+
+impl LinuxSandboxControl {
+    fn kill_launcher(&self) {
+        let _ = sys::pidfd_send_signal(self.pidfd.as_fd(), libc::SIGKILL);
+    }
+}
+
+impl SandboxControl for LinuxSandboxControl {
+    fn wait(&self) -> ExitStatus {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        loop {
+            if let Some(s) = self.try_wait() {
+                return s;
+            }
+            // A pidfd turns readable when the process exits; block without
+            // holding a lock so other threads can try_wait or destroy.
+            let mut fds = [PollFd::new(self.pidfd.as_fd(), PollFlags::POLLIN)];
+            let _ = poll(&mut fds, PollTimeout::NONE);
+        }
+    }
+
+    fn try_wait(&self) -> Option<ExitStatus> {
+        if let Some(s) = *self.status.lock() {
+            return Some(s);
+        }
+        let mut child = self.child.lock();
+        let status = match child.try_wait() {
+            Ok(Some(st)) => match (st.code(), st.signal()) {
+                (Some(c), _) => ExitStatus::Code(c),
+                (None, Some(s)) => ExitStatus::Signal(s),
+                (None, None) => ExitStatus::Code(255),
+            },
+            Ok(None) => return None,
+            // Reaped elsewhere (cannot happen: only this handle waits).
+            Err(_) => ExitStatus::Code(255),
+        };
+        *self.status.lock() = Some(status);
+        Some(status)
+    }
+
+    fn peak_memory_bytes(&self) -> Option<u64> {
+        let cg = self.res.cgroup.as_ref()?;
+        self.res.shared.cgroups.peak_memory(cg)
+    }
+
+    fn oom_killed(&self) -> bool {
+        self.res
+            .cgroup
+            .as_ref()
+            .is_some_and(|cg| self.res.shared.cgroups.oom_killed(cg))
+    }
+
+    fn destroy(&self) {
+        let mut destroyed = self.destroyed.lock();
+        if *destroyed {
+            return;
+        }
+        // Killing the launcher kills pid 1 (its parent-death signal), which
+        // takes the whole pid namespace; the cgroup catches anything else.
+        self.kill_launcher();
+        if let Some(cg) = &self.res.cgroup {
+            self.res.shared.cgroups.kill_all(cg, &sys::kill_pid);
+        }
+        self.wait();
+        self.res.release();
+        *destroyed = true;
+    }
+}
+
+impl Drop for LinuxSandboxControl {
+    fn drop(&mut self) {
+        self.destroy();
+    }
+}
+
+impl LinuxBackend {
+    fn launch(&self, spec: &SandboxSpec) -> Result<Sandbox, String> {
+        let sh = &self.shared;
+        validate(spec)?;
+        if !sh.live.lock().insert(spec.id.clone()) {
+            return Err(format!("a sandbox {} is already running", spec.id));
+        }
+        let Some(uid) = sh.uids.lock().alloc() else {
+            sh.live.lock().remove(&spec.id);
+            return Err("no free sandbox uid".to_owned());
+        };
+        let mut res = Resources {
+            shared: sh.clone(),
+            id: spec.id.clone(),
+            uid,
+            dir: sh.config.state_dir.join(&spec.id),
+            cgroup: None,
+        };
+        let prepared = (|| {
+            if res.dir.exists() {
+                return Err(format!(
+                    "{} exists (a leftover? reap first)",
+                    res.dir.display()
+                ));
+            }
+            create_private_dir(&res.dir, 0o711)
+                .and_then(|()| create_private_dir(&res.dir.join("root"), 0o755))
+                .map_err(|e| format!("cannot create {}: {e}", res.dir.display()))?;
+            if !sh.cgroups.parents().is_empty() {
+                res.cgroup = Some(sh.cgroups.create(
+                    &spec.id,
+                    Limits {
+                        memory_mb: spec.memory_mb,
+                        pids_max: spec.pids_max,
+                    },
+                )?);
+            }
+            spawn_launcher(&sh.config, &res.dir, Stdio::piped(), Stdio::piped())
+        })();
+        let (mut child, sock) = match prepared {
+            Ok(x) => x,
+            Err(e) => {
+                res.release();
+                return Err(e);
+            }
+        };
+        let pidfd = match sys::pidfd_open(child.id() as i32) {
+            Ok(fd) => fd,
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                res.release();
+                return Err(format!("pidfd_open: {e}"));
+            }
+        };
+        let stdout = child.stdout.take().map(OwnedFd::from);
+        let stderr = child.stderr.take().map(OwnedFd::from);
+        let control = LinuxSandboxControl {
+            res,
+            child: Mutex::new(child),
+            pidfd,
+            status: Mutex::new(None),
+            destroyed: Mutex::new(false),
+        };
+        // From here on, dropping `control` on an error destroys everything.
+        let (Some(stdout), Some(stderr)) = (stdout, stderr) else {
+            return Err("the launcher's output pipes are missing".to_owned());
+        };
+        let request = Request::Launch(Box::new(LaunchRequest {
+            spec: spec.clone(),
+            uid,
+            gid: uid,
+            cgroup_procs: control
+                .res
+                .cgroup
+                .as_ref()
+                .map(SandboxCgroup::procs_files)
+                .unwrap_or_default(),
+            root_dir: control.res.dir.join("root"),
+            user_namespace: sh.userns.mapping(uid, uid),
+            seccomp: sh.seccomp.clone(),
+            nproc_limit: (sh.is_root && sh.userns == UserNs::None)
+                .then_some(u64::from(spec.pids_max)),
+        }));
+        protocol::send(sock.as_fd(), &request, None)
+            .map_err(|e| format!("cannot send the launch request: {e}"))?;
+        let deadline = Instant::now() + sh.config.start_timeout;
+        let mut listener = None;
+        loop {
+            match protocol::recv::<Report>(sock.as_fd(), Some(deadline)) {
+                Ok(Some((Report::Listener, Some(fd)))) => {
+                    listener = Some(std::net::TcpListener::from(fd));
+                }
+                Ok(Some((Report::Ready, _))) => break,
+                Ok(Some((Report::Error { message }, _))) => return Err(message),
+                Ok(Some((other, _))) => {
+                    return Err(format!("unexpected message from the launcher: {other:?}"))
+                }
+                Ok(None) => {
+                    let status = control.wait();
+                    return Err(format!(
+                        "the sandbox launcher exited before the runtime started ({status:?})"
+                    ));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                    return Err(format!(
+                        "the sandbox did not start within {:?}",
+                        sh.config.start_timeout
+                    ))
+                }
+                Err(e) => return Err(format!("cannot read from the launcher: {e}")),
+            }
+        }
+        let runtime_api = listener.ok_or("the launcher sent no Runtime API socket")?;
+        Ok(Sandbox {
+            id: spec.id.clone(),
+            runtime_api,
+            stdout,
+            stderr,
+            uid,
+            control: Box::new(control),
+        })
+    }
+}
+
+impl SandboxBackend for LinuxBackend {
+    fn start(&self, spec: &SandboxSpec) -> Result<Sandbox, SandboxError> {
+        let p = &self.shared.protections;
+        if !p.can_isolate {
+            let why = p
+                .warnings
+                .iter()
+                .find(|w| w.starts_with("cannot isolate"))
+                .cloned()
+                .unwrap_or_else(|| "namespaces are unavailable".to_owned());
+            return Err(SandboxError::Unsupported(why));
+        }
+        self.launch(spec).map_err(SandboxError::Setup)
+    }
+
+    fn protections(&self) -> Protections {
+        self.shared.protections.clone()
+    }
+
+    fn reap_leftovers(&self) -> Result<usize, SandboxError> {
+        let sh = &self.shared;
+        let live = sh.live.lock().clone();
+        let state_dir = &sh.config.state_dir;
+        let mut reaped: BTreeSet<String> = BTreeSet::new();
+
+        // Launchers of an earlier run: their working directory is their
+        // sandbox's state directory. Killing one kills its pid namespace.
+        for (pid, id) in launchers_under(state_dir) {
+            if !live.contains(&id) {
+                sys::kill_pid(pid);
+                reaped.insert(id);
+            }
+        }
+
+        // Cgroups under every parent this daemon (or an earlier one) used.
+        let record = read_record(state_dir);
+        let current = sh.cgroups.parents();
+        let mut parents = current.clone();
+        for p in &record.parents {
+            if !parents.contains(p) {
+                parents.push(p.clone());
+            }
+        }
+        let fs = sh.cgroups.fs();
+        for (name, dirs) in sh.cgroups.leftovers(&parents) {
+            if live.contains(&name) {
+                continue;
+            }
+            if !cgroup::kill_dirs(fs, &dirs, &sys::kill_pid) {
+                tracing::warn!(sandbox = %name, "processes survive SIGKILL in a leftover cgroup");
+            }
+            cgroup::remove_dirs(fs, &dirs).map_err(SandboxError::Setup)?;
+            reaped.insert(name);
+        }
+        for old in record.parents.iter().filter(|p| !current.contains(p)) {
+            let _ = fs.rmdir(old);
+        }
+        let _ = write_record(state_dir, &CgroupRecord { parents: current });
+
+        // Mounts: sandboxes mount only inside their own mount namespaces,
+        // but anything that did reach the host under state_dir goes.
+        unmount_under(state_dir);
+        for entry in std::fs::read_dir(state_dir)?.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !entry.file_type().is_ok_and(|t| t.is_dir()) || live.contains(&name) {
+                continue;
+            }
+            std::fs::remove_dir_all(entry.path())?;
+            if name != ".probe" {
+                reaped.insert(name);
+            }
+        }
+        Ok(reaped.len())
+    }
+}
+
+/// Processes whose working directory is `<state_dir>/<id>[/...]`: launchers
+/// (pid 1s and runtimes have pivoted away; they die with their launcher).
+fn launchers_under(state_dir: &Path) -> Vec<(i32, String)> {
+    let me = std::process::id() as i32;
+    let mut out = Vec::new();
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for e in rd.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        let Ok(cwd) = std::fs::read_link(e.path().join("cwd")) else {
+            continue;
+        };
+        if let Ok(rest) = cwd.strip_prefix(state_dir) {
+            if let Some(id) = rest.components().next() {
+                out.push((pid, id.as_os_str().to_string_lossy().into_owned()));
+            }
+        }
+    }
+    out
+}
+
+/// Lazily unmounts every host mount at or below `dir`, deepest first.
+fn unmount_under(dir: &Path) {
+    let Ok(text) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return;
+    };
+    let mut points: Vec<PathBuf> = cgroup::parse_mountinfo(&text)
+        .into_iter()
+        .map(|m| m.mount_point)
+        .filter(|p| p.starts_with(dir))
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    for p in points {
+        if let Err(e) = nix::mount::umount2(&p, nix::mount::MntFlags::MNT_DETACH) {
+            tracing::warn!("cannot unmount leftover {}: {e}", p.display());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(task: &Path) -> SandboxSpec {
+        SandboxSpec {
+            id: "sb-1".into(),
+            account_id: "a".into(),
+            memory_mb: 128,
+            pids_max: 16,
+            task_root: task.to_path_buf(),
+            runtime_dir: None,
+            tmp_mb: 8,
+            argv: vec!["/bin/true".into()],
+            env: vec![],
+            cwd: "/var/task".into(),
+        }
+    }
+
+    #[test]
+    fn specs_are_validated() {
+        let t = tempfile::tempdir().unwrap();
+        assert!(validate(&spec(t.path())).is_ok());
+        let mut s = spec(t.path());
+        s.id = "Bad_Id".into();
+        assert!(validate(&s).is_err());
+        let mut s = spec(t.path());
+        s.id = "a".repeat(41);
+        assert!(validate(&s).is_err());
+        let mut s = spec(t.path());
+        s.task_root = "relative".into();
+        assert!(validate(&s).is_err());
+        let mut s = spec(t.path());
+        s.cwd = "var/task".into();
+        assert!(validate(&s).is_err());
+        let mut s = spec(t.path());
+        s.pids_max = 2;
+        assert!(validate(&s).is_err());
+        let mut s = spec(t.path());
+        s.argv.clear();
+        assert!(validate(&s).is_err());
+    }
+
+    #[test]
+    fn userns_mappings() {
+        assert_eq!(UserNs::None.mapping(5, 5), None);
+        assert_eq!(
+            UserNs::Privileged.mapping(200_001, 200_001),
+            Some(IdMapping {
+                outside_uid: 200_001,
+                outside_gid: 200_001,
+                privileged: true
+            })
+        );
+        assert_eq!(
+            UserNs::SelfMapped {
+                uid: 1000,
+                gid: 100
+            }
+            .mapping(200_001, 200_001),
+            Some(IdMapping {
+                outside_uid: 1000,
+                outside_gid: 100,
+                privileged: false
+            })
+        );
+    }
+
+    #[test]
+    fn cgroup_record_round_trips() {
+        let t = tempfile::tempdir().unwrap();
+        assert!(read_record(t.path()).parents.is_empty());
+        write_record(
+            t.path(),
+            &CgroupRecord {
+                parents: vec!["/a/hearth".into()],
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            read_record(t.path()).parents,
+            vec![PathBuf::from("/a/hearth")]
+        );
+    }
+}

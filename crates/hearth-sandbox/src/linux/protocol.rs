@@ -1,0 +1,219 @@
+//! The typed channel between the daemon and the launcher: one `SOCK_SEQPACKET`
+//! socketpair (the launcher's end is its stdin), one JSON message per packet,
+//! and the Runtime API listener passed along with `SCM_RIGHTS`.
+//!
+//! daemon → launcher: one [`Request`]. launcher → daemon: [`Report`]s — the
+//! listener, then `Ready` once the runtime has been exec'd, or `Error` with
+//! the reason setup stopped.
+
+use std::io::{self, IoSlice, IoSliceMut};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use nix::sys::socket::{recvmsg, sendmsg, ControlMessage, ControlMessageOwned, MsgFlags};
+
+use super::seccomp::WireInstruction;
+use super::sys;
+use crate::SandboxSpec;
+
+/// Largest message either side accepts.
+const MAX_MESSAGE: usize = 256 * 1024;
+
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub(crate) enum Request {
+    Launch(Box<LaunchRequest>),
+    Probe(ProbeRequest),
+}
+
+/// How the sandbox's user namespace maps ids, when it has one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct IdMapping {
+    /// The host uid/gid that the sandbox uid/gid stand for.
+    pub outside_uid: u32,
+    pub outside_gid: u32,
+    /// The launcher is privileged (root): a helper in the parent namespace
+    /// writes the maps and `setgroups` stays allowed. Otherwise the launcher
+    /// maps its own ids (the only mapping the kernel lets it write) and
+    /// `setgroups` is denied.
+    pub privileged: bool,
+}
+
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub(crate) struct LaunchRequest {
+    pub spec: SandboxSpec,
+    /// The sandbox's uid and gid (inside its user namespace, if any).
+    pub uid: u32,
+    pub gid: u32,
+    /// `cgroup.procs` files the launcher joins before anything else.
+    pub cgroup_procs: Vec<PathBuf>,
+    /// Host directory the new root is mounted on (private to the sandbox's
+    /// mount namespace).
+    pub root_dir: PathBuf,
+    pub user_namespace: Option<IdMapping>,
+    pub seccomp: Vec<Vec<WireInstruction>>,
+    /// `RLIMIT_NPROC`, when the sandbox's uid is its own on the host.
+    pub nproc_limit: Option<u64>,
+}
+
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub(crate) struct ProbeRequest {
+    pub user_namespace: Option<IdMapping>,
+    /// The ids to map, as a sandbox would.
+    pub uid: u32,
+    pub gid: u32,
+    /// An empty directory the probe may mount on inside its own mount namespace.
+    pub scratch_dir: PathBuf,
+    pub seccomp: Vec<Vec<WireInstruction>>,
+}
+
+/// What the probe could do on this host.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub(crate) struct ProbeReport {
+    pub namespaces: Result<(), String>,
+    pub loopback: Result<(), String>,
+    pub procfs: Result<(), String>,
+    pub seccomp: Result<(), String>,
+}
+
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub(crate) enum Report {
+    /// Carries the Runtime API listening socket.
+    Listener,
+    /// The runtime has been exec'd.
+    Ready,
+    Error {
+        message: String,
+    },
+    Probe(ProbeReport),
+}
+
+/// Sends one message, with `fd` attached if given.
+pub(crate) fn send<T: serde::Serialize>(
+    sock: BorrowedFd<'_>,
+    msg: &T,
+    fd: Option<BorrowedFd<'_>>,
+) -> io::Result<()> {
+    let bytes = serde_json::to_vec(msg).map_err(io::Error::other)?;
+    if bytes.len() > MAX_MESSAGE {
+        return Err(io::Error::other("message too large"));
+    }
+    let iov = [IoSlice::new(&bytes)];
+    let fds: Vec<RawFd> = fd.iter().map(|f| f.as_raw_fd()).collect();
+    let cmsgs: Vec<ControlMessage<'_>> = if fds.is_empty() {
+        Vec::new()
+    } else {
+        vec![ControlMessage::ScmRights(&fds)]
+    };
+    loop {
+        match sendmsg::<()>(sock.as_raw_fd(), &iov, &cmsgs, MsgFlags::MSG_NOSIGNAL, None) {
+            Ok(_) => return Ok(()),
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Receives one message (and a descriptor, if one came with it). `Ok(None)`
+/// means the other side closed; a `deadline` that passes is `TimedOut`.
+pub(crate) fn recv<T: serde::de::DeserializeOwned>(
+    sock: BorrowedFd<'_>,
+    deadline: Option<Instant>,
+) -> io::Result<Option<(T, Option<OwnedFd>)>> {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    if let Some(deadline) = deadline {
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(io::Error::new(io::ErrorKind::TimedOut, "timed out"));
+            }
+            let ms = u16::try_from(left.as_millis().max(1)).unwrap_or(u16::MAX);
+            let mut fds = [PollFd::new(sock, PollFlags::POLLIN)];
+            match poll(&mut fds, PollTimeout::from(ms)) {
+                Ok(0) => continue,
+                Ok(_) => break,
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    let mut buf = vec![0u8; MAX_MESSAGE];
+    let mut cmsg = nix::cmsg_space!([RawFd; 2]);
+    let (len, fds, truncated) = loop {
+        let mut iov = [IoSliceMut::new(&mut buf)];
+        match recvmsg::<()>(
+            sock.as_raw_fd(),
+            &mut iov,
+            Some(&mut cmsg),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        ) {
+            Ok(m) => {
+                let mut fds = Vec::new();
+                if let Ok(cms) = m.cmsgs() {
+                    for c in cms {
+                        if let ControlMessageOwned::ScmRights(received) = c {
+                            fds.extend(received.into_iter().map(sys::own_received_fd));
+                        }
+                    }
+                }
+                let truncated = m.flags.contains(MsgFlags::MSG_TRUNC);
+                break (m.bytes, fds, truncated);
+            }
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    };
+    if len == 0 && fds.is_empty() {
+        return Ok(None);
+    }
+    if truncated {
+        return Err(io::Error::other("message truncated"));
+    }
+    let msg = serde_json::from_slice(&buf[..len])
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    Ok(Some((msg, fds.into_iter().next())))
+}
+
+/// How long `start` waits for a launcher to report.
+pub(crate) const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+    use std::os::fd::AsFd;
+
+    #[test]
+    fn messages_and_descriptors_cross_a_socketpair() {
+        let (a, b) = socketpair(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )
+        .unwrap();
+        let file = tempfile::tempfile().unwrap();
+        send(a.as_fd(), &Report::Listener, Some(file.as_fd())).unwrap();
+        send(
+            a.as_fd(),
+            &Report::Error {
+                message: "no".into(),
+            },
+            None,
+        )
+        .unwrap();
+        let (m, fd) = recv::<Report>(b.as_fd(), Some(Instant::now() + Duration::from_secs(1)))
+            .unwrap()
+            .unwrap();
+        assert!(matches!(m, Report::Listener));
+        assert!(fd.is_some());
+        let (m, fd) = recv::<Report>(b.as_fd(), None).unwrap().unwrap();
+        assert!(matches!(m, Report::Error { message } if message == "no"));
+        assert!(fd.is_none());
+        let e =
+            recv::<Report>(b.as_fd(), Some(Instant::now() + Duration::from_millis(5))).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut);
+        drop(a);
+        assert!(recv::<Report>(b.as_fd(), None).unwrap().is_none());
+    }
+}
