@@ -231,6 +231,215 @@ def raw_request(
 # The server process
 
 
+# ---------------------------------------------------------------------------
+# Host-side inspection: cgroups, sandbox processes, mounts
+#
+# Hearth (as root) runs sandbox n as host uid 200000 + n, in cgroups
+# `<the daemon's cgroup>/hearth/<sandbox id>` of each hierarchy it uses.
+
+SANDBOX_UID_MIN = 200_000
+SANDBOX_UID_MAX = 300_000  # exclusive: the range these tests treat as sandbox uids
+# Hierarchies whose controllers Hearth uses (v1), besides the unified one.
+_SANDBOX_CONTROLLERS = {"memory", "pids", "cpu", "freezer"}
+
+_JOIN_CGROUP_AND_EXEC = (
+    'IFS="$(printf \'\\n_\')"; IFS="${IFS%_}"; '
+    'for f in $E2E_CGROUP_PROCS; do echo $$ > "$f" || echo "e2e: cannot join $f" >&2; done; '
+    'unset E2E_CGROUP_PROCS; exec "$@"'
+)
+
+
+def is_root() -> bool:
+    return os.geteuid() == 0
+
+
+@dataclass(frozen=True)
+class Hierarchy:
+    """One mounted cgroup hierarchy and this process's place in it."""
+    mount_point: Path
+    version: int            # 1 or 2
+    controllers: frozenset  # v1 controllers (and name=...), empty for v2
+    own: str                # this process's cgroup path in it, e.g. "/process_api/abc"
+
+    def host_dir(self, rel: str) -> Path:
+        return self.mount_point / rel.lstrip("/")
+
+
+def cgroup_hierarchies() -> list[Hierarchy]:
+    """Every cgroup hierarchy mounted here (v1 ones and the unified one)."""
+    try:
+        mountinfo = Path("/proc/self/mountinfo").read_text()
+        mine = Path("/proc/self/cgroup").read_text()
+    except OSError:
+        return []
+    mounts = []  # (mount_point, root, fstype, superopts)
+    for line in mountinfo.splitlines():
+        pre, _, post = line.partition(" - ")
+        f, g = pre.split(), post.split()
+        if len(f) < 5 or len(g) < 3 or g[0] not in ("cgroup", "cgroup2"):
+            continue
+        mounts.append((Path(f[4]), f[3], g[0], set(g[2].split(","))))
+    out: list[Hierarchy] = []
+    seen: set[Path] = set()
+    for line in mine.splitlines():
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        hid, ctrls, path = parts
+        for mp, root, fstype, opts in mounts:
+            if mp in seen:
+                continue
+            if hid == "0" and ctrls == "" and fstype == "cgroup2":
+                version, cs = 2, frozenset()
+            elif fstype == "cgroup" and ctrls and set(ctrls.split(",")) <= opts:
+                version, cs = 1, frozenset(ctrls.split(","))
+            else:
+                continue
+            rel = path
+            if root != "/" and (rel == root or rel.startswith(root + "/")):
+                rel = rel[len(root):] or "/"
+            out.append(Hierarchy(mp, version, cs, rel))
+            seen.add(mp)
+            break
+    return out
+
+
+def sandbox_hierarchies() -> list[Hierarchy]:
+    """The hierarchies Hearth places sandboxes in: v1 memory/pids/cpu(/freezer) and v2."""
+    return [h for h in cgroup_hierarchies() if h.version == 2 or h.controllers & _SANDBOX_CONTROLLERS]
+
+
+class ServerCgroup:
+    """A cgroup of its own for one `hearth serve` (in each sandbox hierarchy),
+    under the test process's cgroup: `<own>/hearth-e2e-<hash of the data dir>`."""
+
+    def __init__(self, name: str, dirs: list[tuple[Hierarchy, Path]]):
+        self.name = name
+        self.dirs = dirs
+
+    @classmethod
+    def create(cls, data_dir: Path) -> "ServerCgroup | None":
+        if not is_root():
+            return None
+        name = "hearth-e2e-" + hashlib.sha256(str(Path(data_dir).resolve()).encode()).hexdigest()[:12]
+        dirs = []
+        for h in sandbox_hierarchies():
+            d = h.host_dir(h.own) / name
+            try:
+                d.mkdir(exist_ok=True)
+            except OSError:
+                continue
+            dirs.append((h, d))
+        return cls(name, dirs) if dirs else None
+
+    def procs_files(self) -> list[Path]:
+        return [d / "cgroup.procs" for _, d in self.dirs]
+
+    def rel_paths(self) -> list[str]:
+        """The server's cgroup path in each hierarchy, as /proc/<pid>/cgroup shows it."""
+        return [("/" + h.own.strip("/") + "/" + self.name).replace("//", "/") for h, _ in self.dirs]
+
+    def sandbox_cgroup_dirs(self) -> list[Path]:
+        """Every `<server cgroup>/hearth/<sandbox>` directory, in every hierarchy."""
+        out = []
+        for _, d in self.dirs:
+            parent = d / "hearth"
+            try:
+                out.extend(sorted(p for p in parent.iterdir() if p.is_dir()))
+            except OSError:
+                pass
+        return out
+
+    def contains(self, proc: "HostProcess") -> bool:
+        rels = self.rel_paths()
+        return any(p == r or p.startswith(r + "/") for p in proc.cgroups.values() for r in rels)
+
+    def remove(self) -> None:
+        """rmdir the server's cgroups, deepest first (best effort: a busy one stays)."""
+        for _, d in self.dirs:
+            if not d.exists():
+                continue
+            subdirs = sorted((p for p in d.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts))
+            for p in [*subdirs, d]:
+                try:
+                    p.rmdir()
+                except OSError:
+                    pass
+
+
+@dataclass
+class HostProcess:
+    pid: int
+    uid: int
+    ppid: int
+    cmdline: str
+    cgroups: dict  # hierarchy controllers ("memory", "" for v2) -> path
+
+
+def host_processes() -> list[HostProcess]:
+    """A snapshot of the host's processes (those still there while read)."""
+    out = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        pid = int(entry.name)
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+            cg = Path(f"/proc/{pid}/cgroup").read_text()
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+        except OSError:
+            continue
+        uid = ppid = -1
+        for line in status.splitlines():
+            if line.startswith("Uid:"):
+                uid = int(line.split()[1])
+            elif line.startswith("PPid:"):
+                ppid = int(line.split()[1])
+        cgroups = {}
+        for line in cg.splitlines():
+            parts = line.split(":", 2)
+            if len(parts) == 3:
+                cgroups[parts[1]] = parts[2]
+        out.append(HostProcess(pid, uid, ppid, cmd, cgroups))
+    return out
+
+
+def processes_of_uid(uid: int) -> list[HostProcess]:
+    return [p for p in host_processes() if p.uid == uid]
+
+
+def sandbox_uid_processes() -> list[HostProcess]:
+    return [p for p in host_processes() if SANDBOX_UID_MIN <= p.uid < SANDBOX_UID_MAX]
+
+
+def mounts_under(path: Path) -> list[str]:
+    """Mount points at or below `path` in this (the host's) mount namespace."""
+    root = str(Path(path).resolve())
+    out = []
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        f = line.split()
+        if len(f) > 4:
+            mp = f[4].replace("\\040", " ")
+            if mp == root or mp.startswith(root + "/"):
+                out.append(mp)
+    return out
+
+
+def wait_until(pred: Callable[[], object], timeout: float, interval: float = 0.2, what: str = "condition"):
+    """Polls `pred` until it returns something truthy (returned), at most
+    `timeout` seconds; then returns the last falsy value."""
+    deadline = time.monotonic() + timeout
+    last = None
+    for _ in range(int(timeout / interval) + 2):
+        last = pred()
+        if last:
+            return last
+        if time.monotonic() > deadline:
+            break
+        time.sleep(interval)
+    return last
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -249,10 +458,17 @@ class HearthServer:
         self.port = port or free_port()
         self.proc: subprocess.Popen | None = None
         self._log = None
+        # The server's own cgroup (one per server, kept across restarts): see ServerCgroup.
+        self.cgroup: ServerCgroup | None = None
 
     @property
     def endpoint(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
 
     # -- lifecycle --------------------------------------------------------
 
@@ -270,6 +486,14 @@ class HearthServer:
             args += ["--listen", f"127.0.0.1:{self.port}", "--data-dir", str(self.data_dir)]
         if self.config is not None:
             args += ["--config", str(self.config)]
+        # Each server runs in a cgroup of its own, as a daemon does under its
+        # service manager: two daemons in one cgroup would share (and reap)
+        # each other's sandbox cgroups. A shell joins it, then execs hearth.
+        if self.cgroup is None:
+            self.cgroup = ServerCgroup.create(self.data_dir)
+        if self.cgroup is not None and self.cgroup.procs_files():
+            env["E2E_CGROUP_PROCS"] = "\n".join(str(p) for p in self.cgroup.procs_files())
+            args = ["/bin/sh", "-c", _JOIN_CGROUP_AND_EXEC, "hearth-e2e-join", *args]
         self.proc = subprocess.Popen(
             args,
             stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT, env=env,
@@ -313,6 +537,8 @@ class HearthServer:
         elif self.proc is not None:
             rc = self.proc.returncode
         self._close_log()
+        if self.cgroup is not None:
+            self.cgroup.remove()
         return rc
 
     def kill9(self) -> None:
@@ -485,3 +711,153 @@ def assert_no_blob(data_dir: Path, zip_bytes: bytes) -> None:
     """A refused code package left no blob in the content-addressed store."""
     p = blob_path(data_dir, zip_bytes)
     assert not p.exists(), f"refused code left a blob behind: {p}"
+
+
+# ---------------------------------------------------------------------------
+# Invocations
+
+
+@dataclass
+class Invocation:
+    """What boto3's invoke() returned, decoded."""
+    status: int
+    payload: bytes
+    function_error: str | None
+    log: str | None  # the decoded X-Amz-Log-Result, if any
+    executed_version: str | None
+    request_id: str
+    response: dict
+
+    def json(self):
+        return json.loads(self.payload.decode("utf-8"))
+
+    @property
+    def report(self) -> str:
+        """The log tail's REPORT line."""
+        assert self.log is not None, "no log tail (invoke with tail=True)"
+        lines = [ln for ln in self.log.splitlines() if ln.startswith("REPORT RequestId:")]
+        assert lines, f"no REPORT line in the log tail:\n{self.log}"
+        return lines[-1]
+
+    @property
+    def cold(self) -> bool:
+        """Whether this invocation initialised its sandbox (Init Duration in REPORT)."""
+        return "Init Duration:" in self.report
+
+    def describe(self) -> str:
+        return (f"status={self.status} error={self.function_error} version={self.executed_version} "
+                f"payload={self.payload[:600]!r}\nlog:\n{self.log}")
+
+
+def invoke(client, name: str, payload: object = None, *, qualifier: str | None = None, tail: bool = True,
+           client_context: str | None = None, raw_payload: bytes | None = None, **kw) -> Invocation:
+    """boto3 invoke (RequestResponse): `payload` is JSON-encoded unless
+    `raw_payload` gives the exact bytes."""
+    args: dict = {"FunctionName": name}
+    if raw_payload is not None:
+        args["Payload"] = raw_payload
+    elif payload is not None:
+        args["Payload"] = json.dumps(payload).encode()
+    if qualifier is not None:
+        args["Qualifier"] = qualifier
+    if tail:
+        args["LogType"] = "Tail"
+    if client_context is not None:
+        args["ClientContext"] = client_context
+    args.update(kw)
+    r = client.invoke(**args)
+    body = r["Payload"].read()
+    log = base64.b64decode(r["LogResult"]).decode("utf-8", errors="replace") if r.get("LogResult") else None
+    return Invocation(
+        status=r["StatusCode"], payload=body, function_error=r.get("FunctionError"), log=log,
+        executed_version=r.get("ExecutedVersion"), request_id=r["ResponseMetadata"]["RequestId"], response=r,
+    )
+
+
+def invoke_ok(client, name: str, payload: object = None, **kw) -> Invocation:
+    """An invocation that must succeed (200, no function error); returns it."""
+    inv = invoke(client, name, payload, **kw)
+    assert inv.status == 200 and inv.function_error is None, inv.describe()
+    return inv
+
+
+def invoke_error(client, name: str, payload: object = None, **kw) -> tuple[Invocation, dict]:
+    """An invocation that must end in a function error; returns it and its body."""
+    inv = invoke(client, name, payload, **kw)
+    assert inv.status == 200, inv.describe()
+    assert inv.function_error == "Unhandled", inv.describe()
+    body = inv.json()
+    assert isinstance(body, dict), inv.describe()
+    return inv, body
+
+
+REPORT_RE = (
+    r"^REPORT RequestId: (?P<id>[0-9a-f-]{36})\tDuration: \d+(\.\d+)? ms\tBilled Duration: \d+ ms\t"
+    r"Memory Size: (?P<mem>\d+) MB\tMax Memory Used: \d+ MB\t(Init Duration: \d+(\.\d+)? ms\t)?$"
+)
+
+
+def assert_log_frame(inv: Invocation, *, version: str = "$LATEST", memory_mb: int | None = None) -> list[str]:
+    """The log tail reads START / output / END / REPORT for this invocation's
+    request id; returns the lines between START and END."""
+    import re
+
+    assert inv.log is not None, "no log tail"
+    lines = inv.log.splitlines()
+    rid = inv.request_id
+    starts = [i for i, ln in enumerate(lines) if ln.startswith(f"START RequestId: {rid}")]
+    ends = [i for i, ln in enumerate(lines) if ln == f"END RequestId: {rid}"]
+    assert starts, f"no START line for {rid}:\n{inv.log}"
+    assert lines[starts[-1]] == f"START RequestId: {rid} Version: {version}", lines[starts[-1]]
+    assert ends and ends[-1] > starts[-1], f"no END line after START for {rid}:\n{inv.log}"
+    m = re.match(REPORT_RE, inv.report)
+    assert m, f"REPORT line not as Lambda writes it: {inv.report!r}"
+    assert m.group("id") == rid
+    if memory_mb is not None:
+        assert int(m.group("mem")) == memory_mb, inv.report
+    return lines[starts[-1] + 1:ends[-1]]
+
+
+# ---------------------------------------------------------------------------
+# Function code of the invoke and isolation suites (tests/e2e/functions/)
+
+FUNCTIONS_DIR = Path(__file__).resolve().parent / "functions"
+NODE_ABSENT = "no node on this host (/usr/bin/node is absent): the nodejs cases need it"
+
+
+@dataclass(frozen=True)
+class Lang:
+    """A language the invoke suite runs each case in."""
+    key: str       # "python" | "node"
+    runtime: str   # e.g. python3.11, nodejs20.x
+    module: str    # the handler's module: "app" | "index"
+    filename: str  # "app.py" | "index.js"
+    source: str    # the suite's function (functions/invoke_app.*)
+
+    @property
+    def handler(self) -> str:
+        return f"{self.module}.handler"
+
+    def zip(self, source: str | None = None, extra: Mapping[str, bytes | str] | None = None) -> bytes:
+        files: dict[str, bytes | str] = {self.filename: source if source is not None else self.source,
+                                         "nonce.txt": nonce()}
+        files.update(extra or {})
+        return make_zip(files)
+
+
+def lang(key: str) -> Lang:
+    if key == "python":
+        return Lang("python", PY_RUNTIME, "app", "app.py", (FUNCTIONS_DIR / "invoke_app.py").read_text())
+    if key == "node":
+        if NODE_RUNTIME is None:
+            pytest.skip(NODE_ABSENT)
+        return Lang("node", NODE_RUNTIME, "index", "index.js", (FUNCTIONS_DIR / "invoke_app.js").read_text())
+    raise ValueError(key)
+
+
+# Parametrize a test over both languages; node is skipped (with the reason
+# printed by -rs) only when the host has no node.
+LANGS = [
+    pytest.param("python", id="python"),
+    pytest.param("node", id="node", marks=pytest.mark.skipif(NODE_RUNTIME is None, reason=NODE_ABSENT)),
+]

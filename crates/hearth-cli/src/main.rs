@@ -1,5 +1,6 @@
 //! `hearth`: the node (`hearth serve`) and the CLI that talks to it.
 
+mod bench;
 mod client;
 mod commands;
 mod serve;
@@ -66,6 +67,8 @@ enum Command {
         #[arg(long, short)]
         follow: bool,
     },
+    /// Measure warm and cold invocations against a resident-Python baseline.
+    Bench(bench::BenchArgs),
     /// Show which host interpreter runs each runtime.
     Runtimes {
         #[command(flatten)]
@@ -104,6 +107,7 @@ fn main() -> Result<()> {
         Command::Deploy { client, args } => commands::deploy(&client::Client::new(client)?, args),
         Command::Ls { client, json } => commands::ls(&client::Client::new(client)?, json),
         Command::Rm { client, name } => commands::rm(&client::Client::new(client)?, &name),
+        Command::Bench(args) => bench::run(args),
         Command::Invoke { client, args } => commands::invoke(&client::Client::new(client)?, args),
         Command::Logs {
             client,

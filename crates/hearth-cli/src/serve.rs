@@ -151,6 +151,7 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         state_dir: data_dir.join("sandboxes"),
         init_program: std::env::current_exe().context("cannot find the hearth binary")?,
         init_args: vec!["sandbox-init".to_owned()],
+        cgroup_name: cgroup_name(&data_dir),
         ..LinuxConfig::default()
     })
     .context("cannot set up the sandbox backend")?;
@@ -209,6 +210,18 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     tracing::info!("hearth stopped");
     Ok(())
+}
+
+/// `hearth-<digest of the data directory>`: each node's sandboxes live in
+/// their own cgroup subtree, so a node reaping its leftovers at start never
+/// touches another node's sandboxes on the same host.
+fn cgroup_name(data_dir: &Path) -> String {
+    use sha2::Digest;
+    let canonical = data_dir
+        .canonicalize()
+        .unwrap_or_else(|_| data_dir.to_path_buf());
+    let digest = sha2::Sha256::digest(canonical.as_os_str().as_encoded_bytes());
+    format!("hearth-{}", &hex::encode(digest)[..12])
 }
 
 async fn shutdown_signal() {

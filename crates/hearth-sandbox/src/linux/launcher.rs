@@ -237,14 +237,20 @@ fn outer(
     drop(listener);
 
     let (status_r, status_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| e.to_string())?;
+    // Held open by this stage only: pid 1 sees it hang up if we are gone.
+    let (life_r, life_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| e.to_string())?;
     match sys::fork(one_thread).map_err(|e| format!("cannot fork the sandbox's init: {e}"))? {
         Forked::Child => {
             drop(status_r);
-            let code = init(one_thread, control, req, status_w);
+            drop(life_w);
+            let code = init(one_thread, control, req, status_w, life_r);
             sys::exit_now(code)
         }
         Forked::Parent(pid1) => {
             drop(status_w);
+            drop(life_r);
+            // Kept (unused) until this process exits.
+            let _lifeline = life_w;
             // The daemon's pipes now belong to the sandbox alone.
             if let Ok(null) = File::options().write(true).open("/dev/null") {
                 let _ = nix::unistd::dup2_stdout(&null);
@@ -286,9 +292,17 @@ fn init(
     control: BorrowedFd<'_>,
     req: &LaunchRequest,
     status_w: OwnedFd,
+    lifeline: OwnedFd,
 ) -> i32 {
-    // If the outer stage dies (destroy kills it), so does the sandbox.
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    // If the outer stage dies (destroy kills it), so does the sandbox; and if
+    // it died before this was set, the lifeline has already hung up.
     let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
+    let mut fds = [PollFd::new(lifeline.as_fd(), PollFlags::POLLIN)];
+    if poll(&mut fds, PollTimeout::ZERO).is_ok_and(|n| n > 0) {
+        return 1;
+    }
+    drop(lifeline);
     let _ = nix::unistd::setsid();
     let runtime = match prepare_and_spawn(one_thread, req) {
         Ok(pid) => pid,
