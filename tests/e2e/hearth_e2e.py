@@ -339,11 +339,21 @@ class ServerCgroup:
         """The server's cgroup path in each hierarchy, as /proc/<pid>/cgroup shows it."""
         return [("/" + h.own.strip("/") + "/" + self.name).replace("//", "/") for h, _ in self.dirs]
 
-    def sandbox_cgroup_dirs(self) -> list[Path]:
-        """Every `<server cgroup>/hearth/<sandbox>` directory, in every hierarchy."""
+    def sandbox_parents(self) -> list[Path]:
+        """The daemon's `<server cgroup>/hearth*` directories (it names them
+        `hearth` or `hearth-<digest>`), in every hierarchy."""
         out = []
         for _, d in self.dirs:
-            parent = d / "hearth"
+            try:
+                out.extend(sorted(p for p in d.iterdir() if p.is_dir() and p.name.startswith("hearth")))
+            except OSError:
+                pass
+        return out
+
+    def sandbox_cgroup_dirs(self) -> list[Path]:
+        """Every sandbox cgroup `<server cgroup>/hearth*/<sandbox>`, in every hierarchy."""
+        out = []
+        for parent in self.sandbox_parents():
             try:
                 out.extend(sorted(p for p in parent.iterdir() if p.is_dir()))
             except OSError:
@@ -374,10 +384,14 @@ class HostProcess:
     ppid: int
     cmdline: str
     cgroups: dict  # hierarchy controllers ("memory", "" for v2) -> path
+    state: str = "?"  # R, S, D, Z (zombie), ...
 
 
-def host_processes() -> list[HostProcess]:
-    """A snapshot of the host's processes (those still there while read)."""
+def host_processes(include_dead: bool = False) -> list[HostProcess]:
+    """A snapshot of the host's live processes (those still there while
+    read). Zombies are dead (they run nothing and hold no memory; their
+    new parent, the host's init, reaps them in its own time): left out
+    unless `include_dead`."""
     out = []
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
@@ -390,22 +404,55 @@ def host_processes() -> list[HostProcess]:
         except OSError:
             continue
         uid = ppid = -1
+        state = "?"
         for line in status.splitlines():
             if line.startswith("Uid:"):
                 uid = int(line.split()[1])
             elif line.startswith("PPid:"):
                 ppid = int(line.split()[1])
+            elif line.startswith("State:"):
+                state = line.split()[1]
+        if state in ("Z", "X") and not include_dead:
+            continue
         cgroups = {}
         for line in cg.splitlines():
             parts = line.split(":", 2)
             if len(parts) == 3:
                 cgroups[parts[1]] = parts[2]
-        out.append(HostProcess(pid, uid, ppid, cmd, cgroups))
+        out.append(HostProcess(pid, uid, ppid, cmd, cgroups, state))
     return out
 
 
-def processes_of_uid(uid: int) -> list[HostProcess]:
-    return [p for p in host_processes() if p.uid == uid]
+def is_sandbox_cgroup(path: str) -> bool:
+    """`.../hearth[-<digest>]/<sandbox id>[/...]`: a cgroup path of a sandbox
+    (the test servers' own cgroups are `hearth-e2e-*`)."""
+    parts = [p for p in path.split("/") if p]
+    return any(p.startswith("hearth") and not p.startswith("hearth-e2e-") and i + 1 < len(parts)
+               for i, p in enumerate(parts))
+
+
+def sandbox_cgroup_dirs(proc: HostProcess) -> list[Path]:
+    """The host directories of a sandbox process's own cgroups, in every hierarchy."""
+    by_ctrl = {(",".join(sorted(h.controllers)) if h.version == 1 else ""): h for h in cgroup_hierarchies()}
+    out = []
+    for ctrls, path in proc.cgroups.items():
+        if not is_sandbox_cgroup(path):
+            continue
+        h = by_ctrl.get(",".join(sorted(ctrls.split(","))) if ctrls else "")
+        if h is not None:
+            rel = path
+            out.append(h.mount_point / rel.lstrip("/"))
+    return out
+
+
+def processes_of_uid(uid: int, server: "HearthServer | None" = None) -> list[HostProcess]:
+    """Live processes running as `uid`; with `server`, only those in its
+    cgroup (every daemon numbers its sandbox uids from the same base, so two
+    servers can each have a sandbox with the same uid)."""
+    procs = [p for p in host_processes() if p.uid == uid]
+    if server is not None and server.cgroup is not None:
+        procs = [p for p in procs if server.cgroup.contains(p)]
+    return procs
 
 
 def sandbox_uid_processes() -> list[HostProcess]:
@@ -749,14 +796,17 @@ class Invocation:
                 f"payload={self.payload[:600]!r}\nlog:\n{self.log}")
 
 
-def invoke(client, name: str, payload: object = None, *, qualifier: str | None = None, tail: bool = True,
+NO_PAYLOAD = object()  # invoke without a body (the handler then gets {})
+
+
+def invoke(client, name: str, payload: object = NO_PAYLOAD, *, qualifier: str | None = None, tail: bool = True,
            client_context: str | None = None, raw_payload: bytes | None = None, **kw) -> Invocation:
-    """boto3 invoke (RequestResponse): `payload` is JSON-encoded unless
-    `raw_payload` gives the exact bytes."""
+    """boto3 invoke (RequestResponse): `payload` is JSON-encoded (None is
+    `null`; leave it out to send no body) unless `raw_payload` gives the exact bytes."""
     args: dict = {"FunctionName": name}
     if raw_payload is not None:
         args["Payload"] = raw_payload
-    elif payload is not None:
+    elif payload is not NO_PAYLOAD:
         args["Payload"] = json.dumps(payload).encode()
     if qualifier is not None:
         args["Qualifier"] = qualifier
@@ -774,14 +824,14 @@ def invoke(client, name: str, payload: object = None, *, qualifier: str | None =
     )
 
 
-def invoke_ok(client, name: str, payload: object = None, **kw) -> Invocation:
+def invoke_ok(client, name: str, payload: object = NO_PAYLOAD, **kw) -> Invocation:
     """An invocation that must succeed (200, no function error); returns it."""
     inv = invoke(client, name, payload, **kw)
     assert inv.status == 200 and inv.function_error is None, inv.describe()
     return inv
 
 
-def invoke_error(client, name: str, payload: object = None, **kw) -> tuple[Invocation, dict]:
+def invoke_error(client, name: str, payload: object = NO_PAYLOAD, **kw) -> tuple[Invocation, dict]:
     """An invocation that must end in a function error; returns it and its body."""
     inv = invoke(client, name, payload, **kw)
     assert inv.status == 200, inv.describe()

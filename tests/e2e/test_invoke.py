@@ -15,15 +15,15 @@ import json
 import re
 import subprocess
 import threading
-import time
 
 import pytest
+
+from botocore.exceptions import ClientError
 
 from hearth_e2e import (
     DEV_ACCOUNT,
     LANGS,
     REGION,
-    ROLE,
     WAITER,
     Lang,
     assert_log_frame,
@@ -33,7 +33,10 @@ from hearth_e2e import (
     invoke,
     invoke_error,
     invoke_ok,
+    is_root,
     lang,
+    make_zip,
+    processes_of_uid,
     unique_name,
     wait_until,
 )
@@ -341,13 +344,134 @@ def test_reserved_concurrency_zero_throttles(hearth, lam, apps, key):
         assert err.get("Reason") == "ReservedFunctionConcurrentInvocationLimitExceeded", err
         r = hearth.raw("POST", f"/2015-03-31/functions/{name}/invocations", b"{}")
         assert r.status == 429, (r.status, r.body)
-        assert r.header("X-Amzn-ErrorType", ).split(":")[0] == "TooManyRequestsException", r.headers
+        assert (r.header("X-Amzn-ErrorType") or "").split(":")[0] == "TooManyRequestsException", r.headers
         assert r.json().get("Reason") == "ReservedFunctionConcurrentInvocationLimitExceeded", r.body
         # DryRun is not throttled (nothing runs).
         assert lam.invoke(FunctionName=name, InvocationType="DryRun")["StatusCode"] == 204
     finally:
         lam.delete_function_concurrency(FunctionName=name)
     assert invoke_ok(lam, name, {"after": "throttle"}).json() == {"after": "throttle"}
+
+
+def run_together(lam, name: str, events: list[dict], timeout: float = 90) -> list[object]:
+    """Invokes all `events` at once (one thread each); returns each outcome:
+    the Invocation, or the ClientError."""
+    out: list[object] = [None] * len(events)
+    start = threading.Barrier(len(events))
+
+    def call(i: int) -> None:
+        start.wait(timeout=30)
+        try:
+            out[i] = invoke(lam, name, events[i])
+        except ClientError as e:
+            out[i] = e
+
+    threads = [threading.Thread(target=call, args=(i,), daemon=True) for i in range(len(events))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=timeout)
+    assert not any(t.is_alive() for t in threads), "concurrent invocations did not end"
+    return out
+
+
+@pytest.mark.parametrize("key", LANGS)
+def test_concurrent_invocations_get_their_own_sandboxes(lam, apps, key):
+    """Invocations that overlap (each holds its sandbox 3 s) run side by side."""
+    _, name = apps.get(key)
+    outs = run_together(lam, name, [{"__e2e": "whoami", "seconds": 3}] * 3)
+    for o in outs:
+        assert not isinstance(o, ClientError) and o.function_error is None, o
+    who = [o.json() for o in outs]
+    assert len({w["boot"] for w in who}) == 3, f"overlapping invocations shared a sandbox: {who}"
+    if is_root():
+        assert len({w["uid"] for w in who}) == 3, f"concurrent sandboxes share a uid: {who}"
+
+
+def test_reserved_concurrency_one_throttles_the_overlapping_invocation(lam):
+    lg = lang("python")
+    name = unique_name("reserved-1")
+    create_fn(lam, name, zip_bytes=lg.zip(), runtime=lg.runtime, handler=lg.handler, Timeout=30)
+    lam.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=1)
+    outs = run_together(lam, name, [{"__e2e": "whoami", "seconds": 3}] * 2)
+    ok = [o for o in outs if not isinstance(o, ClientError)]
+    throttled = [o for o in outs if isinstance(o, ClientError)]
+    assert len(ok) == 1 and len(throttled) == 1, outs
+    assert ok[0].function_error is None, ok[0].describe()
+    err = throttled[0].response
+    assert err["Error"]["Code"] == "TooManyRequestsException", err
+    assert err["ResponseMetadata"]["HTTPStatusCode"] == 429, err
+    assert err.get("Reason") == "ReservedFunctionConcurrentInvocationLimitExceeded", err
+    assert invoke_ok(lam, name, {"after": 1}).json() == {"after": 1}
+
+
+@pytest.fixture(scope="module")
+def limited(start_server):
+    """A server with an account concurrency of 1 and a 1 s idle timeout
+    (stopped with the module, so its sandboxes are gone before other suites)."""
+    srv = start_server(unique_name("limited"), config="account_concurrency = 1\nidle_timeout_secs = 1\n")
+    yield srv
+    srv.stop()
+
+
+def test_account_concurrency_limit_throttles(limited):
+    lam = limited.client()
+    lg = lang("python")
+    a, b = unique_name("acct-a"), unique_name("acct-b")
+    create_fn(lam, a, zip_bytes=lg.zip(), runtime=lg.runtime, handler=lg.handler, Timeout=30)
+    create_fn(lam, b, zip_bytes=lg.zip(), runtime=lg.runtime, handler=lg.handler, Timeout=30)
+    outs: list[object] = [None, None]
+    gate = threading.Barrier(2)
+
+    def call(i: int, name: str) -> None:
+        gate.wait(timeout=30)
+        try:
+            outs[i] = invoke(lam, name, {"__e2e": "whoami", "seconds": 3})
+        except ClientError as e:
+            outs[i] = e
+
+    threads = [threading.Thread(target=call, args=(i, n), daemon=True) for i, n in enumerate((a, b))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=90)
+    throttled = [o for o in outs if isinstance(o, ClientError)]
+    assert len(throttled) == 1, outs
+    ok = [o for o in outs if not isinstance(o, ClientError)]
+    assert ok[0].function_error is None, ok[0].describe()
+    err = throttled[0].response
+    assert err["Error"]["Code"] == "TooManyRequestsException" and err.get("Reason") == "ConcurrentInvocationLimitExceeded", err
+    assert invoke_ok(lam, a, {"after": 1}).json() == {"after": 1}
+
+
+@pytest.mark.skipif(not is_root(), reason="needs root: the idle sandbox is watched from the host by its uid")
+def test_idle_sandbox_is_destroyed_after_the_idle_timeout(limited):
+    lam = limited.client()
+    lg = lang("python")
+    name = unique_name("idle")
+    create_fn(lam, name, zip_bytes=lg.zip(), runtime=lg.runtime, handler=lg.handler)
+    first = invoke_ok(lam, name, {"__e2e": "whoami"})
+    uid = first.json()["uid"]
+    assert first.cold and processes_of_uid(uid, limited), "no sandbox process after the first invocation"
+    gone = wait_until(lambda: not processes_of_uid(uid, limited), timeout=60, interval=0.5)
+    assert gone, f"the idle sandbox (uid {uid}) outlived idle_timeout_secs = 1"
+    after = invoke_ok(lam, name, {"__e2e": "whoami"})
+    assert after.cold and after.json()["boot"] != first.json()["boot"], after.describe()
+
+
+# ---------------------------------------------------------------------------
+# provided: the function's own bootstrap
+
+
+def test_provided_bootstrap_that_exits_during_init(lam):
+    for code, why in ((3, "Runtime exited with error: exit status 3"), (0, "Runtime exited without providing a reason")):
+        name = unique_name(f"provided-exit{code}")
+        z = make_zip({"bootstrap": f"#!/bin/sh\necho 'bootstrap giving up {code}'\nexit {code}\n"},
+                     modes={"bootstrap": 0o755})
+        create_fn(lam, name, zip_bytes=z, runtime="provided.al2023", handler="none")
+        inv, body = invoke_error(lam, name, {"x": 1})
+        assert body == {"errorType": "Runtime.ExitError", "errorMessage": f"RequestId: {inv.request_id} Error: {why}"}, body
+        assert f"bootstrap giving up {code}" in inv.log, inv.log
 
 
 # ---------------------------------------------------------------------------
@@ -528,7 +652,8 @@ def test_cli_logs(hearth, lam):
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
     try:
-        time.sleep(1.0)  # let it print the existing events first (not an assertion)
+        assert wait_until(lambda: any(marker in s for s in seen), timeout=30, interval=0.1), \
+            f"`hearth logs --follow` did not start with the stored events:\n{''.join(seen)}"
         invoke_ok(lam, name, {"__e2e": "print", "lines": [later]})
         assert found.wait(timeout=30), f"`hearth logs --follow` did not print the new line:\n{''.join(seen)}"
         assert proc.poll() is None, "hearth logs --follow exited on its own"
@@ -536,7 +661,6 @@ def test_cli_logs(hearth, lam):
         proc.kill()
         proc.wait(timeout=10)
         reader.join(timeout=10)
-    assert any(marker in s for s in seen), "--follow did not start with the stored events"
 
     cp = hearth.cli("logs", unique_name("missing"), check=False)
     assert cp.returncode != 0

@@ -32,6 +32,7 @@ from hearth_e2e import (
     make_zip,
     nonce,
     processes_of_uid,
+    sandbox_cgroup_dirs,
     py_zip,
     unique_name,
     wait_until,
@@ -87,26 +88,12 @@ def identity_from_log(log: str) -> dict:
     raise AssertionError(f"no E2E-IDENTITY line in the log tail:\n{log}")
 
 
-def sandbox_cgroup_dirs(proc: HostProcess) -> list[Path]:
-    """The host directories of a sandbox process's own cgroups (`.../hearth/<id>`)."""
-    from hearth_e2e import cgroup_hierarchies
-
-    out = []
-    by_ctrl = {",".join(sorted(h.controllers)) if h.version == 1 else "": h for h in cgroup_hierarchies()}
-    for ctrls, path in proc.cgroups.items():
-        if "/hearth/" not in path:
-            continue
-        h = by_ctrl.get(",".join(sorted(ctrls.split(","))) if ctrls else "")
-        if h is not None:
-            out.append(h.mount_point / path.lstrip("/"))
-    return out
-
-
-def wait_gone(uid: int, dirs: list[Path], what: str) -> None:
-    left = wait_until(lambda: not processes_of_uid(uid) and not any(d.exists() for d in dirs),
+def wait_gone(hearth, uid: int, dirs: list[Path], what: str) -> None:
+    """Waits (bounded) until the sandbox of `uid` has no process and `dirs` are gone."""
+    left = wait_until(lambda: not processes_of_uid(uid, hearth) and not any(d.exists() for d in dirs),
                       timeout=GONE_TIMEOUT_S, interval=0.2)
     if not left:
-        procs = [(p.pid, p.cmdline) for p in processes_of_uid(uid)]
+        procs = [(p.pid, p.cmdline) for p in processes_of_uid(uid, hearth)]
         raise AssertionError(f"{what}: sandbox uid {uid} still has processes {procs} "
                              f"or cgroups {[str(d) for d in dirs if d.exists()]}")
 
@@ -186,9 +173,9 @@ def test_writes_outside_tmp_fail(hearth, lam, fns):
 def test_processes_of_the_host_and_other_sandboxes_are_out_of_reach(hearth, lam, fns):
     victim = run(lam, fns["victim"], {"op": "identity"})
     vuid = victim["uid"]
-    vprocs = processes_of_uid(vuid)
+    vprocs = processes_of_uid(vuid, hearth)
     assert vprocs, f"the victim sandbox (uid {vuid}) has no processes on the host"
-    host_pids = [hearth.pid, 1] + [p.pid for p in vprocs]
+    host_pids = [hearth.pid] + [p.pid for p in vprocs]  # (pid 1 inside is its own init)
 
     got = run(lam, fns["esc"], {"op": "procs", "host_pids": host_pids, "other_uids": [vuid, 0], "kill_all": True})
     me = got["self"]
@@ -285,7 +272,7 @@ def test_run_past_the_timeout_is_killed(hearth, lam, fns):
     assert body.get("errorType") == "Sandbox.Timedout", body
     assert body.get("errorMessage") == f"RequestId: {inv.request_id} Error: Task timed out after 3.00 seconds", body
     me = identity_from_log(inv.log)
-    wait_gone(me["uid"], [], "after a timeout")
+    wait_gone(hearth, me["uid"], [], "after a timeout")
     assert_healthy(hearth, lam, fns)
 
 
@@ -331,7 +318,7 @@ def test_daemonized_child_dies_with_a_timed_out_sandbox(hearth, lam, fns):
     child = seen[0]
     me = identity_from_log(inv.log)
     assert child.uid == me["uid"], (child, me["uid"])
-    wait_gone(child.uid, sandbox_cgroup_dirs(child), "after the timeout")
+    wait_gone(hearth, child.uid, sandbox_cgroup_dirs(child), "after the timeout")
     assert find_sleeper(secs) is None
     assert_healthy(hearth, lam, fns)
 
@@ -356,7 +343,7 @@ def test_daemonized_child_dies_when_the_function_is_updated_or_deleted(hearth, l
             lam.get_waiter("function_updated_v2").wait(FunctionName=name)
         else:
             lam.delete_function(FunctionName=name)
-        wait_gone(child.uid, dirs, f"after the function was {retire}d")
+        wait_gone(hearth, child.uid, dirs, f"after the function was {retire}d")
         if retire == "update":
             after = invoke_ok(lam, name, {"after": "update"})
             assert after.cold and after.json() == {"after": "update"}, after.describe()
@@ -382,7 +369,7 @@ def test_accounts_never_share_a_uid_or_a_filesystem(hearth, lam, fns, fresh_clie
     assert b["uid"] != a1["uid"], f"two accounts' sandboxes share uid {b['uid']}"
     assert b["existed"] is False and "e2e-marker" not in b["tmp_before"], f"account B sees account A's /tmp: {b}"
     if is_root():
-        pa, pb = processes_of_uid(a1["uid"]), processes_of_uid(b["uid"])
+        pa, pb = processes_of_uid(a1["uid"], hearth), processes_of_uid(b["uid"], hearth)
         assert pa and pb, (pa, pb)
         cga = {d for p in pa for d in sandbox_cgroup_dirs(p)}
         cgb = {d for p in pb for d in sandbox_cgroup_dirs(p)}

@@ -36,7 +36,9 @@ impl From<CodeError> for ApiError {
 
 pub fn status_of(kind: ErrorKind) -> StatusCode {
     match kind {
-        ErrorKind::ResourceNotFound | ErrorKind::UnknownOperation => StatusCode::NOT_FOUND,
+        ErrorKind::ResourceNotFound
+        | ErrorKind::ProvisionedConcurrencyConfigNotFound
+        | ErrorKind::UnknownOperation => StatusCode::NOT_FOUND,
         ErrorKind::InvalidParameterValue
         | ErrorKind::Validation
         | ErrorKind::InvalidRequestContent

@@ -17,11 +17,13 @@ pub mod admin;
 pub mod aliases;
 pub mod auth;
 pub mod caller;
+pub mod capacity;
 pub mod concurrency;
 pub mod error;
 pub mod functions;
 pub mod invoke;
 pub mod logs;
+pub mod provisioned;
 pub mod request;
 pub mod shapes;
 pub mod state;
@@ -90,6 +92,12 @@ pub fn app(state: AppState) -> Router {
             get(concurrency::get_function_concurrency),
         )
         .route(
+            "/2019-09-30/functions/{name}/provisioned-concurrency",
+            get(provisioned::get_provisioned_concurrency)
+                .put(provisioned::put_provisioned_concurrency)
+                .delete(provisioned::delete_provisioned_concurrency),
+        )
+        .route(
             "/2016-08-19/account-settings",
             get(concurrency::get_account_settings),
         )
@@ -105,6 +113,10 @@ pub fn app(state: AppState) -> Router {
         .route(
             "/hearth/v1/accounts/{id}",
             axum::routing::delete(admin::delete_account),
+        )
+        .route(
+            "/hearth/v1/accounts/{id}/capacity",
+            get(capacity::get_capacity).put(capacity::put_capacity),
         )
         .route("/hearth/v1/runtimes", get(admin::list_runtimes))
         .route_layer(middleware::from_fn_with_state(

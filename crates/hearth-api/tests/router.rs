@@ -911,3 +911,574 @@ async fn invoke_checks_its_input_before_running_anything() {
         "ReservedFunctionConcurrentInvocationLimitExceeded"
     );
 }
+
+/// An error reply's message, under whichever key AWS gives it for the type.
+fn message_of(r: &Reply) -> &str {
+    r.body
+        .get("message")
+        .or_else(|| r.body.get("Message"))
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+}
+
+#[track_caller]
+fn assert_aws_error(r: &Reply, status: u16, code: &str, message: &str) {
+    assert_error(r, status, code);
+    assert_eq!(message_of(r), message, "{:?}", r.body);
+}
+
+const PC: &str = "/2019-09-30/functions/pc/provisioned-concurrency";
+
+/// `pc` with version 1 (Active) and an alias `live` → 1.
+async fn provisioned_node() -> Node {
+    let n = node().await;
+    let r = n.create("pc", json!({"Publish": true})).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    n.wait_active("pc").await;
+    let r = n
+        .call(
+            "POST",
+            "/2015-03-31/functions/pc/aliases",
+            Some(json!({"Name": "live", "FunctionVersion": "1"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    n
+}
+
+async fn put_pc(n: &Node, qualifier: &str, count: Value) -> Reply {
+    n.call(
+        "PUT",
+        &format!("{PC}?Qualifier={qualifier}"),
+        Some(json!({ "ProvisionedConcurrentExecutions": count })),
+    )
+    .await
+}
+
+fn is_iso_timestamp(v: &Value) -> bool {
+    // 2026-01-01T00:00:00+0000
+    v.as_str()
+        .is_some_and(|s| s.len() == 24 && s.as_bytes()[10] == b'T' && s.ends_with("+0000"))
+}
+
+#[tokio::test]
+async fn provisioned_concurrency_lifecycle_as_recorded() {
+    let n = provisioned_node().await;
+    let r = put_pc(&n, "1", json!(1)).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{:?}", r.body);
+    assert!(is_iso_timestamp(&r.body["LastModified"]), "{:?}", r.body);
+    let mut expected = json!({
+        "RequestedProvisionedConcurrentExecutions": 1,
+        "AvailableProvisionedConcurrentExecutions": 0,
+        "AllocatedProvisionedConcurrentExecutions": 0,
+        "Status": "IN_PROGRESS",
+        "LastModified": r.body["LastModified"],
+    });
+    assert_eq!(r.body, expected);
+    let g = n.call("GET", &format!("{PC}?Qualifier=1"), None).await;
+    assert_eq!(g.status, StatusCode::OK);
+    assert_eq!(g.body, expected);
+
+    let r = put_pc(&n, "live", json!(1)).await;
+    assert_aws_error(
+        &r,
+        409,
+        "ResourceConflictException",
+        "Alias can't be used for Provisioned Concurrency configuration on an already Provisioned version",
+    );
+    assert_eq!(r.body["Type"], "User");
+
+    let l = n.call("GET", &format!("{PC}?List=ALL"), None).await;
+    assert_eq!(l.status, StatusCode::OK, "{:?}", l.body);
+    expected["FunctionArn"] = json!("arn:aws:lambda:us-east-1:000000000000:function:pc:1");
+    assert_eq!(
+        l.body,
+        json!({ "ProvisionedConcurrencyConfigs": [expected] })
+    );
+
+    let d = n.call("DELETE", &format!("{PC}?Qualifier=1"), None).await;
+    assert_eq!(d.status, StatusCode::NO_CONTENT);
+    assert_eq!(d.body, Value::Null);
+    let r = n.call("GET", &format!("{PC}?Qualifier=1"), None).await;
+    assert_aws_error(
+        &r,
+        404,
+        "ProvisionedConcurrencyConfigNotFoundException",
+        "No Provisioned Concurrency Config found for this function",
+    );
+    assert_eq!(r.body["Type"], "User");
+
+    let r = put_pc(&n, "live", json!(1)).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{:?}", r.body);
+    assert_eq!(r.body["Status"], "IN_PROGRESS");
+    let r = put_pc(&n, "1", json!(1)).await;
+    assert_aws_error(
+        &r,
+        409,
+        "ResourceConflictException",
+        "Version is pointed by a Provisioned Concurrency alias",
+    );
+    // The qualifier may come with the name instead.
+    let r = n
+        .call(
+            "GET",
+            "/2019-09-30/functions/pc%3Alive/provisioned-concurrency",
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(r.body["RequestedProvisionedConcurrentExecutions"], 1);
+
+    let r = n
+        .call("DELETE", "/2015-03-31/functions/pc/aliases/live", None)
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    let r = n.call("GET", &format!("{PC}?Qualifier=live"), None).await;
+    assert_aws_error(
+        &r,
+        404,
+        "ResourceNotFoundException",
+        "Cannot find alias arn: arn:aws:lambda:us-east-1:000000000000:function:pc:live",
+    );
+    assert_eq!(r.body["Type"], "User");
+    let l = n.call("GET", &format!("{PC}?List=ALL"), None).await;
+    assert_eq!(l.body, json!({ "ProvisionedConcurrencyConfigs": [] }));
+
+    // GetFunction and GetFunctionConfiguration are unchanged by it all.
+    let r = n
+        .call(
+            "GET",
+            "/2015-03-31/functions/pc/configuration?Qualifier=1",
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.body["Version"], "1");
+}
+
+#[tokio::test]
+async fn provisioned_concurrency_errors_as_recorded() {
+    let n = provisioned_node().await;
+    let arn = |rest: &str| format!("arn:aws:lambda:us-east-1:000000000000:function:{rest}");
+    let nowhere = "/2019-09-30/functions/doesnotexist/provisioned-concurrency";
+    let not_published = "The function resource provided must be an alias or a published version.";
+
+    // GetProvisionedConcurrencyConfig.
+    let r = n.call("GET", &format!("{PC}?Qualifier=1"), None).await;
+    assert_aws_error(
+        &r,
+        404,
+        "ProvisionedConcurrencyConfigNotFoundException",
+        "No Provisioned Concurrency Config found for this function",
+    );
+    let r = n
+        .call("GET", &format!("{nowhere}?Qualifier=noalias"), None)
+        .await;
+    assert_aws_error(
+        &r,
+        404,
+        "ResourceNotFoundException",
+        &format!("Cannot find alias arn: {}", arn("doesnotexist:noalias")),
+    );
+    let r = n
+        .call("GET", &format!("{PC}?Qualifier=noalias"), None)
+        .await;
+    assert_aws_error(
+        &r,
+        404,
+        "ResourceNotFoundException",
+        &format!("Cannot find alias arn: {}", arn("pc:noalias")),
+    );
+    let r = n.call("GET", &format!("{PC}?Qualifier=10"), None).await;
+    assert_aws_error(
+        &r,
+        404,
+        "ResourceNotFoundException",
+        &format!("Function not found: {}", arn("pc:10")),
+    );
+    assert_eq!(r.body["Type"], "User");
+    assert!(r.body.get("Message").is_some(), "404s carry Message");
+    let r = n
+        .call("GET", &format!("{PC}?Qualifier=%24LATEST"), None)
+        .await;
+    assert_aws_error(&r, 400, "InvalidParameterValueException", not_published);
+    assert_eq!(r.body["Type"], "User");
+
+    // ListProvisionedConcurrencyConfigs.
+    let r = n.call("GET", &format!("{PC}?List=ALL"), None).await;
+    assert_eq!(r.body, json!({ "ProvisionedConcurrencyConfigs": [] }));
+    let r = n.call("GET", &format!("{nowhere}?List=ALL"), None).await;
+    assert_aws_error(
+        &r,
+        404,
+        "ResourceNotFoundException",
+        &format!("Function not found: {}", arn("doesnotexist")),
+    );
+    let r = n
+        .call("GET", &format!("{PC}?List=ALL&MaxItems=0"), None)
+        .await;
+    assert_error(&r, 400, "ValidationException");
+
+    // DeleteProvisionedConcurrencyConfig.
+    let r = n
+        .call("DELETE", &format!("{nowhere}?Qualifier=1"), None)
+        .await;
+    assert_aws_error(
+        &r,
+        404,
+        "ResourceNotFoundException",
+        &format!("Function not found: {}", arn("doesnotexist:1")),
+    );
+    let r = n
+        .call("DELETE", &format!("{PC}?Qualifier=noalias"), None)
+        .await;
+    assert_aws_error(
+        &r,
+        404,
+        "ResourceNotFoundException",
+        &format!("Cannot find alias arn: {}", arn("pc:noalias")),
+    );
+    let r = n.call("DELETE", &format!("{PC}?Qualifier=10"), None).await;
+    assert_aws_error(
+        &r,
+        404,
+        "ResourceNotFoundException",
+        &format!("Function not found: {}", arn("pc:10")),
+    );
+    let r = n
+        .call("DELETE", &format!("{PC}?Qualifier=%24LATEST"), None)
+        .await;
+    assert_aws_error(&r, 400, "InvalidParameterValueException", not_published);
+    let r = n.call("DELETE", &format!("{PC}?Qualifier=1"), None).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "absent config: still 204");
+
+    // PutProvisionedConcurrencyConfig.
+    let r = put_pc(&n, "1", json!(0)).await;
+    assert_aws_error(
+        &r,
+        400,
+        "ValidationException",
+        "1 validation error detected: Value '0' at 'provisionedConcurrentExecutions' failed to satisfy constraint: Member must have value greater than or equal to 1",
+    );
+    assert!(r.body.get("Type").is_none(), "{:?}", r.body);
+    let r = put_pc(&n, "1", json!(-3)).await;
+    assert_error(&r, 400, "ValidationException");
+    let r = n
+        .call("PUT", &format!("{PC}?Qualifier=1"), Some(json!({})))
+        .await;
+    assert_error(&r, 400, "ValidationException");
+    let r = n
+        .call(
+            "PUT",
+            &format!("{nowhere}?Qualifier=noalias"),
+            Some(json!({"ProvisionedConcurrentExecutions": 1})),
+        )
+        .await;
+    assert_aws_error(
+        &r,
+        404,
+        "ResourceNotFoundException",
+        &format!("Cannot find alias arn: {}", arn("doesnotexist:noalias")),
+    );
+    let r = n
+        .call(
+            "PUT",
+            &format!("{nowhere}?Qualifier=1"),
+            Some(json!({"ProvisionedConcurrentExecutions": 1})),
+        )
+        .await;
+    assert_aws_error(
+        &r,
+        404,
+        "ResourceNotFoundException",
+        &format!("Function not found: {}", arn("doesnotexist:1")),
+    );
+    let r = put_pc(&n, "doesnotexist", json!(1)).await;
+    assert_aws_error(
+        &r,
+        404,
+        "ResourceNotFoundException",
+        &format!("Cannot find alias arn: {}", arn("pc:doesnotexist")),
+    );
+    let r = put_pc(&n, "10", json!(1)).await;
+    assert_aws_error(
+        &r,
+        404,
+        "ResourceNotFoundException",
+        &format!("Function not found: {}", arn("pc:10")),
+    );
+    let r = put_pc(&n, "%24LATEST", json!(1)).await;
+    assert_aws_error(
+        &r,
+        400,
+        "InvalidParameterValueException",
+        "Provisioned Concurrency Configs cannot be applied to unpublished function versions.",
+    );
+    // AWS requires the qualifier.
+    for method in ["GET", "DELETE"] {
+        let r = n.call(method, PC, None).await;
+        assert_error(&r, 400, "ValidationException");
+    }
+    let r = n
+        .call(
+            "PUT",
+            PC,
+            Some(json!({"ProvisionedConcurrentExecutions": 1})),
+        )
+        .await;
+    assert_error(&r, 400, "ValidationException");
+    // Another account's function does not exist for this one.
+    let r = n
+        .call_as(
+            "other",
+            "other-secret",
+            "GET",
+            &format!("{PC}?Qualifier=1"),
+            None,
+        )
+        .await;
+    assert_aws_error(
+        &r,
+        404,
+        "ResourceNotFoundException",
+        "Function not found: arn:aws:lambda:us-east-1:111111111111:function:pc:1",
+    );
+    let r = n
+        .call_as(
+            "other",
+            "other-secret",
+            "GET",
+            "/2019-09-30/functions/arn%3Aaws%3Alambda%3Aus-east-1%3A000000000000%3Afunction%3Apc/provisioned-concurrency?Qualifier=1",
+            None,
+        )
+        .await;
+    assert_error(&r, 404, "ResourceNotFoundException");
+}
+
+#[tokio::test]
+async fn provisioned_concurrency_limits_as_recorded() {
+    let n = provisioned_node().await;
+    let limit = n
+        .call("GET", "/2016-08-19/account-settings/", None)
+        .await
+        .body["AccountLimit"]["ConcurrentExecutions"]
+        .as_u64()
+        .unwrap();
+    let r = put_pc(&n, "1", json!(limit + 1)).await;
+    assert_aws_error(
+        &r,
+        400,
+        "InvalidParameterValueException",
+        &format!("Specified ConcurrentExecutions for function is greater than account's unreserved concurrency [{limit}]."),
+    );
+    let r = put_pc(&n, "1", json!(limit)).await;
+    assert_aws_error(
+        &r,
+        400,
+        "InvalidParameterValueException",
+        "Specified ConcurrentExecutions for function decreases account's UnreservedConcurrentExecution below its minimum value of [100].",
+    );
+    let r = put_pc(&n, "1", json!(900)).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{:?}", r.body);
+    // The function's own reservation cannot drop below what it provisions.
+    let r = n
+        .call(
+            "PUT",
+            "/2017-10-31/functions/pc/concurrency",
+            Some(json!({"ReservedConcurrentExecutions": 899})),
+        )
+        .await;
+    assert_aws_error(
+        &r,
+        400,
+        "InvalidParameterValueException",
+        " ReservedConcurrentExecutions  899 should not be lower than function's total provisioned concurrency [900].",
+    );
+    // What is provisioned is no longer free to reserve.
+    n.create("other", json!({})).await;
+    let r = n
+        .call(
+            "PUT",
+            "/2017-10-31/functions/other/concurrency",
+            Some(json!({"ReservedConcurrentExecutions": 1})),
+        )
+        .await;
+    assert_error(&r, 400, "InvalidParameterValueException");
+}
+
+#[tokio::test]
+async fn provisioned_concurrency_lists_page() {
+    let n = provisioned_node().await;
+    for alias in ["a", "b"] {
+        n.call(
+            "POST",
+            "/2015-03-31/functions/pc/aliases",
+            Some(json!({"Name": alias, "FunctionVersion": "$LATEST"})),
+        )
+        .await;
+    }
+    // Aliases of $LATEST cannot be provisioned; give these a version.
+    n.call(
+        "PUT",
+        "/2015-03-31/functions/pc/configuration",
+        Some(json!({"Description": "two"})),
+    )
+    .await;
+    n.wait_active("pc").await;
+    let v = n
+        .call("POST", "/2015-03-31/functions/pc/versions", Some(json!({})))
+        .await;
+    assert_eq!(v.body["Version"], "2");
+    for alias in ["a", "b"] {
+        let r = n
+            .call(
+                "PUT",
+                &format!("/2015-03-31/functions/pc/aliases/{alias}"),
+                Some(json!({"FunctionVersion": "2"})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+        assert_eq!(
+            put_pc(&n, alias, json!(1)).await.status,
+            StatusCode::ACCEPTED
+        );
+    }
+    assert_eq!(
+        put_pc(&n, "live", json!(2)).await.status,
+        StatusCode::ACCEPTED
+    );
+    let mut arns = Vec::new();
+    let mut uri = format!("{PC}?List=ALL&MaxItems=2");
+    loop {
+        let r = n.call("GET", &uri, None).await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+        let items = r.body["ProvisionedConcurrencyConfigs"].as_array().unwrap();
+        assert!(items.len() <= 2);
+        arns.extend(
+            items
+                .iter()
+                .map(|i| i["FunctionArn"].as_str().unwrap().to_owned()),
+        );
+        match r.body["NextMarker"].as_str() {
+            Some(m) => uri = format!("{PC}?List=ALL&MaxItems=2&Marker={m}"),
+            None => break,
+        }
+    }
+    let prefix = "arn:aws:lambda:us-east-1:000000000000:function:pc:";
+    assert_eq!(arns, ["a", "b", "live"].map(|q| format!("{prefix}{q}")));
+    // Deleting the function takes its configs.
+    assert_eq!(
+        n.call("DELETE", "/2015-03-31/functions/pc", None)
+            .await
+            .status,
+        StatusCode::NO_CONTENT
+    );
+    let r = n.call("GET", &format!("{PC}?List=ALL"), None).await;
+    assert_error(&r, 404, "ResourceNotFoundException");
+}
+
+#[tokio::test]
+async fn account_capacity_admin_api() {
+    let n = node().await;
+    let path = "/hearth/v1/accounts/111111111111/capacity";
+    let r = n.call("GET", path, None).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(
+        r.body,
+        json!({
+            "AccountId": "111111111111",
+            "Dedicated": {},
+            "Policy": "burst",
+            "MaxWaitMs": 1000,
+            "GeneralShare": 0.5,
+        })
+    );
+    let settings = json!({
+        "AccountId": "111111111111",
+        "Dedicated": {"python:256": 4, "nodejs20.x:128": 1},
+        "Policy": "wait",
+        "MaxWaitMs": 2500,
+        "GeneralShare": 0.25,
+    });
+    let r = n.call("PUT", path, Some(settings.clone())).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(r.body, settings);
+    assert_eq!(n.call("GET", path, None).await.body, settings);
+    // PUT replaces: what is left out takes its default.
+    let r = n.call("PUT", path, Some(json!({"Policy": "reject"}))).await;
+    assert_eq!(
+        r.body,
+        json!({
+            "AccountId": "111111111111",
+            "Dedicated": {},
+            "Policy": "reject",
+            "MaxWaitMs": 1000,
+            "GeneralShare": 0.5,
+        })
+    );
+
+    for (body, needle) in [
+        (
+            json!({"Policy": "sometimes"}),
+            "Policy 'sometimes' is invalid",
+        ),
+        (json!({"GeneralShare": 0}), "GeneralShare 0 is out of range"),
+        (
+            json!({"GeneralShare": 1.5}),
+            "GeneralShare 1.5 is out of range",
+        ),
+        (json!({"MaxWaitMs": -1}), "MaxWaitMs -1 is out of range"),
+        (
+            json!({"Dedicated": {"python:256": -2}}),
+            "Dedicated count -2",
+        ),
+        (
+            json!({"Dedicated": {"python": 1}}),
+            "Profile 'python' is invalid",
+        ),
+        (
+            json!({"Dedicated": {"cobol:256": 1}}),
+            "Profile 'cobol:256' is invalid",
+        ),
+        (
+            json!({"Dedicated": {"python:333": 1}}),
+            "Profile 'python:333' is invalid",
+        ),
+        (json!({"AccountId": "000000000000"}), "does not match"),
+    ] {
+        let r = n.call("PUT", path, Some(body.clone())).await;
+        assert_error(&r, 400, "InvalidParameterValueException");
+        assert!(message_of(&r).contains(needle), "{body}: {:?}", r.body);
+    }
+    let r = n
+        .call("PUT", path, Some(json!({"Policy": "wait", "Typo": 1})))
+        .await;
+    assert_error(&r, 400, "InvalidRequestContentException");
+    // Nothing invalid was stored.
+    assert_eq!(n.call("GET", path, None).await.body["Policy"], "reject");
+
+    let unknown = "/hearth/v1/accounts/999999999999/capacity";
+    let r = n.call("GET", unknown, None).await;
+    assert_aws_error(&r, 404, "ResourceNotFoundException", "Account not found.");
+    let r = n.call("PUT", unknown, Some(json!({}))).await;
+    assert_aws_error(&r, 404, "ResourceNotFoundException", "Account not found.");
+
+    // Only admins.
+    for (method, body) in [("GET", None), ("PUT", Some(json!({"Policy": "burst"})))] {
+        let r = n.call_as("other", "other-secret", method, path, body).await;
+        assert_error(&r, 403, "AccessDeniedException");
+    }
+    let r = n
+        .call_as(
+            "other",
+            "other-secret",
+            "GET",
+            "/hearth/v1/accounts/000000000000/capacity",
+            None,
+        )
+        .await;
+    assert_error(&r, 403, "AccessDeniedException");
+    assert_eq!(n.call("GET", path, None).await.body["Policy"], "reject");
+    let r = n.call("DELETE", path, None).await;
+    assert_error(&r, 405, "MethodNotAllowedException");
+}

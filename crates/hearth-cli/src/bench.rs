@@ -76,7 +76,9 @@ fn ms(d: Duration) -> String {
 }
 
 fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 /// Kills the child when dropped, so an early error leaves nothing running.
@@ -155,7 +157,10 @@ fn invoke(c: &Client, name: &str) -> Result<(Duration, String)> {
     )?;
     let took = start.elapsed();
     if r.headers.contains_key("x-amz-function-error") {
-        bail!("the bench function failed: {}", String::from_utf8_lossy(&r.body));
+        bail!(
+            "the bench function failed: {}",
+            String::from_utf8_lossy(&r.body)
+        );
     }
     let log = r
         .headers
@@ -169,12 +174,19 @@ fn invoke(c: &Client, name: &str) -> Result<(Duration, String)> {
 
 fn init_duration(log: &str) -> Option<Duration> {
     let v = log.split("Init Duration: ").nth(1)?.split(" ms").next()?;
-    v.trim().parse::<f64>().ok().map(|ms| Duration::from_secs_f64(ms / 1000.0))
+    v.trim()
+        .parse::<f64>()
+        .ok()
+        .map(|ms| Duration::from_secs_f64(ms / 1000.0))
 }
 
 fn wait_active(c: &Client, name: &str) -> Result<()> {
     for _ in 0..200 {
-        let r = c.call("GET", &format!("/2015-03-31/functions/{name}/configuration"), None)?;
+        let r = c.call(
+            "GET",
+            &format!("/2015-03-31/functions/{name}/configuration"),
+            None,
+        )?;
         if r["State"] == "Active" {
             return Ok(());
         }
@@ -191,7 +203,12 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let log = std::fs::File::create(dir.path().join("serve.log"))?;
     let _server = Guard(
         Command::new(&exe)
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+            .args([
+                "serve",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--data-dir",
+            ])
             .arg(dir.path().join("data"))
             .env("HEARTH_LOG", "warn")
             .stdout(Stdio::null())
@@ -243,8 +260,14 @@ pub fn run(args: BenchArgs) -> Result<()> {
     // with the baseline so both see the same machine.
     create("bench-warm")?;
     invoke(&client, "bench-warm")?;
-    let mut hearth_warm = Stats { name: "warm invoke (Hearth, SigV4 Invoke API)".into(), samples: vec![] };
-    let mut direct = Stats { name: "direct HTTP to resident Python (baseline)".into(), samples: vec![] };
+    let mut hearth_warm = Stats {
+        name: "warm invoke (Hearth, SigV4 Invoke API)".into(),
+        samples: vec![],
+    };
+    let mut direct = Stats {
+        name: "direct HTTP to resident Python (baseline)".into(),
+        samples: vec![],
+    };
     for _ in 0..warm_n / 50 {
         for _ in 0..50 {
             hearth_warm.samples.push(invoke(&client, "bench-warm")?.0);
@@ -255,8 +278,14 @@ pub fn run(args: BenchArgs) -> Result<()> {
     }
 
     // Cold: a fresh function each time (no warm sandbox can serve it).
-    let mut cold = Stats { name: "first invoke of a new function (cold sandbox)".into(), samples: vec![] };
-    let mut init = Stats { name: "  of which Init Duration (REPORT)".into(), samples: vec![] };
+    let mut cold = Stats {
+        name: "first invoke of a new function (cold sandbox)".into(),
+        samples: vec![],
+    };
+    let mut init = Stats {
+        name: "  of which Init Duration (REPORT)".into(),
+        samples: vec![],
+    };
     for i in 0..cold_n {
         let name = format!("bench-cold-{i}");
         create(&name)?;

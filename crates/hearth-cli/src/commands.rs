@@ -88,6 +88,138 @@ pub fn accounts(c: &Client, cmd: AccountsCommand) -> Result<()> {
     Ok(())
 }
 
+#[derive(Debug, clap::Subcommand)]
+pub enum CapacityCommand {
+    /// Show an account's capacity settings.
+    Get {
+        account_id: String,
+        /// Print the settings as the admin API returns them.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change an account's capacity settings; what is not given stays as it is.
+    Set(CapacitySetArgs),
+}
+
+#[derive(Debug, Default, clap::Args)]
+pub struct CapacitySetArgs {
+    pub account_id: String,
+    /// Sandboxes held for the account before any request, as PROFILE=N
+    /// (repeatable; replaces every dedicated entry). PROFILE is RUNTIME:MEMORY,
+    /// RUNTIME a runtime (python3.12) or family (python, nodejs, provided),
+    /// MEMORY a memory class in MB (128, 256, 512, 1024, ...).
+    #[arg(long = "dedicated", value_name = "PROFILE=N", value_parser = parse_dedicated)]
+    pub dedicated: Vec<(String, u32)>,
+    /// Remove every dedicated entry.
+    #[arg(long, conflicts_with = "dedicated")]
+    pub no_dedicated: bool,
+    /// What happens when the dedicated sub-pool is short: use the general
+    /// sub-pool, wait for a sandbox, or answer 429.
+    #[arg(long, value_parser = ["burst", "wait", "reject"])]
+    pub policy: Option<String>,
+    /// How long `wait` queues an invocation before answering 429.
+    #[arg(long, value_name = "MS")]
+    pub max_wait_ms: Option<u32>,
+    /// The fraction of the general sub-pool the account may hold, in (0, 1].
+    #[arg(long, value_name = "P")]
+    pub general_share: Option<f64>,
+    /// Print the resulting settings as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_dedicated(s: &str) -> Result<(String, u32), String> {
+    let (profile, n) = s
+        .rsplit_once('=')
+        .ok_or_else(|| format!("expected PROFILE=N (e.g. python:256=4), got {s}"))?;
+    let n = n
+        .parse()
+        .map_err(|_| format!("the count in {s} is not a whole number"))?;
+    Ok((profile.to_owned(), n))
+}
+
+impl CapacitySetArgs {
+    fn changes_anything(&self) -> bool {
+        !self.dedicated.is_empty()
+            || self.no_dedicated
+            || self.policy.is_some()
+            || self.max_wait_ms.is_some()
+            || self.general_share.is_some()
+    }
+
+    /// The settings to PUT: `current` (as GET returned it) with what was given.
+    fn apply(&self, current: &Value) -> Value {
+        let mut next = current.clone();
+        if self.no_dedicated || !self.dedicated.is_empty() {
+            let map: serde_json::Map<String, Value> = self
+                .dedicated
+                .iter()
+                .map(|(p, n)| (p.clone(), json!(n)))
+                .collect();
+            next["Dedicated"] = Value::Object(map);
+        }
+        if let Some(p) = &self.policy {
+            next["Policy"] = json!(p);
+        }
+        if let Some(ms) = self.max_wait_ms {
+            next["MaxWaitMs"] = json!(ms);
+        }
+        if let Some(share) = self.general_share {
+            next["GeneralShare"] = json!(share);
+        }
+        next
+    }
+}
+
+pub fn capacity(c: &Client, cmd: CapacityCommand) -> Result<()> {
+    match cmd {
+        CapacityCommand::Get { account_id, json } => {
+            let r = c.call("GET", &capacity_path(&account_id), None)?;
+            print_capacity(&r, json);
+        }
+        CapacityCommand::Set(args) => {
+            if !args.changes_anything() {
+                bail!(
+                    "nothing to change: give --dedicated, --no-dedicated, --policy, --max-wait-ms or --general-share"
+                );
+            }
+            let path = capacity_path(&args.account_id);
+            let current = c.call("GET", &path, None)?;
+            let r = c.call("PUT", &path, Some(&args.apply(&current)))?;
+            print_capacity(&r, args.json);
+        }
+    }
+    Ok(())
+}
+
+fn capacity_path(account_id: &str) -> String {
+    format!("/hearth/v1/accounts/{}/capacity", segment(account_id))
+}
+
+fn print_capacity(r: &Value, json_out: bool) {
+    if json_out {
+        println!("{r}");
+        return;
+    }
+    let dedicated = r["Dedicated"]
+        .as_object()
+        .filter(|m| !m.is_empty())
+        .map_or_else(
+            || "none".to_owned(),
+            |m| {
+                m.iter()
+                    .map(|(p, n)| format!("{p}={n}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            },
+        );
+    println!("Account:        {}", str_of(&r["AccountId"]));
+    println!("Policy:         {}", str_of(&r["Policy"]));
+    println!("Max wait:       {} ms", r["MaxWaitMs"]);
+    println!("General share:  {}", r["GeneralShare"]);
+    println!("Dedicated:      {dedicated}");
+}
+
 #[derive(Debug, clap::Args)]
 pub struct DeployArgs {
     /// A directory (zipped for you) or a .zip file.
@@ -426,5 +558,113 @@ pub fn logs(c: &Client, name: &str, follow: bool) -> Result<()> {
         }
         std::io::stdout().flush()?;
         std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn current() -> Value {
+        json!({
+            "AccountId": "000000000000",
+            "Dedicated": {"python:256": 2},
+            "Policy": "wait",
+            "MaxWaitMs": 2500,
+            "GeneralShare": 0.25,
+        })
+    }
+
+    #[test]
+    fn dedicated_entries_parse() {
+        assert_eq!(
+            parse_dedicated("python3.12:512=4"),
+            Ok(("python3.12:512".to_owned(), 4))
+        );
+        assert!(parse_dedicated("python:256").is_err());
+        assert!(parse_dedicated("python:256=-1").is_err());
+        assert!(parse_dedicated("python:256=x").is_err());
+    }
+
+    #[test]
+    fn set_changes_only_what_is_given() {
+        let policy_only = CapacitySetArgs {
+            policy: Some("reject".into()),
+            ..Default::default()
+        };
+        assert!(policy_only.changes_anything());
+        let mut expected = current();
+        expected["Policy"] = json!("reject");
+        assert_eq!(policy_only.apply(&current()), expected);
+
+        let everything = CapacitySetArgs {
+            dedicated: vec![("nodejs:128".into(), 1), ("python:512".into(), 3)],
+            policy: Some("burst".into()),
+            max_wait_ms: Some(10),
+            general_share: Some(1.0),
+            ..Default::default()
+        };
+        assert_eq!(
+            everything.apply(&current()),
+            json!({
+                "AccountId": "000000000000",
+                "Dedicated": {"nodejs:128": 1, "python:512": 3},
+                "Policy": "burst",
+                "MaxWaitMs": 10,
+                "GeneralShare": 1.0,
+            })
+        );
+
+        let cleared = CapacitySetArgs {
+            no_dedicated: true,
+            ..Default::default()
+        };
+        assert_eq!(cleared.apply(&current())["Dedicated"], json!({}));
+        assert!(!CapacitySetArgs::default().changes_anything());
+    }
+
+    #[test]
+    fn the_command_line_parses() {
+        use clap::Parser;
+        #[derive(Debug, Parser)]
+        struct Cli {
+            #[command(subcommand)]
+            cmd: CapacityCommand,
+        }
+        let cli = Cli::try_parse_from([
+            "capacity",
+            "set",
+            "123456789012",
+            "--dedicated",
+            "python:256=4",
+            "--dedicated",
+            "nodejs20.x:128=1",
+            "--policy",
+            "wait",
+            "--max-wait-ms",
+            "500",
+            "--general-share",
+            "0.3",
+        ])
+        .expect("parses");
+        let CapacityCommand::Set(a) = cli.cmd else {
+            panic!("not set: {cli:?}");
+        };
+        assert_eq!(a.account_id, "123456789012");
+        assert_eq!(a.dedicated.len(), 2);
+        assert_eq!(a.policy.as_deref(), Some("wait"));
+        assert_eq!((a.max_wait_ms, a.general_share), (Some(500), Some(0.3)));
+        assert!(Cli::try_parse_from(["capacity", "set", "1", "--policy", "sometimes"]).is_err());
+        assert!(Cli::try_parse_from([
+            "capacity",
+            "set",
+            "1",
+            "--dedicated",
+            "python:256=1",
+            "--no-dedicated"
+        ])
+        .is_err());
+        let cli = Cli::try_parse_from(["capacity", "get", "1", "--json"]).expect("parses");
+        assert!(matches!(cli.cmd, CapacityCommand::Get { json: true, .. }));
     }
 }

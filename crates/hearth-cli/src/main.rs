@@ -30,6 +30,14 @@ enum Command {
         #[command(subcommand)]
         command: commands::AccountsCommand,
     },
+    /// Show or change an account's capacity settings: its dedicated
+    /// sub-pool and capacity policy (admin accounts only).
+    Capacity {
+        #[command(flatten)]
+        client: client::ClientArgs,
+        #[command(subcommand)]
+        command: commands::CapacityCommand,
+    },
     /// Create or update a function from a directory or a zip.
     Deploy {
         #[command(flatten)]
@@ -103,6 +111,9 @@ fn main() -> Result<()> {
             .block_on(serve::serve(args)),
         Command::Accounts { client, command } => {
             commands::accounts(&client::Client::new(client)?, command)
+        }
+        Command::Capacity { client, command } => {
+            commands::capacity(&client::Client::new(client)?, command)
         }
         Command::Deploy { client, args } => commands::deploy(&client::Client::new(client)?, args),
         Command::Ls { client, json } => commands::ls(&client::Client::new(client)?, json),

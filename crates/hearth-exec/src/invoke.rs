@@ -57,7 +57,8 @@ fn error_body(error_type: &str, message: &str) -> Bytes {
 enum Ending {
     Answered(InvokeOutcome),
     TimedOut,
-    Exited,
+    /// The sandbox died; its exit status once the launcher was reaped.
+    Exited(Option<ExitStatus>),
 }
 
 impl Executor {
@@ -282,7 +283,7 @@ impl Executor {
             account_id: v.account_id.clone(),
             memory_mb: c.memory_size,
             pids_max: self.0.config.pids_max,
-            task_root: self.0.code.unpacked_dir(&v.code.sha256_hex),
+            task_root: Some(self.0.code.unpacked_dir(&v.code.sha256_hex)),
             runtime_dir: Some(self.0.config.runtime_dir.clone()),
             tmp_mb: self.0.config.tmp_mb,
             argv,
@@ -324,11 +325,26 @@ impl Executor {
         let ending = tokio::select! {
             o = instance.api.invoke(inv) => match o {
                 // The endpoint closed under us: the sandbox is going away.
-                InvokeOutcome::Closed => Ending::Exited,
+                InvokeOutcome::Closed => Ending::Exited(None),
                 o => Ending::Answered(o),
             },
             () = tokio::time::sleep(timeout) => Ending::TimedOut,
-            () = instance.logs.closed() => Ending::Exited,
+            () = instance.logs.closed() => Ending::Exited(None),
+        };
+        let ending = match ending {
+            // The pipes close a moment before the launcher is reaped: wait
+            // (bounded) for the status the error message reports.
+            Ending::Exited(_) => {
+                let c = instance.control.clone();
+                let wait = tokio::task::spawn_blocking(move || c.wait());
+                Ending::Exited(
+                    tokio::time::timeout(Duration::from_secs(5), wait)
+                        .await
+                        .ok()
+                        .and_then(Result::ok),
+                )
+            }
+            other => other,
         };
         let duration = start.elapsed();
         let output = instance.logs.take().await;
@@ -391,9 +407,8 @@ impl Finished {
                     ),
                 )
             }
-            Ending::Exited => {
+            Ending::Exited(status) => {
                 keep = false;
-                let status = instance.control.try_wait();
                 let (etype, why) = exit_reason(status, instance.control.oom_killed());
                 let msg = format!("RequestId: {id} Error: {why}");
                 extra.push(msg.clone());

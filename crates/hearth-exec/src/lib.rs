@@ -10,6 +10,7 @@ pub mod concurrency;
 pub mod instance;
 pub mod invoke;
 pub mod logs;
+pub mod metrics;
 pub mod placement;
 
 pub use invoke::{InvokeInput, InvokeOutput};

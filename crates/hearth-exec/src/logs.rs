@@ -66,14 +66,20 @@ fn push(buf: &mut Vec<u8>, data: &[u8]) {
 }
 
 /// Reads without waiting until the pipe is empty. Returns false at EOF.
+///
+/// This reads the (non-blocking) descriptor directly: tokio's `try_read`
+/// answers `WouldBlock` without a syscall until its reactor has seen the pipe
+/// become readable, which would miss output written just before the answer.
 fn drain(p: &pipe::Receiver, buf: &mut Vec<u8>) -> bool {
+    use std::os::fd::AsFd;
     let mut chunk = [0u8; 16384];
     // Bounded: at most 64 MiB per drain, far beyond any pipe buffer.
     for _ in 0..4096 {
-        match p.try_read(&mut chunk) {
+        match nix::unistd::read(p.as_fd(), &mut chunk) {
             Ok(0) => return false,
             Ok(n) => push(buf, &chunk[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return true,
+            Err(nix::errno::Errno::EAGAIN) => return true,
+            Err(nix::errno::Errno::EINTR) => continue,
             Err(_) => return false,
         }
     }

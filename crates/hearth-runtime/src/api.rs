@@ -11,6 +11,35 @@
 //! - [`RuntimeApi::invoke`] hands one event to the runtime's `next` long poll
 //!   and resolves with what the runtime answered for that request id.
 //!
+//! A **runtime-warm** sandbox comes before both: its runtime (Hearth's
+//! Python or Node bootstrap started with `HEARTH_AWAIT_ASSIGNMENT=1`, see
+//! [`crate::bootstrap::warm_command`]) boots with a minimal environment and
+//! long-polls `GET /2018-06-01/runtime/hearth/assignment`, a Hearth
+//! extension that official runtime clients never call. Two more calls drive
+//! it:
+//!
+//! - [`RuntimeApi::runtime_ready`] resolves once the runtime has asked for
+//!   its assignment: it is runtime-warm;
+//! - [`RuntimeApi::assign`] gives it a function: the poll answers 200
+//!   `{"handler": "...", "env": {"K": "V", ...}}` (an [`Assignment`]), the
+//!   runtime replaces its environment with exactly `env`, loads the handler,
+//!   and the normal flow continues: `init` resolves at its first `next` (or
+//!   its `init/error`), then `invoke`.
+//!
+//! ```no_run
+//! # async fn demo(listener: std::net::TcpListener, env: hearth_runtime::api::RuntimeEnv<'_>) -> std::io::Result<()> {
+//! use hearth_runtime::api::{Assignment, InitOutcome, RuntimeApi, RuntimeReady};
+//! let api = RuntimeApi::serve(listener)?;
+//! // ... start the runtime with bootstrap::warm_command's argv and environment ...
+//! if let RuntimeReady::Ready = api.runtime_ready().await {
+//!     // The sandbox now waits in the general sub-pool; later, placement picks it:
+//!     if api.assign(Assignment::for_function(&env)).is_ok() {
+//!         if let InitOutcome::Ready = api.init().await { /* function-warm */ }
+//!     }
+//! }
+//! # Ok(()) }
+//! ```
+//!
 //! ```no_run
 //! # async fn demo(listener: std::net::TcpListener) -> std::io::Result<()> {
 //! use hearth_runtime::api::{InitOutcome, Invocation, InvokeOutcome, RuntimeApi};
@@ -44,9 +73,41 @@
 //! | | this id is in flight, body > 6 MB | 413 `RequestEntityTooLarge`; the invoker gets [`InvokeOutcome::ResponseTooLarge`] |
 //! | `POST …/init/error` | before the first `next`, once | 202 |
 //! | | otherwise | 403 `InvalidStateTransition` |
+//! | `GET …/hearth/assignment` | init has started (a `next` or `init/error` was accepted) | 403 `InvalidStateTransition` |
+//! | | [`RuntimeApi::assign`] has been called | 200 with the assignment at once (again to a repeated poll, e.g. a retried connection, until init starts) |
+//! | | no assignment yet | parked until [`RuntimeApi::assign`] (no timeout); a newer poll supersedes an older one (403), as for `next` |
+//! | `GET …/invocation/next`, `POST …/init/error` | the runtime asked for an assignment, or one was given, and no poll has received it yet | 403 `InvalidStateTransition` (checked before the rows above) |
 //! | unknown path / wrong method | | 404 / 405 |
 //!
 //! Every error body is `{"errorMessage": …, "errorType": …}`.
+//!
+//! ## Runtime-warm phases
+//!
+//! ```text
+//!  booting ──poll──▶ awaiting assignment ──assign──▶ assigned ──next──▶ ready (function-warm)
+//!     │     (runtime_ready: Ready)         (poll answered)  └──init/error──▶ failed
+//!     │
+//!     ├──assign──▶ assignment stored ──poll──▶ assigned (answered at once; runtime_ready: Ready)
+//!     └──next / init/error (never polled, nothing assigned) ──▶ plain init
+//!                                   (runtime_ready: InitStarted; assign refused)
+//! ```
+//!
+//! Decisions:
+//! - [`RuntimeApi::assign`] accepts exactly one assignment in the sandbox's
+//!   life ([`AssignError::AlreadyAssigned`] afterwards): a sandbox serves one
+//!   function. It is refused once init has started without one
+//!   ([`AssignError::InitStarted`]): that runtime already runs with
+//!   whatever environment it was started with.
+//! - Once the runtime has asked for an assignment, or the daemon has given
+//!   one, `next` and `init/error` are refused until a poll has received it,
+//!   so a runtime can never start a function with the boot environment.
+//! - [`RuntimeApi::runtime_ready`] resolves [`RuntimeReady::Ready`] at the
+//!   first poll even if the assignment was already there and answered it at
+//!   once; [`RuntimeReady::InitStarted`] if the runtime skipped the
+//!   assignment (a `provided` runtime or a bootstrap started without
+//!   `HEARTH_AWAIT_ASSIGNMENT`); [`RuntimeReady::Closed`] if the endpoint
+//!   shut down first. Like `init`, it does not notice a runtime that dies:
+//!   the supervisor watches the process.
 //!
 //! If the future returned by [`RuntimeApi::invoke`] is dropped (the invoker
 //! timed out or gave up), the invocation is abandoned: if it was still
@@ -65,6 +126,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::sync::{oneshot, watch};
 
+pub(crate) use environment::{default_path, DEFAULT_LANG, DEFAULT_TZ};
 pub use environment::{
     log_stream_name, runtime_environment, InitializationType, RuntimeEnv, SANDBOX_RUNTIME_API,
 };
@@ -152,6 +214,78 @@ pub enum InitOutcome {
     Closed,
 }
 
+/// What a runtime-warm sandbox is specialised with: the handler and the
+/// complete environment of the function (as [`runtime_environment`] builds
+/// it). Sent to the runtime as `{"handler": "...", "env": {"K": "V", ...}}`;
+/// the runtime's environment becomes exactly `env` (a later duplicate of a
+/// name wins).
+///
+/// `env` should hold the same `AWS_LAMBDA_RUNTIME_API` the runtime was
+/// started with: the bootstrap keeps the connection it already has.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Assignment {
+    /// `_HANDLER`: what the bootstrap loads, e.g. `app.handler`.
+    pub handler: String,
+    /// The function's whole environment.
+    pub env: Vec<(String, String)>,
+}
+
+impl Assignment {
+    pub fn new(handler: impl Into<String>, env: Vec<(String, String)>) -> Self {
+        Self {
+            handler: handler.into(),
+            env,
+        }
+    }
+
+    /// The assignment for the function `env` describes: its handler and
+    /// [`runtime_environment`].
+    pub fn for_function(env: &RuntimeEnv<'_>) -> Self {
+        Self::new(env.handler, runtime_environment(env))
+    }
+
+    /// The JSON the assignment endpoint answers with.
+    fn to_json(&self) -> Bytes {
+        let env: serde_json::Map<String, serde_json::Value> = self
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+            .collect();
+        let body = serde_json::json!({"handler": self.handler, "env": env});
+        // Serialising a `Value` of strings cannot fail.
+        Bytes::from(serde_json::to_vec(&body).unwrap_or_default())
+    }
+}
+
+/// How waiting for a runtime-warm runtime ended ([`RuntimeApi::runtime_ready`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuntimeReady {
+    /// The runtime asked for its assignment: it is runtime-warm (or, if the
+    /// assignment was already given, it has received it).
+    Ready,
+    /// The runtime began its init (`next` or `init/error`) without asking
+    /// for an assignment: it does not speak Hearth's extension (a
+    /// `provided` runtime, or a bootstrap started without
+    /// `HEARTH_AWAIT_ASSIGNMENT=1`). [`RuntimeApi::assign`] is refused.
+    InitStarted,
+    /// The Runtime API was shut down before either happened.
+    Closed,
+}
+
+/// Why [`RuntimeApi::assign`] refused an assignment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AssignError {
+    /// The sandbox already has an assignment; it serves one function only.
+    #[error("the sandbox is already assigned to a function")]
+    AlreadyAssigned,
+    /// The runtime began its init without asking for an assignment.
+    #[error("the runtime started without asking for an assignment")]
+    InitStarted,
+    /// The Runtime API is shut down.
+    #[error("the Runtime API is shut down")]
+    Closed,
+}
+
 /// The Runtime API endpoint of one sandbox. Cheap to clone; the endpoint is
 /// shut down by [`RuntimeApi::shutdown`] or when the last clone is dropped.
 #[derive(Debug, Clone)]
@@ -164,6 +298,7 @@ pub struct RuntimeApi {
 #[derive(Debug)]
 struct Shared {
     machine: Mutex<Machine>,
+    ready: watch::Sender<Option<RuntimeReady>>,
     init: watch::Sender<InitOutcomeState>,
     shutdown: watch::Sender<bool>,
     local_addr: SocketAddr,
@@ -197,10 +332,12 @@ impl RuntimeApi {
             let _guard = handle.enter();
             tokio::net::TcpListener::from_std(listener)?
         };
+        let (ready, _) = watch::channel(None);
         let (init, _) = watch::channel(None);
         let (shutdown, _) = watch::channel(false);
         let shared = Arc::new(Shared {
             machine: Mutex::new(Machine::default()),
+            ready,
             init,
             shutdown,
             local_addr,
@@ -215,6 +352,36 @@ impl RuntimeApi {
     /// The address the endpoint listens on (as seen in its network namespace).
     pub fn local_addr(&self) -> SocketAddr {
         self.shared.local_addr
+    }
+
+    /// Resolves when the runtime first asks for its assignment
+    /// ([`RuntimeReady::Ready`]: the sandbox is runtime-warm), starts its
+    /// init without asking ([`RuntimeReady::InitStarted`]), or the endpoint
+    /// shuts down ([`RuntimeReady::Closed`]); at once if that has already
+    /// happened. Cancel-safe.
+    pub async fn runtime_ready(&self) -> RuntimeReady {
+        let mut rx = self.shared.ready.subscribe();
+        let outcome = match rx.wait_for(Option::is_some).await {
+            Ok(v) => *v,
+            Err(_) => None,
+        };
+        outcome.unwrap_or(RuntimeReady::Closed)
+    }
+
+    /// Assigns the sandbox to a function: `assignment` goes to the runtime's
+    /// parked assignment poll, or is kept for the poll it makes. Then wait
+    /// for [`RuntimeApi::init`] as for any start. Refused if the sandbox
+    /// already has an assignment, if its runtime started without asking
+    /// for one, or if the endpoint is shut down (see the module docs).
+    pub fn assign(&self, assignment: Assignment) -> Result<(), AssignError> {
+        let json = assignment.to_json();
+        self.shared.machine.lock().assign(json)
+    }
+
+    /// Whether the runtime waits on the assignment endpoint and has not
+    /// been assigned: an idle runtime-warm sandbox (a health check).
+    pub fn is_awaiting_assignment(&self) -> bool {
+        self.shared.machine.lock().is_awaiting_assignment()
     }
 
     /// Resolves when the runtime first calls `next` ([`InitOutcome::Ready`])
@@ -258,7 +425,9 @@ impl RuntimeApi {
     }
 
     /// Stops accepting, drops every connection, and makes pending and future
-    /// [`RuntimeApi::init`] / [`RuntimeApi::invoke`] calls return `Closed`.
+    /// [`RuntimeApi::runtime_ready`] / [`RuntimeApi::init`] /
+    /// [`RuntimeApi::invoke`] calls return `Closed` (and
+    /// [`RuntimeApi::assign`] fail).
     /// Idempotent.
     pub fn shutdown(&self) {
         self.shared.shutdown();
@@ -271,6 +440,14 @@ impl Shared {
         // connection rather than answered.
         self.shutdown.send_replace(true);
         self.machine.lock().close();
+        self.ready.send_if_modified(|s| {
+            if s.is_none() {
+                *s = Some(RuntimeReady::Closed);
+                true
+            } else {
+                false
+            }
+        });
         self.init.send_if_modified(|s| {
             if s.is_none() {
                 *s = Some(InitOutcome::Closed);

@@ -13,6 +13,22 @@
 //! `Runtime.HandlerNotFound`, …), then loops on `next`, calling the handler
 //! and posting its result or Lambda's error body. `provided*` functions
 //! bring their own `bootstrap` and need nothing from here.
+//!
+//! Started with `HEARTH_AWAIT_ASSIGNMENT=1` ([`warm_command`]), the Python
+//! and Node bootstraps make a **runtime-warm** sandbox: they boot the
+//! interpreter and load everything the runtime itself needs with a minimal
+//! environment, then long-poll `GET /2018-06-01/runtime/hearth/assignment`
+//! (see [`crate::api`]). On assignment they replace their environment with
+//! exactly the assigned one (the pre-assignment variables are gone), change
+//! to the task root, set the module search path from it (`sys.path` with
+//! `PYTHONPATH`, Node's global paths with `NODE_PATH`) and continue as a
+//! normal start: load the handler, report a failure to `init/error`, loop
+//! on `next`. The interpreter is not restarted. What only takes effect at
+//! interpreter start-up cannot follow the assigned environment: for Python
+//! the encoding of stdio from `LANG`/`PYTHONIOENCODING`, the `PYTHON*`
+//! options other than `PYTHONPATH` (`PYTHONHASHSEED`, `PYTHONUTF8`,
+//! `PYTHONWARNINGS`, …); for Node `NODE_OPTIONS`. Without the variable
+//! nothing changes: runtimes never see the Hearth endpoint.
 
 use hearth_types::runtime::Runtime;
 use std::fs;
@@ -289,6 +305,67 @@ pub fn command_at<'a>(
     }
 }
 
+/// What [`warm_command`] gives: the argv, and the whole environment.
+pub type WarmCommand = (Vec<String>, Vec<(String, String)>);
+
+/// The variable that starts Hearth's Python and Node bootstraps in "await
+/// assignment" mode (value `1`).
+pub const AWAIT_ASSIGNMENT_VAR: &str = "HEARTH_AWAIT_ASSIGNMENT";
+
+/// The argv and the whole pre-assignment environment of a runtime-warm
+/// sandbox for a `python3.x` or `nodejs*` runtime profile: the same argv as
+/// [`command`], and only what the runtime needs before it knows its
+/// function (`PATH`, `LANG`, `TZ`, `AWS_LAMBDA_RUNTIME_API`,
+/// `LAMBDA_RUNTIME_DIR`, `LAMBDA_TASK_ROOT` and
+/// `HEARTH_AWAIT_ASSIGNMENT=1`), with the defaults [`crate::api::runtime_environment`]
+/// uses. Never `PYTHONDONTWRITEBYTECODE`. The function's environment comes
+/// with [`crate::api::RuntimeApi::assign`].
+///
+/// `None` for `provided*` runtimes: they have no runtime-warm state (their
+/// bootstrap is the function's own code).
+pub fn warm_command<'a>(
+    runtime: &Runtime,
+    interpreter: impl Into<Option<&'a Path>>,
+) -> Option<WarmCommand> {
+    warm_command_at(
+        runtime,
+        interpreter,
+        Path::new(RUNTIME_DIR),
+        Path::new(TASK_ROOT),
+        crate::api::SANDBOX_RUNTIME_API,
+    )
+}
+
+/// [`warm_command`] with the bootstraps at `runtime_dir`, the code at
+/// `task_root` and the Runtime API at `runtime_api`, for running a
+/// runtime outside a sandbox (tests, tools).
+pub fn warm_command_at<'a>(
+    runtime: &Runtime,
+    interpreter: impl Into<Option<&'a Path>>,
+    runtime_dir: &Path,
+    task_root: &Path,
+    runtime_api: &str,
+) -> Option<WarmCommand> {
+    if matches!(runtime, Runtime::Provided(_)) {
+        return None;
+    }
+    let argv = command_at(runtime, interpreter, runtime_dir, task_root);
+    let s = |p: &Path| p.to_string_lossy().into_owned();
+    let env = vec![
+        (
+            "PATH".to_owned(),
+            crate::api::default_path(runtime).to_owned(),
+        ),
+        ("LANG".to_owned(), crate::api::DEFAULT_LANG.to_owned()),
+        ("TZ".to_owned(), crate::api::DEFAULT_TZ.to_owned()),
+        ("AWS_LAMBDA_RUNTIME_API".to_owned(), runtime_api.to_owned()),
+        ("LAMBDA_RUNTIME_DIR".to_owned(), s(runtime_dir)),
+        ("LAMBDA_TASK_ROOT".to_owned(), s(task_root)),
+        (AWAIT_ASSIGNMENT_VAR.to_owned(), "1".to_owned()),
+    ];
+    Some((argv, env))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -399,5 +476,67 @@ mod tests {
             command_at(&py, Path::new("/p"), Path::new("/r"), Path::new("/t")),
             ["/p", "/r/python/bootstrap.py"]
         );
+    }
+
+    #[test]
+    fn warm_commands_have_a_minimal_environment() {
+        let py = Runtime::parse("python3.12").unwrap();
+        let (argv, env) = warm_command(&py, Path::new("/usr/bin/python3")).unwrap();
+        assert_eq!(argv, command(&py, Path::new("/usr/bin/python3")));
+        let env: std::collections::BTreeMap<_, _> = env.into_iter().collect();
+        let names: Vec<&str> = env.keys().map(String::as_str).collect();
+        assert_eq!(
+            names,
+            [
+                "AWS_LAMBDA_RUNTIME_API",
+                "HEARTH_AWAIT_ASSIGNMENT",
+                "LAMBDA_RUNTIME_DIR",
+                "LAMBDA_TASK_ROOT",
+                "LANG",
+                "PATH",
+                "TZ"
+            ]
+        );
+        assert_eq!(env["HEARTH_AWAIT_ASSIGNMENT"], "1");
+        assert_eq!(env["AWS_LAMBDA_RUNTIME_API"], "127.0.0.1:9001");
+        assert_eq!(env["LAMBDA_RUNTIME_DIR"], "/var/runtime");
+        assert_eq!(env["LAMBDA_TASK_ROOT"], "/var/task");
+        // The same defaults as a function's environment.
+        let full = crate::api::runtime_environment(&crate::api::RuntimeEnv {
+            function_name: "f",
+            function_version: "$LATEST",
+            memory_mb: 128,
+            runtime: &py,
+            handler: "app.handler",
+            region: "us-east-1",
+            initialization_type: crate::api::InitializationType::OnDemand,
+            runtime_api: crate::api::SANDBOX_RUNTIME_API,
+            log_stream_name: "s",
+            user_env: &std::collections::BTreeMap::new(),
+        });
+        for (k, v) in &full {
+            if let Some(w) = env.get(k) {
+                assert_eq!(w, v, "{k}");
+            }
+        }
+        assert!(!env.contains_key("PYTHONDONTWRITEBYTECODE"));
+
+        let node = Runtime::parse("nodejs20.x").unwrap();
+        let (argv, env) = warm_command_at(
+            &node,
+            None,
+            Path::new("/r"),
+            Path::new("/t"),
+            "127.0.0.1:1234",
+        )
+        .unwrap();
+        assert_eq!(argv, ["/usr/bin/node", "/r/node/bootstrap.js"]);
+        assert!(env.contains(&("LAMBDA_TASK_ROOT".to_owned(), "/t".to_owned())));
+        assert!(env.contains(&(
+            "AWS_LAMBDA_RUNTIME_API".to_owned(),
+            "127.0.0.1:1234".to_owned()
+        )));
+        let provided = Runtime::parse("provided.al2023").unwrap();
+        assert!(warm_command(&provided, None).is_none());
     }
 }

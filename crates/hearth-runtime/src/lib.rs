@@ -7,8 +7,9 @@
 //!   installs them read-only for sandboxes (`/var/runtime`) and gives the
 //!   argv that starts each runtime;
 //! - [`api`] is the Lambda Runtime API server each sandbox's runtime talks
-//!   to (`next`, `response`, `error`, `init/error`), and the environment a
-//!   runtime starts with.
+//!   to (`next`, `response`, `error`, `init/error`, and Hearth's assignment
+//!   endpoint that specialises a runtime-warm sandbox), and the environment
+//!   a runtime starts with.
 
 pub mod api;
 pub mod bootstrap;

@@ -9,8 +9,8 @@ mod common;
 use bytes::Bytes;
 use common::within;
 use hearth_runtime::api::{
-    log_stream_name, runtime_environment, InitOutcome, InitializationType, Invocation,
-    InvokeOutcome, RuntimeApi, RuntimeEnv,
+    log_stream_name, runtime_environment, AssignError, Assignment, InitOutcome, InitializationType,
+    Invocation, InvokeOutcome, RuntimeApi, RuntimeEnv, RuntimeReady,
 };
 use hearth_runtime::bootstrap;
 use hearth_types::runtime::{Runtime, RuntimeFamily};
@@ -28,6 +28,7 @@ const FUNCTION_ARN: &str = "arn:aws:lambda:us-east-1:000000000000:function:fn";
 
 /// One runtime process and the Runtime API it talks to.
 struct Harness {
+    runtime: Runtime,
     api: RuntimeApi,
     child: tokio::process::Child,
     task: tempfile::TempDir,
@@ -77,6 +78,51 @@ async fn start_with(
     files: &[(&str, &str)],
     vars: &[(&str, &str)],
 ) -> Option<Harness> {
+    let (rt, interp, runtime_dir, installed, task) = prepare(runtime, files)?;
+    let api = RuntimeApi::serve(std::net::TcpListener::bind("127.0.0.1:0").unwrap()).unwrap();
+    let env = function_env(&rt, handler, vars, &api, task.path());
+    let argv = bootstrap::command_at(&rt, Path::new(interp), &installed, task.path());
+    let cwd = task.path().to_path_buf();
+    Some(launch(rt, api, runtime_dir, task, &argv, env, &cwd))
+}
+
+/// Starts `runtime` runtime-warm: the bootstrap with [`bootstrap::warm_command_at`]'s
+/// minimal environment, in `/` rather than the task root, waiting for
+/// [`Harness::assign`].
+async fn start_warm(runtime: &str, files: &[(&str, &str)]) -> Option<Harness> {
+    let (rt, interp, runtime_dir, installed, task) = prepare(runtime, files)?;
+    let api = RuntimeApi::serve(std::net::TcpListener::bind("127.0.0.1:0").unwrap()).unwrap();
+    let (argv, env) = bootstrap::warm_command_at(
+        &rt,
+        Path::new(interp),
+        &installed,
+        task.path(),
+        &api.local_addr().to_string(),
+    )
+    .unwrap();
+    Some(launch(
+        rt,
+        api,
+        runtime_dir,
+        task,
+        &argv,
+        env,
+        Path::new("/"),
+    ))
+}
+
+/// The bootstraps installed in a fresh directory and a task root holding
+/// `files`; `None` if the interpreter is missing on this machine.
+fn prepare(
+    runtime: &str,
+    files: &[(&str, &str)],
+) -> Option<(
+    Runtime,
+    &'static str,
+    tempfile::TempDir,
+    PathBuf,
+    tempfile::TempDir,
+)> {
     let rt = Runtime::parse(runtime).unwrap();
     let interp = interpreter(&rt)?;
     let runtime_dir = tempfile::tempdir().unwrap();
@@ -93,8 +139,18 @@ async fn start_with(
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
         std::fs::write(p, contents).unwrap();
     }
+    Some((rt, interp, runtime_dir, installed, task))
+}
 
-    let api = RuntimeApi::serve(std::net::TcpListener::bind("127.0.0.1:0").unwrap()).unwrap();
+/// A function's environment as [`runtime_environment`] builds it, pointed at
+/// `api` and, since the code is not at /var/task outside a sandbox, `task`.
+fn function_env(
+    rt: &Runtime,
+    handler: &str,
+    vars: &[(&str, &str)],
+    api: &RuntimeApi,
+    task: &Path,
+) -> Vec<(String, String)> {
     let address = api.local_addr().to_string();
     let stream = log_stream_name("$LATEST", SystemTime::now());
     let variables: BTreeMap<String, String> = vars
@@ -105,7 +161,7 @@ async fn start_with(
         function_name: "fn",
         function_version: "$LATEST",
         memory_mb: 256,
-        runtime: &rt,
+        runtime: rt,
         handler,
         region: "us-east-1",
         initialization_type: InitializationType::OnDemand,
@@ -113,18 +169,29 @@ async fn start_with(
         log_stream_name: &stream,
         user_env: &variables,
     });
-    // Outside a sandbox the code is not at /var/task.
     for (k, v) in &mut env {
         if k == "LAMBDA_TASK_ROOT" {
-            *v = task.path().display().to_string();
+            *v = task.display().to_string();
         }
     }
-    let argv = bootstrap::command_at(&rt, Path::new(interp), &installed, task.path());
+    env
+}
+
+/// Spawns `argv` with exactly `env` (nothing inherited from the test).
+fn launch(
+    runtime: Runtime,
+    api: RuntimeApi,
+    runtime_dir: tempfile::TempDir,
+    task: tempfile::TempDir,
+    argv: &[String],
+    env: Vec<(String, String)>,
+    cwd: &Path,
+) -> Harness {
     let mut child = tokio::process::Command::new(&argv[0])
         .args(&argv[1..])
         .env_clear()
         .envs(env)
-        .current_dir(task.path())
+        .current_dir(cwd)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -133,14 +200,15 @@ async fn start_with(
         .unwrap();
     let stdout = drain(child.stdout.take().unwrap());
     let stderr = drain(child.stderr.take().unwrap());
-    Some(Harness {
+    Harness {
+        runtime,
         api,
         child,
         task,
         _runtime_dir: runtime_dir,
         stdout,
         stderr,
-    })
+    }
 }
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -253,6 +321,28 @@ impl Harness {
             error_type,
             status.code(),
         )
+    }
+
+    /// Waits until the runtime-warm runtime parks for its assignment.
+    async fn runtime_warm(&self) {
+        let outcome = within("runtime_ready", self.api.runtime_ready()).await;
+        assert_eq!(
+            outcome,
+            RuntimeReady::Ready,
+            "stdout: {}\nstderr: {}",
+            self.stdout(),
+            self.stderr()
+        );
+    }
+
+    /// Assigns the function `handler` with the user variables `vars`;
+    /// returns the environment assigned.
+    fn assign(&self, handler: &str, vars: &[(&str, &str)]) -> Vec<(String, String)> {
+        let env = function_env(&self.runtime, handler, vars, &self.api, self.task.path());
+        self.api
+            .assign(Assignment::new(handler, env.clone()))
+            .unwrap();
+        env
     }
 
     /// Waits until stdout contains `needle` (output is read asynchronously).
@@ -1004,5 +1094,348 @@ async fn python_oversized_event_round_trips_under_the_limit() {
     match h.invoke(&big).await.1 {
         InvokeOutcome::Response(b) => assert_eq!(b.len(), big.len()),
         other => panic!("{other:?}"),
+    }
+}
+
+// ------------------------------------------------------------ runtime-warm
+
+/// The environment a handler saw, as a map.
+fn env_map(v: &Value) -> BTreeMap<String, String> {
+    v.as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned()))
+        .collect()
+}
+
+/// Asserts that the handler saw exactly the assigned environment: the
+/// function's variables and the user's, and none of the boot environment's.
+fn assert_assigned_env(seen: &Value, assigned: &[(String, String)]) {
+    let seen = env_map(seen);
+    let assigned: BTreeMap<String, String> = assigned.iter().cloned().collect();
+    assert_eq!(
+        seen.get("AWS_LAMBDA_FUNCTION_NAME").map(String::as_str),
+        Some("fn")
+    );
+    assert_eq!(seen.get("TEST_KEY").map(String::as_str), Some("TEST_VAL"));
+    assert!(!seen.contains_key("HEARTH_AWAIT_ASSIGNMENT"), "{seen:?}");
+    assert_eq!(seen, assigned);
+}
+
+const PY_WARM_APP: &str = r#"import os, sys, time
+import warmmod  # found through the assigned PYTHONPATH
+
+def handler(event, context):
+    return {
+        "env": dict(os.environ),
+        "cwd": os.getcwd(),
+        "path0": sys.path[0],
+        "mod": warmmod.VALUE,
+        "function_name": context.function_name,
+        "tzname": list(time.tzname),
+        "text": "é",
+    }
+"#;
+
+#[tokio::test]
+async fn python_runtime_warm_takes_its_assignment_without_restarting() {
+    let Some(h) = start_warm(
+        "python3.11",
+        &[("app.py", PY_WARM_APP), ("lib/warmmod.py", "VALUE = 7\n")],
+    )
+    .await
+    else {
+        return;
+    };
+    h.runtime_warm().await;
+    common::eventually("parked on the assignment", || {
+        h.api.is_awaiting_assignment()
+    })
+    .await;
+    let pid = h.child.id();
+    assert!(
+        tokio::time::timeout(std::time::Duration::from_millis(50), h.api.init())
+            .await
+            .is_err(),
+        "no init before the assignment"
+    );
+
+    let task = h.task_root().canonicalize().unwrap();
+    let lib = task.join("lib").display().to_string();
+    let assigned = h.assign(
+        "app.handler",
+        &[
+            ("TEST_KEY", "TEST_VAL"),
+            ("PYTHONPATH", &lib),
+            ("TZ", "EST5EDT"),
+        ],
+    );
+    h.ready().await;
+    assert_eq!(h.child.id(), pid, "the same process");
+    let v = h.call("{}").await;
+    assert_assigned_env(&v["env"], &assigned);
+    assert_eq!(v["cwd"], task.display().to_string());
+    assert_eq!(v["path0"], h.task_root().display().to_string());
+    assert_eq!(v["mod"], 7);
+    assert_eq!(v["function_name"], "fn");
+    assert_eq!(v["tzname"], json!(["EST", "EDT"]));
+    // AWS_EXECUTION_ENV arrived with the assignment: python3.11 escapes.
+    match h.invoke("{}").await.1 {
+        InvokeOutcome::Response(b) => {
+            assert!(String::from_utf8_lossy(&b).contains(r#""text": "\u00e9""#))
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        h.api.assign(Assignment::new("app.handler", assigned)),
+        Err(AssignError::AlreadyAssigned)
+    );
+    assert_eq!(h.call("[1]").await["mod"], 7);
+}
+
+#[tokio::test]
+async fn python_runtime_warm_import_error_is_an_init_error() {
+    let Some(mut h) = start_warm("python3.12", &[("app.py", PY_APP)]).await else {
+        return;
+    };
+    h.runtime_warm().await;
+    h.assign("missing.handler", &[("TEST_KEY", "TEST_VAL")]);
+    let (text, _, error_type, code) = h.init_failure().await;
+    assert_eq!(
+        text,
+        r#"{"errorMessage": "Unable to import module 'missing': No module named 'missing'", "errorType": "Runtime.ImportModuleError", "requestId": "", "stackTrace": []}"#
+    );
+    assert_eq!(error_type.as_deref(), Some("Runtime.ImportModuleError"));
+    assert_eq!(code, Some(1));
+}
+
+const NODE_WARM_APP: &str = r#"
+const warmmod = require('warmmod'); // found through the assigned NODE_PATH
+exports.handler = async (event, context) => ({
+  env: process.env,
+  cwd: process.cwd(),
+  mod: warmmod.value,
+  functionName: context.functionName,
+  tzOffset: new Date(0).getTimezoneOffset(),
+});
+"#;
+
+#[tokio::test]
+async fn node_runtime_warm_takes_its_assignment_without_restarting() {
+    let Some(h) = start_warm(
+        "nodejs20.x",
+        &[
+            ("index.js", NODE_WARM_APP),
+            ("node_lib/warmmod/index.js", "exports.value = 7;\n"),
+        ],
+    )
+    .await
+    else {
+        return;
+    };
+    h.runtime_warm().await;
+    common::eventually("parked on the assignment", || {
+        h.api.is_awaiting_assignment()
+    })
+    .await;
+    let pid = h.child.id();
+    assert!(
+        tokio::time::timeout(std::time::Duration::from_millis(50), h.api.init())
+            .await
+            .is_err(),
+        "no init before the assignment"
+    );
+
+    let task = h.task_root().canonicalize().unwrap();
+    let node_lib = task.join("node_lib").display().to_string();
+    let assigned = h.assign(
+        "index.handler",
+        &[
+            ("TEST_KEY", "TEST_VAL"),
+            ("NODE_PATH", &node_lib),
+            ("TZ", "EST5EDT"),
+        ],
+    );
+    h.ready().await;
+    assert_eq!(h.child.id(), pid, "the same process");
+    let v = h.call("{}").await;
+    assert_assigned_env(&v["env"], &assigned);
+    assert_eq!(v["cwd"], task.display().to_string());
+    assert_eq!(v["mod"], 7);
+    assert_eq!(v["functionName"], "fn");
+    assert_eq!(v["tzOffset"], 300, "TZ from the assignment");
+    assert_eq!(
+        h.api.assign(Assignment::new("index.handler", assigned)),
+        Err(AssignError::AlreadyAssigned)
+    );
+    assert_eq!(h.call("[1]").await["mod"], 7);
+}
+
+#[tokio::test]
+async fn node_runtime_warm_import_error_is_an_init_error() {
+    let Some(mut h) = start_warm("nodejs20.x", &[("index.js", NODE_STYLES)]).await else {
+        return;
+    };
+    h.runtime_warm().await;
+    h.assign("missing.handler", &[("TEST_KEY", "TEST_VAL")]);
+    let (_, body, error_type, code) = h.init_failure().await;
+    assert_eq!(body["errorType"], "Runtime.ImportModuleError");
+    assert_eq!(error_type.as_deref(), Some("Runtime.ImportModuleError"));
+    assert!(
+        body["errorMessage"]
+            .as_str()
+            .unwrap()
+            .starts_with("Error: Cannot find module 'missing'"),
+        "{body}"
+    );
+    assert_eq!(code, Some(129));
+}
+
+// ------------------------------------------------------------ measurements
+
+/// `Rss`, `Pss`, `Private_Dirty` (KiB) of a process, from smaps_rollup.
+fn memory_kib(pid: u32) -> [u64; 3] {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap();
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap()
+    };
+    [field("Rss"), field("Pss"), field("Private_Dirty")]
+}
+
+/// Compiles the task's `.py` files, as Hearth would when unpacking code.
+fn compile_task(task: &Path) {
+    let status = std::process::Command::new(PYTHON)
+        .args(["-m", "compileall", "-q"])
+        .arg(task)
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Memory of parked runtime-warm runtimes and the assignment → first `next`
+/// time for a trivial handler. Prints, asserts nothing about speed:
+/// `cargo test --release -p hearth-runtime --test bootstraps -- --ignored --nocapture`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, not a test"]
+async fn measure_runtime_warm() {
+    use std::time::{Duration, Instant};
+    const PY_TRIVIAL: &[(&str, &str)] =
+        &[("app.py", "def handler(event, context):\n    return event\n")];
+    for (runtime, handler, files, precompile) in [
+        ("python3.12", "app.handler", PY_TRIVIAL, false),
+        // As if Hearth compiled the code when unpacking it (ARCHITECTURE 5a).
+        ("python3.12", "app.handler", PY_TRIVIAL, true),
+        (
+            "nodejs20.x",
+            "index.handler",
+            &[("index.js", "exports.handler = async (event) => event;\n")][..],
+            false,
+        ),
+    ] {
+        let label = if precompile {
+            format!("{runtime} (handler precompiled)")
+        } else {
+            runtime.to_owned()
+        };
+        const N: usize = 15;
+        // One at a time: memory of a lone parked runtime, then its start.
+        let (mut rss, mut pss, mut dirty) = (vec![], vec![], vec![]);
+        let (mut assign_ms, mut first_ms, mut boot_ms, mut cold_ms) =
+            (vec![], vec![], vec![], vec![]);
+        for _ in 0..N {
+            let Some((rt, interp, runtime_dir, installed, task)) = prepare(runtime, files) else {
+                return;
+            };
+            if precompile {
+                compile_task(task.path());
+            }
+            let api =
+                RuntimeApi::serve(std::net::TcpListener::bind("127.0.0.1:0").unwrap()).unwrap();
+            let (argv, env) = bootstrap::warm_command_at(
+                &rt,
+                Path::new(interp),
+                &installed,
+                task.path(),
+                &api.local_addr().to_string(),
+            )
+            .unwrap();
+            let t0 = Instant::now();
+            let h = launch(rt, api, runtime_dir, task, &argv, env, Path::new("/"));
+            h.runtime_warm().await;
+            boot_ms.push(t0.elapsed().as_secs_f64() * 1e3);
+            common::eventually("parked", || h.api.is_awaiting_assignment()).await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let [r, p, d] = memory_kib(h.child.id().unwrap());
+            rss.push(r as f64 / 1024.0);
+            pss.push(p as f64 / 1024.0);
+            dirty.push(d as f64 / 1024.0);
+            let t = Instant::now();
+            h.assign(handler, &[("TEST_KEY", "TEST_VAL")]);
+            h.ready().await;
+            assign_ms.push(t.elapsed().as_secs_f64() * 1e3);
+            h.call("1").await;
+            first_ms.push(t.elapsed().as_secs_f64() * 1e3);
+            drop(h);
+
+            // For comparison: a normal (cold) start to the first `next`.
+            let (rt, interp, runtime_dir, installed, task) = prepare(runtime, files).unwrap();
+            if precompile {
+                compile_task(task.path());
+            }
+            let api =
+                RuntimeApi::serve(std::net::TcpListener::bind("127.0.0.1:0").unwrap()).unwrap();
+            let env = function_env(&rt, handler, &[], &api, task.path());
+            let argv = bootstrap::command_at(&rt, Path::new(interp), &installed, task.path());
+            let cwd = task.path().to_path_buf();
+            let t = Instant::now();
+            let h = launch(rt, api, runtime_dir, task, &argv, env, &cwd);
+            h.ready().await;
+            cold_ms.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+        println!(
+            "{label}: parked alone: RSS {:.2} MiB, PSS {:.2} MiB, Private_Dirty {:.2} MiB (medians of {N})",
+            median(rss),
+            median(pss),
+            median(dirty)
+        );
+        println!(
+            "{label}: spawn → runtime_ready {:.1} ms; assign → init Ready (first next) {:.2} ms; assign → first response {:.2} ms; cold start: spawn → first next {:.1} ms",
+            median(boot_ms),
+            median(assign_ms),
+            median(first_ms),
+            median(cold_ms)
+        );
+
+        if precompile {
+            continue;
+        }
+        // Many parked at once: PSS shares the interpreter's pages out.
+        const M: usize = 20;
+        let mut parked = Vec::new();
+        for _ in 0..M {
+            parked.push(start_warm(runtime, files).await.unwrap());
+        }
+        for h in &parked {
+            h.runtime_warm().await;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let sums = parked.iter().fold([0u64; 3], |acc, h| {
+            let m = memory_kib(h.child.id().unwrap());
+            [acc[0] + m[0], acc[1] + m[1], acc[2] + m[2]]
+        });
+        println!(
+            "{runtime}: {M} parked together: per process RSS {:.2} MiB, PSS {:.2} MiB, Private_Dirty {:.2} MiB",
+            sums[0] as f64 / 1024.0 / M as f64,
+            sums[1] as f64 / 1024.0 / M as f64,
+            sums[2] as f64 / 1024.0 / M as f64
+        );
     }
 }

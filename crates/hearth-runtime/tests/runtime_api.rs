@@ -7,11 +7,15 @@ mod common;
 
 use bytes::Bytes;
 use common::{eventually, within, Conn};
-use hearth_runtime::api::{InitOutcome, Invocation, InvokeOutcome, RuntimeApi, RESPONSE_MAX_BYTES};
+use hearth_runtime::api::{
+    AssignError, Assignment, InitOutcome, Invocation, InvokeOutcome, RuntimeApi, RuntimeReady,
+    RESPONSE_MAX_BYTES,
+};
 use std::time::Duration;
 
 const NEXT: &str = "/2018-06-01/runtime/invocation/next";
 const INIT_ERROR: &str = "/2018-06-01/runtime/init/error";
+const ASSIGNMENT: &str = "/2018-06-01/runtime/hearth/assignment";
 
 fn response_path(id: &str) -> String {
     format!("/2018-06-01/runtime/invocation/{id}/response")
@@ -566,4 +570,278 @@ fn serve_outside_a_tokio_runtime_is_an_error() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let e = RuntimeApi::serve(listener).unwrap_err();
     assert!(e.to_string().contains("tokio"), "{e}");
+}
+
+// ------------------------------------------------------------ runtime-warm
+
+fn assignment(handler: &str) -> Assignment {
+    Assignment::new(
+        handler,
+        vec![
+            ("_HANDLER".to_owned(), handler.to_owned()),
+            ("AWS_LAMBDA_FUNCTION_NAME".to_owned(), "f".to_owned()),
+            ("TEST_KEY".to_owned(), "TEST_VAL \"quoted\" é".to_owned()),
+        ],
+    )
+}
+
+fn assert_assignment(r: &common::HttpResponse, handler: &str) {
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    assert_eq!(
+        r.json(),
+        serde_json::json!({
+            "handler": handler,
+            "env": {
+                "_HANDLER": handler,
+                "AWS_LAMBDA_FUNCTION_NAME": "f",
+                "TEST_KEY": "TEST_VAL \"quoted\" é",
+            },
+        })
+    );
+}
+
+/// Starts an assignment long poll on its own connection in the background.
+async fn spawn_assignment_poll(
+    api: &RuntimeApi,
+) -> tokio::task::JoinHandle<(Conn, common::HttpResponse)> {
+    let mut conn = Conn::connect(api.local_addr()).await;
+    tokio::spawn(async move {
+        let r = conn.get(ASSIGNMENT).await;
+        (conn, r)
+    })
+}
+
+fn spawn_ready(api: &RuntimeApi) -> tokio::task::JoinHandle<RuntimeReady> {
+    let api = api.clone();
+    tokio::spawn(async move { api.runtime_ready().await })
+}
+
+fn spawn_init(api: &RuntimeApi) -> tokio::task::JoinHandle<InitOutcome> {
+    let api = api.clone();
+    tokio::spawn(async move { api.init().await })
+}
+
+#[tokio::test]
+async fn a_runtime_warm_runtime_parks_for_its_assignment_then_starts() {
+    let api = serve();
+    let ready = spawn_ready(&api);
+    let init = spawn_init(&api);
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    assert!(!ready.is_finished(), "runtime_ready waits for the poll");
+    assert!(!api.is_awaiting_assignment());
+
+    let poll = spawn_assignment_poll(&api).await;
+    assert_eq!(within("ready", ready).await.unwrap(), RuntimeReady::Ready);
+    assert_eq!(
+        within("ready again", api.runtime_ready()).await,
+        RuntimeReady::Ready
+    );
+    eventually("poll parked", || api.is_awaiting_assignment()).await;
+
+    // Before the assignment the runtime may not start its init.
+    let mut other = Conn::connect(api.local_addr()).await;
+    let r = other.get(NEXT).await;
+    r.assert_error(403, "InvalidStateTransition");
+    assert!(r.json()["errorMessage"]
+        .as_str()
+        .unwrap()
+        .contains("assignment"));
+    other
+        .post(INIT_ERROR, b"{}")
+        .await
+        .assert_error(403, "InvalidStateTransition");
+    assert!(!init.is_finished(), "init waits for the assigned runtime");
+    assert!(
+        api.is_awaiting_assignment(),
+        "refusals leave the poll parked"
+    );
+
+    api.assign(assignment("app.handler")).unwrap();
+    let (mut conn, r) = within("assignment", poll).await.unwrap();
+    assert_assignment(&r, "app.handler");
+    assert!(!api.is_awaiting_assignment());
+    assert_eq!(
+        api.assign(assignment("other.handler")),
+        Err(AssignError::AlreadyAssigned)
+    );
+    // A repeated poll (a retried connection) gets the same assignment.
+    assert_assignment(&other.get(ASSIGNMENT).await, "app.handler");
+
+    // Then the usual flow, on the same keep-alive connection.
+    let next = tokio::spawn(async move {
+        let r = conn.get(NEXT).await;
+        (conn, r)
+    });
+    assert_eq!(within("init", init).await.unwrap(), InitOutcome::Ready);
+    eventually("next parked", || api.is_idle()).await;
+    let invoke = spawn_invoke(&api, inv("w1", "{}"));
+    let (mut conn, r) = within("next", next).await.unwrap();
+    assert_eq!(r.header("lambda-runtime-aws-request-id"), Some("w1"));
+    conn.post(&response_path("w1"), b"\"ok\"").await;
+    assert_eq!(
+        within("invoke", invoke).await.unwrap(),
+        InvokeOutcome::Response(Bytes::from_static(b"\"ok\""))
+    );
+    // Once init has started, the assignment endpoint is closed to it.
+    other
+        .get(ASSIGNMENT)
+        .await
+        .assert_error(403, "InvalidStateTransition");
+    assert_eq!(
+        api.assign(assignment("other.handler")),
+        Err(AssignError::AlreadyAssigned)
+    );
+}
+
+#[tokio::test]
+async fn an_assignment_given_before_the_poll_is_answered_at_once() {
+    let api = serve();
+    api.assign(assignment("early.handler")).unwrap();
+    assert_eq!(
+        api.assign(assignment("early.handler")),
+        Err(AssignError::AlreadyAssigned)
+    );
+    let ready = spawn_ready(&api);
+    let mut conn = Conn::connect(api.local_addr()).await;
+    // The assigned runtime must collect its assignment before it starts.
+    conn.get(NEXT)
+        .await
+        .assert_error(403, "InvalidStateTransition");
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert!(!ready.is_finished());
+
+    assert_assignment(&conn.get(ASSIGNMENT).await, "early.handler");
+    assert_eq!(within("ready", ready).await.unwrap(), RuntimeReady::Ready);
+    assert!(!api.is_awaiting_assignment());
+    // An init failure after the assignment is an init failure.
+    assert_eq!(
+        conn.post(INIT_ERROR, b"{\"errorType\":\"x\"}").await.status,
+        202
+    );
+    assert!(matches!(
+        within("init", api.init()).await,
+        InitOutcome::Failed { .. }
+    ));
+}
+
+#[tokio::test]
+async fn a_runtime_that_never_asks_is_not_runtime_warm() {
+    // `next` first: an official client, or a bootstrap in its normal mode.
+    let api = serve();
+    let ready = spawn_ready(&api);
+    let poll = spawn_next(&api).await;
+    assert_eq!(
+        within("ready", ready).await.unwrap(),
+        RuntimeReady::InitStarted
+    );
+    assert_eq!(within("init", api.init()).await, InitOutcome::Ready);
+    assert_eq!(
+        api.assign(assignment("app.handler")),
+        Err(AssignError::InitStarted)
+    );
+    let mut conn = Conn::connect(api.local_addr()).await;
+    conn.get(ASSIGNMENT)
+        .await
+        .assert_error(403, "InvalidStateTransition");
+    // The invocation flow is untouched.
+    let invoke = spawn_invoke(&api, inv("p", "{}"));
+    let (mut conn, r) = within("next", poll).await.unwrap();
+    assert_eq!(r.status, 200);
+    conn.post(&response_path("p"), b"1").await;
+    assert!(matches!(
+        within("invoke", invoke).await.unwrap(),
+        InvokeOutcome::Response(_)
+    ));
+
+    // `init/error` first.
+    let api = serve();
+    let mut conn = Conn::connect(api.local_addr()).await;
+    assert_eq!(conn.post(INIT_ERROR, b"{}").await.status, 202);
+    assert_eq!(
+        within("ready", api.runtime_ready()).await,
+        RuntimeReady::InitStarted
+    );
+    assert_eq!(
+        api.assign(assignment("app.handler")),
+        Err(AssignError::InitStarted)
+    );
+    conn.get(ASSIGNMENT)
+        .await
+        .assert_error(403, "InvalidStateTransition");
+}
+
+#[tokio::test]
+async fn a_newer_assignment_poll_supersedes_an_older_one() {
+    let api = serve();
+    let older = spawn_assignment_poll(&api).await;
+    eventually("first poll parked", || api.is_awaiting_assignment()).await;
+    let newer = spawn_assignment_poll(&api).await;
+    let (_, r) = within("older poll answered", older).await.unwrap();
+    r.assert_error(403, "InvalidStateTransition");
+    assert!(r.json()["errorMessage"]
+        .as_str()
+        .unwrap()
+        .contains("superseded"));
+    eventually("second poll parked", || api.is_awaiting_assignment()).await;
+    api.assign(assignment("app.handler")).unwrap();
+    let (_, r) = within("newer poll", newer).await.unwrap();
+    assert_assignment(&r, "app.handler");
+}
+
+#[tokio::test]
+async fn an_assignment_whose_poll_died_waits_for_the_next_poll() {
+    let api = serve();
+    let mut dead = Conn::connect(api.local_addr()).await;
+    dead.write_raw(format!("GET {ASSIGNMENT} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .await;
+    eventually("dead poll parked", || api.is_awaiting_assignment()).await;
+    drop(dead);
+    // hyper notices the closed socket and drops the parked request.
+    eventually("dead poll noticed", || !api.is_awaiting_assignment()).await;
+    api.assign(assignment("app.handler")).unwrap();
+    let mut conn = Conn::connect(api.local_addr()).await;
+    conn.get(NEXT)
+        .await
+        .assert_error(403, "InvalidStateTransition");
+    assert_assignment(&conn.get(ASSIGNMENT).await, "app.handler");
+    conn.write_raw(format!("GET {NEXT} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .await;
+    assert_eq!(within("init", api.init()).await, InitOutcome::Ready);
+}
+
+#[tokio::test]
+async fn the_assignment_endpoint_is_get_only_and_shuts_down() {
+    let api = serve();
+    let mut conn = Conn::connect(api.local_addr()).await;
+    let r = conn.post(ASSIGNMENT, b"{}").await;
+    r.assert_error(405, "MethodNotAllowed");
+    assert_eq!(r.header("allow"), Some("GET"));
+    conn.get("/2018-06-01/runtime/hearth/other")
+        .await
+        .assert_error(404, "NotFound");
+
+    let ready = spawn_ready(&api);
+    let mut parked = Conn::connect(api.local_addr()).await;
+    parked
+        .write_raw(format!("GET {ASSIGNMENT} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .await;
+    assert_eq!(within("ready", ready).await.unwrap(), RuntimeReady::Ready);
+    eventually("poll parked", || api.is_awaiting_assignment()).await;
+    api.shutdown();
+    assert_eq!(api.assign(assignment("a.b")), Err(AssignError::Closed));
+    assert!(!api.is_awaiting_assignment());
+    assert!(
+        parked.is_closed_by_server().await,
+        "closed without an answer"
+    );
+
+    let api = serve();
+    let ready = spawn_ready(&api);
+    api.shutdown();
+    assert_eq!(within("ready", ready).await.unwrap(), RuntimeReady::Closed);
+    assert_eq!(
+        within("ready after", api.runtime_ready()).await,
+        RuntimeReady::Closed
+    );
 }

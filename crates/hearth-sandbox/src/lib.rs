@@ -10,6 +10,13 @@
 //! TCP socket at `127.0.0.1:9001` *inside its network namespace* whose file
 //! descriptor the daemon receives, so the daemon serves the sandbox's Runtime
 //! API without the sandbox seeing any other network.
+//!
+//! Warmth levels are states of the same sandbox: a spec without `argv` builds
+//! a **shell-warm** sandbox whose init waits for [`SandboxControl::exec`]; a
+//! spec without `task_root` gets its code later, by mount propagation, from
+//! [`SandboxControl::mount_task`] (no copy); a general-pool sandbox built for
+//! a memory class gets the function's exact MemorySize with
+//! [`SandboxControl::set_memory_limit`] when it is assigned.
 
 pub mod linux;
 mod spec;

@@ -1,7 +1,7 @@
 //! What a sandbox is asked to be, and the handle the backend returns.
 
 use std::os::fd::OwnedFd;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Everything a backend needs to build one sandbox.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -10,17 +10,30 @@ pub struct SandboxSpec {
     pub id: String,
     /// The account the sandbox serves for its whole life.
     pub account_id: String,
-    /// Memory limit (the function's MemorySize), MiB.
+    /// Memory limit, MiB: the function's MemorySize, or, for a general-pool
+    /// sandbox, its profile's memory class (lowered to the function's exact
+    /// MemorySize with [`SandboxControl::set_memory_limit`] on assignment).
     pub memory_mb: u32,
     /// Maximum number of tasks (processes + threads) in the sandbox.
     pub pids_max: u32,
     /// Host directory bind-mounted read-only at `/var/task` (the unpacked code).
-    pub task_root: PathBuf,
+    ///
+    /// `None`: `/var/task` starts empty and receives, by mount propagation,
+    /// the directory given later to [`SandboxControl::mount_task`] (no copy;
+    /// every sandbox of the same code shares the same pages). A process that
+    /// made `/var/task` its working directory before then keeps seeing the
+    /// empty directory until it changes directory again.
+    pub task_root: Option<PathBuf>,
     /// Host directory bind-mounted read-only at `/var/runtime` (Hearth's bootstraps), if any.
     pub runtime_dir: Option<PathBuf>,
     /// Size of the `/tmp` tmpfs, MiB.
     pub tmp_mb: u32,
     /// The program to exec and its arguments (`argv[0]` is the path inside the sandbox).
+    ///
+    /// Empty: a **shell-warm** sandbox. Everything is built (cgroup,
+    /// namespaces, root, uid, seccomp) and its init waits for the program
+    /// that [`SandboxControl::exec`] sends (then `env` and `cwd` here are
+    /// unused).
     pub argv: Vec<String>,
     /// The complete environment of the program (nothing is inherited from the daemon).
     pub env: Vec<(String, String)>,
@@ -56,6 +69,39 @@ pub enum ExitStatus {
 /// Operations on one running sandbox. Every method may be called from any
 /// thread; `destroy` is idempotent.
 pub trait SandboxControl: Send + Sync + std::fmt::Debug {
+    /// Starts the program of a shell-warm sandbox (one started with an empty
+    /// `argv`): the sandbox's init forks and execs it exactly as it does a
+    /// spec's `argv` at start, with exactly `env`, in `cwd`. Returns once the
+    /// program has been exec'd, or with the reason it could not be: a
+    /// malformed command (empty `argv`, relative `cwd`, a `=` in a variable
+    /// name, a NUL byte) is refused before it reaches the sandbox, which keeps
+    /// waiting; any other failure (the program cannot be exec'd, `cwd` does
+    /// not exist) ends the sandbox, which should then be destroyed. Valid
+    /// once, and only for a shell-warm sandbox. From then on the program's
+    /// exit ends the sandbox, as for any other.
+    fn exec(
+        &self,
+        argv: &[String],
+        env: &[(String, String)],
+        cwd: &str,
+    ) -> Result<(), SandboxError>;
+    /// Makes `dir` (an absolute host directory, typically a function's
+    /// content-addressed unpacked code, shared by every sandbox of that code)
+    /// appear read-only, nosuid, nodev at `/var/task` in a sandbox started
+    /// with `task_root: None`, without copying it. Valid once.
+    fn mount_task(&self, dir: &Path) -> Result<(), SandboxError>;
+    /// Sets the sandbox's memory limit to `mb` MiB (and its CPU weight, which
+    /// follows the memory size as at start). Lowering it below what the
+    /// sandbox uses makes the kernel reclaim, and may fail (cgroup v1) or
+    /// OOM-kill (v2). Without a memory controller on this host (see
+    /// [`Protections::memory_limit`]) there is nothing to set and this
+    /// succeeds.
+    fn set_memory_limit(&self, mb: u32) -> Result<(), SandboxError>;
+    /// The sandbox's total proportional set size, bytes: the sum of `Pss` in
+    /// `/proc/<pid>/smaps_rollup` over the processes of its cgroup (launcher
+    /// and init included). `None` without a cgroup or when nothing could be
+    /// read.
+    fn pss_bytes(&self) -> Option<u64>;
     /// Blocks until the sandbox's program has exited (the whole sandbox is
     /// gone then: its pid namespace dies with its init).
     fn wait(&self) -> ExitStatus;
@@ -66,7 +112,8 @@ pub trait SandboxControl: Send + Sync + std::fmt::Debug {
     /// Whether the kernel's OOM killer has killed something in this sandbox.
     fn oom_killed(&self) -> bool;
     /// Kills every process of the sandbox (SIGKILL), waits for them to be
-    /// gone, and removes its cgroup and any host-side state.
+    /// gone, and removes its cgroup and any host-side state (including the
+    /// host-side mounts of `mount_task`, lazily unmounted).
     fn destroy(&self);
 }
 
@@ -99,7 +146,9 @@ pub enum SandboxError {
 /// Builds and tracks sandboxes.
 pub trait SandboxBackend: Send + Sync + std::fmt::Debug {
     /// Builds a sandbox and starts its program. Returns once the program has
-    /// been exec'd (or fails with the reason setup stopped).
+    /// been exec'd — for a shell-warm sandbox (empty `argv`), once its init
+    /// waits for [`SandboxControl::exec`] — or fails with the reason setup
+    /// stopped.
     fn start(&self, spec: &SandboxSpec) -> Result<Sandbox, SandboxError>;
     /// What this backend enforces on this host.
     fn protections(&self) -> Protections;

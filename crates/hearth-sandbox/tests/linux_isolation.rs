@@ -22,13 +22,51 @@ struct Harness {
     n: AtomicU32,
 }
 
+/// Distinct uid ranges per harness and per test process: the tests look for
+/// processes by uid, and neither a parallel test nor a daemon running on the
+/// same machine (default base 200000) may be mistaken for a sandbox's.
+fn uid_base() -> u32 {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    1_000_000 + (std::process::id() % 1000) * 100_000 + NEXT.fetch_add(1, Ordering::Relaxed) * 2_000
+}
+
 fn config(state_dir: PathBuf, cgroup_name: &str) -> LinuxConfig {
     LinuxConfig {
         state_dir,
         init_program: env!("CARGO_BIN_EXE_hearth-sandbox-init").into(),
         init_args: vec![],
         cgroup_name: cgroup_name.to_owned(),
+        uid_base: uid_base(),
         ..LinuxConfig::default()
+    }
+}
+
+/// Host mount points strictly below `dir`, one per mount (stacked ones repeat).
+fn mounts_below(dir: &Path) -> Vec<PathBuf> {
+    let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4).map(PathBuf::from))
+        .filter(|p| p != &dir && p.starts_with(&dir))
+        .collect()
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        // Where the state directory's mount is shared (systemd hosts), the
+        // backend made it a private mount of its own: undo that so the
+        // temporary directory can go.
+        let state = self.state_dir();
+        if let Ok(real) = std::fs::canonicalize(&state) {
+            let mounted = std::fs::read_to_string("/proc/self/mountinfo")
+                .unwrap_or_default()
+                .lines()
+                .any(|l| l.split(' ').nth(4) == Some(real.to_string_lossy().as_ref()));
+            if mounted {
+                let _ = nix::mount::umount2(&real, nix::mount::MntFlags::MNT_DETACH);
+            }
+        }
     }
 }
 
@@ -90,7 +128,7 @@ impl Harness {
             account_id: "000000000000".into(),
             memory_mb: 128,
             pids_max: 64,
-            task_root: self.task(script),
+            task_root: Some(self.task(script)),
             runtime_dir: None,
             tmp_mb: 16,
             argv: vec![PYTHON.into(), "/var/task/x.py".into()],
@@ -836,8 +874,7 @@ fn reap_leftovers_cleans_a_leaked_sandbox() {
         assert!(!d.exists(), "{} remains", d.display());
     }
     assert!(!h.state_dir().join(&spec.id).exists());
-    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    assert!(!mounts.contains(h.state_dir().to_string_lossy().as_ref()));
+    assert_eq!(mounts_below(&h.state_dir()), Vec::<PathBuf>::new());
     assert_eq!(again.reap_leftovers().expect("reap"), 0);
     // Leave no trace of this test's cgroup name on the host.
     for parent in cgroup_dirs_named("hearth-reap-test") {
@@ -1062,7 +1099,7 @@ print(json.dumps({'uid': os.getuid(), 'uid_map': open('/proc/self/uid_map').read
         account_id: "000000000000".into(),
         memory_mb: 128,
         pids_max: 64,
-        task_root: task.clone(),
+        task_root: Some(task.clone()),
         runtime_dir: None,
         tmp_mb: 16,
         argv,
@@ -1095,6 +1132,23 @@ print(json.dumps({'uid': os.getuid(), 'uid_map': open('/proc/self/uid_map').read
     assert_eq!(r["unshare"], "EPERM");
     assert_eq!(r["procs"].as_array().map(Vec::len), Some(2));
 
+    // Shell-warm works without root too; code by mount_task needs host-side
+    // mounts, which only a root daemon can make: refused, saying so.
+    let mut warm = spec("unpriv-3", vec![]);
+    let sb = backend
+        .start(&warm)
+        .unwrap_or_else(|e| panic!("shell-warm start without root: {e}"));
+    sb.control
+        .exec(&["/bin/sh".into(), "-c".into(), "exit 4".into()], &[], "/")
+        .unwrap_or_else(|e| panic!("exec without root: {e}"));
+    assert_eq!(sb.control.wait(), ExitStatus::Code(4));
+    sb.control.destroy();
+    warm.id = "unpriv-4".into();
+    warm.task_root = None;
+    let e = backend.start(&warm).err().map(|e| e.to_string());
+    assert!(e.as_deref().is_some_and(|e| e.contains("root")), "{e:?}");
+    assert!(!state.join("unpriv-4").exists());
+
     // Without a cgroup, destroy still takes the whole sandbox (the launcher's
     // death kills pid 1, whose death kills its namespace).
     let sb = backend
@@ -1118,4 +1172,686 @@ fn wait_no_other_processes_of(uid: u32, me: i32) -> Vec<i32> {
         std::thread::sleep(Duration::from_millis(10));
     }
     processes_of(uid).into_iter().filter(|p| *p != me).collect()
+}
+
+// ---------------------------------------------------------------------------
+// Warmth levels: shell-warm sandboxes, code by mount propagation, limits on
+// assignment, PSS.
+
+impl Harness {
+    /// A spec with no program (shell-warm) and, if `task` is false, no
+    /// task_root (code by `mount_task`).
+    fn warm_spec(&self, task: bool) -> SandboxSpec {
+        let mut spec = self.spec("");
+        spec.argv.clear();
+        spec.env.clear();
+        if !task {
+            spec.task_root = None;
+        }
+        spec
+    }
+
+    /// A directory of "code" (content-addressed in the daemon; here a
+    /// temporary directory) holding the given files.
+    fn code(&self, files: &[(&str, &str, u32)]) -> PathBuf {
+        let n = self.n.fetch_add(1, Ordering::Relaxed);
+        let dir = self.dir.path().join(format!("code{n}"));
+        std::fs::create_dir(&dir).expect("code dir");
+        for (name, text, mode) in files {
+            let p = dir.join(name);
+            std::fs::write(&p, text).expect("code file");
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(*mode)).expect("chmod");
+        }
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        dir
+    }
+}
+
+fn strings(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| (*s).to_owned()).collect()
+}
+
+fn env_of(v: &[(&str, &str)]) -> Vec<(String, String)> {
+    v.iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+/// Reads stdout up to and including the first newline (without consuming
+/// more than that line).
+fn read_line(f: &mut std::fs::File) -> String {
+    let mut line = Vec::new();
+    let mut b = [0u8; 1];
+    while let Ok(1) = f.read(&mut b) {
+        if b[0] == b'\n' {
+            break;
+        }
+        line.push(b[0]);
+    }
+    String::from_utf8_lossy(&line).into_owned()
+}
+
+/// Host mount lines whose mount point is at or below `dir`.
+fn mounts_at_or_below(dir: &Path) -> Vec<String> {
+    let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| {
+            l.split(' ')
+                .nth(4)
+                .is_some_and(|p| Path::new(p).starts_with(&dir))
+        })
+        .map(str::to_owned)
+        .collect()
+}
+
+const REPORT_SCRIPT: &str = r#"
+import json, os, sys
+status = dict(l.split(':\t', 1) for l in open('/proc/self/status').read().splitlines() if ':\t' in l)
+raw = open('/proc/self/environ', 'rb').read().split(b'\0')
+print(json.dumps({'argv': sys.argv, 'env': sorted(e.decode() for e in raw if e), 'cwd': os.getcwd(),
+  'pid': os.getpid(), 'ppid': os.getppid(), 'uid': os.getuid(),
+  'procs': sorted(int(p) for p in os.listdir('/proc') if p.isdigit()),
+  'seccomp': status['Seccomp'].strip(), 'nnp': status['NoNewPrivs'].strip(),
+  'cap_eff': status['CapEff'].strip()}), flush=True)
+sys.exit(int(os.environ.get('EXIT', '0')))
+"#;
+
+#[test]
+fn a_shell_warm_sandbox_runs_the_program_exec_sends() {
+    let Some(h) = Harness::new("shellwarm") else {
+        return;
+    };
+    let spec = h.warm_spec(true);
+    let sb = h.start(&spec);
+    // start returned: the sandbox is built and its init waits, alone.
+    assert!(sb.control.try_wait().is_none());
+    assert_eq!(processes_of(sb.uid).len(), 1, "only the init runs");
+    let argv = strings(&[PYTHON, "-c", REPORT_SCRIPT, "a b", "ü"]);
+    let env = env_of(&[("EXIT", "7"), ("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9001")]);
+    sb.control
+        .exec(&argv, &env, "/tmp")
+        .unwrap_or_else(|e| panic!("exec: {e}"));
+    // Once only.
+    let again = sb
+        .control
+        .exec(&argv, &env, "/tmp")
+        .err()
+        .map(|e| e.to_string());
+    assert!(
+        again.as_deref().is_some_and(|e| e.contains("already")),
+        "{again:?}"
+    );
+    let (out, err) = drain(sb.stdout, sb.stderr);
+    // The program's exit ends the sandbox, with its status.
+    assert_eq!(sb.control.wait(), ExitStatus::Code(7), "{out}\n{err}");
+    let r: Value = serde_json::from_str(out.trim()).unwrap_or_else(|_| panic!("{out}\n{err}"));
+    assert_eq!(r["argv"], serde_json::json!(["-c", "a b", "ü"]));
+    assert_eq!(
+        r["env"],
+        serde_json::json!(["AWS_LAMBDA_RUNTIME_API=127.0.0.1:9001", "EXIT=7"])
+    );
+    assert_eq!(r["cwd"], "/tmp");
+    assert_eq!(r["ppid"], 1);
+    assert_eq!(r["procs"], serde_json::json!([1, r["pid"]]));
+    assert_eq!(r["uid"], u64::from(sb.uid));
+    assert_eq!(r["seccomp"], "2");
+    assert_eq!(r["nnp"], "1");
+    assert_eq!(r["cap_eff"], "0000000000000000");
+    assert!(sb.control.exec(&argv, &env, "/tmp").is_err());
+    sb.control.destroy();
+    assert_eq!(wait_no_processes_of(sb.uid), Vec::<i32>::new());
+    assert!(cgroup_dirs_named(&spec.id).is_empty());
+    assert!(!h.state_dir().join(&spec.id).exists());
+
+    // Killed by a signal: passed through as for a program started by start.
+    let sb = h.start(&h.warm_spec(true));
+    sb.control
+        .exec(
+            &strings(&[
+                PYTHON,
+                "-c",
+                "import os, signal; os.kill(os.getpid(), signal.SIGTERM)",
+            ]),
+            &[],
+            "/",
+        )
+        .unwrap_or_else(|e| panic!("exec: {e}"));
+    assert_eq!(sb.control.wait(), ExitStatus::Signal(15));
+    sb.control.destroy();
+
+    // exec is for shell-warm sandboxes only.
+    let mut spec = h.spec("");
+    spec.argv = vec!["/bin/sleep".into(), "1000".into()];
+    let sb = h.start(&spec);
+    let e = sb
+        .control
+        .exec(&strings(&["/bin/true"]), &[], "/")
+        .err()
+        .map(|e| e.to_string());
+    assert!(
+        e.as_deref().is_some_and(|e| e.contains("shell-warm")),
+        "{e:?}"
+    );
+    sb.control.destroy();
+}
+
+#[test]
+fn a_failed_exec_is_reported_and_ends_the_sandbox() {
+    let Some(h) = Harness::new("execfail") else {
+        return;
+    };
+    let spec = h.warm_spec(true);
+    let sb = h.start(&spec);
+    // Refused before it reaches the sandbox, which keeps waiting.
+    for (argv, env, cwd) in [
+        (vec![], vec![], "/"),
+        (strings(&["/bin/true"]), vec![], "relative"),
+        (strings(&["/bin/true"]), env_of(&[("A=B", "1")]), "/"),
+    ] {
+        assert!(sb.control.exec(&argv, &env, cwd).is_err());
+    }
+    assert!(sb.control.try_wait().is_none());
+    let e = sb
+        .control
+        .exec(&strings(&["/var/task/missing"]), &[], "/")
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        e.contains("cannot exec /var/task/missing") && e.contains("No such file"),
+        "{e}"
+    );
+    assert_eq!(sb.control.wait(), ExitStatus::Code(1));
+    assert!(sb.control.exec(&strings(&["/bin/true"]), &[], "/").is_err());
+    sb.control.destroy();
+    assert_eq!(wait_no_processes_of(sb.uid), Vec::<i32>::new());
+    assert!(!h.state_dir().join(&spec.id).exists());
+
+    // The same reporting as start's for a working directory that is not there.
+    let sb = h.start(&h.warm_spec(true));
+    let e = sb
+        .control
+        .exec(&strings(&["/bin/true"]), &[], "/nonexistent")
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(e.contains("working directory /nonexistent"), "{e}");
+    sb.control.destroy();
+}
+
+/// Observes `/var/task` from inside: empty first, the code once mounted.
+const WATCH_TASK: &str = r#"
+import errno, json, os, sys, time
+def attempt(f):
+    try:
+        f(); return 'ok'
+    except OSError as e:
+        return errno.errorcode[e.errno]
+print(json.dumps({'before': sorted(os.listdir('/var/task'))}), flush=True)
+for _ in range(1000):
+    if os.path.exists('/var/task/x.py'):
+        break
+    time.sleep(0.01)
+mounts = []
+for line in open('/proc/self/mountinfo'):
+    f = line.split()
+    mounts.append({'at': f[4], 'opts': f[5].split(','), 'prop': f[6:f.index('-')]})
+st = os.stat('/var/task/x.py')
+print(json.dumps({'after': sorted(os.listdir('/var/task')), 'x': open('/var/task/x.py').read(),
+  'ino': st.st_ino, 'write': attempt(lambda: open('/var/task/x.py', 'a')),
+  'create': attempt(lambda: open('/var/task/new', 'w')), 'mkdir': attempt(lambda: os.mkdir('/var/task/d')),
+  'mounts': mounts}), flush=True)
+"#;
+
+#[test]
+fn code_mounted_later_appears_read_only_at_var_task() {
+    let Some(h) = Harness::new("mounttask") else {
+        return;
+    };
+    let code = h.code(&[("x.py", "print('hi')\n", 0o666), ("data.txt", "42", 0o644)]);
+    // World-writable on the host: only the read-only mount stands in the way.
+    std::fs::set_permissions(&code, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    let mut spec = h.spec("");
+    spec.task_root = None;
+    spec.argv = strings(&[PYTHON, "-c", WATCH_TASK]);
+    spec.cwd = "/tmp".into();
+    let sb = h.start(&spec);
+    let mut out = std::fs::File::from(sb.stdout);
+    let first: Value = serde_json::from_str(&read_line(&mut out)).unwrap_or_default();
+    assert_eq!(first["before"], serde_json::json!([]), "{first}");
+    let host_task = h.state_dir().join(&spec.id).join("task");
+    assert_eq!(
+        mounts_at_or_below(&host_task).len(),
+        1,
+        "the shared self-bind"
+    );
+
+    let t = Instant::now();
+    sb.control
+        .mount_task(&code)
+        .unwrap_or_else(|e| panic!("mount_task: {e}"));
+    println!("mount_task took {:.2?}", t.elapsed());
+    let e = sb.control.mount_task(&code).err().map(|e| e.to_string());
+    assert!(e.as_deref().is_some_and(|e| e.contains("already")), "{e:?}");
+    let mut rest = String::new();
+    let _ = out.read_to_string(&mut rest);
+    assert_eq!(sb.control.wait(), ExitStatus::Code(0), "{rest}");
+    let r: Value = serde_json::from_str(rest.trim()).unwrap_or_else(|_| panic!("{rest}"));
+    assert_eq!(r["after"], serde_json::json!(["data.txt", "x.py"]));
+    assert_eq!(r["x"], "print('hi')\n");
+    for k in ["write", "create", "mkdir"] {
+        assert_eq!(r[k], "EROFS", "{k}");
+    }
+    // The very file on the host, not a copy.
+    use std::os::unix::fs::MetadataExt;
+    let ino = std::fs::metadata(code.join("x.py"))
+        .map(|m| m.ino())
+        .unwrap_or(0);
+    assert_eq!(r["ino"], ino);
+    // Inside, every mount is private except /var/task, a receive-only slave;
+    // nothing is shared (nothing can propagate back to the host), and the
+    // code on /var/task is read-only, nosuid, nodev.
+    let mounts = r["mounts"].as_array().cloned().unwrap_or_default();
+    let prop = |m: &Value| -> Vec<String> {
+        m["prop"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    for m in &mounts {
+        let p = prop(m);
+        assert!(!p.iter().any(|o| o.starts_with("shared:")), "{m}");
+        if m["at"] == "/var/task" {
+            assert!(p.iter().any(|o| o.starts_with("master:")), "{m}");
+        } else {
+            assert!(p.is_empty(), "{m} receives propagation");
+        }
+    }
+    let task: Vec<&Value> = mounts.iter().filter(|m| m["at"] == "/var/task").collect();
+    assert_eq!(task.len(), 2, "{mounts:?}");
+    for m in task {
+        for o in ["ro", "nosuid", "nodev"] {
+            assert!(
+                m["opts"]
+                    .as_array()
+                    .is_some_and(|a| a.iter().any(|v| v == o)),
+                "{m}"
+            );
+        }
+    }
+
+    // On the host: the shared self-bind and the code on it, each in a peer
+    // group of its own (no other host mount propagates to or from them).
+    let host = mounts_at_or_below(&host_task);
+    assert_eq!(host.len(), 2, "self-bind + code: {host:#?}");
+    let all = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    for line in &host {
+        let group = line
+            .split(' ')
+            .find(|f| f.starts_with("shared:"))
+            .unwrap_or_else(|| panic!("not shared: {line}"));
+        let members = all
+            .lines()
+            .filter(|l| l.split(' ').take_while(|f| *f != "-").any(|f| f == group))
+            .count();
+        assert_eq!(members, 1, "{group} has other members on the host");
+    }
+    // When the mount holding the state directory is shared (systemd's `/`),
+    // the state directory is a private mount of its own, so none of this
+    // reaches the host's other mount namespaces.
+    let state = std::fs::canonicalize(h.state_dir()).expect("state dir");
+    let state_line = all
+        .lines()
+        .find(|l| l.split(' ').nth(4) == Some(state.to_string_lossy().as_ref()));
+    let holder_shared = all
+        .lines()
+        .filter(|l| {
+            l.split(' ')
+                .nth(4)
+                .is_some_and(|p| state.parent().is_some_and(|s| s.starts_with(p)))
+        })
+        .max_by_key(|l| l.split(' ').nth(4).map_or(0, |p| p.len()))
+        .is_some_and(|l| l.contains(" shared:"));
+    println!("state dir holder shared: {holder_shared}; state dir mount: {state_line:?}");
+    if holder_shared {
+        let line = state_line.expect("the state directory is a mount point");
+        assert!(
+            !line
+                .split(' ')
+                .take_while(|f| *f != "-")
+                .any(|f| f.starts_with("shared:")),
+            "{line}"
+        );
+    }
+    sb.control.destroy();
+    // The host-side mounts are gone, the shared code is intact.
+    assert_eq!(
+        mounts_at_or_below(&h.state_dir().join(&spec.id)),
+        Vec::<String>::new()
+    );
+    assert!(!h.state_dir().join(&spec.id).exists());
+    assert_eq!(
+        std::fs::read_to_string(code.join("x.py")).ok().as_deref(),
+        Some("print('hi')\n")
+    );
+    assert!(sb.control.mount_task(&code).is_err());
+
+    // mount_task is for sandboxes without task_root.
+    let mut spec = h.spec("");
+    spec.argv = vec!["/bin/sleep".into(), "1000".into()];
+    let sb = h.start(&spec);
+    let e = sb.control.mount_task(&code).err().map(|e| e.to_string());
+    assert!(
+        e.as_deref().is_some_and(|e| e.contains("task_root")),
+        "{e:?}"
+    );
+    sb.control.destroy();
+}
+
+#[test]
+fn two_sandboxes_see_the_same_mounted_code() {
+    let Some(h) = Harness::new("sharedcode") else {
+        return;
+    };
+    let code = h.code(&[("x.py", "print('shared')\n", 0o644)]);
+    let script = r#"
+import json, os, sys, time
+print('up', flush=True)
+for _ in range(1000):
+    if os.path.exists('/var/task/x.py'):
+        break
+    time.sleep(0.01)
+print(json.dumps({'x': open('/var/task/x.py').read(), 'ino': os.stat('/var/task/x.py').st_ino}), flush=True)
+time.sleep(30)
+"#;
+    let mut sbs = Vec::new();
+    for _ in 0..2 {
+        let mut spec = h.spec("");
+        spec.task_root = None;
+        spec.argv = strings(&[PYTHON, "-c", script]);
+        spec.cwd = "/".into();
+        let sb = h.start(&spec);
+        let mut out = std::fs::File::from(sb.stdout.try_clone().expect("dup"));
+        assert_eq!(read_line(&mut out), "up");
+        sbs.push((spec, sb, out));
+    }
+    for (_, sb, _) in &sbs {
+        sb.control
+            .mount_task(&code)
+            .unwrap_or_else(|e| panic!("mount_task: {e}"));
+    }
+    use std::os::unix::fs::MetadataExt;
+    let ino = std::fs::metadata(code.join("x.py"))
+        .map(|m| m.ino())
+        .unwrap_or(0);
+    for (_, _, out) in &mut sbs {
+        let r: Value = serde_json::from_str(&read_line(out)).unwrap_or_default();
+        assert_eq!(r["x"], "print('shared')\n", "{r}");
+        assert_eq!(r["ino"], ino);
+    }
+    // Destroying one leaves the other's code (and the code itself) alone.
+    let (spec0, sb0, _) = sbs.remove(0);
+    sb0.control.destroy();
+    assert!(mounts_at_or_below(&h.state_dir().join(&spec0.id)).is_empty());
+    let (spec1, sb1, _) = sbs.remove(0);
+    assert_eq!(mounts_at_or_below(&h.state_dir().join(&spec1.id)).len(), 2);
+    assert!(sb1.control.try_wait().is_none());
+    sb1.control.destroy();
+    assert_eq!(mounts_below(&h.state_dir()), Vec::<PathBuf>::new());
+    assert!(code.join("x.py").exists());
+}
+
+#[test]
+fn a_shell_warm_sandbox_gets_code_then_execs_its_bootstrap() {
+    let Some(h) = Harness::new("provided") else {
+        return;
+    };
+    // A `provided` function: its own bootstrap executable in its code.
+    let code = h.code(&[(
+        "bootstrap",
+        "#!/bin/sh\necho \"$0 $1 $HANDLER $(pwd)\"\nexit 5\n",
+        0o755,
+    )]);
+    let sb = h.start(&h.warm_spec(false));
+    sb.control
+        .mount_task(&code)
+        .unwrap_or_else(|e| panic!("mount_task: {e}"));
+    sb.control
+        .exec(
+            &strings(&["/var/task/bootstrap", "arg"]),
+            &env_of(&[("HANDLER", "h.x"), ("PATH", "/usr/bin:/bin")]),
+            "/var/task",
+        )
+        .unwrap_or_else(|e| panic!("exec: {e}"));
+    let (out, err) = drain(sb.stdout, sb.stderr);
+    assert_eq!(sb.control.wait(), ExitStatus::Code(5), "{out}\n{err}");
+    assert_eq!(out.trim(), "/var/task/bootstrap arg h.x /var/task");
+    sb.control.destroy();
+}
+
+#[test]
+fn reap_leftovers_unmounts_a_leaked_sandboxs_code() {
+    let Some(h) = Harness::with("reapmount", "hearth-reapm-test", UserNamespaceMode::Auto) else {
+        return;
+    };
+    let code = h.code(&[("x.py", "", 0o644)]);
+    let mut spec = h.warm_spec(false);
+    spec.argv = vec!["/bin/sleep".into(), "1000".into()];
+    let sb = h.start(&spec);
+    sb.control
+        .mount_task(&code)
+        .unwrap_or_else(|e| panic!("mount_task: {e}"));
+    let uid = sb.uid;
+    assert_eq!(mounts_below(&h.state_dir()).len(), 2);
+    std::mem::forget(sb);
+    let again = LinuxBackend::new(config(h.state_dir(), "hearth-reapm-test")).expect("backend");
+    assert_eq!(again.reap_leftovers().expect("reap"), 1);
+    assert_eq!(wait_no_processes_of(uid), Vec::<i32>::new());
+    assert_eq!(mounts_below(&h.state_dir()), Vec::<PathBuf>::new());
+    assert!(!h.state_dir().join(&spec.id).exists());
+    assert!(code.join("x.py").exists());
+    for parent in cgroup_dirs_named("hearth-reapm-test") {
+        let _ = std::fs::remove_dir(parent);
+    }
+}
+
+fn memory_limit_file(id: &str) -> Option<PathBuf> {
+    cgroup_dirs_named(id)
+        .into_iter()
+        .flat_map(|d| [d.join("memory.limit_in_bytes"), d.join("memory.max")])
+        .find(|f| f.exists())
+}
+
+#[test]
+fn set_memory_limit_lowers_the_limit_a_memory_bomb_meets() {
+    let Some(h) = Harness::new("setmem") else {
+        return;
+    };
+    if !h.backend.protections().memory_limit {
+        println!("SKIP set_memory_limit...: no memory cgroup controller here");
+        return;
+    }
+    // Built for the 512 MiB class, assigned to a 64 MiB function.
+    let mut spec = h.warm_spec(true);
+    spec.memory_mb = 512;
+    let sb = h.start(&spec);
+    let limit = memory_limit_file(&spec.id).expect("memory cgroup");
+    let read = || {
+        std::fs::read_to_string(&limit)
+            .unwrap_or_default()
+            .trim()
+            .to_owned()
+    };
+    assert_eq!(read(), (512u64 << 20).to_string());
+    sb.control.set_memory_limit(256).expect("lower to 256");
+    assert_eq!(read(), (256u64 << 20).to_string());
+    sb.control.set_memory_limit(1024).expect("raise to 1024");
+    assert_eq!(read(), (1024u64 << 20).to_string());
+    sb.control.set_memory_limit(64).expect("lower to 64");
+    assert_eq!(read(), (64u64 << 20).to_string());
+    assert!(sb.control.set_memory_limit(0).is_err());
+    let bomb = r#"
+chunks = []
+for i in range(1024):
+    chunks.append(bytearray(1 << 20))
+    if i % 16 == 0:
+        print(i, flush=True)
+print('survived 1 GiB', flush=True)
+"#;
+    sb.control
+        .exec(&strings(&[PYTHON, "-c", bomb]), &[], "/")
+        .unwrap_or_else(|e| panic!("exec: {e}"));
+    let (out, err) = drain(sb.stdout, sb.stderr);
+    let status = sb.control.wait();
+    let peak = sb.control.peak_memory_bytes();
+    let printed: Vec<u64> = out.lines().filter_map(|l| l.trim().parse().ok()).collect();
+    println!(
+        "memory bomb at 64 MiB: {status:?}, peak {peak:?}, last MiB printed {:?}",
+        printed.last()
+    );
+    assert!(!out.contains("survived"), "{out}\n{err}");
+    assert_eq!(status, ExitStatus::Signal(9), "{out}\n{err}");
+    assert!(sb.control.oom_killed());
+    // Killed near 64 MiB, far below the class's 512.
+    assert!(peak.is_some_and(|p| p <= 66 << 20), "{peak:?}");
+    assert!(printed.last().is_some_and(|n| *n < 64), "{printed:?}");
+    sb.control.destroy();
+}
+
+#[test]
+fn pss_of_an_idle_python_sandbox_is_plausible() {
+    let Some(h) = Harness::new("pss") else {
+        return;
+    };
+    let warm = h.start(&h.warm_spec(true));
+    let shell = warm.control.pss_bytes();
+    let mut spec = h.spec("");
+    spec.argv = strings(&[
+        PYTHON,
+        "-c",
+        "import time; print('idle', flush=True); time.sleep(60)",
+    ]);
+    let sb = h.start(&spec);
+    let mut out = std::fs::File::from(sb.stdout.try_clone().expect("dup"));
+    assert_eq!(read_line(&mut out), "idle");
+    let pss = sb.control.pss_bytes();
+    println!(
+        "PSS: idle shell-warm sandbox (launcher + init) {:.2} MiB; idle python3 sandbox (launcher + init + python3) {:.2} MiB",
+        shell.unwrap_or(0) as f64 / 1048576.0,
+        pss.unwrap_or(0) as f64 / 1048576.0
+    );
+    if h.backend.protections().cgroup_version.is_none() {
+        assert_eq!(pss, None);
+        return;
+    }
+    assert!(
+        shell.is_some_and(|p| p > 100 << 10 && p < 16 << 20),
+        "{shell:?}"
+    );
+    assert!(pss.is_some_and(|p| p > 2 << 20 && p < 64 << 20), "{pss:?}");
+    assert!(pss > shell);
+    warm.control.destroy();
+    sb.control.destroy();
+    assert_eq!(sb.control.pss_bytes(), None);
+}
+
+/// Prints (asserts nothing) what warmth saves: `python3 -c pass` started
+/// cold (start: spawn -> exec'd; -> exit) against exec on a shell-warm
+/// sandbox (exec -> exec'd; -> exit), and the time of `mount_task`.
+#[test]
+fn warmth_latency_report() {
+    let Some(h) = Harness::new("warmlatency") else {
+        return;
+    };
+    let argv = strings(&[PYTHON, "-c", "pass"]);
+    let runs = 30;
+    let (mut cold_ready, mut cold_exit) = (Vec::new(), Vec::new());
+    let (mut warm_build, mut exec_ready, mut exec_exit) = (Vec::new(), Vec::new(), Vec::new());
+    let mut mount = Vec::new();
+    let code = h.code(&[("x.py", "", 0o644)]);
+    for _ in 0..runs {
+        let mut spec = h.spec("");
+        spec.argv = argv.clone();
+        let t = Instant::now();
+        let sb = h.start(&spec);
+        cold_ready.push(t.elapsed());
+        let _ = drain(sb.stdout, sb.stderr);
+        sb.control.wait();
+        cold_exit.push(t.elapsed());
+        sb.control.destroy();
+
+        let t = Instant::now();
+        let sb = h.start(&h.warm_spec(false));
+        warm_build.push(t.elapsed());
+        let t = Instant::now();
+        sb.control
+            .mount_task(&code)
+            .unwrap_or_else(|e| panic!("mount_task: {e}"));
+        mount.push(t.elapsed());
+        let t = Instant::now();
+        sb.control
+            .exec(&argv, &[], "/var/task")
+            .unwrap_or_else(|e| panic!("exec: {e}"));
+        exec_ready.push(t.elapsed());
+        let _ = drain(sb.stdout, sb.stderr);
+        sb.control.wait();
+        exec_exit.push(t.elapsed());
+        sb.control.destroy();
+    }
+    let p = |v: &mut Vec<Duration>| {
+        format!(
+            "p50 {:.2?} p90 {:.2?}",
+            percentile(v, 0.5),
+            percentile(v, 0.9)
+        )
+    };
+    println!("WARMTH python3 -c pass, {runs} runs each:");
+    println!(
+        "  cold start:         spawn->exec'd {}; spawn->exit {}",
+        p(&mut cold_ready),
+        p(&mut cold_exit)
+    );
+    println!(
+        "  shell-warm build:   spawn->waiting {}",
+        p(&mut warm_build)
+    );
+    println!(
+        "  shell-warm exec:    exec->exec'd  {}; exec->exit  {}",
+        p(&mut exec_ready),
+        p(&mut exec_exit)
+    );
+    println!("  mount_task:         {}", p(&mut mount));
+}
+
+#[test]
+fn warmth_works_in_a_user_namespace_too() {
+    let Some(h) = Harness::with("warmuserns", "hearth", UserNamespaceMode::Always) else {
+        return;
+    };
+    if !h.backend.protections().user_namespace {
+        println!("SKIP warmth_works_in_a_user_namespace_too: no user namespaces here");
+        return;
+    }
+    let code = h.code(&[("x.py", "import json, os\nprint(json.dumps({'uid_map': open('/proc/self/uid_map').read().split(), 'ls': sorted(os.listdir('/var/task'))}))\n", 0o644)]);
+    let sb = h.start(&h.warm_spec(false));
+    sb.control
+        .mount_task(&code)
+        .unwrap_or_else(|e| panic!("mount_task: {e}"));
+    sb.control
+        .exec(&strings(&[PYTHON, "/var/task/x.py"]), &[], "/var/task")
+        .unwrap_or_else(|e| panic!("exec: {e}"));
+    let (out, err) = drain(sb.stdout, sb.stderr);
+    assert_eq!(sb.control.wait(), ExitStatus::Code(0), "{out}\n{err}");
+    let r: Value = serde_json::from_str(out.trim()).unwrap_or_else(|_| panic!("{out}\n{err}"));
+    let uid = sb.uid.to_string();
+    assert_eq!(r["uid_map"], serde_json::json!([uid, uid, "1"]));
+    assert_eq!(r["ls"], serde_json::json!(["x.py"]));
+    sb.control.destroy();
+    assert_eq!(mounts_below(&h.state_dir()), Vec::<PathBuf>::new());
 }

@@ -2,8 +2,10 @@
 //! atomic. Implementations return [`StoreError::Lambda`] for conditions a
 //! client caused (not found, conflict, precondition), with Lambda's message.
 
+use hearth_types::capacity::AccountCapacity;
 use hearth_types::function::{
-    AccessKey, Account, AccountUsage, Alias, CodeRef, FunctionConfig, Lifecycle, VersionRecord,
+    AccessKey, Account, AccountUsage, Alias, CodeRef, FunctionConfig, Lifecycle,
+    ProvisionedConcurrencyConfig, ProvisionedStatus, VersionRecord,
 };
 use hearth_types::LambdaError;
 use std::collections::BTreeMap;
@@ -182,9 +184,11 @@ pub trait Registry: Send + Sync + std::fmt::Debug {
     /// Every version of every account whose activation has not completed
     /// (for the restart path).
     fn pending_activations(&self) -> Result<Vec<VersionRecord>>;
-    /// Deletes the whole function: versions, aliases, concurrency settings.
+    /// Deletes the whole function: versions, aliases, concurrency settings
+    /// (reserved and provisioned).
     fn delete_function(&self, account: &str, name: &str) -> Result<()>;
-    /// Deletes one published version. 400 for `$LATEST`, 409 if an alias points at it.
+    /// Deletes one published version and its provisioned concurrency config.
+    /// 400 for `$LATEST`, 409 if an alias points at it.
     fn delete_version(&self, account: &str, name: &str, version: &str) -> Result<()>;
     /// Publishes `$LATEST` as a new version, or returns the newest version if
     /// `$LATEST` has not changed since (code digest and configuration).
@@ -217,6 +221,10 @@ pub trait Registry: Send + Sync + std::fmt::Debug {
         spec: &AliasSpec,
     ) -> Result<Alias>;
     fn get_alias(&self, account: &str, function: &str, alias: &str) -> Result<Alias>;
+    /// Changes an alias. Re-pointing an alias that has a provisioned
+    /// concurrency config puts it back `IN_PROGRESS` (its allocation stands,
+    /// as on AWS, until the supervisor reports on the new version); 409 if
+    /// the new version has a config of its own.
     fn update_alias(
         &self,
         account: &str,
@@ -225,6 +233,7 @@ pub trait Registry: Send + Sync + std::fmt::Debug {
         spec: &AliasSpec,
         revision_id: Option<&str>,
     ) -> Result<Alias>;
+    /// Deletes an alias and its provisioned concurrency config.
     fn delete_alias(&self, account: &str, function: &str, alias: &str) -> Result<()>;
     /// Aliases ordered by name; with `function_version`, only those pointing at it.
     fn list_aliases(
@@ -237,8 +246,11 @@ pub trait Registry: Send + Sync + std::fmt::Debug {
     ) -> Result<Page<Alias>>;
 
     // ---- concurrency ----------------------------------------------------
-    /// Sets reserved concurrency. Fails (400) if it would leave the account
-    /// less than the unreserved minimum of `account_limit`.
+    /// Sets reserved concurrency. Fails (400) below the function's own total
+    /// provisioned concurrency, or if it would leave the account less than
+    /// the unreserved minimum of `account_limit` (other functions'
+    /// reservations and the provisioned concurrency of functions without one
+    /// count against it).
     fn put_reserved_concurrency(
         &self,
         account: &str,
@@ -251,6 +263,84 @@ pub trait Registry: Send + Sync + std::fmt::Debug {
 
     /// Totals for GetAccountSettings.
     fn account_usage(&self, account: &str) -> Result<AccountUsage>;
+
+    // ---- provisioned concurrency ------------------------------------------
+    /// PutProvisionedConcurrencyConfig: creates or replaces the config of a
+    /// published version or an alias, checked as AWS checks it:
+    ///
+    /// - `requested` ≥ 1 (400 `ValidationException`); `$LATEST`, or an alias
+    ///   pointing at it, is refused (400);
+    /// - the version or alias must exist (404, AWS's wording for each);
+    /// - an alias and a version it points at cannot both have a config (409);
+    /// - raising it must fit: within the function's reserved concurrency if
+    ///   it has one, otherwise within the account's unreserved concurrency
+    ///   (`account_limit` minus reservations minus other provisioned
+    ///   concurrency) while keeping the unreserved minimum (400).
+    ///
+    /// A new config starts `IN_PROGRESS` with nothing allocated; a changed
+    /// one goes back to `IN_PROGRESS` with its allocation as it stands.
+    fn put_provisioned_concurrency(
+        &self,
+        account: &str,
+        function: &str,
+        qualifier: &str,
+        requested: u32,
+        account_limit: u32,
+        now_ms: i64,
+    ) -> Result<ProvisionedConcurrencyConfig>;
+    /// GetProvisionedConcurrencyConfig: 404 `ResourceNotFoundException` if the
+    /// version or alias is missing, 404
+    /// `ProvisionedConcurrencyConfigNotFoundException` if it has no config.
+    fn get_provisioned_concurrency(
+        &self,
+        account: &str,
+        function: &str,
+        qualifier: &str,
+    ) -> Result<ProvisionedConcurrencyConfig>;
+    /// DeleteProvisionedConcurrencyConfig: 404 if the version or alias is
+    /// missing; deleting an absent config succeeds (`false`), as on AWS.
+    fn delete_provisioned_concurrency(
+        &self,
+        account: &str,
+        function: &str,
+        qualifier: &str,
+    ) -> Result<bool>;
+    /// ListProvisionedConcurrencyConfigs: the function's configs ordered by
+    /// qualifier, paged (the marker is the last qualifier of a page).
+    fn list_provisioned_concurrency(
+        &self,
+        account: &str,
+        function: &str,
+        marker: Option<&str>,
+        max_items: usize,
+    ) -> Result<Page<ProvisionedConcurrencyConfig>>;
+    /// The sandbox supervisor's report: how many function-warm sandboxes
+    /// exist for the config, and its status. `READY` below the requested
+    /// count (a report about an earlier, smaller request) is recorded as
+    /// `IN_PROGRESS`. `None` if the config is gone meanwhile.
+    fn set_provisioned_status(
+        &self,
+        account: &str,
+        function: &str,
+        qualifier: &str,
+        allocated: u32,
+        status: ProvisionedStatus,
+        reason: Option<&str>,
+    ) -> Result<Option<ProvisionedConcurrencyConfig>>;
+    /// Every config of every account (for the pool manager at start),
+    /// ordered by account, function, qualifier.
+    fn all_provisioned_concurrency(&self) -> Result<Vec<ProvisionedConcurrencyConfig>>;
+
+    // ---- account capacity -------------------------------------------------
+    /// The account's capacity settings, defaults if never set. 404 for an
+    /// unknown account.
+    fn get_account_capacity(&self, account: &str) -> Result<AccountCapacity>;
+    /// Replaces the account's capacity settings after validating them (400);
+    /// 404 for an unknown account.
+    fn put_account_capacity(&self, capacity: &AccountCapacity) -> Result<AccountCapacity>;
+    /// The capacity settings of every account (defaults where never set),
+    /// ordered by account id.
+    fn all_account_capacity(&self) -> Result<Vec<AccountCapacity>>;
 
     // ---- integrity ------------------------------------------------------
     /// Digest of every code package a row refers to (for blob GC and checks).

@@ -27,8 +27,10 @@ use crate::registry::{
     AliasSpec, ConfigPatch, NewFunction, Page, Registry, Result, StoreError, VersionSelector,
 };
 use hearth_types::arn::{NodeIdentity, LATEST};
+use hearth_types::capacity::{AccountCapacity, CapacityMode};
 use hearth_types::function::{
-    AccessKey, Account, AccountUsage, Alias, CodeRef, FunctionConfig, Lifecycle, VersionRecord,
+    AccessKey, Account, AccountUsage, Alias, CodeRef, FunctionConfig, Lifecycle,
+    ProvisionedConcurrencyConfig, ProvisionedStatus, VersionRecord,
 };
 use hearth_types::limits::UNRESERVED_CONCURRENCY_MIN;
 use hearth_types::LambdaError;
@@ -122,6 +124,35 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (account_id, function_name, key),
         FOREIGN KEY (account_id, function_name)
             REFERENCES functions(account_id, name) ON DELETE CASCADE
+    ) STRICT;
+    "#,
+    // 2: provisioned concurrency configs and account capacity settings.
+    r#"
+    -- qualifier is a version number or an alias name. A config goes with
+    -- its function (cascade); with its version or alias the registry
+    -- deletes it in the same transaction.
+    CREATE TABLE provisioned_concurrency (
+        account_id       TEXT NOT NULL,
+        function_name    TEXT NOT NULL,
+        qualifier        TEXT NOT NULL,
+        requested        INTEGER NOT NULL CHECK (requested >= 1),
+        allocated        INTEGER NOT NULL CHECK (allocated >= 0),
+        status           TEXT NOT NULL,
+        status_reason    TEXT,
+        last_modified_ms INTEGER NOT NULL,
+        PRIMARY KEY (account_id, function_name, qualifier),
+        FOREIGN KEY (account_id, function_name)
+            REFERENCES functions(account_id, name) ON DELETE CASCADE
+    ) STRICT;
+
+    -- One row per account whose settings were ever put; others have the
+    -- defaults. dedicated_json maps profile to count.
+    CREATE TABLE account_capacity (
+        account_id     TEXT PRIMARY KEY REFERENCES accounts(id) ON DELETE CASCADE,
+        dedicated_json TEXT NOT NULL,
+        policy         TEXT NOT NULL,
+        max_wait_ms    INTEGER NOT NULL,
+        general_share  REAL NOT NULL
     ) STRICT;
     "#,
 ];
@@ -264,6 +295,39 @@ impl SqliteRegistry {
         }
         Ok(())
     }
+
+    /// The published version or alias a provisioned-concurrency qualifier
+    /// names, or AWS's 404 for each (a missing function reads as a missing
+    /// version or alias). The caller has refused `$LATEST` already.
+    fn provisioned_target(
+        &self,
+        tx: &Transaction<'_>,
+        account: &str,
+        function: &str,
+        qualifier: &str,
+    ) -> Result<ProvisionedTarget> {
+        match VersionSelector::from_qualifier(Some(qualifier)) {
+            VersionSelector::Latest => Err(aws::provisioned_needs_published().into()),
+            VersionSelector::Version(v) => {
+                if version_exists(tx, account, function, &v)? {
+                    Ok(ProvisionedTarget::Version)
+                } else {
+                    Err(self.qualified_not_found(account, function, &v))
+                }
+            }
+            VersionSelector::Alias(a) => load_alias(tx, account, function, &a)?
+                .map(ProvisionedTarget::Alias)
+                .ok_or_else(|| {
+                    aws::cannot_find_alias(&self.qualified_arn(account, function, &a)).into()
+                }),
+        }
+    }
+}
+
+/// What a provisioned concurrency config is attached to.
+enum ProvisionedTarget {
+    Version,
+    Alias(Alias),
 }
 
 #[cfg(unix)]
@@ -390,10 +454,76 @@ mod aws {
         )
     }
 
+    /// AWS's spacing, leading blank and all.
+    pub fn reserved_below_provisioned(n: u32, provisioned: i64) -> LambdaError {
+        LambdaError::invalid(format!(
+            " ReservedConcurrentExecutions  {n} should not be lower than function's total provisioned concurrency [{provisioned}]."
+        ))
+    }
+
     pub fn unreserved_below_minimum(minimum: u32) -> LambdaError {
         LambdaError::invalid(format!(
             "Specified ReservedConcurrentExecutions for function decreases account's UnreservedConcurrentExecution below its minimum value of [{minimum}]."
         ))
+    }
+
+    pub fn provisioned_below_one(n: u32) -> LambdaError {
+        LambdaError::validation(&[format!(
+            "Value '{n}' at 'provisionedConcurrentExecutions' failed to satisfy constraint: Member must have value greater than or equal to 1"
+        )])
+    }
+
+    /// PutProvisionedConcurrencyConfig on `$LATEST`.
+    pub fn provisioned_on_unpublished() -> LambdaError {
+        LambdaError::invalid(
+            "Provisioned Concurrency Configs cannot be applied to unpublished function versions.",
+        )
+    }
+
+    /// Get/DeleteProvisionedConcurrencyConfig on `$LATEST`.
+    pub fn provisioned_needs_published() -> LambdaError {
+        LambdaError::invalid(
+            "The function resource provided must be an alias or a published version.",
+        )
+    }
+
+    pub fn provisioned_config_not_found() -> LambdaError {
+        LambdaError::new(
+            ErrorKind::ProvisionedConcurrencyConfigNotFound,
+            "No Provisioned Concurrency Config found for this function",
+        )
+    }
+
+    pub fn alias_on_provisioned_version() -> LambdaError {
+        LambdaError::conflict(
+            "Alias can't be used for Provisioned Concurrency configuration on an already Provisioned version",
+        )
+    }
+
+    pub fn version_under_provisioned_alias() -> LambdaError {
+        LambdaError::conflict("Version is pointed by a Provisioned Concurrency alias")
+    }
+
+    pub fn provisioned_over_reserved() -> LambdaError {
+        LambdaError::invalid(
+            "Requested Provisioned Concurrency should not be greater than the reservedConcurrentExecution for function",
+        )
+    }
+
+    pub fn provisioned_over_unreserved(unreserved: i64) -> LambdaError {
+        LambdaError::invalid(format!(
+            "Specified ConcurrentExecutions for function is greater than account's unreserved concurrency [{unreserved}]."
+        ))
+    }
+
+    pub fn provisioned_below_minimum(minimum: u32) -> LambdaError {
+        LambdaError::invalid(format!(
+            "Specified ConcurrentExecutions for function decreases account's UnreservedConcurrentExecution below its minimum value of [{minimum}]."
+        ))
+    }
+
+    pub fn account_not_found() -> LambdaError {
+        LambdaError::not_found("Account not found.")
     }
 
     pub fn invalid_marker(marker: &str) -> LambdaError {
@@ -905,6 +1035,266 @@ fn insert_account(tx: &Transaction<'_>, a: &Account, k: &AccessKey) -> Result<()
     Ok(())
 }
 
+const PROVISIONED_COLUMNS: &str = "account_id, function_name, qualifier, requested, allocated, \
+     status, status_reason, last_modified_ms";
+
+/// A `provisioned_concurrency` row as stored, decoded outside the row callback.
+struct ProvisionedRow {
+    account_id: String,
+    function_name: String,
+    qualifier: String,
+    requested: i64,
+    allocated: i64,
+    status: String,
+    status_reason: Option<String>,
+    last_modified_ms: i64,
+}
+
+impl ProvisionedRow {
+    fn from_row(r: &Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self {
+            account_id: r.get(0)?,
+            function_name: r.get(1)?,
+            qualifier: r.get(2)?,
+            requested: r.get(3)?,
+            allocated: r.get(4)?,
+            status: r.get(5)?,
+            status_reason: r.get(6)?,
+            last_modified_ms: r.get(7)?,
+        })
+    }
+
+    fn decode(self) -> Result<ProvisionedConcurrencyConfig> {
+        let what = || {
+            format!(
+                "provisioned concurrency of {}:{} in account {}",
+                self.function_name, self.qualifier, self.account_id
+            )
+        };
+        let count = |n: i64| {
+            u32::try_from(n).map_err(|_| StoreError::Corrupt(format!("{}: count {n}", what())))
+        };
+        let status = ProvisionedStatus::parse(&self.status)
+            .ok_or_else(|| StoreError::Corrupt(format!("{}: status {}", what(), self.status)))?;
+        Ok(ProvisionedConcurrencyConfig {
+            requested: count(self.requested)?,
+            allocated: count(self.allocated)?,
+            status,
+            status_reason: self.status_reason,
+            last_modified_ms: self.last_modified_ms,
+            account_id: self.account_id,
+            function_name: self.function_name,
+            qualifier: self.qualifier,
+        })
+    }
+}
+
+fn query_provisioned(
+    tx: &Transaction<'_>,
+    sql_tail: &str,
+    params: impl rusqlite::Params,
+) -> Result<Vec<ProvisionedConcurrencyConfig>> {
+    let sql = format!("SELECT {PROVISIONED_COLUMNS} FROM provisioned_concurrency {sql_tail}");
+    let mut stmt = tx.prepare_cached(&sql)?;
+    let rows = stmt
+        .query_map(params, ProvisionedRow::from_row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    rows.into_iter().map(ProvisionedRow::decode).collect()
+}
+
+fn load_provisioned(
+    tx: &Transaction<'_>,
+    account: &str,
+    function: &str,
+    qualifier: &str,
+) -> Result<Option<ProvisionedConcurrencyConfig>> {
+    Ok(query_provisioned(
+        tx,
+        "WHERE account_id = ?1 AND function_name = ?2 AND qualifier = ?3",
+        params![account, function, qualifier],
+    )?
+    .pop())
+}
+
+fn save_provisioned(tx: &Transaction<'_>, c: &ProvisionedConcurrencyConfig) -> Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO provisioned_concurrency (account_id, function_name, qualifier, requested, \
+         allocated, status, status_reason, last_modified_ms) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
+         ON CONFLICT (account_id, function_name, qualifier) DO UPDATE SET \
+         requested = excluded.requested, allocated = excluded.allocated, \
+         status = excluded.status, status_reason = excluded.status_reason, \
+         last_modified_ms = excluded.last_modified_ms",
+    )?
+    .execute(params![
+        c.account_id,
+        c.function_name,
+        c.qualifier,
+        c.requested,
+        c.allocated,
+        c.status.as_str(),
+        c.status_reason,
+        c.last_modified_ms,
+    ])?;
+    Ok(())
+}
+
+fn delete_provisioned_row(
+    tx: &Transaction<'_>,
+    account: &str,
+    function: &str,
+    qualifier: &str,
+) -> Result<bool> {
+    let deleted = tx
+        .prepare_cached(
+            "DELETE FROM provisioned_concurrency \
+             WHERE account_id = ?1 AND function_name = ?2 AND qualifier = ?3",
+        )?
+        .execute(params![account, function, qualifier])?;
+    Ok(deleted > 0)
+}
+
+/// The aliases of `function` that point at `version` (as primary or
+/// weighted second version) and have a provisioned concurrency config.
+fn provisioned_aliases_of(
+    tx: &Transaction<'_>,
+    account: &str,
+    function: &str,
+    version: &str,
+) -> Result<Vec<String>> {
+    let aliases = query_aliases(
+        tx,
+        "WHERE account_id = ?1 AND function_name = ?2 AND name IN \
+         (SELECT qualifier FROM provisioned_concurrency \
+          WHERE account_id = ?1 AND function_name = ?2) ORDER BY name",
+        params![account, function],
+    )?;
+    Ok(aliases
+        .into_iter()
+        .filter(|a| a.function_version == version || a.routing.contains_key(version))
+        .map(|a| a.name)
+        .collect())
+}
+
+/// Whether any version an alias routes to has a provisioned config of its own.
+fn alias_targets_provisioned(tx: &Transaction<'_>, alias: &Alias) -> Result<bool> {
+    for version in std::iter::once(&alias.function_version).chain(alias.routing.keys()) {
+        if load_provisioned(tx, &alias.account_id, &alias.function_name, version)?.is_some() {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Provisioned concurrency requested for functions of `account` without a
+/// reservation, leaving out one function (`except_function`) or one config
+/// (`except_function` + `except_qualifier`).
+fn unreserved_provisioned(
+    tx: &Transaction<'_>,
+    account: &str,
+    except_function: Option<&str>,
+    except_qualifier: Option<&str>,
+) -> Result<i64> {
+    Ok(tx
+        .prepare_cached(
+            "SELECT COALESCE(SUM(p.requested), 0) FROM provisioned_concurrency p \
+             JOIN functions f ON f.account_id = p.account_id AND f.name = p.function_name \
+             WHERE p.account_id = ?1 AND f.reserved_concurrency IS NULL \
+             AND NOT (?2 IS NOT NULL AND p.function_name = ?2 \
+                      AND (?3 IS NULL OR p.qualifier = ?3))",
+        )?
+        .query_row(params![account, except_function, except_qualifier], |r| {
+            r.get(0)
+        })?)
+}
+
+/// Whether raising a function's provisioned concurrency to `requested` fits
+/// (see [`Registry::put_provisioned_concurrency`]).
+fn check_provisioned_fits(
+    tx: &Transaction<'_>,
+    account: &str,
+    function: &str,
+    qualifier: &str,
+    requested: u32,
+    account_limit: u32,
+) -> Result<()> {
+    let requested = i64::from(requested);
+    let reserved = reserved_of(tx, account, function)?.flatten();
+    if let Some(reserved) = reserved {
+        // A reserved function's provisioned concurrency comes out of its reservation.
+        let same_function: i64 = tx
+            .prepare_cached(
+                "SELECT COALESCE(SUM(requested), 0) FROM provisioned_concurrency \
+                 WHERE account_id = ?1 AND function_name = ?2 AND qualifier != ?3",
+            )?
+            .query_row(params![account, function, qualifier], |r| r.get(0))?;
+        if same_function + requested > reserved {
+            return Err(aws::provisioned_over_reserved().into());
+        }
+        return Ok(());
+    }
+    let reservations: i64 = tx
+        .prepare_cached(
+            "SELECT COALESCE(SUM(reserved_concurrency), 0) FROM functions WHERE account_id = ?1",
+        )?
+        .query_row([account], |r| r.get(0))?;
+    let unreserved = i64::from(account_limit)
+        - reservations
+        - unreserved_provisioned(tx, account, Some(function), Some(qualifier))?;
+    if requested > unreserved {
+        return Err(aws::provisioned_over_unreserved(unreserved.max(0)).into());
+    }
+    if unreserved - requested < i64::from(UNRESERVED_CONCURRENCY_MIN) {
+        return Err(aws::provisioned_below_minimum(UNRESERVED_CONCURRENCY_MIN).into());
+    }
+    Ok(())
+}
+
+fn capacity_from_row(r: &Row<'_>) -> rusqlite::Result<CapacityRow> {
+    Ok(CapacityRow {
+        account_id: r.get(0)?,
+        dedicated_json: r.get(1)?,
+        policy: r.get(2)?,
+        max_wait_ms: r.get(3)?,
+        general_share: r.get(4)?,
+    })
+}
+
+/// An `accounts` row joined with its `account_capacity` row, if any.
+struct CapacityRow {
+    account_id: String,
+    dedicated_json: Option<String>,
+    policy: Option<String>,
+    max_wait_ms: Option<i64>,
+    general_share: Option<f64>,
+}
+
+impl CapacityRow {
+    fn decode(self) -> Result<AccountCapacity> {
+        let what = format!("capacity of account {}", self.account_id);
+        let (Some(dedicated), Some(policy), Some(max_wait_ms), Some(general_share)) = (
+            self.dedicated_json,
+            self.policy,
+            self.max_wait_ms,
+            self.general_share,
+        ) else {
+            return Ok(AccountCapacity::defaults(self.account_id));
+        };
+        Ok(AccountCapacity {
+            dedicated: from_json(&dedicated, &what)?,
+            policy: CapacityMode::parse(&policy)
+                .ok_or_else(|| StoreError::Corrupt(format!("{what}: policy {policy}")))?,
+            max_wait_ms: u32::try_from(max_wait_ms)
+                .map_err(|_| StoreError::Corrupt(format!("{what}: max wait {max_wait_ms}")))?,
+            general_share,
+            account_id: self.account_id,
+        })
+    }
+}
+
+const CAPACITY_SELECT: &str = "SELECT a.id, c.dedicated_json, c.policy, c.max_wait_ms, \
+     c.general_share FROM accounts a LEFT JOIN account_capacity c ON c.account_id = a.id";
+
 // ---- fresh credentials --------------------------------------------------------
 
 /// Twelve decimal digits, like an AWS account id.
@@ -1236,6 +1626,7 @@ impl Registry for SqliteRegistry {
                 "DELETE FROM versions WHERE account_id = ?1 AND function_name = ?2 AND version = ?3",
             )?
             .execute(params![account, name, version])?;
+            delete_provisioned_row(tx, account, name, version)?;
             Ok(())
         })
     }
@@ -1370,6 +1761,7 @@ impl Registry for SqliteRegistry {
                 ))
             })?;
             check_revision(&updated.revision_id, revision_id)?;
+            let before = (updated.function_version.clone(), updated.routing.clone());
             if let Some(v) = &spec.function_version {
                 updated.function_version = v.clone();
             }
@@ -1386,6 +1778,22 @@ impl Registry for SqliteRegistry {
                 &updated.function_version,
                 &updated.routing,
             )?;
+            let retargeted = before != (updated.function_version.clone(), updated.routing.clone());
+            if retargeted {
+                if let Some(mut provisioned) = load_provisioned(tx, account, function, alias)? {
+                    if updated.function_version == LATEST {
+                        return Err(aws::provisioned_on_unpublished().into());
+                    }
+                    if alias_targets_provisioned(tx, &updated)? {
+                        return Err(aws::alias_on_provisioned_version().into());
+                    }
+                    // As on AWS, the old version's warm sandboxes still count
+                    // as allocated while the new version's are prepared.
+                    provisioned.status = ProvisionedStatus::InProgress;
+                    provisioned.status_reason = None;
+                    save_provisioned(tx, &provisioned)?;
+                }
+            }
             updated.revision_id = new_revision_id();
             save_alias(tx, &updated, false)?;
             Ok(updated)
@@ -1400,6 +1808,7 @@ impl Registry for SqliteRegistry {
                 "DELETE FROM aliases WHERE account_id = ?1 AND function_name = ?2 AND name = ?3",
             )?
             .execute(params![account, function, alias])?;
+            delete_provisioned_row(tx, account, function, alias)?;
             Ok(())
         })
     }
@@ -1443,12 +1852,24 @@ impl Registry for SqliteRegistry {
         self.write(|tx| {
             let current = reserved_of(tx, account, name)?
                 .ok_or_else(|| self.qualified_not_found(account, name, LATEST))?;
+            let provisioned: i64 = tx
+                .prepare_cached(
+                    "SELECT COALESCE(SUM(requested), 0) FROM provisioned_concurrency \
+                     WHERE account_id = ?1 AND function_name = ?2",
+                )?
+                .query_row(params![account, name], |r| r.get(0))?;
+            if i64::from(n) < provisioned {
+                return Err(aws::reserved_below_provisioned(n, provisioned).into());
+            }
             let others: i64 = tx
                 .prepare_cached(
                     "SELECT COALESCE(SUM(reserved_concurrency), 0) FROM functions \
                      WHERE account_id = ?1 AND name != ?2",
                 )?
                 .query_row(params![account, name], |r| r.get(0))?;
+            // Provisioned concurrency of functions without a reservation
+            // comes out of the unreserved pool too.
+            let others = others + unreserved_provisioned(tx, account, Some(name), None)?;
             let unreserved = i64::from(account_limit) - others - i64::from(n);
             // Lowering a reservation only ever frees capacity, so it is
             // allowed even where the account is already short.
@@ -1507,11 +1928,212 @@ impl Registry for SqliteRegistry {
                      WHERE account_id = ?1",
                 )?
                 .query_row([account], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            let provisioned = unreserved_provisioned(tx, account, None, None)?;
             Ok(AccountUsage {
                 total_code_size: uint(total_code_size, "total code size")?,
                 function_count: uint(function_count, "function count")?,
                 reserved_concurrency: uint(reserved, "reserved concurrency")?,
+                unreserved_provisioned_concurrency: uint(provisioned, "provisioned concurrency")?,
             })
+        })
+    }
+
+    // ---- provisioned concurrency ------------------------------------------
+
+    fn put_provisioned_concurrency(
+        &self,
+        account: &str,
+        function: &str,
+        qualifier: &str,
+        requested: u32,
+        account_limit: u32,
+        now_ms: i64,
+    ) -> Result<ProvisionedConcurrencyConfig> {
+        if requested < 1 {
+            return Err(aws::provisioned_below_one(requested).into());
+        }
+        if qualifier == LATEST {
+            return Err(aws::provisioned_on_unpublished().into());
+        }
+        self.write(|tx| {
+            match self.provisioned_target(tx, account, function, qualifier)? {
+                ProvisionedTarget::Alias(alias) => {
+                    if alias.function_version == LATEST {
+                        return Err(aws::provisioned_on_unpublished().into());
+                    }
+                    if alias_targets_provisioned(tx, &alias)? {
+                        return Err(aws::alias_on_provisioned_version().into());
+                    }
+                }
+                ProvisionedTarget::Version => {
+                    if !provisioned_aliases_of(tx, account, function, qualifier)?.is_empty() {
+                        return Err(aws::version_under_provisioned_alias().into());
+                    }
+                }
+            }
+            let current = load_provisioned(tx, account, function, qualifier)?;
+            // Lowering, or putting the same count again, never takes capacity.
+            if current.as_ref().is_none_or(|c| requested > c.requested) {
+                check_provisioned_fits(tx, account, function, qualifier, requested, account_limit)?;
+            }
+            let config = match current {
+                Some(mut c) => {
+                    let settled = c.status == ProvisionedStatus::Ready && c.allocated == requested;
+                    c.requested = requested;
+                    if !settled {
+                        c.status = ProvisionedStatus::InProgress;
+                        c.status_reason = None;
+                    }
+                    c.last_modified_ms = now_ms;
+                    c
+                }
+                None => ProvisionedConcurrencyConfig {
+                    account_id: account.to_owned(),
+                    function_name: function.to_owned(),
+                    qualifier: qualifier.to_owned(),
+                    requested,
+                    allocated: 0,
+                    status: ProvisionedStatus::InProgress,
+                    status_reason: None,
+                    last_modified_ms: now_ms,
+                },
+            };
+            save_provisioned(tx, &config)?;
+            Ok(config)
+        })
+    }
+
+    fn get_provisioned_concurrency(
+        &self,
+        account: &str,
+        function: &str,
+        qualifier: &str,
+    ) -> Result<ProvisionedConcurrencyConfig> {
+        if qualifier == LATEST {
+            return Err(aws::provisioned_needs_published().into());
+        }
+        self.read(|tx| {
+            self.provisioned_target(tx, account, function, qualifier)?;
+            load_provisioned(tx, account, function, qualifier)?
+                .ok_or_else(|| aws::provisioned_config_not_found().into())
+        })
+    }
+
+    fn delete_provisioned_concurrency(
+        &self,
+        account: &str,
+        function: &str,
+        qualifier: &str,
+    ) -> Result<bool> {
+        if qualifier == LATEST {
+            return Err(aws::provisioned_needs_published().into());
+        }
+        self.write(|tx| {
+            self.provisioned_target(tx, account, function, qualifier)?;
+            delete_provisioned_row(tx, account, function, qualifier)
+        })
+    }
+
+    fn list_provisioned_concurrency(
+        &self,
+        account: &str,
+        function: &str,
+        marker: Option<&str>,
+        max_items: usize,
+    ) -> Result<Page<ProvisionedConcurrencyConfig>> {
+        let max = page_size(max_items);
+        self.read(|tx| {
+            self.require_function(tx, account, function)?;
+            let rows = query_provisioned(
+                tx,
+                "WHERE account_id = ?1 AND function_name = ?2 AND qualifier > ?3 \
+                 ORDER BY qualifier LIMIT ?4",
+                params![
+                    account,
+                    function,
+                    marker.unwrap_or(""),
+                    limit_plus_one(max)?
+                ],
+            )?;
+            Ok(page(rows, max, |c| c.qualifier.clone()))
+        })
+    }
+
+    fn set_provisioned_status(
+        &self,
+        account: &str,
+        function: &str,
+        qualifier: &str,
+        allocated: u32,
+        status: ProvisionedStatus,
+        reason: Option<&str>,
+    ) -> Result<Option<ProvisionedConcurrencyConfig>> {
+        self.write(|tx| {
+            let Some(mut config) = load_provisioned(tx, account, function, qualifier)? else {
+                return Ok(None);
+            };
+            config.allocated = allocated;
+            config.status = if status == ProvisionedStatus::Ready && allocated < config.requested {
+                ProvisionedStatus::InProgress
+            } else {
+                status
+            };
+            config.status_reason = reason.map(str::to_owned);
+            save_provisioned(tx, &config)?;
+            Ok(Some(config))
+        })
+    }
+
+    fn all_provisioned_concurrency(&self) -> Result<Vec<ProvisionedConcurrencyConfig>> {
+        self.read(|tx| query_provisioned(tx, "ORDER BY account_id, function_name, qualifier", []))
+    }
+
+    // ---- account capacity -------------------------------------------------
+
+    fn get_account_capacity(&self, account: &str) -> Result<AccountCapacity> {
+        self.read(|tx| {
+            let sql = format!("{CAPACITY_SELECT} WHERE a.id = ?1");
+            tx.prepare_cached(&sql)?
+                .query_row([account], capacity_from_row)
+                .optional()?
+                .ok_or_else(|| StoreError::from(aws::account_not_found()))?
+                .decode()
+        })
+    }
+
+    fn put_account_capacity(&self, capacity: &AccountCapacity) -> Result<AccountCapacity> {
+        capacity.validate()?;
+        let dedicated = to_json(&capacity.dedicated)?;
+        self.write(|tx| {
+            if !account_id_taken(tx, &capacity.account_id)? {
+                return Err(aws::account_not_found().into());
+            }
+            tx.prepare_cached(
+                "INSERT INTO account_capacity (account_id, dedicated_json, policy, max_wait_ms, \
+                 general_share) VALUES (?1, ?2, ?3, ?4, ?5) \
+                 ON CONFLICT (account_id) DO UPDATE SET dedicated_json = excluded.dedicated_json, \
+                 policy = excluded.policy, max_wait_ms = excluded.max_wait_ms, \
+                 general_share = excluded.general_share",
+            )?
+            .execute(params![
+                capacity.account_id,
+                dedicated,
+                capacity.policy.as_str(),
+                capacity.max_wait_ms,
+                capacity.general_share,
+            ])?;
+            Ok(capacity.clone())
+        })
+    }
+
+    fn all_account_capacity(&self) -> Result<Vec<AccountCapacity>> {
+        self.read(|tx| {
+            let sql = format!("{CAPACITY_SELECT} ORDER BY a.id");
+            let rows = tx
+                .prepare_cached(&sql)?
+                .query_map([], capacity_from_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            rows.into_iter().map(CapacityRow::decode).collect()
         })
     }
 
@@ -2733,6 +3355,7 @@ mod tests {
                 total_code_size: 3 * one,
                 function_count: 2,
                 reserved_concurrency: 7,
+                unreserved_provisioned_concurrency: 0,
             }
         );
     }
@@ -2816,6 +3439,639 @@ mod tests {
             .config
             .description
             .starts_with("writer "));
+    }
+
+    // ---- provisioned concurrency ------------------------------------------
+
+    const LIMIT: u32 = 1000;
+
+    /// `f` with versions 1 and 2, an alias `live` → 1.
+    fn provisioned_fixture(r: &SqliteRegistry) {
+        two_versions(r);
+        r.create_alias(A, "f", "live", &alias_spec("1", &[]))
+            .unwrap();
+    }
+
+    fn put_pc(
+        r: &SqliteRegistry,
+        function: &str,
+        qualifier: &str,
+        n: u32,
+    ) -> Result<ProvisionedConcurrencyConfig> {
+        r.put_provisioned_concurrency(A, function, qualifier, n, LIMIT, T0)
+    }
+
+    const PC_NOT_FOUND: &str = "No Provisioned Concurrency Config found for this function";
+    const NOT_PUBLISHED: &str =
+        "The function resource provided must be an alias or a published version.";
+    const UNPUBLISHED: &str =
+        "Provisioned Concurrency Configs cannot be applied to unpublished function versions.";
+
+    #[test]
+    fn provisioned_lifecycle_as_recorded() {
+        let r = registry();
+        provisioned_fixture(&r);
+        let put = put_pc(&r, "f", "1", 1).unwrap();
+        assert_eq!(
+            put,
+            ProvisionedConcurrencyConfig {
+                account_id: A.into(),
+                function_name: "f".into(),
+                qualifier: "1".into(),
+                requested: 1,
+                allocated: 0,
+                status: ProvisionedStatus::InProgress,
+                status_reason: None,
+                last_modified_ms: T0,
+            }
+        );
+        assert_eq!(r.get_provisioned_concurrency(A, "f", "1").unwrap(), put);
+        assert_err(
+            put_pc(&r, "f", "live", 1),
+            ErrorKind::ResourceConflict,
+            "Alias can't be used for Provisioned Concurrency configuration on an already Provisioned version",
+        );
+        assert!(r.delete_provisioned_concurrency(A, "f", "1").unwrap());
+        assert_err(
+            r.get_provisioned_concurrency(A, "f", "1"),
+            ErrorKind::ProvisionedConcurrencyConfigNotFound,
+            PC_NOT_FOUND,
+        );
+        let on_alias = put_pc(&r, "f", "live", 1).unwrap();
+        assert_eq!(on_alias.qualifier, "live");
+        assert_err(
+            put_pc(&r, "f", "1", 1),
+            ErrorKind::ResourceConflict,
+            "Version is pointed by a Provisioned Concurrency alias",
+        );
+        // The other version is free.
+        put_pc(&r, "f", "2", 1).unwrap();
+        r.delete_alias(A, "f", "live").unwrap();
+        assert_err(
+            r.get_provisioned_concurrency(A, "f", "live"),
+            ErrorKind::ResourceNotFound,
+            &format!("Cannot find alias arn: {}", arn(A, "f:live")),
+        );
+        let left: Vec<String> = r
+            .list_provisioned_concurrency(A, "f", None, 50)
+            .unwrap()
+            .items
+            .into_iter()
+            .map(|c| c.qualifier)
+            .collect();
+        assert_eq!(left, ["2"]);
+        r.delete_provisioned_concurrency(A, "f", "2").unwrap();
+        assert!(r
+            .list_provisioned_concurrency(A, "f", None, 50)
+            .unwrap()
+            .items
+            .is_empty());
+    }
+
+    #[test]
+    fn provisioned_errors_as_recorded() {
+        let r = registry();
+        provisioned_fixture(&r);
+        let alias_nf =
+            |f: &str, q: &str| format!("Cannot find alias arn: {}", arn(A, &format!("{f}:{q}")));
+        let fn_nf = |rest: &str| format!("Function not found: {}", arn(A, rest));
+
+        // Get.
+        assert_err(
+            r.get_provisioned_concurrency(A, "f", "1"),
+            ErrorKind::ProvisionedConcurrencyConfigNotFound,
+            PC_NOT_FOUND,
+        );
+        assert_err(
+            r.get_provisioned_concurrency(A, "doesnotexist", "noalias"),
+            ErrorKind::ResourceNotFound,
+            &alias_nf("doesnotexist", "noalias"),
+        );
+        assert_err(
+            r.get_provisioned_concurrency(A, "f", "noalias"),
+            ErrorKind::ResourceNotFound,
+            &alias_nf("f", "noalias"),
+        );
+        assert_err(
+            r.get_provisioned_concurrency(A, "f", "10"),
+            ErrorKind::ResourceNotFound,
+            &fn_nf("f:10"),
+        );
+        assert_err(
+            r.get_provisioned_concurrency(A, "f", "$LATEST"),
+            ErrorKind::InvalidParameterValue,
+            NOT_PUBLISHED,
+        );
+        // List.
+        assert!(r
+            .list_provisioned_concurrency(A, "f", None, 50)
+            .unwrap()
+            .items
+            .is_empty());
+        assert_err(
+            r.list_provisioned_concurrency(A, "doesnotexist", None, 50),
+            ErrorKind::ResourceNotFound,
+            &fn_nf("doesnotexist"),
+        );
+        // Delete.
+        assert_err(
+            r.delete_provisioned_concurrency(A, "doesnotexist", "1"),
+            ErrorKind::ResourceNotFound,
+            &fn_nf("doesnotexist:1"),
+        );
+        assert_err(
+            r.delete_provisioned_concurrency(A, "f", "noalias"),
+            ErrorKind::ResourceNotFound,
+            &alias_nf("f", "noalias"),
+        );
+        assert_err(
+            r.delete_provisioned_concurrency(A, "f", "10"),
+            ErrorKind::ResourceNotFound,
+            &fn_nf("f:10"),
+        );
+        assert_err(
+            r.delete_provisioned_concurrency(A, "f", "$LATEST"),
+            ErrorKind::InvalidParameterValue,
+            NOT_PUBLISHED,
+        );
+        assert!(!r.delete_provisioned_concurrency(A, "f", "1").unwrap());
+        // Put.
+        assert_err(
+            put_pc(&r, "f", "1", 0),
+            ErrorKind::Validation,
+            "1 validation error detected: Value '0' at 'provisionedConcurrentExecutions' failed to satisfy constraint: Member must have value greater than or equal to 1",
+        );
+        assert_err(
+            put_pc(&r, "doesnotexist", "noalias", 1),
+            ErrorKind::ResourceNotFound,
+            &alias_nf("doesnotexist", "noalias"),
+        );
+        assert_err(
+            put_pc(&r, "doesnotexist", "1", 1),
+            ErrorKind::ResourceNotFound,
+            &fn_nf("doesnotexist:1"),
+        );
+        assert_err(
+            put_pc(&r, "f", "doesnotexist", 1),
+            ErrorKind::ResourceNotFound,
+            &alias_nf("f", "doesnotexist"),
+        );
+        assert_err(
+            put_pc(&r, "f", "10", 1),
+            ErrorKind::ResourceNotFound,
+            &fn_nf("f:10"),
+        );
+        assert_err(
+            put_pc(&r, "f", "$LATEST", 1),
+            ErrorKind::InvalidParameterValue,
+            UNPUBLISHED,
+        );
+        // An alias of $LATEST is no published version either.
+        r.create_alias(A, "f", "head", &alias_spec("$LATEST", &[]))
+            .unwrap();
+        assert_err(
+            put_pc(&r, "f", "head", 1),
+            ErrorKind::InvalidParameterValue,
+            UNPUBLISHED,
+        );
+        // Another account's function does not exist for this one.
+        assert_err(
+            r.put_provisioned_concurrency(B, "f", "1", 1, LIMIT, T0),
+            ErrorKind::ResourceNotFound,
+            &format!("Function not found: {}", arn(B, "f:1")),
+        );
+        assert!(r.all_provisioned_concurrency().unwrap().is_empty());
+    }
+
+    #[test]
+    fn weighted_aliases_conflict_with_both_versions() {
+        let r = registry();
+        two_versions(&r);
+        r.create_alias(A, "f", "canary", &alias_spec("1", &[("2", 0.1)]))
+            .unwrap();
+        put_pc(&r, "f", "canary", 2).unwrap();
+        for v in ["1", "2"] {
+            assert_eq!(
+                lambda(put_pc(&r, "f", v, 1)).kind,
+                ErrorKind::ResourceConflict
+            );
+        }
+        r.delete_provisioned_concurrency(A, "f", "canary").unwrap();
+        put_pc(&r, "f", "2", 1).unwrap();
+        assert_eq!(
+            lambda(put_pc(&r, "f", "canary", 1)).message,
+            "Alias can't be used for Provisioned Concurrency configuration on an already Provisioned version"
+        );
+    }
+
+    #[test]
+    fn provisioned_concurrency_limits_as_recorded() {
+        let r = registry();
+        two_versions(&r);
+        assert_err(
+            put_pc(&r, "f", "1", LIMIT + 1),
+            ErrorKind::InvalidParameterValue,
+            "Specified ConcurrentExecutions for function is greater than account's unreserved concurrency [1000].",
+        );
+        let below = "Specified ConcurrentExecutions for function decreases account's UnreservedConcurrentExecution below its minimum value of [100].";
+        assert_err(
+            put_pc(&r, "f", "1", LIMIT),
+            ErrorKind::InvalidParameterValue,
+            below,
+        );
+        put_pc(&r, "f", "1", 800).unwrap();
+        // Provisioned concurrency counts against reservations, and the reverse.
+        create(&r, A, "g");
+        r.publish_version(A, "g", None, None, None, T0).unwrap();
+        assert_err(
+            r.put_reserved_concurrency(A, "g", 101, LIMIT),
+            ErrorKind::InvalidParameterValue,
+            "Specified ReservedConcurrentExecutions for function decreases account's UnreservedConcurrentExecution below its minimum value of [100].",
+        );
+        r.put_reserved_concurrency(A, "g", 100, LIMIT).unwrap();
+        assert_err(
+            put_pc(&r, "f", "2", 1),
+            ErrorKind::InvalidParameterValue,
+            below,
+        );
+        // A reserved function's provisioned concurrency comes out of its reservation.
+        r.update_code(A, "g", code(2), None, true, T0).unwrap();
+        put_pc(&r, "g", "1", 60).unwrap();
+        assert_err(
+            put_pc(&r, "g", "2", 41),
+            ErrorKind::InvalidParameterValue,
+            "Requested Provisioned Concurrency should not be greater than the reservedConcurrentExecution for function",
+        );
+        put_pc(&r, "g", "2", 40).unwrap();
+        assert_err(
+            r.put_reserved_concurrency(A, "g", 99, LIMIT),
+            ErrorKind::InvalidParameterValue,
+            " ReservedConcurrentExecutions  99 should not be lower than function's total provisioned concurrency [100].",
+        );
+        r.put_reserved_concurrency(A, "g", 100, LIMIT).unwrap();
+        let usage = r.account_usage(A).unwrap();
+        assert_eq!(
+            (
+                usage.reserved_concurrency,
+                usage.unreserved_provisioned_concurrency
+            ),
+            (100, 800)
+        );
+        // A config's own current value is not counted twice.
+        put_pc(&r, "f", "1", 800).unwrap();
+        put_pc(&r, "f", "1", 700).unwrap();
+        put_pc(&r, "f", "1", 800).unwrap();
+        assert_err(
+            put_pc(&r, "f", "1", 801),
+            ErrorKind::InvalidParameterValue,
+            below,
+        );
+        // Lowering is always allowed, even once the limit shrank.
+        r.put_provisioned_concurrency(A, "f", "1", 700, 500, T0)
+            .unwrap();
+        // Another account's configs do not count.
+        create(&r, B, "f");
+        r.publish_version(B, "f", None, None, None, T0).unwrap();
+        r.put_provisioned_concurrency(B, "f", "1", 900, LIMIT, T0)
+            .unwrap();
+    }
+
+    #[test]
+    fn provisioned_status_reports() {
+        let r = registry();
+        provisioned_fixture(&r);
+        put_pc(&r, "f", "1", 2).unwrap();
+        let one = r
+            .set_provisioned_status(A, "f", "1", 1, ProvisionedStatus::InProgress, None)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (one.allocated, one.status),
+            (1, ProvisionedStatus::InProgress)
+        );
+        // READY below the requested count is a stale report.
+        let stale = r
+            .set_provisioned_status(A, "f", "1", 1, ProvisionedStatus::Ready, None)
+            .unwrap()
+            .unwrap();
+        assert_eq!(stale.status, ProvisionedStatus::InProgress);
+        let ready = r
+            .set_provisioned_status(A, "f", "1", 2, ProvisionedStatus::Ready, None)
+            .unwrap()
+            .unwrap();
+        assert_eq!(ready.status, ProvisionedStatus::Ready);
+        assert_eq!(
+            ready.last_modified_ms, T0,
+            "reports leave LastModified alone"
+        );
+        assert_eq!(r.get_provisioned_concurrency(A, "f", "1").unwrap(), ready);
+        // Putting the same count again keeps it ready; a new count does not.
+        let same = r
+            .put_provisioned_concurrency(A, "f", "1", 2, LIMIT, T0 + 5)
+            .unwrap();
+        assert_eq!(
+            (same.status, same.allocated, same.last_modified_ms),
+            (ProvisionedStatus::Ready, 2, T0 + 5)
+        );
+        let more = put_pc(&r, "f", "1", 3).unwrap();
+        assert_eq!(
+            (more.status, more.allocated, more.requested),
+            (ProvisionedStatus::InProgress, 2, 3)
+        );
+        let failed = r
+            .set_provisioned_status(
+                A,
+                "f",
+                "1",
+                2,
+                ProvisionedStatus::Failed,
+                Some("the node's memory budget is exhausted"),
+            )
+            .unwrap()
+            .unwrap();
+        assert_eq!(failed.status, ProvisionedStatus::Failed);
+        assert_eq!(
+            failed.status_reason.as_deref(),
+            Some("the node's memory budget is exhausted")
+        );
+        // A new put clears the failure.
+        let retried = put_pc(&r, "f", "1", 3).unwrap();
+        assert_eq!(
+            (retried.status, retried.status_reason),
+            (ProvisionedStatus::InProgress, None)
+        );
+        assert_eq!(
+            r.set_provisioned_status(A, "f", "2", 1, ProvisionedStatus::Ready, None)
+                .unwrap(),
+            None,
+            "no config, nothing recorded"
+        );
+        assert!(matches!(
+            r.get_provisioned_concurrency(A, "f", "2"),
+            Err(StoreError::Lambda(LambdaError {
+                kind: ErrorKind::ProvisionedConcurrencyConfigNotFound,
+                ..
+            }))
+        ));
+    }
+
+    #[test]
+    fn all_provisioned_concurrency_spans_accounts() {
+        let r = registry();
+        for account in [B, A] {
+            r.create_function(account, new_function("f", true), T0)
+                .unwrap();
+            r.put_provisioned_concurrency(account, "f", "1", 2, LIMIT, T0)
+                .unwrap();
+        }
+        r.create_alias(A, "f", "a", &alias_spec("$LATEST", &[]))
+            .unwrap();
+        create(&r, A, "e");
+        r.publish_version(A, "e", None, None, None, T0).unwrap();
+        put_pc(&r, "e", "1", 1).unwrap();
+        let all: Vec<(String, String, String)> = r
+            .all_provisioned_concurrency()
+            .unwrap()
+            .into_iter()
+            .map(|c| (c.account_id, c.function_name, c.qualifier))
+            .collect();
+        assert_eq!(
+            all,
+            [
+                (A.into(), "e".into(), "1".into()),
+                (A.into(), "f".into(), "1".into()),
+                (B.into(), "f".into(), "1".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn list_provisioned_pages_by_qualifier() {
+        let r = registry();
+        two_versions(&r);
+        for alias in ["b", "a"] {
+            r.create_alias(A, "f", alias, &alias_spec("2", &[]))
+                .unwrap();
+        }
+        put_pc(&r, "f", "1", 1).unwrap();
+        put_pc(&r, "f", "a", 1).unwrap();
+        put_pc(&r, "f", "b", 1).unwrap();
+        let mut seen = Vec::new();
+        let mut marker: Option<String> = None;
+        loop {
+            let page = r
+                .list_provisioned_concurrency(A, "f", marker.as_deref(), 2)
+                .unwrap();
+            assert!(page.items.len() <= 2);
+            seen.extend(page.items.into_iter().map(|c| c.qualifier));
+            match page.next_marker {
+                Some(m) => marker = Some(m),
+                None => break,
+            }
+        }
+        assert_eq!(seen, ["1", "a", "b"]);
+    }
+
+    #[test]
+    fn provisioned_configs_go_with_what_they_name() {
+        let r = registry();
+        provisioned_fixture(&r);
+        r.create_alias(A, "f", "other", &alias_spec("2", &[]))
+            .unwrap();
+        put_pc(&r, "f", "live", 1).unwrap();
+        r.set_provisioned_status(A, "f", "live", 1, ProvisionedStatus::Ready, None)
+            .unwrap();
+        // Re-pointing the alias puts it back in progress; what is allocated stands.
+        let moved = r
+            .update_alias(
+                A,
+                "f",
+                "live",
+                &AliasSpec {
+                    function_version: Some("2".into()),
+                    ..Default::default()
+                },
+                None,
+            )
+            .unwrap();
+        assert_eq!(moved.function_version, "2");
+        let pc = r.get_provisioned_concurrency(A, "f", "live").unwrap();
+        assert_eq!(
+            (pc.status, pc.allocated),
+            (ProvisionedStatus::InProgress, 1)
+        );
+        // A change that keeps the target leaves the allocation alone.
+        r.set_provisioned_status(A, "f", "live", 1, ProvisionedStatus::Ready, None)
+            .unwrap();
+        r.update_alias(
+            A,
+            "f",
+            "live",
+            &AliasSpec {
+                description: Some("d".into()),
+                ..Default::default()
+            },
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            r.get_provisioned_concurrency(A, "f", "live")
+                .unwrap()
+                .status,
+            ProvisionedStatus::Ready
+        );
+        // Not onto a provisioned version, nor onto $LATEST.
+        r.update_alias(A, "f", "other", &alias_spec("1", &[]), None)
+            .unwrap();
+        put_pc(&r, "f", "1", 1).unwrap();
+        assert_err(
+            r.update_alias(A, "f", "live", &alias_spec("1", &[]), None),
+            ErrorKind::ResourceConflict,
+            "Alias can't be used for Provisioned Concurrency configuration on an already Provisioned version",
+        );
+        assert_err(
+            r.update_alias(A, "f", "live", &alias_spec("$LATEST", &[]), None),
+            ErrorKind::InvalidParameterValue,
+            UNPUBLISHED,
+        );
+        assert_eq!(r.get_alias(A, "f", "live").unwrap().function_version, "2");
+
+        // A version's config goes with the version.
+        r.update_alias(A, "f", "other", &alias_spec("2", &[]), None)
+            .unwrap();
+        r.delete_version(A, "f", "1").unwrap();
+        assert_eq!(
+            lambda(r.get_provisioned_concurrency(A, "f", "1")).kind,
+            ErrorKind::ResourceNotFound
+        );
+        // The whole function takes the rest.
+        assert_eq!(r.all_provisioned_concurrency().unwrap().len(), 1);
+        r.delete_function(A, "f").unwrap();
+        assert!(r.all_provisioned_concurrency().unwrap().is_empty());
+        // Re-creating the function finds nothing left over.
+        r.create_function(A, new_function("f", true), T0).unwrap();
+        r.create_alias(A, "f", "live", &alias_spec("1", &[]))
+            .unwrap();
+        assert_eq!(
+            lambda(r.get_provisioned_concurrency(A, "f", "live")).kind,
+            ErrorKind::ProvisionedConcurrencyConfigNotFound
+        );
+        r.integrity_check().unwrap();
+    }
+
+    #[test]
+    fn deleting_an_account_takes_its_provisioned_and_capacity_settings() {
+        let r = registry();
+        let (account, _) = r.create_account("gone", false).unwrap();
+        r.create_function(&account.id, new_function("f", true), T0)
+            .unwrap();
+        r.put_provisioned_concurrency(&account.id, "f", "1", 1, LIMIT, T0)
+            .unwrap();
+        let mut c = AccountCapacity::defaults(&account.id);
+        c.policy = CapacityMode::Reject;
+        r.put_account_capacity(&c).unwrap();
+        assert!(r.delete_account(&account.id).unwrap());
+        assert!(r.all_provisioned_concurrency().unwrap().is_empty());
+        assert!(r.all_account_capacity().unwrap().is_empty());
+        let rows: i64 = r
+            .conn
+            .lock()
+            .query_row("SELECT COUNT(*) FROM account_capacity", [], |row| {
+                row.get(0)
+            })
+            .unwrap();
+        assert_eq!(rows, 0);
+        r.integrity_check().unwrap();
+    }
+
+    // ---- account capacity -------------------------------------------------
+
+    #[test]
+    fn account_capacity_round_trip() {
+        let r = registry();
+        let (team, _) = r.create_account("team", false).unwrap();
+        let (other, _) = r.create_account("other", false).unwrap();
+        assert_eq!(
+            r.get_account_capacity(&team.id).unwrap(),
+            AccountCapacity::defaults(&team.id)
+        );
+        let mut c = AccountCapacity::defaults(&team.id);
+        c.dedicated.insert("python:256".into(), 4);
+        c.dedicated.insert("nodejs20.x:128".into(), 0);
+        c.policy = CapacityMode::Wait;
+        c.max_wait_ms = 2500;
+        c.general_share = 0.25;
+        assert_eq!(r.put_account_capacity(&c).unwrap(), c);
+        assert_eq!(r.get_account_capacity(&team.id).unwrap(), c);
+        // A second put replaces the first.
+        let mut d = AccountCapacity::defaults(&team.id);
+        d.policy = CapacityMode::Reject;
+        r.put_account_capacity(&d).unwrap();
+        assert_eq!(r.get_account_capacity(&team.id).unwrap(), d);
+        r.put_account_capacity(&c).unwrap();
+
+        let mut all = r.all_account_capacity().unwrap();
+        all.sort_by(|x, y| x.account_id.cmp(&y.account_id));
+        let mut expected = vec![c.clone(), AccountCapacity::defaults(&other.id)];
+        expected.sort_by(|x, y| x.account_id.cmp(&y.account_id));
+        assert_eq!(all, expected);
+
+        // Unknown accounts, and invalid settings, are refused.
+        assert_err(
+            r.get_account_capacity("999999999999"),
+            ErrorKind::ResourceNotFound,
+            "Account not found.",
+        );
+        assert_err(
+            r.put_account_capacity(&AccountCapacity::defaults("999999999999")),
+            ErrorKind::ResourceNotFound,
+            "Account not found.",
+        );
+        let mut bad = c.clone();
+        bad.general_share = 0.0;
+        assert_eq!(
+            lambda(r.put_account_capacity(&bad)).kind,
+            ErrorKind::InvalidParameterValue
+        );
+        let mut bad = c.clone();
+        bad.dedicated.insert("python:100".into(), 1);
+        assert_err(
+            r.put_account_capacity(&bad),
+            ErrorKind::InvalidParameterValue,
+            &hearth_types::capacity::Profile::malformed_message("python:100"),
+        );
+        assert_eq!(r.get_account_capacity(&team.id).unwrap(), c);
+    }
+
+    #[test]
+    fn a_version_one_registry_is_migrated_with_its_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("registry.db");
+        {
+            // The schema as the first release shipped it, with a function in it.
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.pragma_update(None, "user_version", 1).unwrap();
+        }
+        {
+            let mut conn = Connection::open(&path).unwrap();
+            let tx = conn.transaction().unwrap();
+            tx.execute(
+                "INSERT INTO functions (account_id, name, created_ms, reserved_concurrency, \
+                 next_version) VALUES (?1, 'f', 0, NULL, 1)",
+                [A],
+            )
+            .unwrap();
+            tx.commit().unwrap();
+        }
+        let r = SqliteRegistry::open(&path, node()).unwrap();
+        assert_eq!(user_version(&r), i64::try_from(MIGRATIONS.len()).unwrap());
+        assert!(r
+            .list_provisioned_concurrency(A, "f", None, 50)
+            .unwrap()
+            .items
+            .is_empty());
+        r.integrity_check().unwrap();
     }
 
     #[test]

@@ -9,6 +9,8 @@ use std::fmt;
 pub enum ErrorKind {
     /// 404: the function, version, alias or config does not exist (for this account).
     ResourceNotFound,
+    /// 404: the version or alias exists but has no provisioned concurrency config.
+    ProvisionedConcurrencyConfigNotFound,
     /// 400: a parameter is out of range or malformed.
     InvalidParameterValue,
     /// 400: a request field fails its declared constraint (AWS's input validation layer).
@@ -52,6 +54,9 @@ impl ErrorKind {
     pub fn code(self) -> &'static str {
         match self {
             Self::ResourceNotFound => "ResourceNotFoundException",
+            Self::ProvisionedConcurrencyConfigNotFound => {
+                "ProvisionedConcurrencyConfigNotFoundException"
+            }
             Self::InvalidParameterValue => "InvalidParameterValueException",
             Self::Validation => "ValidationException",
             Self::InvalidRequestContent => "InvalidRequestContentException",

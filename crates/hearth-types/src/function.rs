@@ -213,11 +213,91 @@ pub struct AccountUsage {
     pub function_count: u64,
     /// Sum of reserved concurrency over the account's functions.
     pub reserved_concurrency: u64,
+    /// Sum of provisioned concurrency requested for functions *without* a
+    /// reservation: what provisioned concurrency takes from the unreserved
+    /// pool (a reserved function's provisioned concurrency comes out of its
+    /// reservation instead).
+    #[serde(default)]
+    pub unreserved_provisioned_concurrency: u64,
+}
+
+/// Where the allocation of a provisioned concurrency config stands
+/// (Lambda's `ProvisionedConcurrencyStatusEnum`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ProvisionedStatus {
+    /// Sandboxes are being made function-warm (or released) to reach the requested count.
+    InProgress,
+    /// `allocated` has reached `requested`.
+    Ready,
+    /// The node could not allocate them; `status_reason` says why.
+    Failed,
+}
+
+impl ProvisionedStatus {
+    /// As Lambda prints it: `IN_PROGRESS`, `READY`, `FAILED`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InProgress => "IN_PROGRESS",
+            Self::Ready => "READY",
+            Self::Failed => "FAILED",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "IN_PROGRESS" => Self::InProgress,
+            "READY" => Self::Ready,
+            "FAILED" => Self::Failed,
+            _ => return None,
+        })
+    }
+}
+
+/// Provisioned concurrency of one published version or alias: `requested`
+/// function-warm sandboxes in the account's dedicated sub-pool, kept ready
+/// before any request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProvisionedConcurrencyConfig {
+    pub account_id: String,
+    pub function_name: String,
+    /// A version number or an alias name, never `$LATEST`.
+    pub qualifier: String,
+    /// `RequestedProvisionedConcurrentExecutions` (at least 1).
+    pub requested: u32,
+    /// Function-warm sandboxes that exist for it now
+    /// (`AllocatedProvisionedConcurrentExecutions`).
+    pub allocated: u32,
+    pub status: ProvisionedStatus,
+    /// Why allocation failed (`StatusReason`).
+    pub status_reason: Option<String>,
+    /// When a user last put the config (milliseconds since the Unix epoch);
+    /// the supervisor's status reports leave it alone.
+    pub last_modified_ms: i64,
+}
+
+impl ProvisionedConcurrencyConfig {
+    /// Whether the qualifier names an alias rather than a version number.
+    pub fn is_alias(&self) -> bool {
+        !self.qualifier.bytes().all(|b| b.is_ascii_digit())
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn provisioned_status_spells_as_lambda() {
+        for s in [
+            ProvisionedStatus::InProgress,
+            ProvisionedStatus::Ready,
+            ProvisionedStatus::Failed,
+        ] {
+            assert_eq!(ProvisionedStatus::parse(s.as_str()), Some(s));
+        }
+        assert_eq!(ProvisionedStatus::InProgress.as_str(), "IN_PROGRESS");
+        assert_eq!(ProvisionedStatus::parse("Ready"), None);
+    }
 
     #[test]
     fn code_sha256_is_base64_of_digest() {

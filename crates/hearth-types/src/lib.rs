@@ -14,6 +14,7 @@
 //! ```
 
 pub mod arn;
+pub mod capacity;
 pub mod error;
 pub mod function;
 pub mod limits;

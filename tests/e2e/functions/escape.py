@@ -12,7 +12,6 @@ import os
 import platform
 import signal
 import socket
-import sys
 import time
 
 libc = ctypes.CDLL(None, use_errno=True)

@@ -1,8 +1,9 @@
 // The node function of the invoke suite (handler `index.handler`).
 //
 // It echoes its event unless the event is an object with an "__e2e" key naming
-// an operation: raise, print, sleep, exit, alloc, env, context, big.
+// an operation: raise, print, sleep, exit, alloc, env, context, big, whoami, version.
 
+const BOOT = require('crypto').randomUUID(); // one per runtime process: tells sandboxes apart
 const VERSION_MARK = 'unversioned'; // replaced per published version by the qualifier test
 
 exports.handler = async (event, context) => {
@@ -42,6 +43,9 @@ exports.handler = async (event, context) => {
       };
     case 'big':
       return 'x'.repeat(event.size);
+    case 'whoami':
+      await new Promise((resolve) => setTimeout(resolve, (event.seconds || 0) * 1000));
+      return { boot: BOOT, uid: process.getuid() };
     case 'version':
       return { mark: VERSION_MARK, env_version: process.env.AWS_LAMBDA_FUNCTION_VERSION };
     default:

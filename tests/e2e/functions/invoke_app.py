@@ -1,12 +1,16 @@
 """The python function of the invoke suite (handler `app.handler`).
 
 It echoes its event unless the event is an object with an "__e2e" key naming
-an operation: raise, print, sleep, exit, alloc, env, context, big.
+an operation: raise, print, sleep, exit, alloc, env, context, big, whoami,
+version.
 """
 
 import os
 import sys
 import time
+import uuid
+
+BOOT = uuid.uuid4().hex  # one per runtime process: tells sandboxes apart
 
 VERSION_MARK = "unversioned"  # replaced per published version by the qualifier test
 
@@ -58,6 +62,9 @@ def handler(event, context):
         }
     if op == "big":
         return "x" * event["size"]
+    if op == "whoami":
+        time.sleep(event.get("seconds", 0))
+        return {"boot": BOOT, "uid": os.getuid()}
     if op == "version":
         return {"mark": VERSION_MARK, "env_version": os.environ.get("AWS_LAMBDA_FUNCTION_VERSION")}
     raise ValueError("unknown op %r" % (op,))

@@ -6,6 +6,14 @@
 // a time. Handler resolution, error bodies (`trace`, not `stackTrace`) and log
 // lines follow AWS's Node.js runtime interface client.
 //
+// Runtime-warm ("await assignment") mode, when started with
+// HEARTH_AWAIT_ASSIGNMENT=1 and a minimal environment: the runtime loads what
+// it needs, then long-polls Hearth's assignment endpoint
+// (GET /2018-06-01/runtime/hearth/assignment, answered with
+// {"handler": ..., "env": {...}}); once assigned it replaces process.env with
+// exactly the assigned environment, changes to the task root, recomputes the
+// global module paths from NODE_PATH and continues as a normal start.
+//
 // Differences from AWS, on purpose:
 // - `context.callbackWaitsForEmptyEventLoop` is accepted but ignored: a
 //   callback's result is posted at once, without waiting for the event loop
@@ -418,6 +426,36 @@ function onFatalError(logAs, err, exitCode) {
   );
 }
 
+/** Runtime-warm: waits, parked on Hearth's assignment endpoint, until the
+ * daemon assigns this sandbox to a function; returns the assignment. */
+async function awaitAssignment() {
+  const res = await request('GET', `${API_BASE}hearth/assignment`);
+  if (res.status !== 200) {
+    process.stderr.write(
+      `Runtime API refused the assignment poll: ${res.status} ${res.body.toString('utf8', 0, 200)}\n`,
+    );
+    process.exit(1);
+  }
+  return JSON.parse(res.body.toString('utf8'));
+}
+
+/** Makes this process the function's: exactly the assigned environment (the
+ * boot environment only had what the runtime needed), the task root as
+ * working directory, NODE_PATH in the module search paths. */
+function applyAssignment(env) {
+  for (const k of Object.keys(process.env)) delete process.env[k];
+  Object.assign(process.env, env);
+  const taskRoot = process.env.LAMBDA_TASK_ROOT || '/var/task';
+  try {
+    process.chdir(taskRoot);
+  } catch (e) {
+    process.stderr.write(`Cannot change to the task root: ${e.message}\n`);
+  }
+  // Node reads NODE_PATH once, at start-up.
+  const Module = require('module');
+  if (typeof Module._initPaths === 'function') Module._initPaths();
+}
+
 async function main() {
   patchConsole();
   process.on('uncaughtException', (err) => onFatalError('Uncaught Exception', err, 129));
@@ -428,10 +466,19 @@ async function main() {
     if (onLoopEmpty) onLoopEmpty();
   });
 
-  const appRoot = process.env.LAMBDA_TASK_ROOT || '/var/task';
+  const assignment =
+    process.env.HEARTH_AWAIT_ASSIGNMENT === '1'
+      ? await awaitAssignment().catch((e) => fatal('Runtime API request failed', e))
+      : null;
   let handler;
   try {
-    handler = await loadHandler(appRoot, process.env._HANDLER || '');
+    let spec = process.env._HANDLER || '';
+    if (assignment) {
+      applyAssignment(assignment.env);
+      spec = assignment.handler;
+    }
+    const appRoot = process.env.LAMBDA_TASK_ROOT || '/var/task';
+    handler = await loadHandler(appRoot, spec);
   } catch (err) {
     logError('Uncaught Exception', err);
     await postInitError(err).catch(() => {});

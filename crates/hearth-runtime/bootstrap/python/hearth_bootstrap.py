@@ -8,9 +8,19 @@ error types and log lines follow AWS's Python runtime (awslambdaric).
 
 Startup time matters (this runs on every cold start), so it imports only
 what it needs: the HTTP client is a small one on `_socket` (http.client costs
-~17 ms of imports), and traceback/importlib/logging are imported lazily. It
+~17 ms of imports), and traceback/logging are imported lazily. It
 lives in a module rather than in the entry script so that Hearth can
 precompile it when installing it. Python 3.8+, standard library only.
+
+Runtime-warm ("await assignment") mode, when started with
+HEARTH_AWAIT_ASSIGNMENT=1 and a minimal environment: everything above is
+imported, then the runtime long-polls Hearth's assignment endpoint
+(GET /2018-06-01/runtime/hearth/assignment, answered with
+{"handler": ..., "env": {...}}) and, once assigned, replaces os.environ with
+exactly the assigned environment, changes to the task root, sets sys.path
+(PYTHONPATH from the assigned environment) and continues as a normal start.
+Nothing else is imported before the assignment: an idle runtime-warm sandbox
+should cost as little memory as possible.
 """
 
 import sys
@@ -21,6 +31,7 @@ import os  # noqa: E402 (already imported by site: free)
 import json  # noqa: E402
 import time  # noqa: E402
 import _socket  # noqa: E402
+import importlib  # noqa: E402 (loads every handler; ahead, so a runtime-warm start has it)
 
 _HERE = os.path.dirname(os.path.abspath(__file__))  # this runtime's own frames live here
 _API_BASE = "/2018-06-01/runtime/"
@@ -248,15 +259,18 @@ def _decimal_default(o):
     raise TypeError("Object of type %s is not JSON serializable" % o.__class__.__name__)
 
 
-# AWS's python3.12+ runtimes emit UTF-8; older ones \u-escape non-ASCII.
-_execution_env = os.environ.get("AWS_EXECUTION_ENV", "")
-try:
-    _ENSURE_ASCII = int(_execution_env.rpartition("python3.")[2]) < 12
-except ValueError:
-    _ENSURE_ASCII = False
+def _configure_encoder():
+    """AWS's python3.12+ runtimes emit UTF-8; older ones \\u-escape non-ASCII."""
+    global _encoder
+    execution_env = os.environ.get("AWS_EXECUTION_ENV", "")
+    try:
+        ensure_ascii = int(execution_env.rpartition("python3.")[2]) < 12
+    except ValueError:
+        ensure_ascii = False
+    _encoder = json.JSONEncoder(default=_decimal_default, ensure_ascii=ensure_ascii)
 
 
-_encoder = json.JSONEncoder(default=_decimal_default, ensure_ascii=_ENSURE_ASCII)
+_configure_encoder()
 
 
 def _to_json_bytes(obj):
@@ -281,8 +295,6 @@ def _load_handler(spec):
             FaultException.BUILT_IN_MODULE_CONFLICT,
             "Cannot use built-in module %s as a handler module" % modname,
         )
-    import importlib
-
     try:
         module = importlib.import_module(modname.replace("/", "."))
     except ImportError as e:
@@ -451,13 +463,51 @@ def _flush():
             pass
 
 
-def _setup_sys_path(task_root):
+def _setup_sys_path(task_root, pythonpath=()):
     # sys.path[0] is the entry script's directory: replace it with the task
-    # root, then the layer directories, as AWS orders them.
+    # root, then the layer directories, as AWS orders them. PYTHONPATH comes
+    # next: at a normal start the interpreter already put it there; a
+    # runtime-warm one passes the assigned entries.
     path = [p for p in sys.path if p and os.path.abspath(p) != _HERE]
     minor = "python%d.%d" % sys.version_info[:2]
     front = [task_root, "/opt/python/lib/%s/site-packages" % minor, "/opt/python"]
+    front += [p for p in pythonpath if p not in front]
     sys.path[:] = front + [p for p in path if p not in front]
+    # Forget what was probed of these before the code was mounted.
+    for p in front:
+        sys.path_importer_cache.pop(p, None)
+
+
+def _await_assignment(client):
+    """Runtime-warm: waits, parked on Hearth's assignment endpoint, until the
+    daemon assigns this sandbox to a function; returns the assignment."""
+    status, _, body = client.request("GET", _API_BASE + "hearth/assignment")
+    if status != 200:
+        sys.stderr.write("Runtime API refused the assignment poll: %d %s\n" % (status, body[:200]))
+        _flush()
+        sys.exit(1)
+    return json.loads(body.decode("utf-8"))
+
+
+def _apply_assignment(assignment):
+    """Makes this process the function's: exactly the assigned environment
+    (the boot environment only had what the runtime needed), the task root
+    as working directory. Returns the handler and the PYTHONPATH entries."""
+    environ = os.environ
+    tz = environ.get("TZ")
+    for name in list(environ):  # clear(), without its popitem() per name
+        del environ[name]
+    for name, value in assignment["env"].items():
+        environ[name] = value
+    if environ.get("TZ") != tz:
+        time.tzset()
+    task_root = environ.get("LAMBDA_TASK_ROOT", "/var/task")
+    try:
+        os.chdir(task_root)
+    except OSError as e:
+        sys.stderr.write("Cannot change to the task root: %s\n" % e)
+    pythonpath = [p for p in environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    return assignment["handler"], pythonpath
 
 
 def _handle(client, handler, status, headers, body):
@@ -522,11 +572,20 @@ def main():
     except Exception:
         pass
     client = _Client(os.environ.get("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9001"))
-    _setup_sys_path(os.environ.get("LAMBDA_TASK_ROOT", "/var/task"))
+    assignment = None
+    if os.environ.get("HEARTH_AWAIT_ASSIGNMENT") == "1":
+        assignment = _await_assignment(client)
 
     init_error = None
     try:
-        handler = _load_handler(os.environ.get("_HANDLER", ""))
+        if assignment is None:
+            spec, pythonpath = os.environ.get("_HANDLER", ""), ()
+        else:
+            spec, pythonpath = _apply_assignment(assignment)
+            assignment = None
+            _configure_encoder()
+        _setup_sys_path(os.environ.get("LAMBDA_TASK_ROOT", "/var/task"), pythonpath)
+        handler = _load_handler(spec)
     except FaultException as e:
         init_error = _make_error(e.msg, e.exception_type, e.trace, "")
     except Exception:

@@ -76,26 +76,15 @@ pub fn runtime_environment(i: &RuntimeEnv<'_>) -> Vec<(String, String)> {
         env.insert(k.to_owned(), v);
     };
 
-    // AWS's al2 images (`provided`, `provided.al2`) have no /var/lang.
-    let lang_dirs = !matches!(
-        i.runtime,
-        Runtime::Provided(ProvidedFlavour::Plain | ProvidedFlavour::Al2)
-    );
-    let (path, ld) = if lang_dirs {
-        (
-            "/var/lang/bin:/usr/local/bin:/usr/bin/:/bin:/opt/bin",
-            "/var/lang/lib:/lib64:/usr/lib64:/var/runtime:/var/runtime/lib:/var/task:/var/task/lib:/opt/lib",
-        )
+    let ld = if has_lang_dirs(i.runtime) {
+        "/var/lang/lib:/lib64:/usr/lib64:/var/runtime:/var/runtime/lib:/var/task:/var/task/lib:/opt/lib"
     } else {
-        (
-            "/usr/local/bin:/usr/bin/:/bin:/opt/bin",
-            "/lib64:/usr/lib64:/var/runtime:/var/runtime/lib:/var/task:/var/task/lib:/opt/lib",
-        )
+        "/lib64:/usr/lib64:/var/runtime:/var/runtime/lib:/var/task:/var/task/lib:/opt/lib"
     };
-    set(&mut env, "PATH", path.to_owned());
+    set(&mut env, "PATH", default_path(i.runtime).to_owned());
     set(&mut env, "LD_LIBRARY_PATH", ld.to_owned());
-    set(&mut env, "LANG", "en_US.UTF-8".to_owned());
-    set(&mut env, "TZ", ":UTC".to_owned());
+    set(&mut env, "LANG", DEFAULT_LANG.to_owned());
+    set(&mut env, "TZ", DEFAULT_TZ.to_owned());
     match i.runtime {
         Runtime::Python { .. } => set(&mut env, "PYTHONPATH", "/var/runtime".to_owned()),
         Runtime::Node { major } => set(
@@ -157,6 +146,28 @@ pub fn runtime_environment(i: &RuntimeEnv<'_>) -> Vec<(String, String)> {
     set(&mut env, "AWS_DEFAULT_REGION", i.region.to_owned());
 
     env.into_iter().collect()
+}
+
+/// `LANG` unless the function sets its own.
+pub(crate) const DEFAULT_LANG: &str = "en_US.UTF-8";
+/// `TZ` unless the function sets its own.
+pub(crate) const DEFAULT_TZ: &str = ":UTC";
+
+/// AWS's al2 images (`provided`, `provided.al2`) have no /var/lang.
+fn has_lang_dirs(runtime: &Runtime) -> bool {
+    !matches!(
+        runtime,
+        Runtime::Provided(ProvidedFlavour::Plain | ProvidedFlavour::Al2)
+    )
+}
+
+/// `PATH` unless the function sets its own.
+pub(crate) fn default_path(runtime: &Runtime) -> &'static str {
+    if has_lang_dirs(runtime) {
+        "/var/lang/bin:/usr/local/bin:/usr/bin/:/bin:/opt/bin"
+    } else {
+        "/usr/local/bin:/usr/bin/:/bin:/opt/bin"
+    }
 }
 
 /// A log stream name as Lambda makes them: `2024/01/31/[$LATEST]` followed by

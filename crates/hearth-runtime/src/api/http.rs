@@ -2,8 +2,8 @@
 //! keep-alive connection per socket, routing, and the one place where
 //! [`ApiError`]s become status codes and Lambda's error bodies.
 
-use super::state::{ApiError, NextDecision};
-use super::{InitOutcome, Invocation, InvokeOutcome, Shared, RESPONSE_MAX_BYTES};
+use super::state::{ApiError, AssignmentDecision, NextDecision};
+use super::{InitOutcome, Invocation, InvokeOutcome, RuntimeReady, Shared, RESPONSE_MAX_BYTES};
 use bytes::{Bytes, BytesMut};
 use http::{header, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
@@ -101,6 +101,12 @@ async fn route(shared: &Shared, req: Request<Incoming>) -> Resp {
         }
         return init_error(shared, req).await;
     }
+    if rest == "hearth/assignment" {
+        if method != Method::GET {
+            return method_not_allowed(method, path, "GET");
+        }
+        return assignment(shared).await;
+    }
     if let Some((id, answer)) = rest.strip_prefix("invocation/").and_then(split_answer) {
         if method != Method::POST {
             return method_not_allowed(method, path, "POST");
@@ -149,8 +155,46 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Records that the runtime reached the runtime-warm state, or passed it by.
+fn set_ready(shared: &Shared, value: RuntimeReady) {
+    shared.ready.send_if_modified(|s| {
+        if s.is_none() {
+            *s = Some(value);
+            true
+        } else {
+            false
+        }
+    });
+}
+
+async fn assignment(shared: &Shared) -> Resp {
+    let (decision, first) = shared.machine.lock().assignment_poll();
+    if first {
+        set_ready(shared, RuntimeReady::Ready);
+    }
+    match decision {
+        AssignmentDecision::Deliver(json) => json_bytes_response(json),
+        AssignmentDecision::Refuse(e) => render_error(&e),
+        AssignmentDecision::Park(rx) => match rx.await {
+            Ok(json) => json_bytes_response(json),
+            Err(_) if shared.machine.lock().is_closed() => render_error(&ApiError::ShuttingDown),
+            Err(_) => render_error(&ApiError::InvalidStateTransition(
+                "this /runtime/hearth/assignment was superseded by a newer one (only one may be outstanding)"
+                    .to_owned(),
+            )),
+        },
+    }
+}
+
 async fn next(shared: &Shared) -> Resp {
-    let (decision, first) = shared.machine.lock().next();
+    let (decision, first, bypassed) = {
+        let mut machine = shared.machine.lock();
+        let (decision, first) = machine.next();
+        (decision, first, first && !machine.asked_for_assignment())
+    };
+    if bypassed {
+        set_ready(shared, RuntimeReady::InitStarted);
+    }
     if first {
         shared.init.send_if_modified(|s| {
             if s.is_none() {
@@ -214,8 +258,16 @@ async fn init_error(shared: &Shared, req: Request<Incoming>) -> Resp {
         Ok(b) => b,
         Err(e) => return render_error(&e),
     };
-    if let Err(e) = shared.machine.lock().init_error() {
-        return render_error(&e);
+    let accepted_init_error = {
+        let mut machine = shared.machine.lock();
+        machine
+            .init_error()
+            .map(|()| machine.asked_for_assignment())
+    };
+    match accepted_init_error {
+        Err(e) => return render_error(&e),
+        Ok(false) => set_ready(shared, RuntimeReady::InitStarted),
+        Ok(true) => {}
     }
     let (body, resp) = match body {
         ReadBody::Complete(body) => (body, accepted()),
@@ -331,6 +383,15 @@ fn json_response(status: StatusCode, body: &serde_json::Value) -> Resp {
     let bytes = serde_json::to_vec(body).unwrap_or_default();
     let mut resp = Response::new(Full::new(Bytes::from(bytes)));
     *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+fn json_bytes_response(body: Bytes) -> Resp {
+    let mut resp = Response::new(Full::new(body));
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),

@@ -2,7 +2,8 @@
 //! handlers in `http.rs` parse a request, call one method here under the
 //! lock, and render what it decides.
 
-use super::{Invocation, InvokeOutcome};
+use super::{AssignError, Invocation, InvokeOutcome};
+use bytes::Bytes;
 use std::collections::VecDeque;
 use tokio::sync::oneshot;
 
@@ -52,6 +53,19 @@ pub(super) enum NextDecision {
     Refuse(ApiError),
 }
 
+/// What to do with a `GET …/hearth/assignment` request.
+#[derive(Debug)]
+pub(super) enum AssignmentDecision {
+    /// Return this assignment (its JSON) now.
+    Deliver(Bytes),
+    /// Wait for [`Machine::assign`]. The sender is dropped, without an
+    /// assignment, when a newer poll supersedes this one or the endpoint
+    /// shuts down.
+    Park(oneshot::Receiver<Bytes>),
+    /// Refuse the request.
+    Refuse(ApiError),
+}
+
 #[derive(Debug)]
 struct Queued {
     inv: Invocation,
@@ -68,6 +82,15 @@ struct InFlight {
 #[derive(Debug, Default)]
 pub(super) struct Machine {
     closed: bool,
+    /// The runtime has asked for its assignment at least once.
+    asked_for_assignment: bool,
+    /// The assignment (its JSON), once [`Machine::assign`] gave one.
+    assignment: Option<Bytes>,
+    /// The assignment was handed to a poll: `next` and `init/error` are
+    /// allowed from now on.
+    assignment_delivered: bool,
+    /// The runtime's outstanding assignment poll, if it is waiting.
+    assignment_poll: Option<oneshot::Sender<Bytes>>,
     /// The runtime has called `next` at least once (init is over).
     saw_next: bool,
     init_error_posted: bool,
@@ -85,6 +108,9 @@ impl Machine {
     pub(super) fn next(&mut self) -> (NextDecision, bool) {
         if self.closed {
             return (NextDecision::Refuse(ApiError::ShuttingDown), false);
+        }
+        if let Err(e) = self.assignment_gate() {
+            return (NextDecision::Refuse(e), false);
         }
         if let Some(f) = &self.in_flight {
             return (
@@ -166,6 +192,7 @@ impl Machine {
         if self.closed {
             return Err(ApiError::ShuttingDown);
         }
+        self.assignment_gate()?;
         if self.saw_next || self.init_error_posted {
             return Err(ApiError::InvalidStateTransition(
                 "init/error is accepted once, before the first /runtime/invocation/next".to_owned(),
@@ -173,6 +200,90 @@ impl Machine {
         }
         self.init_error_posted = true;
         Ok(())
+    }
+
+    /// Whether the runtime has asked for its assignment (at least once).
+    /// Read right after the first `next` or an accepted `init/error`: if it
+    /// has not, it started without one and never will be runtime-warm.
+    pub(super) fn asked_for_assignment(&self) -> bool {
+        self.asked_for_assignment
+    }
+
+    /// Whether init has begun: a `next` or an `init/error` was accepted.
+    fn init_started(&self) -> bool {
+        self.saw_next || self.init_error_posted
+    }
+
+    /// `next` and `init/error` wait for the assignment once the runtime has
+    /// asked for one (it is a runtime-warm bootstrap) or the daemon has
+    /// given one (the runtime must collect it before it may start).
+    fn assignment_gate(&self) -> Result<(), ApiError> {
+        if (self.asked_for_assignment || self.assignment.is_some()) && !self.assignment_delivered {
+            return Err(ApiError::InvalidStateTransition(
+                "the runtime is awaiting its assignment: it may start its init only after GET /2018-06-01/runtime/hearth/assignment has answered"
+                    .to_owned(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// A `GET …/hearth/assignment`. The returned flag is true for the
+    /// runtime's first poll (it has reached the runtime-warm state).
+    pub(super) fn assignment_poll(&mut self) -> (AssignmentDecision, bool) {
+        if self.closed {
+            return (AssignmentDecision::Refuse(ApiError::ShuttingDown), false);
+        }
+        if self.init_started() {
+            return (
+                AssignmentDecision::Refuse(ApiError::InvalidStateTransition(
+                    "the runtime has started its init: an assignment is available only before the first /runtime/invocation/next or /runtime/init/error"
+                        .to_owned(),
+                )),
+                false,
+            );
+        }
+        let first = !self.asked_for_assignment;
+        self.asked_for_assignment = true;
+        // A newer poll supersedes an older one, as for `next`.
+        self.assignment_poll = None;
+        if let Some(a) = &self.assignment {
+            // Repeated polls (a retried connection) get the same assignment.
+            self.assignment_delivered = true;
+            return (AssignmentDecision::Deliver(a.clone()), first);
+        }
+        let (tx, rx) = oneshot::channel();
+        self.assignment_poll = Some(tx);
+        (AssignmentDecision::Park(rx), first)
+    }
+
+    /// The daemon assigns the sandbox: `assignment` (JSON) goes to the
+    /// parked poll, or waits for the poll that comes.
+    pub(super) fn assign(&mut self, assignment: Bytes) -> Result<(), AssignError> {
+        if self.closed {
+            return Err(AssignError::Closed);
+        }
+        if self.assignment.is_some() {
+            return Err(AssignError::AlreadyAssigned);
+        }
+        if self.init_started() {
+            return Err(AssignError::InitStarted);
+        }
+        if let Some(poll) = self.assignment_poll.take() {
+            // If the poll's connection is gone the assignment stays stored
+            // for the runtime's next poll.
+            self.assignment_delivered = poll.send(assignment.clone()).is_ok();
+        }
+        self.assignment = Some(assignment);
+        Ok(())
+    }
+
+    /// The runtime waits on the assignment endpoint and has none yet.
+    pub(super) fn is_awaiting_assignment(&self) -> bool {
+        self.assignment.is_none()
+            && self
+                .assignment_poll
+                .as_ref()
+                .is_some_and(|p| !p.is_closed())
     }
 
     /// Forgets `request_id` (its invoker gave up). True if it was pending.
@@ -205,6 +316,7 @@ impl Machine {
     /// Shuts down: every waiter's channel is dropped.
     pub(super) fn close(&mut self) {
         self.closed = true;
+        self.assignment_poll = None;
         self.parked = None;
         self.queue.clear();
         self.in_flight = None;
@@ -214,7 +326,6 @@ impl Machine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bytes::Bytes;
 
     fn inv(id: &str) -> Invocation {
         Invocation::new(id, Bytes::from_static(b"{}"), 1, "arn")
@@ -307,9 +418,87 @@ mod tests {
     }
 
     #[test]
+    fn assignment_goes_to_the_parked_poll_and_gates_init() {
+        let mut m = Machine::default();
+        let (d, first) = m.assignment_poll();
+        assert!(first);
+        let AssignmentDecision::Park(mut rx) = d else {
+            panic!()
+        };
+        assert!(m.is_awaiting_assignment());
+        assert!(matches!(
+            m.next().0,
+            NextDecision::Refuse(ApiError::InvalidStateTransition(_))
+        ));
+        assert!(m.init_error().is_err());
+        assert_eq!(m.assign(Bytes::from_static(b"A")), Ok(()));
+        assert_eq!(rx.try_recv().unwrap(), Bytes::from_static(b"A"));
+        assert!(!m.is_awaiting_assignment());
+        assert_eq!(
+            m.assign(Bytes::from_static(b"B")),
+            Err(AssignError::AlreadyAssigned)
+        );
+        // A repeat poll gets the same assignment until init starts.
+        assert!(matches!(m.assignment_poll(), (AssignmentDecision::Deliver(a), false) if a == "A"));
+        let (d, first) = m.next();
+        assert!(first && matches!(d, NextDecision::Park(_)));
+        assert!(m.asked_for_assignment());
+        assert!(matches!(
+            m.assignment_poll().0,
+            AssignmentDecision::Refuse(ApiError::InvalidStateTransition(_))
+        ));
+    }
+
+    #[test]
+    fn an_early_assignment_is_stored_and_a_dead_poll_does_not_swallow_it() {
+        let mut m = Machine::default();
+        let AssignmentDecision::Park(rx) = m.assignment_poll().0 else {
+            panic!()
+        };
+        drop(rx);
+        assert!(!m.is_awaiting_assignment());
+        assert_eq!(m.assign(Bytes::from_static(b"A")), Ok(()));
+        assert!(m.init_error().is_err(), "not delivered yet");
+        assert!(matches!(m.assignment_poll(), (AssignmentDecision::Deliver(a), false) if a == "A"));
+        assert!(m.init_error().is_ok());
+
+        let mut m = Machine::default();
+        assert_eq!(m.assign(Bytes::from_static(b"A")), Ok(()));
+        assert!(matches!(
+            m.next().0,
+            NextDecision::Refuse(ApiError::InvalidStateTransition(_))
+        ));
+        assert!(matches!(
+            m.assignment_poll(),
+            (AssignmentDecision::Deliver(_), true)
+        ));
+        assert!(matches!(m.next(), (NextDecision::Park(_), true)));
+    }
+
+    #[test]
+    fn a_runtime_that_starts_without_asking_cannot_be_assigned() {
+        let mut m = Machine::default();
+        assert!(matches!(m.next(), (NextDecision::Park(_), true)));
+        assert!(!m.asked_for_assignment());
+        assert_eq!(
+            m.assign(Bytes::from_static(b"A")),
+            Err(AssignError::InitStarted)
+        );
+        assert!(matches!(
+            m.assignment_poll().0,
+            AssignmentDecision::Refuse(ApiError::InvalidStateTransition(_))
+        ));
+    }
+
+    #[test]
     fn close_refuses_everything() {
         let mut m = Machine::default();
         m.close();
+        assert_eq!(m.assign(Bytes::new()), Err(AssignError::Closed));
+        assert!(matches!(
+            m.assignment_poll().0,
+            AssignmentDecision::Refuse(ApiError::ShuttingDown)
+        ));
         let (tx, _rx) = oneshot::channel();
         assert!(!m.submit(inv("a"), tx));
         assert!(matches!(

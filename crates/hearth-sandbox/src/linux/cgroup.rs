@@ -152,8 +152,17 @@ pub(crate) fn unescape_mountinfo(s: &str) -> String {
 pub(crate) struct MountInfo {
     pub root: String,
     pub mount_point: PathBuf,
+    /// The optional fields: `shared:N`, `master:N`, ... (propagation).
+    pub optional: Vec<String>,
     pub fs_type: String,
     pub super_options: String,
+}
+
+impl MountInfo {
+    /// Whether mounts made under this one propagate to other mounts.
+    pub(crate) fn is_shared(&self) -> bool {
+        self.optional.iter().any(|o| o.starts_with("shared:"))
+    }
 }
 
 pub(crate) fn parse_mountinfo(text: &str) -> Vec<MountInfo> {
@@ -168,6 +177,12 @@ pub(crate) fn parse_mountinfo(text: &str) -> Vec<MountInfo> {
             Some(MountInfo {
                 root: unescape_mountinfo(l[3]),
                 mount_point: PathBuf::from(unescape_mountinfo(l[4])),
+                optional: l
+                    .get(6..)
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|o| (*o).to_owned())
+                    .collect(),
                 fs_type: r[0].to_owned(),
                 super_options: r[2].to_owned(),
             })
@@ -556,6 +571,53 @@ impl CgroupManager {
             }
             Some((CgroupVersion::V2, d)) => {
                 w(d, "cpu.weight", cpu_weight_v2(limits.memory_mb).to_string())?
+            }
+            None => {}
+        }
+        Ok(())
+    }
+
+    /// Changes a sandbox's memory limit (and the CPU weight that follows it).
+    /// On v1, `memory.memsw.limit_in_bytes` must stay at or above
+    /// `memory.limit_in_bytes`: lowering writes the limit first, raising
+    /// writes memsw first.
+    pub(crate) fn set_memory_limit(
+        &self,
+        cg: &SandboxCgroup,
+        memory_mb: u32,
+    ) -> Result<(), String> {
+        let fs = self.fs.as_ref();
+        let w = |dir: &Path, file: &str, value: String| {
+            let p = dir.join(file);
+            fs.write(&p, &value)
+                .map_err(|e| format!("cannot write {value} to {}: {e}", p.display()))
+        };
+        let bytes = u64::from(memory_mb) << 20;
+        match &cg.memory {
+            Some((CgroupVersion::V1, d)) => {
+                let memsw = fs.exists(&d.join("memory.memsw.limit_in_bytes"));
+                let current: Option<u64> = fs
+                    .read(&d.join("memory.limit_in_bytes"))
+                    .ok()
+                    .and_then(|s| s.trim().parse().ok());
+                let raising = current.is_some_and(|c| bytes > c);
+                if memsw && raising {
+                    w(d, "memory.memsw.limit_in_bytes", bytes.to_string())?;
+                }
+                w(d, "memory.limit_in_bytes", bytes.to_string())?;
+                if memsw && !raising {
+                    w(d, "memory.memsw.limit_in_bytes", bytes.to_string())?;
+                }
+            }
+            Some((CgroupVersion::V2, d)) => w(d, "memory.max", bytes.to_string())?,
+            None => {}
+        }
+        match &cg.cpu {
+            Some((CgroupVersion::V1, d)) => {
+                w(d, "cpu.shares", cpu_shares_v1(memory_mb).to_string())?
+            }
+            Some((CgroupVersion::V2, d)) => {
+                w(d, "cpu.weight", cpu_weight_v2(memory_mb).to_string())?
             }
             None => {}
         }
@@ -1093,6 +1155,114 @@ pub(crate) mod tests {
         m.remove(&cg).unwrap();
         assert!(!memdir.exists());
         assert!(!t.path().join("unified/hearth/sb1").exists());
+    }
+
+    #[test]
+    fn set_memory_limit_orders_v1_writes_and_follows_with_cpu() {
+        let t = tempfile::tempdir().unwrap();
+        let layout = fake_hybrid(t.path());
+        let fs = Arc::new(TempCgroupFs::default());
+        let (m, _) = CgroupManager::prepare(fs.clone(), &layout, "hearth", 42);
+        let memdir = t.path().join("memory/process_api/x/hearth/sb4");
+        std::fs::create_dir_all(&memdir).unwrap();
+        std::fs::write(memdir.join("memory.memsw.limit_in_bytes"), "").unwrap();
+        let cg = m
+            .create(
+                "sb4",
+                Limits {
+                    memory_mb: 256,
+                    pids_max: 64,
+                },
+            )
+            .unwrap();
+        let read = |p: PathBuf| std::fs::read_to_string(p).unwrap();
+        let order = |fs: &TempCgroupFs| -> Vec<String> {
+            let w = fs.writes.lock();
+            w.iter()
+                .filter(|(p, _)| p.starts_with(&memdir))
+                .map(|(p, v)| format!("{} {v}", p.file_name().unwrap().to_string_lossy()))
+                .collect()
+        };
+        fs.writes.lock().clear();
+        // Lowering: the limit first (memsw may not go below it).
+        m.set_memory_limit(&cg, 128).unwrap();
+        assert_eq!(
+            order(&fs),
+            [
+                "memory.limit_in_bytes 134217728",
+                "memory.memsw.limit_in_bytes 134217728"
+            ]
+        );
+        assert_eq!(read(t.path().join("cpu/hearth/sb4/cpu.shares")), "128");
+        fs.writes.lock().clear();
+        // Raising: memsw first.
+        m.set_memory_limit(&cg, 512).unwrap();
+        assert_eq!(
+            order(&fs),
+            [
+                "memory.memsw.limit_in_bytes 536870912",
+                "memory.limit_in_bytes 536870912"
+            ]
+        );
+        assert_eq!(read(memdir.join("memory.limit_in_bytes")), "536870912");
+        assert_eq!(read(t.path().join("cpu/hearth/sb4/cpu.shares")), "512");
+        // A failed write is reported.
+        fs.fail_writes_to.lock().insert(
+            memdir.join("memory.limit_in_bytes"),
+            io::ErrorKind::ResourceBusy,
+        );
+        let e = m.set_memory_limit(&cg, 64).unwrap_err();
+        assert!(e.contains("memory.limit_in_bytes"), "{e}");
+    }
+
+    #[test]
+    fn set_memory_limit_on_v2_writes_memory_max_and_weight() {
+        let t = tempfile::tempdir().unwrap();
+        let own = t.path().join("cg");
+        std::fs::create_dir_all(own.join("hearth/sb5")).unwrap();
+        std::fs::write(own.join("cgroup.controllers"), "memory pids cpu").unwrap();
+        std::fs::write(own.join("cgroup.procs"), "").unwrap();
+        std::fs::write(own.join("cgroup.subtree_control"), "").unwrap();
+        std::fs::write(own.join("hearth/cgroup.subtree_control"), "").unwrap();
+        let layout = CgroupLayout {
+            v1: vec![],
+            unified: Some(UnifiedHierarchy {
+                mount_point: own.clone(),
+                own: own.clone(),
+            }),
+        };
+        let fs = Arc::new(TempCgroupFs::default());
+        let (m, w) = CgroupManager::prepare(fs, &layout, "hearth", 42);
+        assert!(w.is_empty(), "{w:?}");
+        let cg = m
+            .create(
+                "sb5",
+                Limits {
+                    memory_mb: 1024,
+                    pids_max: 64,
+                },
+            )
+            .unwrap();
+        m.set_memory_limit(&cg, 200).unwrap();
+        let read = |f: &str| std::fs::read_to_string(own.join("hearth/sb5").join(f)).unwrap();
+        assert_eq!(read("memory.max"), "209715200");
+        assert_eq!(read("cpu.weight"), "20");
+        // Without a memory controller there is nothing to set.
+        m.set_memory_limit(&SandboxCgroup::default(), 64).unwrap();
+    }
+
+    #[test]
+    fn mountinfo_keeps_the_propagation_fields() {
+        let mi = "\
+27 1 254:0 / / rw,relatime shared:1 - ext4 /dev/vda rw
+80 27 254:0 /var/lib/h/sb/task /var/lib/h/sb/task rw shared:412 master:9 - ext4 /dev/vda rw
+81 27 254:0 /x /x rw - ext4 /dev/vda rw
+";
+        let m = parse_mountinfo(mi);
+        assert!(m[0].is_shared());
+        assert_eq!(m[1].optional, ["shared:412", "master:9"]);
+        assert!(!m[2].is_shared());
+        assert!(m[2].optional.is_empty());
     }
 
     #[test]

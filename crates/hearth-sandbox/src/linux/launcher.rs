@@ -13,8 +13,12 @@
 //!    into it, drops every privilege, installs the seccomp filter, forks the
 //!    runtime, tells the daemon `Ready` once the exec succeeded, then reaps
 //!    until the runtime exits and exits with its status — the kernel then
-//!    kills whatever else is left in the namespace.
-//! 3. **runtime**: execs `spec.argv` with exactly `spec.env` in `spec.cwd`.
+//!    kills whatever else is left in the namespace. A **shell-warm** sandbox
+//!    (empty `spec.argv`) reports `Waiting` instead of forking, and reads the
+//!    program from the control socket (which it inherited) when the daemon
+//!    sends it; from there on it is the same path.
+//! 3. **runtime**: execs `spec.argv` (or the exec request's `argv`) with
+//!    exactly its environment in its working directory.
 
 use std::ffi::CString;
 use std::fs::File;
@@ -27,8 +31,10 @@ use nix::sched::CloneFlags;
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::Pid;
 
-use super::protocol::{self, IdMapping, LaunchRequest, ProbeReport, ProbeRequest, Report, Request};
-use super::rootfs::{self, RootSpec};
+use super::protocol::{
+    self, ExecRequest, IdMapping, LaunchRequest, ProbeReport, ProbeRequest, Report, Request,
+};
+use super::rootfs::{self, RootSpec, TaskSource};
 use super::seccomp;
 use super::sys::{self, Forked, SingleThreaded};
 
@@ -116,6 +122,7 @@ fn launcher() -> Result<i32, ()> {
                 Ok(1)
             }
         },
+        Request::Exec(_) => Err(()),
     }
 }
 
@@ -304,7 +311,7 @@ fn init(
     }
     drop(lifeline);
     let _ = nix::unistd::setsid();
-    let runtime = match prepare_and_spawn(one_thread, req) {
+    let runtime = match build_and_spawn(one_thread, control, req) {
         Ok(pid) => pid,
         Err(message) => {
             let _ = protocol::send(control, &Report::Error { message }, None);
@@ -338,7 +345,8 @@ fn reap_until(runtime: i32) -> Ended {
 }
 
 /// Everything the runtime's exec needs, prepared before privileges go.
-struct ExecPlan {
+#[derive(Debug)]
+pub(crate) struct ExecPlan {
     candidates: Vec<CString>,
     argv: Vec<CString>,
     env: Vec<CString>,
@@ -349,16 +357,27 @@ fn cstring(s: &str, what: &str) -> Result<CString, String> {
     CString::new(s).map_err(|_| format!("{what} contains a NUL byte"))
 }
 
-fn exec_plan(req: &LaunchRequest) -> Result<ExecPlan, String> {
-    let spec = &req.spec;
-    let program = spec.argv.first().ok_or("argv is empty")?;
-    let argv = spec
-        .argv
+/// Checks a program's command line, environment and working directory and
+/// turns them into what `execve` takes (the daemon runs it too, to refuse a
+/// bad `exec` before it reaches a sandbox).
+pub(crate) fn exec_plan(
+    argv: &[String],
+    environment: &[(String, String)],
+    cwd: &str,
+) -> Result<ExecPlan, String> {
+    let program = argv.first().ok_or("argv is empty")?;
+    if program.is_empty() {
+        return Err("argv[0] is empty".to_owned());
+    }
+    if !cwd.starts_with('/') {
+        return Err(format!("the working directory {cwd:?} is not absolute"));
+    }
+    let argv = argv
         .iter()
         .map(|a| cstring(a, "argv"))
         .collect::<Result<Vec<_>, _>>()?;
-    let mut env = Vec::with_capacity(spec.env.len());
-    for (k, v) in &spec.env {
+    let mut env = Vec::with_capacity(environment.len());
+    for (k, v) in environment {
         if k.is_empty() || k.contains('=') {
             return Err(format!("invalid environment variable name {k:?}"));
         }
@@ -368,8 +387,7 @@ fn exec_plan(req: &LaunchRequest) -> Result<ExecPlan, String> {
     let candidates = if program.contains('/') {
         vec![cstring(program, "argv[0]")?]
     } else {
-        let path = spec
-            .env
+        let path = environment
             .iter()
             .find(|(k, _)| k == "PATH")
             .map(|(_, v)| v.as_str())
@@ -383,19 +401,62 @@ fn exec_plan(req: &LaunchRequest) -> Result<ExecPlan, String> {
         candidates,
         argv,
         env,
-        cwd: cstring(&spec.cwd, "cwd")?,
+        cwd: cstring(cwd, "cwd")?,
     })
 }
 
-/// Builds the root, drops privileges, installs seccomp and starts the
-/// runtime. Returns the runtime's pid once its exec succeeded.
-fn prepare_and_spawn(one_thread: SingleThreaded, req: &LaunchRequest) -> Result<i32, String> {
-    let plan = exec_plan(req)?;
+/// Builds the sandbox and starts its program: `spec.argv`, or for a
+/// shell-warm sandbox the one the daemon sends once this init waits.
+/// Returns the program's pid once its exec succeeded.
+fn build_and_spawn(
+    one_thread: SingleThreaded,
+    control: BorrowedFd<'_>,
+    req: &LaunchRequest,
+) -> Result<i32, String> {
+    let spec = &req.spec;
+    // A bad spec fails before anything is built.
+    let plan = if spec.argv.is_empty() {
+        None
+    } else {
+        Some(exec_plan(&spec.argv, &spec.env, &spec.cwd)?)
+    };
+    prepare(req)?;
+    let plan = match plan {
+        Some(plan) => plan,
+        None => {
+            protocol::send(control, &Report::Waiting, None)
+                .map_err(|e| format!("cannot report the sandbox ready: {e}"))?;
+            let cmd = wait_for_exec(control)?;
+            exec_plan(&cmd.argv, &cmd.env, &cmd.cwd)?
+        }
+    };
+    spawn(one_thread, &plan)
+}
+
+/// A shell-warm init's wait: the next message on the control socket must be
+/// the program to start. The daemon closing the socket ends the sandbox.
+fn wait_for_exec(control: BorrowedFd<'_>) -> Result<ExecRequest, String> {
+    match protocol::recv::<Request>(control, None) {
+        Ok(Some((Request::Exec(cmd), _))) => Ok(cmd),
+        Ok(Some((other, _))) => Err(format!("expected a program to start, got {other:?}")),
+        Ok(None) => Err("the daemon closed the control socket".to_owned()),
+        Err(e) => Err(format!("cannot read the program to start: {e}")),
+    }
+}
+
+/// Builds the root, drops privileges and installs seccomp: from here on
+/// this process is as unprivileged as the program it will start.
+fn prepare(req: &LaunchRequest) -> Result<(), String> {
     let programs = seccomp::from_wire(&req.seccomp);
+    let task = match (&req.spec.task_root, &req.task_mount) {
+        (Some(dir), _) => TaskSource::Bind(dir.clone()),
+        (None, Some(host)) => TaskSource::Propagated(host.clone()),
+        (None, None) => return Err("no task_root and no host-side task mount".to_owned()),
+    };
     rootfs::build(
         &RootSpec {
             root: req.root_dir.clone(),
-            task_root: req.spec.task_root.clone(),
+            task,
             runtime_dir: req.spec.runtime_dir.clone(),
             tmp_mb: req.spec.tmp_mb,
             uid: req.uid,
@@ -405,13 +466,16 @@ fn prepare_and_spawn(one_thread: SingleThreaded, req: &LaunchRequest) -> Result<
     )?;
     nix::unistd::sethostname(HOSTNAME).map_err(|e| format!("sethostname: {e}"))?;
     drop_privileges(req)?;
-    seccomp::install(&programs)?;
+    seccomp::install(&programs)
+}
 
+/// Forks and execs the program. Returns its pid once its exec succeeded.
+fn spawn(one_thread: SingleThreaded, plan: &ExecPlan) -> Result<i32, String> {
     let (exec_r, exec_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| e.to_string())?;
     match sys::fork(one_thread).map_err(|e| format!("cannot fork the runtime: {e}"))? {
         Forked::Child => {
             drop(exec_r);
-            let failure = exec_runtime(&plan);
+            let failure = exec_runtime(plan);
             let _ = File::from(exec_w).write_all(failure.as_bytes());
             sys::exit_now(127)
         }
@@ -570,7 +634,7 @@ mod tests {
                 account_id: "a".into(),
                 memory_mb: 128,
                 pids_max: 64,
-                task_root: "/tmp".into(),
+                task_root: Some("/tmp".into()),
                 runtime_dir: None,
                 tmp_mb: 16,
                 argv: argv.iter().map(|s| s.to_string()).collect(),
@@ -584,15 +648,20 @@ mod tests {
             gid: 1,
             cgroup_procs: vec![],
             root_dir: "/x".into(),
+            task_mount: None,
             user_namespace: None,
             seccomp: vec![],
             nproc_limit: None,
         }
     }
 
+    fn plan(r: &LaunchRequest) -> Result<ExecPlan, String> {
+        exec_plan(&r.spec.argv, &r.spec.env, &r.spec.cwd)
+    }
+
     #[test]
     fn exec_plan_uses_exactly_the_spec_environment() {
-        let p = exec_plan(&req(
+        let p = plan(&req(
             &["/usr/bin/python3", "x.py"],
             &[("A", "1"), ("B", "x=y")],
         ))
@@ -610,7 +679,7 @@ mod tests {
 
     #[test]
     fn bare_program_names_search_the_sandbox_path() {
-        let p = exec_plan(&req(&["python3"], &[("PATH", "/opt/bin:/usr/bin")])).unwrap();
+        let p = plan(&req(&["python3"], &[("PATH", "/opt/bin:/usr/bin")])).unwrap();
         assert_eq!(
             p.candidates,
             vec![
@@ -618,15 +687,18 @@ mod tests {
                 CString::new("/usr/bin/python3").unwrap()
             ]
         );
-        let p = exec_plan(&req(&["true"], &[])).unwrap();
+        let p = plan(&req(&["true"], &[])).unwrap();
         assert_eq!(p.candidates.len(), 3);
     }
 
     #[test]
     fn bad_specs_are_refused() {
-        assert!(exec_plan(&req(&[], &[])).is_err());
-        assert!(exec_plan(&req(&["/bin/true"], &[("A=B", "1")])).is_err());
-        assert!(exec_plan(&req(&["/bin/tr\0ue"], &[])).is_err());
+        assert!(plan(&req(&[], &[])).is_err());
+        assert!(plan(&req(&["/bin/true"], &[("A=B", "1")])).is_err());
+        assert!(plan(&req(&["/bin/tr\0ue"], &[])).is_err());
+        assert!(plan(&req(&[""], &[])).is_err());
+        assert!(exec_plan(&["/bin/true".into()], &[], "var/task").is_err());
+        assert!(exec_plan(&["/bin/true".into()], &[], "/var/t\0ask").is_err());
     }
 
     #[test]

@@ -10,6 +10,19 @@
 //! installs seccomp and starts the runtime. `start` returns once the runtime
 //! has been exec'd.
 //!
+//! **Warmth.** A spec with an empty `argv` gives a *shell-warm* sandbox: `start`
+//! returns once pid 1 waits, and [`SandboxControl::exec`] later sends it the
+//! program over the same socketpair (pid 1 inherited the launcher's end).
+//! A spec without `task_root` gets, on the host, `<state_dir>/<id>/task`
+//! bound onto itself as a shared mount in a peer group of its own; the
+//! sandbox's `/var/task` is its slave, so the code that
+//! [`SandboxControl::mount_task`] binds there later (read-only, from the
+//! content-addressed unpacked directory every sandbox of that code shares)
+//! appears inside without a copy. When the mount holding the state directory
+//! is itself shared (systemd makes `/` shared), the backend first makes the
+//! state directory a private mount, so these mounts stay out of the host's
+//! other mount namespaces.
+//!
 //! ```no_run
 //! use hearth_sandbox::linux::{LinuxBackend, LinuxConfig};
 //! use hearth_sandbox::{SandboxBackend, SandboxSpec};
@@ -26,7 +39,7 @@
 //!     account_id: "000000000000".into(),
 //!     memory_mb: 128,
 //!     pids_max: 64,
-//!     task_root: "/srv/code/abc".into(),
+//!     task_root: Some("/srv/code/abc".into()),
 //!     runtime_dir: None,
 //!     tmp_mb: 512,
 //!     argv: vec!["/usr/bin/python3".into(), "/var/task/main.py".into()],
@@ -65,7 +78,7 @@ use crate::{
     ExitStatus, Protections, Sandbox, SandboxBackend, SandboxControl, SandboxError, SandboxSpec,
 };
 use cgroup::{CgroupLayout, CgroupManager, HostCgroupFs, Limits, SandboxCgroup};
-use protocol::{IdMapping, LaunchRequest, ProbeReport, ProbeRequest, Report, Request};
+use protocol::{ExecRequest, IdMapping, LaunchRequest, ProbeReport, ProbeRequest, Report, Request};
 
 pub use launcher::init_main;
 
@@ -87,7 +100,8 @@ pub enum UserNamespaceMode {
 #[derive(Debug, Clone)]
 pub struct LinuxConfig {
     /// Per-sandbox scratch (`<state_dir>/<id>/root` is the new root's mount
-    /// point) and the record of cgroups in use (`cgroups.json`).
+    /// point; `<state_dir>/<id>/task` the host side of a propagated
+    /// `/var/task`) and the record of cgroups in use (`cgroups.json`).
     pub state_dir: PathBuf,
     /// The launcher program: the daemon's own binary.
     pub init_program: PathBuf,
@@ -243,6 +257,14 @@ impl LinuxBackend {
                 "cannot record the sandbox cgroups in {}: {e} (a restart may not find leftovers)",
                 config.state_dir.display()
             ));
+        }
+
+        if is_root {
+            if let Err(e) = isolate_state_dir(&config.state_dir) {
+                warnings.push(format!(
+                    "the host-side task mounts of sandboxes will propagate into other mount namespaces: {e}"
+                ));
+            }
         }
 
         let probe = run_probe(&config, userns, &seccomp::to_wire(programs));
@@ -457,10 +479,8 @@ fn validate(spec: &SandboxSpec) -> Result<(), String> {
             spec.id
         ));
     }
-    if spec.argv.is_empty() {
-        return Err("the sandbox has no program (argv is empty)".to_owned());
-    }
-    if !spec.cwd.starts_with('/') {
+    // A shell-warm sandbox's program, and its working directory, come later.
+    if !spec.argv.is_empty() && !spec.cwd.starts_with('/') {
         return Err(format!(
             "the working directory {:?} is not absolute",
             spec.cwd
@@ -476,7 +496,7 @@ fn validate(spec: &SandboxSpec) -> Result<(), String> {
             spec.pids_max
         ));
     }
-    let dirs = std::iter::once(("task_root", &spec.task_root))
+    let dirs = (spec.task_root.iter().map(|d| ("task_root", d)))
         .chain(spec.runtime_dir.iter().map(|d| ("runtime_dir", d)));
     for (what, d) in dirs {
         if !d.is_absolute() || !d.is_dir() {
@@ -497,6 +517,8 @@ struct Resources {
     uid: u32,
     dir: PathBuf,
     cgroup: Option<SandboxCgroup>,
+    /// `<dir>/task`, once it is a shared mount (a sandbox without `task_root`).
+    task_mount: Option<PathBuf>,
 }
 
 impl Resources {
@@ -510,15 +532,110 @@ impl Resources {
                 tracing::warn!(sandbox = %self.id, "{e}");
             }
         }
-        match std::fs::remove_dir_all(&self.dir) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                tracing::warn!(sandbox = %self.id, "cannot remove {}: {e}", self.dir.display())
+        // Never remove a directory that may still have the shared code
+        // mounted below it. (Tried whatever `task_mount` says: the directory
+        // may be a leftover that `launch` refused to reuse.)
+        let task = self.dir.join("task");
+        let unmounted = match unmount_all_at(&task) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(sandbox = %self.id, "cannot unmount {}: {e}; leaving it", task.display());
+                false
             }
-            _ => {}
+        };
+        if unmounted {
+            match std::fs::remove_dir_all(&self.dir) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    tracing::warn!(sandbox = %self.id, "cannot remove {}: {e}", self.dir.display())
+                }
+                _ => {}
+            }
         }
         sh.uids.lock().release(self.uid);
         sh.live.lock().remove(&self.id);
     }
+}
+
+/// Makes `<dir>/task` the host side of a propagated `/var/task`: a directory
+/// bound onto itself and made shared in a peer group of its own (private
+/// first: a bind of a shared mount would join the peer group of the mount
+/// holding the state directory).
+fn make_task_mount(task: &Path) -> Result<(), String> {
+    use nix::mount::{mount, MsFlags};
+    let none: Option<&str> = None;
+    create_private_dir(task, 0o755)
+        .map_err(|e| format!("cannot create {}: {e}", task.display()))?;
+    mount(Some(task), task, none, MsFlags::MS_BIND, none)
+        .map_err(|e| format!("cannot bind {} onto itself: {e}", task.display()))?;
+    let made = mount(none, task, none, MsFlags::MS_PRIVATE, none)
+        .and_then(|()| mount(none, task, none, MsFlags::MS_SHARED, none));
+    made.map_err(|e| {
+        let _ = unmount_all_at(task);
+        format!("cannot make {} a shared mount: {e}", task.display())
+    })
+}
+
+/// Lazily unmounts everything mounted at `path` (stacked mounts one by one,
+/// each taking its submounts along) until nothing is: `Ok` means `path` is
+/// a plain directory again (or gone).
+fn unmount_all_at(path: &Path) -> std::io::Result<()> {
+    use nix::errno::Errno;
+    for _ in 0..64 {
+        match nix::mount::umount2(path, nix::mount::MntFlags::MNT_DETACH) {
+            Ok(()) => continue,
+            // Not a mount point (any more), or no such directory.
+            Err(Errno::EINVAL | Errno::ENOENT) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(std::io::Error::other("still mounted after 64 unmounts"))
+}
+
+/// When the mount holding `state_dir` is shared, every mount made under it
+/// would also appear in the mount namespaces of its peers (on a systemd host:
+/// every service with a namespace of its own). Binding the state directory
+/// onto itself as a private mount stops that; an existing mount there is just
+/// made private.
+fn isolate_state_dir(state_dir: &Path) -> Result<(), String> {
+    use nix::mount::{mount, MsFlags};
+    let none: Option<&str> = None;
+    let dir = std::fs::canonicalize(state_dir).map_err(|e| e.to_string())?;
+    let text = std::fs::read_to_string("/proc/self/mountinfo").map_err(|e| e.to_string())?;
+    // The mount that holds `dir`: the deepest mount point above it, the
+    // last listed of those stacked there.
+    let holder = cgroup::parse_mountinfo(&text)
+        .into_iter()
+        .filter(|m| dir.starts_with(&m.mount_point))
+        .fold(None::<cgroup::MountInfo>, |best, m| match best {
+            Some(b) if b.mount_point.components().count() > m.mount_point.components().count() => {
+                Some(b)
+            }
+            _ => Some(m),
+        })
+        .ok_or("no mount holds it")?;
+    if holder.mount_point == dir {
+        return mount(none, &dir, none, MsFlags::MS_PRIVATE, none)
+            .map_err(|e| format!("cannot make {} private: {e}", dir.display()));
+    }
+    if !holder.is_shared() {
+        return Ok(());
+    }
+    mount(
+        Some(&dir),
+        &dir,
+        none,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        none,
+    )
+    .map_err(|e| format!("cannot bind {} onto itself: {e}", dir.display()))?;
+    mount(
+        none,
+        &dir,
+        none,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        none,
+    )
+    .map_err(|e| format!("cannot make {} private: {e}", dir.display()))
 }
 
 /// The handle of one running sandbox.
@@ -530,6 +647,13 @@ struct LinuxSandboxControl {
     pidfd: OwnedFd,
     status: Mutex<Option<ExitStatus>>,
     destroyed: Mutex<bool>,
+    /// Started without `argv`.
+    shell_warm: bool,
+    /// The daemon's end of the launcher's socketpair, kept while a
+    /// shell-warm sandbox's init waits for its program; `exec` takes it.
+    control: Mutex<Option<OwnedFd>>,
+    /// `mount_task` has succeeded.
+    task_mounted: Mutex<bool>,
 }
 
 impl LinuxSandboxControl {
@@ -539,6 +663,126 @@ impl LinuxSandboxControl {
 }
 
 impl SandboxControl for LinuxSandboxControl {
+    fn exec(
+        &self,
+        argv: &[String],
+        env: &[(String, String)],
+        cwd: &str,
+    ) -> Result<(), SandboxError> {
+        let fail = |m: String| SandboxError::Setup(m);
+        if !self.shell_warm {
+            return Err(fail(format!(
+                "sandbox {} was started with a program; exec is for shell-warm sandboxes",
+                self.res.id
+            )));
+        }
+        // Refused here, a bad command leaves the sandbox waiting.
+        launcher::exec_plan(argv, env, cwd).map_err(fail)?;
+        let Some(sock) = self.control.lock().take() else {
+            return Err(fail(format!(
+                "sandbox {} has already been given its program",
+                self.res.id
+            )));
+        };
+        let request = Request::Exec(ExecRequest {
+            argv: argv.to_vec(),
+            env: env.to_vec(),
+            cwd: cwd.to_owned(),
+        });
+        protocol::send(sock.as_fd(), &request, None)
+            .map_err(|e| fail(format!("cannot send the program to the sandbox: {e}")))?;
+        let timeout = self.res.shared.config.start_timeout;
+        match protocol::recv::<Report>(sock.as_fd(), Some(Instant::now() + timeout)) {
+            Ok(Some((Report::Ready, _))) => Ok(()),
+            Ok(Some((Report::Error { message }, _))) => Err(fail(message)),
+            Ok(Some((other, _))) => Err(fail(format!(
+                "unexpected message from the sandbox: {other:?}"
+            ))),
+            Ok(None) => Err(fail(format!(
+                "the sandbox ended before its program started ({:?})",
+                self.wait()
+            ))),
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => Err(fail(format!(
+                "the sandbox's program did not start within {timeout:?}"
+            ))),
+            Err(e) => Err(fail(format!("cannot read from the sandbox: {e}"))),
+        }
+    }
+
+    fn mount_task(&self, dir: &Path) -> Result<(), SandboxError> {
+        let fail = |m: String| SandboxError::Setup(m);
+        let Some(task) = &self.res.task_mount else {
+            return Err(fail(format!(
+                "sandbox {} was started with a task_root; mount_task is for task_root: None",
+                self.res.id
+            )));
+        };
+        if !dir.is_absolute() || !dir.is_dir() {
+            return Err(fail(format!(
+                "{} is not an absolute path to a directory",
+                dir.display()
+            )));
+        }
+        // Held throughout: destroy waits, so it never removes the directory
+        // between the check and the mount.
+        let destroyed = self.destroyed.lock();
+        if *destroyed {
+            return Err(fail(format!("sandbox {} is destroyed", self.res.id)));
+        }
+        let mut mounted = self.task_mounted.lock();
+        if *mounted {
+            return Err(fail(format!(
+                "sandbox {} already has its code at /var/task",
+                self.res.id
+            )));
+        }
+        sys::bind_ro_detached(dir, task).map_err(|e| {
+            fail(format!(
+                "cannot mount {} on {}: {e}{}",
+                dir.display(),
+                task.display(),
+                if e.raw_os_error() == Some(libc::ENOSYS) {
+                    " (needs Linux 5.12 or later)"
+                } else {
+                    ""
+                }
+            ))
+        })?;
+        *mounted = true;
+        Ok(())
+    }
+
+    fn set_memory_limit(&self, mb: u32) -> Result<(), SandboxError> {
+        if mb == 0 {
+            return Err(SandboxError::Setup(
+                "the memory limit must be at least 1 MiB".to_owned(),
+            ));
+        }
+        let Some(cg) = &self.res.cgroup else {
+            return Ok(());
+        };
+        self.res
+            .shared
+            .cgroups
+            .set_memory_limit(cg, mb)
+            .map_err(SandboxError::Setup)
+    }
+
+    fn pss_bytes(&self) -> Option<u64> {
+        let cg = self.res.cgroup.as_ref()?;
+        let pids = cgroup::pids_in(self.res.shared.cgroups.fs(), &cg.dirs());
+        let mut total: Option<u64> = None;
+        for pid in pids {
+            let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")) else {
+                continue;
+            };
+            if let Some(kb) = pss_kib(&text) {
+                total = Some(total.unwrap_or(0) + kb * 1024);
+            }
+        }
+        total
+    }
+
     fn wait(&self) -> ExitStatus {
         use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
         loop {
@@ -610,6 +854,12 @@ impl LinuxBackend {
     fn launch(&self, spec: &SandboxSpec) -> Result<Sandbox, String> {
         let sh = &self.shared;
         validate(spec)?;
+        if spec.task_root.is_none() && !sh.is_root {
+            return Err(
+                "a sandbox without task_root needs a root daemon (its code is mounted from the host side)"
+                    .to_owned(),
+            );
+        }
         if !sh.live.lock().insert(spec.id.clone()) {
             return Err(format!("a sandbox {} is already running", spec.id));
         }
@@ -623,6 +873,7 @@ impl LinuxBackend {
             uid,
             dir: sh.config.state_dir.join(&spec.id),
             cgroup: None,
+            task_mount: None,
         };
         let prepared = (|| {
             if res.dir.exists() {
@@ -634,6 +885,11 @@ impl LinuxBackend {
             create_private_dir(&res.dir, 0o711)
                 .and_then(|()| create_private_dir(&res.dir.join("root"), 0o755))
                 .map_err(|e| format!("cannot create {}: {e}", res.dir.display()))?;
+            if spec.task_root.is_none() {
+                let task = res.dir.join("task");
+                make_task_mount(&task)?;
+                res.task_mount = Some(task);
+            }
             if !sh.cgroups.parents().is_empty() {
                 res.cgroup = Some(sh.cgroups.create(
                     &spec.id,
@@ -669,6 +925,9 @@ impl LinuxBackend {
             pidfd,
             status: Mutex::new(None),
             destroyed: Mutex::new(false),
+            shell_warm: spec.argv.is_empty(),
+            control: Mutex::new(None),
+            task_mounted: Mutex::new(false),
         };
         // From here on, dropping `control` on an error destroys everything.
         let (Some(stdout), Some(stderr)) = (stdout, stderr) else {
@@ -685,6 +944,7 @@ impl LinuxBackend {
                 .map(SandboxCgroup::procs_files)
                 .unwrap_or_default(),
             root_dir: control.res.dir.join("root"),
+            task_mount: control.res.task_mount.clone(),
             user_namespace: sh.userns.mapping(uid, uid),
             seccomp: sh.seccomp.clone(),
             nproc_limit: (sh.is_root && sh.userns == UserNs::None)
@@ -699,7 +959,8 @@ impl LinuxBackend {
                 Ok(Some((Report::Listener, Some(fd)))) => {
                     listener = Some(std::net::TcpListener::from(fd));
                 }
-                Ok(Some((Report::Ready, _))) => break,
+                Ok(Some((Report::Ready, _))) if !control.shell_warm => break,
+                Ok(Some((Report::Waiting, _))) if control.shell_warm => break,
                 Ok(Some((Report::Error { message }, _))) => return Err(message),
                 Ok(Some((other, _))) => {
                     return Err(format!("unexpected message from the launcher: {other:?}"))
@@ -720,6 +981,9 @@ impl LinuxBackend {
             }
         }
         let runtime_api = listener.ok_or("the launcher sent no Runtime API socket")?;
+        if control.shell_warm {
+            *control.control.lock() = Some(sock);
+        }
         Ok(Sandbox {
             id: spec.id.clone(),
             runtime_api,
@@ -790,15 +1054,22 @@ impl SandboxBackend for LinuxBackend {
         }
         let _ = write_record(state_dir, &CgroupRecord { parents: current });
 
-        // Mounts: sandboxes mount only inside their own mount namespaces,
-        // but anything that did reach the host under state_dir goes.
-        unmount_under(state_dir);
+        // Mounts: the host-side task mounts (and the code mounted on them)
+        // of sandboxes that are not live, and anything else that reached
+        // the host under state_dir. Never the state directory itself.
+        unmount_under(state_dir, &live);
+        let still_mounted = mount_points_under(state_dir);
         for entry in std::fs::read_dir(state_dir)?.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
             if !entry.file_type().is_ok_and(|t| t.is_dir()) || live.contains(&name) {
                 continue;
             }
-            std::fs::remove_dir_all(entry.path())?;
+            let path = entry.path();
+            if let Some(m) = still_mounted.iter().find(|m| m.starts_with(&path)) {
+                tracing::warn!(sandbox = %name, "{} is still mounted; leaving {}", m.display(), path.display());
+                continue;
+            }
+            std::fs::remove_dir_all(&path)?;
             if name != ".probe" {
                 reaped.insert(name);
             }
@@ -834,22 +1105,51 @@ fn launchers_under(state_dir: &Path) -> Vec<(i32, String)> {
     out
 }
 
-/// Lazily unmounts every host mount at or below `dir`, deepest first.
-fn unmount_under(dir: &Path) {
+/// Host mount points strictly below `dir` (as `dir` is named: the
+/// returned paths start with it even if it is not canonical).
+fn mount_points_under(dir: &Path) -> Vec<PathBuf> {
     let Ok(text) = std::fs::read_to_string("/proc/self/mountinfo") else {
-        return;
+        return Vec::new();
     };
-    let mut points: Vec<PathBuf> = cgroup::parse_mountinfo(&text)
+    let real = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    cgroup::parse_mountinfo(&text)
         .into_iter()
-        .map(|m| m.mount_point)
-        .filter(|p| p.starts_with(dir))
+        .filter_map(|m| {
+            let rest = m.mount_point.strip_prefix(&real).ok()?;
+            (!rest.as_os_str().is_empty()).then(|| dir.join(rest))
+        })
+        .collect()
+}
+
+/// Lazily unmounts every host mount strictly below `dir` that does not
+/// belong to a live sandbox (`<dir>/<live id>/...`), deepest first; stacked
+/// mounts are listed once each, so each gets its own unmount.
+fn unmount_under(dir: &Path, live: &HashSet<String>) {
+    let mut points: Vec<PathBuf> = mount_points_under(dir)
+        .into_iter()
+        .filter(|p| {
+            p.strip_prefix(dir)
+                .ok()
+                .and_then(|rest| rest.components().next())
+                .is_none_or(|id| !live.contains(id.as_os_str().to_string_lossy().as_ref()))
+        })
         .collect();
     points.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
     for p in points {
-        if let Err(e) = nix::mount::umount2(&p, nix::mount::MntFlags::MNT_DETACH) {
-            tracing::warn!("cannot unmount leftover {}: {e}", p.display());
+        match nix::mount::umount2(&p, nix::mount::MntFlags::MNT_DETACH) {
+            // Gone with a mount above it, detached first.
+            Ok(()) | Err(nix::errno::Errno::EINVAL | nix::errno::Errno::ENOENT) => {}
+            Err(e) => tracing::warn!("cannot unmount leftover {}: {e}", p.display()),
         }
     }
+}
+
+/// The `Pss:` line of a `smaps_rollup`, KiB.
+fn pss_kib(smaps_rollup: &str) -> Option<u64> {
+    smaps_rollup.lines().find_map(|l| {
+        let rest = l.strip_prefix("Pss:")?;
+        rest.trim().strip_suffix("kB")?.trim().parse().ok()
+    })
 }
 
 #[cfg(test)]
@@ -862,7 +1162,7 @@ mod tests {
             account_id: "a".into(),
             memory_mb: 128,
             pids_max: 16,
-            task_root: task.to_path_buf(),
+            task_root: Some(task.to_path_buf()),
             runtime_dir: None,
             tmp_mb: 8,
             argv: vec!["/bin/true".into()],
@@ -882,17 +1182,36 @@ mod tests {
         s.id = "a".repeat(41);
         assert!(validate(&s).is_err());
         let mut s = spec(t.path());
-        s.task_root = "relative".into();
+        s.task_root = Some("relative".into());
         assert!(validate(&s).is_err());
+        let mut s = spec(t.path());
+        s.task_root = None;
+        assert!(validate(&s).is_ok());
         let mut s = spec(t.path());
         s.cwd = "var/task".into();
         assert!(validate(&s).is_err());
         let mut s = spec(t.path());
         s.pids_max = 2;
         assert!(validate(&s).is_err());
+        // No program: a shell-warm sandbox (its cwd comes with exec).
         let mut s = spec(t.path());
         s.argv.clear();
-        assert!(validate(&s).is_err());
+        s.cwd = String::new();
+        assert!(validate(&s).is_ok());
+    }
+
+    #[test]
+    fn pss_is_read_from_smaps_rollup() {
+        let text =
+            "55d0c0a00000-7ffd4b1f6000 ---p 00000000 00:00 0                          [rollup]
+Rss:                9316 kB
+Pss:                2417 kB
+Pss_Dirty:          1220 kB
+Pss_Anon:           1204 kB
+Pss_File:           1213 kB
+";
+        assert_eq!(pss_kib(text), Some(2417));
+        assert_eq!(pss_kib("Rss: 1 kB\n"), None);
     }
 
     #[test]

@@ -5,6 +5,10 @@
 //! daemon → launcher: one [`Request`]. launcher → daemon: [`Report`]s — the
 //! listener, then `Ready` once the runtime has been exec'd, or `Error` with
 //! the reason setup stopped.
+//!
+//! A shell-warm sandbox (empty `argv`) reports `Waiting` instead of `Ready`:
+//! its pid 1 (which inherited the launcher's end of the socketpair) then
+//! reads one more [`Request::Exec`] and answers `Ready` or `Error` for it.
 
 use std::io::{self, IoSlice, IoSliceMut};
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
@@ -24,6 +28,16 @@ const MAX_MESSAGE: usize = 256 * 1024;
 pub(crate) enum Request {
     Launch(Box<LaunchRequest>),
     Probe(ProbeRequest),
+    /// To a shell-warm sandbox's pid 1: the program to start.
+    Exec(ExecRequest),
+}
+
+/// The program of a shell-warm sandbox, as `SandboxSpec` would have named it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub(crate) struct ExecRequest {
+    pub argv: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub cwd: String,
 }
 
 /// How the sandbox's user namespace maps ids, when it has one.
@@ -50,6 +64,9 @@ pub(crate) struct LaunchRequest {
     /// Host directory the new root is mounted on (private to the sandbox's
     /// mount namespace).
     pub root_dir: PathBuf,
+    /// With `spec.task_root` `None`: the host-side directory, a shared mount
+    /// in its own peer group, whose slave becomes `/var/task`.
+    pub task_mount: Option<PathBuf>,
     pub user_namespace: Option<IdMapping>,
     pub seccomp: Vec<Vec<WireInstruction>>,
     /// `RLIMIT_NPROC`, when the sandbox's uid is its own on the host.
@@ -82,6 +99,8 @@ pub(crate) enum Report {
     Listener,
     /// The runtime has been exec'd.
     Ready,
+    /// A shell-warm sandbox is built; its pid 1 waits for [`Request::Exec`].
+    Waiting,
     Error {
         message: String,
     },

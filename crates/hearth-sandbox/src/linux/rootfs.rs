@@ -8,7 +8,9 @@
 //! /etc              tmpfs written fresh, read-only: passwd, group, hosts,
 //!                   resolv.conf, nsswitch.conf, ld.so.cache/conf, localtime,
 //!                   ssl/certs (host, read-only) — nothing else
-//! /var/task         the function's code, read-only (nosuid, nodev)
+//! /var/task         the function's code, read-only (nosuid, nodev): a bind
+//!                   of `task_root`, or a slave of the host-side task mount
+//!                   that receives the code later (see [`TaskSource`])
 //! /var/runtime      Hearth's bootstraps, read-only (if any)
 //! /opt              empty read-only tmpfs (layers later)
 //! /tmp              tmpfs of the sandbox's size, mode 1777, nosuid, nodev
@@ -16,6 +18,16 @@
 //! /dev              read-only tmpfs: null zero full random urandom (host
 //!                   nodes bound), shm (tmpfs), fd/stdin/stdout/stderr links
 //! ```
+//!
+//! **Propagation.** Every mount of the sandbox is private — nothing it
+//! mounts reaches the host, nothing the host mounts reaches it — except,
+//! with [`TaskSource::Propagated`], `/var/task`: a receive-only slave of the
+//! host-side task directory's own peer group. To get there, the first step
+//! makes `/` a recursive slave (not private) so that the copy of the host-side
+//! task mount stays attached to its peer group; once the root is built it is
+//! made recursively private (cutting off the binds of `/usr` and the rest
+//! from the host's groups), and only then is the host-side task mount bound
+//! at `/var/task` (a bind of a slave is a slave of the same master).
 //!
 //! Every operation goes through [`Syscall`]; [`HostSyscall`] is the real one
 //! and the tests use a recording double, as youki does.
@@ -65,12 +77,23 @@ pub(crate) trait Syscall: Debug {
     fn canonicalize(&self, path: &Path) -> io::Result<PathBuf>;
 }
 
+/// Where `/var/task` comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum TaskSource {
+    /// A host directory, bound read-only.
+    Bind(PathBuf),
+    /// A host-side mount point that is shared in a peer group of its own:
+    /// `/var/task` becomes its slave and receives what the daemon mounts
+    /// there later.
+    Propagated(PathBuf),
+}
+
 /// What one sandbox's root is made of.
 #[derive(Debug, Clone)]
 pub(crate) struct RootSpec {
     /// Host directory to build on (only this mount namespace sees the build).
     pub root: PathBuf,
-    pub task_root: PathBuf,
+    pub task: TaskSource,
     pub runtime_dir: Option<PathBuf>,
     pub tmp_mb: u32,
     pub uid: u32,
@@ -194,13 +217,13 @@ pub(crate) fn build(spec: &RootSpec, sys: &dyn Syscall) -> Result<(), String> {
         ro_binds: Vec::new(),
     };
     let root = spec.root.as_path();
-    b.mount(
-        None,
-        Path::new("/"),
-        None,
-        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-        None,
-    )?;
+    // Private, or — to keep the host-side task mount's copy in its peer
+    // group — a slave: either way nothing mounted here reaches the host.
+    let first = match spec.task {
+        TaskSource::Bind(_) => MsFlags::MS_PRIVATE,
+        TaskSource::Propagated(_) => MsFlags::MS_SLAVE,
+    };
+    b.mount(None, Path::new("/"), None, MsFlags::MS_REC | first, None)?;
     b.tmpfs(
         root,
         MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
@@ -230,7 +253,9 @@ pub(crate) fn build(spec: &RootSpec, sys: &dyn Syscall) -> Result<(), String> {
     b.mkdir(&var, 0o755)?;
     let task = var.join("task");
     b.mkdir(&task, 0o755)?;
-    b.bind_ro(&spec.task_root, &task)?;
+    if let TaskSource::Bind(dir) = &spec.task {
+        b.bind_ro(dir, &task)?;
+    }
     if let Some(rt) = &spec.runtime_dir {
         let inside = var.join("runtime");
         b.mkdir(&inside, 0o755)?;
@@ -272,6 +297,23 @@ pub(crate) fn build(spec: &RootSpec, sys: &dyn Syscall) -> Result<(), String> {
     })?;
     for m in subs {
         b.remount_ro(&m)?;
+    }
+
+    if let TaskSource::Propagated(host) = &spec.task {
+        // The binds above are slaves of the host's mounts (copies of `/`
+        // made slave): cut them off, so that the host's later mounts under
+        // /usr and the rest never show up here. Then bind the host-side task
+        // mount, whose copy here is a slave of its own peer group; the bind
+        // is a slave of the same group, the only one in this root.
+        b.mount(
+            None,
+            root,
+            None,
+            MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+            None,
+        )?;
+        b.mount(Some(host), &task, None, MsFlags::MS_BIND, None)?;
+        b.remount_ro(&task)?;
     }
 
     ctx(sys.pivot_root(root), || {
@@ -618,7 +660,7 @@ mod tests {
     fn spec() -> RootSpec {
         RootSpec {
             root: "/r".into(),
-            task_root: "/data/code/abc".into(),
+            task: TaskSource::Bind("/data/code/abc".into()),
             runtime_dir: Some("/data/runtime".into()),
             tmp_mb: 512,
             uid: 200_007,
@@ -719,6 +761,42 @@ mod tests {
         );
         // The first step makes every mount private.
         assert_eq!(calls[0], "mount - / - [MS_PRIVATE,MS_REC] ");
+    }
+
+    #[test]
+    fn a_propagated_task_is_the_only_slave_in_a_private_root() {
+        let r = Recorder::debian12();
+        let mut sp = spec();
+        sp.task = TaskSource::Propagated("/state/sb1/task".into());
+        build(&sp, &r).unwrap();
+        let calls = r.calls();
+        // `/` becomes a recursive slave, not private: the host-side task
+        // mount's copy must stay in its peer group.
+        assert_eq!(calls[0], "mount - / - [MS_REC,MS_SLAVE] ");
+        let private = calls
+            .iter()
+            .position(|c| c == "mount - /r - [MS_PRIVATE,MS_REC] ")
+            .expect("the built root is made private");
+        let bind = calls
+            .iter()
+            .position(|c| c == "mount /state/sb1/task /r/var/task - [MS_BIND] ")
+            .expect("the host-side task mount is bound, not recursively");
+        let ro = calls
+            .iter()
+            .position(|c| {
+                c == "mount - /r/var/task - [MS_BIND,MS_NODEV,MS_NOSUID,MS_RDONLY,MS_RELATIME,MS_REMOUNT] "
+            })
+            .expect("and made read-only");
+        let pivot = calls.iter().position(|c| c == "pivot_root /r").unwrap();
+        // Every other mount is made before the root goes private; the task
+        // bind comes after it, so it alone stays a slave.
+        let last_other = calls[..private]
+            .iter()
+            .rposition(|c| c.starts_with("mount "))
+            .unwrap();
+        assert!(last_other < private && private < bind && bind < ro && ro < pivot);
+        assert_eq!(pivot, ro + 1, "{calls:#?}");
+        assert!(!calls.iter().any(|c| c.contains("/data/code")));
     }
 
     #[test]

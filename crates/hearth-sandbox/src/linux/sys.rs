@@ -3,9 +3,11 @@
 //! safe code.
 #![allow(unsafe_code)]
 
-use std::ffi::CStr;
+use std::ffi::{CStr, CString};
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
 
 /// Proof that the process has exactly one thread, which makes `fork` safe:
 /// nothing another thread held (a lock, half-written allocator state) can be
@@ -250,6 +252,95 @@ pub(crate) fn die_by_signal(sig: i32) {
     let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
     // SAFETY: raise with an integer signal number.
     unsafe { libc::raise(sig) };
+}
+
+/// `struct mount_attr` of `mount_setattr(2)` (version 0).
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+const OPEN_TREE_CLONE: libc::c_uint = 0x1;
+const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
+const MOUNT_ATTR_RDONLY: u64 = 0x1;
+const MOUNT_ATTR_NOSUID: u64 = 0x2;
+const MOUNT_ATTR_NODEV: u64 = 0x4;
+/// `MS_PRIVATE`, as `mount_attr.propagation` takes it.
+const MS_PRIVATE: u64 = 1 << 18;
+
+fn path_cstring(p: &Path) -> io::Result<CString> {
+    CString::new(p.as_os_str().as_bytes()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
+}
+
+/// Mounts a read-only, nosuid, nodev, private bind of `source` (not its
+/// submounts) on `target`. The bind gets its flags while still detached
+/// (`open_tree` + `mount_setattr`, then `move_mount`), so the copies that
+/// mount propagation makes of it are read-only from their first moment: a
+/// classic bind followed by a read-only remount would propagate a writable
+/// copy, since a remount is not propagated. Linux 5.12 or later.
+pub(crate) fn bind_ro_detached(source: &Path, target: &Path) -> io::Result<()> {
+    let src = path_cstring(source)?;
+    let dst = path_cstring(target)?;
+    let empty = c"";
+    // SAFETY: open_tree reads a NUL-terminated path that outlives the call;
+    // the other arguments are integers.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_open_tree,
+            libc::AT_FDCWD,
+            src.as_ptr(),
+            OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let fd = RawFd::try_from(r).map_err(|_| io::Error::from(io::ErrorKind::InvalidData))?;
+    // SAFETY: a successful open_tree returns a new descriptor that we own
+    // (closing it while detached frees the clone).
+    let tree = unsafe { OwnedFd::from_raw_fd(fd) };
+    let attr = MountAttr {
+        attr_set: MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
+        attr_clr: 0,
+        // Out of the source mount's peer group: attached on a shared mount,
+        // the bind then gets a group of its own.
+        propagation: MS_PRIVATE,
+        userns_fd: 0,
+    };
+    // SAFETY: mount_setattr reads an empty NUL-terminated path and one
+    // mount_attr of the size passed, both valid for the call.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            tree.as_raw_fd(),
+            empty.as_ptr(),
+            libc::AT_EMPTY_PATH,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: move_mount reads two NUL-terminated paths valid for the call;
+    // the descriptors are integers.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            tree.as_raw_fd(),
+            empty.as_ptr(),
+            libc::AT_FDCWD,
+            dst.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// `_exit(code)`: ends a forked child without running the parent's exit
