@@ -109,7 +109,11 @@ pub async fn delete_account(
         return Err(LambdaError::invalid("An account cannot delete itself.").into());
     }
     let deleted = state
-        .blocking(move |s| Ok(s.registry.delete_account(&id)?))
+        .blocking(move |s| {
+            let deleted = s.registry.delete_account(&id)?;
+            s.executor.reload_capacity();
+            Ok(deleted)
+        })
         .await?;
     if deleted {
         Ok(StatusCode::NO_CONTENT)

@@ -102,13 +102,16 @@ pub async fn update_alias(
     let revision = input.revision_id.clone();
     let a = state
         .blocking(move |s| {
-            Ok(s.registry.update_alias(
+            let a = s.registry.update_alias(
                 caller.id(),
                 fref.name.as_str(),
                 &alias,
                 &spec,
                 revision.as_deref(),
-            )?)
+            )?;
+            // A re-pointed alias re-provisions its config for the new version.
+            s.executor.reload_capacity();
+            Ok(a)
         })
         .await?;
     Ok(Json(alias_configuration(&state.node, &a)))
@@ -122,8 +125,11 @@ pub async fn delete_alias(
     let fref = resolve(&state, &caller, &function, None)?;
     state
         .blocking(move |s| {
-            Ok(s.registry
-                .delete_alias(caller.id(), fref.name.as_str(), &alias)?)
+            s.registry
+                .delete_alias(caller.id(), fref.name.as_str(), &alias)?;
+            // An alias's provisioned config goes with it.
+            s.executor.reload_capacity();
+            Ok(())
         })
         .await?;
     Ok(StatusCode::NO_CONTENT)

@@ -132,7 +132,11 @@ pub async fn put_capacity(
     let input: CapacityInput = json_body(&body)?;
     let capacity = input.into_capacity(&id)?;
     let stored = state
-        .blocking(move |s| Ok(s.registry.put_account_capacity(&capacity)?))
+        .blocking(move |s| {
+            let stored = s.registry.put_account_capacity(&capacity)?;
+            crate::provisioned::CapacityEvents::capacity_changed(&s.executor, &stored.account_id);
+            Ok(stored)
+        })
         .await?;
     Ok(Json(capacity_shape(&stored)))
 }

@@ -552,6 +552,8 @@ pub async fn delete_function(
                 Some(v) => s.registry.delete_version(caller.id(), fname, v)?,
             }
             s.executor.retire_function(caller.id(), fname);
+            // Deleting a function or version deletes its provisioned configs.
+            s.executor.reload_capacity();
             Ok(())
         })
         .await?;

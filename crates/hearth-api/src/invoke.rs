@@ -132,6 +132,12 @@ pub async fn invoke(
     if let Ok(v) = HeaderValue::from_str(&out.executed_version) {
         h.insert("x-amz-executed-version", v);
     }
+    if !out.placement.is_empty() {
+        h.insert(
+            "x-hearth-placement",
+            HeaderValue::from_static(out.placement),
+        );
+    }
     if out.function_error {
         h.insert(
             "x-amz-function-error",

@@ -23,6 +23,7 @@ pub mod error;
 pub mod functions;
 pub mod invoke;
 pub mod logs;
+pub mod pools;
 pub mod provisioned;
 pub mod request;
 pub mod shapes;
@@ -68,6 +69,7 @@ pub fn app(state: AppState) -> Router {
             axum::routing::post(invoke::invoke),
         )
         .route("/hearth/v1/functions/{name}/logs", get(logs::get_logs))
+        .route("/hearth/v1/pools", get(pools::pools))
         .route(
             "/2015-03-31/functions/{name}/versions",
             get(f::list_versions).post(f::publish_version),
@@ -125,6 +127,7 @@ pub fn app(state: AppState) -> Router {
         ));
     let open = Router::new()
         .route("/hearth/v1/health", get(admin::health))
+        .route("/metrics", get(pools::metrics))
         .route("/hearth/v1/code/{account}/{sha}", get(f::download_code));
     Router::new()
         .merge(signed)

@@ -47,6 +47,17 @@ pub trait CapacityEvents: Send + Sync + std::fmt::Debug {
     fn capacity_changed(&self, account: &str);
 }
 
+/// The supervisor's pool manager re-reads capacity settings and provisioned
+/// configurations from the registry and wakes up.
+impl CapacityEvents for hearth_exec::Executor {
+    fn provisioned_changed(&self, _account: &str, _function: &str) {
+        self.reload_capacity();
+    }
+    fn capacity_changed(&self, _account: &str) {
+        self.reload_capacity();
+    }
+}
+
 /// Hears nothing: a node without a pool manager, and tests.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct NoCapacityEvents;
@@ -192,14 +203,16 @@ pub async fn put_provisioned_concurrency(
     let limit = state.settings.account_concurrency;
     let config = state
         .blocking(move |s| {
-            Ok(s.registry.put_provisioned_concurrency(
+            let c = s.registry.put_provisioned_concurrency(
                 caller.id(),
                 &function,
                 &qualifier,
                 requested,
                 limit,
                 now_ms(),
-            )?)
+            )?;
+            s.executor.provisioned_changed(caller.id(), &function);
+            Ok(c)
         })
         .await?;
     Ok((StatusCode::ACCEPTED, Json(config_shape(&config, None))).into_response())
@@ -266,8 +279,10 @@ pub async fn delete_provisioned_concurrency(
     let (function, qualifier) = target(&state, &caller, &name, q.qualifier.as_deref())?;
     state
         .blocking(move |s| {
-            Ok(s.registry
-                .delete_provisioned_concurrency(caller.id(), &function, &qualifier)?)
+            s.registry
+                .delete_provisioned_concurrency(caller.id(), &function, &qualifier)?;
+            s.executor.provisioned_changed(caller.id(), &function);
+            Ok(())
         })
         .await?;
     Ok(StatusCode::NO_CONTENT)

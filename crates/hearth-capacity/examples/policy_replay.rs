@@ -18,6 +18,12 @@ fn arg<T: std::str::FromStr>(n: usize, default: T) -> T {
 }
 
 fn row(r: &ReplayReport, secs: f64) {
+    if std::env::var("VERBOSE").is_ok() {
+        println!(
+            "  rejected {} evictions {} expirations {} prewarms {} warm {} peak {}",
+            r.rejected, r.evictions, r.expirations, r.prewarms, r.warm_starts, r.peak_memory_mb
+        );
+    }
     println!(
         "{:<22} {:<18} {:>9} {:>8} {:>8} {:>7.2}% {:>6.3} {:>10.1} {:>10.1} {:>9.0} {:>6.2}s",
         r.keepalive,

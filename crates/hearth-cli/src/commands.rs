@@ -561,6 +561,72 @@ pub fn logs(c: &Client, name: &str, follow: bool) -> Result<()> {
     }
 }
 
+/// Prints the node's pools (admin accounts); with `watch`, every second.
+pub fn pools(c: &Client, json_out: bool, watch: bool) -> Result<()> {
+    // Bounded: a watch runs at most a day of one-second refreshes.
+    for _ in 0..86_400 {
+        let r = c.call("GET", "/hearth/v1/pools", None)?;
+        if json_out {
+            println!("{r}");
+        } else {
+            if watch {
+                print!("\x1b[2J\x1b[H");
+            }
+            let rows = r["General"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .iter()
+                .map(|g| {
+                    vec![
+                        "general".to_owned(),
+                        str_of(&g["Profile"]),
+                        str_of(&g["Warmth"]),
+                        g["Idle"].to_string(),
+                        g["Building"].to_string(),
+                        format!("{}..{}", g["Min"], g["Max"]),
+                    ]
+                })
+                .chain(
+                    r["Provisioned"]
+                        .as_array()
+                        .cloned()
+                        .unwrap_or_default()
+                        .iter()
+                        .map(|p| {
+                            vec![
+                                "dedicated".to_owned(),
+                                format!(
+                                    "{}:{}",
+                                    str_of(&p["FunctionName"]),
+                                    str_of(&p["Qualifier"])
+                                ),
+                                "function".to_owned(),
+                                p["Idle"].to_string(),
+                                format!("{}/{}", p["Allocated"], p["Requested"]),
+                                format!("account {}", str_of(&p["AccountId"])),
+                            ]
+                        }),
+                )
+                .collect();
+            print_table(
+                &["POOL", "PROFILE", "WARMTH", "IDLE", "BUILDING", "BOUNDS"],
+                rows,
+            );
+            println!(
+                "active idle: {}  queued: {}  memory: {} / {} MB",
+                r["ActiveIdle"], r["Queued"], r["MemoryUsedMb"], r["MemoryBudgetMb"]
+            );
+        }
+        if !watch {
+            return Ok(());
+        }
+        std::io::stdout().flush()?;
+        std::thread::sleep(std::time::Duration::from_secs(1));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -77,6 +77,16 @@ enum Command {
     },
     /// Measure warm and cold invocations against a resident-Python baseline.
     Bench(bench::BenchArgs),
+    /// Show the node's warm pools (admin accounts).
+    Pools {
+        #[command(flatten)]
+        client: client::ClientArgs,
+        #[arg(long)]
+        json: bool,
+        /// Refresh every second.
+        #[arg(long)]
+        watch: bool,
+    },
     /// Show which host interpreter runs each runtime.
     Runtimes {
         #[command(flatten)]
@@ -119,6 +129,11 @@ fn main() -> Result<()> {
         Command::Ls { client, json } => commands::ls(&client::Client::new(client)?, json),
         Command::Rm { client, name } => commands::rm(&client::Client::new(client)?, &name),
         Command::Bench(args) => bench::run(args),
+        Command::Pools {
+            client,
+            json,
+            watch,
+        } => commands::pools(&client::Client::new(client)?, json, watch),
         Command::Invoke { client, args } => commands::invoke(&client::Client::new(client)?, args),
         Command::Logs {
             client,

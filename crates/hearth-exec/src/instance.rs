@@ -3,10 +3,22 @@
 
 use crate::logs::LogPump;
 use crate::placement::WarmKey;
+use crate::pools::{GeneralHold, MemoryCharge, ProvisionedKey};
 use hearth_runtime::api::RuntimeApi;
 use hearth_sandbox::SandboxControl;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// Where a function-warm sandbox came from, which decides where it goes
+/// back to after an invocation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// Built for an invocation (cold) or drawn from the general sub-pool:
+    /// returns to the active pool's idle list.
+    Active,
+    /// Provisioned concurrency: returns to its configuration's dedicated pool.
+    Provisioned(ProvisionedKey),
+}
 
 #[derive(Debug)]
 pub struct Instance {
@@ -24,6 +36,12 @@ pub struct Instance {
     pub init_duration: Option<Duration>,
     /// What the runtime wrote during init, shown before the first START.
     pub init_output: Vec<u8>,
+    pub origin: Origin,
+    /// Its memory limit, counted against the node's budget while it lives.
+    pub charge: MemoryCharge,
+    /// Counted against the account's share of the general sub-pool, if it
+    /// was drawn from there.
+    pub hold: Option<GeneralHold>,
 }
 
 impl Instance {

@@ -1,11 +1,17 @@
 //! One synchronous invocation, from the resolved function to Lambda's answer.
 
-use crate::instance::Instance;
+use crate::instance::{Instance, Origin};
 use crate::logs::{frame, tail, LogPump, Report};
-use crate::placement::{Placement, WarmKey};
+use crate::placement::WarmKey;
+use crate::pools::{family_of, GeneralHold, MemoryCharge, PoolKey, Unspecialised, SHELL};
 use crate::Executor;
 use base64::Engine;
 use bytes::Bytes;
+use hearth_capacity::placement::{
+    place, BudgetView, PlacementDecision, PlacementRequest, PoolView,
+};
+use hearth_capacity::profile::{memory_class_for, RuntimeProfile, Warmth};
+use hearth_runtime::api::{Assignment, InitializationType, RuntimeEnv, RuntimeReady};
 use hearth_runtime::api::{InitOutcome, Invocation, InvokeOutcome, RuntimeApi};
 use hearth_sandbox::{ExitStatus, SandboxSpec};
 use hearth_store::VersionSelector;
@@ -41,6 +47,8 @@ pub struct InvokeOutput {
     pub body: Bytes,
     /// `X-Amz-Log-Result`: base64 of the last 4 KB of this invocation's log.
     pub log_result: Option<String>,
+    /// `X-Hearth-Placement`: where the sandbox came from.
+    pub placement: &'static str,
 }
 
 fn now_ms() -> i64 {
@@ -131,6 +139,7 @@ impl Executor {
                 function_error: false,
                 body: Bytes::new(),
                 log_result: None,
+                placement: "",
             });
         }
         let _slot = self.0.concurrency.admit(
@@ -152,18 +161,416 @@ impl Executor {
             version: version.version.clone(),
             revision_id: version.revision_id.clone(),
         };
-        let placed = self.0.idle.lock().place(&key);
-        let mut instance = match placed {
-            Placement::Warm(i) => *i,
-            Placement::Cold => match self.cold_start(&version, key, &request_id).await {
-                Ok(i) => i,
-                Err(failed) => return Ok(failed.into_output(self, &input, &version)),
-            },
+        let started = Instant::now();
+        let (placement, mut instance) = match self.acquire(&version, key, &request_id).await {
+            Ok(x) => x,
+            Err(Acquire::Failed(failed, label)) => {
+                let mut out = failed.into_output(self, &input, &version);
+                out.placement = label;
+                return Ok(out);
+            }
+            Err(Acquire::Refused(e)) => return Err(e),
         };
-        Ok(self
+        let m = &self.0.metrics;
+        m.placements
+            .with_label_values(&[placement.metric_label()])
+            .inc();
+        m.placement_seconds
+            .with_label_values(&[placement.metric_label()])
+            .observe(started.elapsed().as_secs_f64());
+        let mut out = self
             .run(&mut instance, &version, &input, request_id)
             .await
-            .finish(self, instance))
+            .finish(self, instance);
+        out.placement = placement.source();
+        m.invocations
+            .with_label_values(&[if out.function_error { "error" } else { "ok" }])
+            .inc();
+        Ok(out)
+    }
+
+    /// Finds a sandbox for one invocation: places it (one decision, under
+    /// the pools' lock, with the draw it implies), then specialises a pooled
+    /// sandbox or starts one cold, or waits for capacity as the account's
+    /// policy says.
+    async fn acquire(
+        &self,
+        version: &VersionRecord,
+        key: WarmKey,
+        request_id: &str,
+    ) -> Result<(PlacementDecision, Instance), Acquire> {
+        let c = &version.config;
+        let class = memory_class_for(c.memory_size).unwrap_or(c.memory_size);
+        let family = family_of(&c.runtime);
+        let runtime_pool = self.runtime_pool_for(&c.runtime, class);
+        let shell_pool = PoolKey {
+            family: SHELL.to_owned(),
+            memory_class_mb: class,
+        };
+        let profile = RuntimeProfile::new(family, class);
+        let fv = hearth_capacity::ids::FunctionVersion::new(
+            hearth_capacity::ids::AccountId::new(&version.account_id),
+            &version.function_name,
+            &version.version,
+        );
+        let policy = self.policy_for(&version.account_id);
+        let account = version.account_id.clone();
+        // Bounded: a queued invocation re-places at most this often before
+        // its deadline turns the wait into a 429.
+        for _ in 0..10_000 {
+            let now = self.now();
+            let req = PlacementRequest {
+                function: &fv,
+                profile: &profile,
+                memory_mb: c.memory_size,
+                now,
+            };
+            let (decision, drawn) = {
+                let mut pools = self.0.pools.lock();
+                let view = PoolView {
+                    active_idle_function_warm: pools.idle.count(&key),
+                    dedicated_idle_function_warm: pools.provisioned_idle_for(&key),
+                    dedicated_idle_unspecialised: 0,
+                    general_idle_runtime_warm: runtime_pool
+                        .as_ref()
+                        .map_or(0, |k| pools.general_idle(k)),
+                    general_idle_shell_warm: pools.general_idle(&shell_pool),
+                    general_pool_size: pools.general_target_total,
+                    account_general_held: self.0.held.lock().get(&account).copied().unwrap_or(0),
+                    account_queue_len: pools.queued.get(&account).copied().unwrap_or(0),
+                };
+                let budget = BudgetView {
+                    limit_mb: self.0.config.memory_budget_mb,
+                    used_mb: self.0.memory_used.load(Ordering::Relaxed),
+                    evictable_mb: pools.idle.memory_mb(),
+                };
+                let decision = place(&req, &view, &policy, &budget);
+                let drawn = match decision {
+                    PlacementDecision::Warm => {
+                        pools.idle.take(&key).map(|i| Drawn::Ready(Box::new(i)))
+                    }
+                    PlacementDecision::Dedicated { .. } => pools
+                        .take_provisioned(&key)
+                        .map(|i| Drawn::Ready(Box::new(i))),
+                    PlacementDecision::GeneralRuntime => runtime_pool
+                        .as_ref()
+                        .and_then(|k| pools.take_general(k))
+                        .map(|u| Drawn::Pooled(Box::new(u))),
+                    PlacementDecision::GeneralShell => pools
+                        .take_general(&shell_pool)
+                        .map(|u| Drawn::Pooled(Box::new(u))),
+                    PlacementDecision::Cold { evict_mb } => {
+                        Some(Drawn::Evicted(pools.idle.evict_lru(evict_mb)))
+                    }
+                    PlacementDecision::Queue { .. } => {
+                        *pools.queued.entry(account.clone()).or_default() += 1;
+                        None
+                    }
+                    PlacementDecision::Reject { .. } => None,
+                };
+                (decision, drawn)
+            };
+            match (decision, drawn) {
+                (
+                    PlacementDecision::Warm | PlacementDecision::Dedicated { .. },
+                    Some(Drawn::Ready(i)),
+                ) => {
+                    return Ok((decision, *i));
+                }
+                (
+                    PlacementDecision::GeneralRuntime | PlacementDecision::GeneralShell,
+                    Some(Drawn::Pooled(u)),
+                ) => {
+                    if let Some(s) = self.0.sizers.lock().get_mut(&u.key) {
+                        s.record_draw(now);
+                    }
+                    self.0.wake.notify_one();
+                    let hold = GeneralHold::new(&self.0.held, &account);
+                    return self
+                        .specialise(
+                            *u,
+                            version,
+                            key,
+                            InitializationType::OnDemand,
+                            Origin::Active,
+                            Some(hold),
+                            request_id,
+                        )
+                        .await
+                        .map(|i| (decision, i))
+                        .map_err(|f| Acquire::Failed(f, decision.source()));
+                }
+                (PlacementDecision::Cold { .. }, Some(Drawn::Evicted(evicted))) => {
+                    for i in evicted {
+                        self.0
+                            .metrics
+                            .evictions
+                            .with_label_values(&["memory-budget"])
+                            .inc();
+                        i.destroy();
+                    }
+                    if let Some(k) = &runtime_pool {
+                        if let Some(s) = self.0.sizers.lock().get_mut(k) {
+                            s.record_cold_start(now);
+                        }
+                    }
+                    self.0.wake.notify_one();
+                    return self
+                        .cold_start(version, key, request_id)
+                        .await
+                        .map(|i| (decision, i))
+                        .map_err(|f| Acquire::Failed(f, decision.source()));
+                }
+                (PlacementDecision::Queue { deadline }, _) => {
+                    let wait = Duration::from_millis(deadline.0.saturating_sub(now.0));
+                    let waited = Instant::now();
+                    let notified = self.0.released.notified();
+                    let timed_out = tokio::time::timeout(wait, notified).await.is_err();
+                    {
+                        let mut pools = self.0.pools.lock();
+                        if let Some(n) = pools.queued.get_mut(&account) {
+                            *n = n.saturating_sub(1);
+                        }
+                    }
+                    let outcome = if timed_out { "timeout" } else { "woken" };
+                    self.0
+                        .metrics
+                        .queue_wait_seconds
+                        .with_label_values(&[outcome])
+                        .observe(waited.elapsed().as_secs_f64());
+                    if timed_out {
+                        self.0
+                            .metrics
+                            .placements
+                            .with_label_values(&["rejected"])
+                            .inc();
+                        return Err(Acquire::Refused(throttle()));
+                    }
+                }
+                (PlacementDecision::Reject { .. }, _) => {
+                    self.0
+                        .metrics
+                        .placements
+                        .with_label_values(&["rejected"])
+                        .inc();
+                    return Err(Acquire::Refused(throttle()));
+                }
+                // The view said yes but the draw found nothing: place again.
+                _ => {}
+            }
+        }
+        Err(Acquire::Refused(throttle()))
+    }
+
+    /// The general runtime-warm pool whose interpreter runs `runtime`.
+    fn runtime_pool_for(
+        &self,
+        runtime: &hearth_types::runtime::Runtime,
+        class: u32,
+    ) -> Option<PoolKey> {
+        let family = family_of(runtime);
+        if family == "provided" {
+            return None;
+        }
+        let want = self.0.runtimes.interpreter(runtime).ok()??;
+        let rep = representative_runtime(family)?;
+        let have = self.0.runtimes.interpreter(&rep).ok()??;
+        (want == have).then(|| PoolKey {
+            family: family.to_owned(),
+            memory_class_mb: class,
+        })
+    }
+
+    /// Builds an unassigned sandbox for a general sub-pool (or for
+    /// provisioned concurrency): shell-warm, or runtime-warm with Hearth's
+    /// bootstrap parked on its assignment.
+    pub(crate) async fn build_unspecialised(
+        &self,
+        key: PoolKey,
+        charge: MemoryCharge,
+    ) -> Result<Unspecialised, String> {
+        let started = Instant::now();
+        let seq = self.0.sandbox_seq.fetch_add(1, Ordering::Relaxed);
+        let id = format!(
+            "sb{seq}-{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        );
+        let spec = SandboxSpec {
+            id: id.clone(),
+            account_id: String::new(),
+            memory_mb: key.memory_class_mb,
+            pids_max: self.0.config.pids_max,
+            task_root: None,
+            runtime_dir: Some(self.0.config.runtime_dir.clone()),
+            tmp_mb: self.0.config.tmp_mb,
+            argv: Vec::new(),
+            env: Vec::new(),
+            cwd: "/var/task".to_owned(),
+        };
+        let backend = self.0.backend.clone();
+        let sandbox = tokio::task::spawn_blocking(move || backend.start(&spec))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        let control: Arc<dyn hearth_sandbox::SandboxControl> = Arc::from(sandbox.control);
+        let fail = |c: &Arc<dyn hearth_sandbox::SandboxControl>, e: String| {
+            let c = c.clone();
+            tokio::task::spawn_blocking(move || c.destroy());
+            e
+        };
+        let logs = LogPump::start(sandbox.stdout, sandbox.stderr)
+            .map_err(|e| fail(&control, e.to_string()))?;
+        let api =
+            RuntimeApi::serve(sandbox.runtime_api).map_err(|e| fail(&control, e.to_string()))?;
+        if key.warmth() == Warmth::Runtime {
+            let rep = representative_runtime(&key.family)
+                .ok_or_else(|| fail(&control, format!("no runtime family {}", key.family)))?;
+            let interpreter = self
+                .0
+                .runtimes
+                .interpreter(&rep)
+                .map_err(|e| fail(&control, e.message))?;
+            let (argv, env) = hearth_runtime::bootstrap::warm_command(&rep, interpreter.as_deref())
+                .ok_or_else(|| fail(&control, format!("{rep} has no runtime-warm state")))?;
+            let c = control.clone();
+            tokio::task::spawn_blocking(move || c.exec(&argv, &env, "/"))
+                .await
+                .map_err(|e| fail(&control, e.to_string()))?
+                .map_err(|e| fail(&control, e.to_string()))?;
+            let ready = tokio::time::timeout(self.0.config.init_timeout, api.runtime_ready()).await;
+            if !matches!(ready, Ok(RuntimeReady::Ready)) {
+                api.shutdown();
+                return Err(fail(
+                    &control,
+                    format!("the {} runtime did not park for its assignment", key.family),
+                ));
+            }
+        }
+        Ok(Unspecialised {
+            id,
+            key,
+            control,
+            api,
+            logs,
+            created: Instant::now(),
+            build: started.elapsed(),
+            charge,
+        })
+    }
+
+    /// Turns a pooled sandbox into a function-warm one: the function's exact
+    /// memory limit, its code bind-mounted at `/var/task` (no copy), then the
+    /// assignment to the parked runtime (runtime-warm) or the exec of the
+    /// runtime (shell-warm), and the wait for its init.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn specialise(
+        &self,
+        mut u: Unspecialised,
+        version: &VersionRecord,
+        key: WarmKey,
+        init_type: InitializationType,
+        origin: Origin,
+        hold: Option<GeneralHold>,
+        request_id: &str,
+    ) -> Result<Instance, FailedStart> {
+        let started = Instant::now();
+        let c = &version.config;
+        let warmth = u.key.warmth();
+        let setup = (|| -> Result<(), String> {
+            u.control
+                .set_memory_limit(c.memory_size)
+                .map_err(|e| e.to_string())?;
+            u.control
+                .mount_task(&self.0.code.unpacked_dir(&version.code.sha256_hex))
+                .map_err(|e| e.to_string())?;
+            Ok(())
+        })();
+        u.charge.set(u64::from(c.memory_size));
+        let env_input = self.env_input(version, init_type);
+        let stream = hearth_runtime::api::log_stream_name(&version.version, SystemTime::now());
+        let env = RuntimeEnv {
+            log_stream_name: &stream,
+            ..env_input.as_env()
+        };
+        let setup = setup.and_then(|()| match warmth {
+            Warmth::Runtime => u
+                .api
+                .assign(Assignment::for_function(&env))
+                .map_err(|e| format!("{e:?}")),
+            _ => {
+                let interpreter = self
+                    .0
+                    .runtimes
+                    .interpreter(&c.runtime)
+                    .map_err(|e| e.message)?;
+                let argv = hearth_runtime::bootstrap::command(&c.runtime, interpreter.as_deref());
+                let vars = hearth_runtime::api::runtime_environment(&env);
+                u.control
+                    .exec(&argv, &vars, "/var/task")
+                    .map_err(|e| e.to_string())
+            }
+        });
+        if let Err(e) = setup {
+            u.destroy();
+            return Err(FailedStart::Error(LambdaError::service(format!(
+                "cannot specialise a pooled sandbox: {e}"
+            ))));
+        }
+        let Unspecialised {
+            id,
+            control,
+            api,
+            logs,
+            charge,
+            ..
+        } = u;
+        let init = self.await_init(&api, &logs).await;
+        let init_duration = started.elapsed();
+        self.0
+            .metrics
+            .init_seconds
+            .with_label_values(&[warmth.label()])
+            .observe(init_duration.as_secs_f64());
+        self.finish_init(
+            init,
+            InitParts {
+                id,
+                key,
+                control,
+                api,
+                logs,
+                charge,
+                hold,
+                origin,
+                version,
+                init_duration,
+                request_id,
+            },
+        )
+        .await
+    }
+
+    /// Waits for the runtime's first `next` (or its init error, death or the
+    /// init deadline).
+    async fn await_init(&self, api: &RuntimeApi, logs: &LogPump) -> Option<Option<InitOutcome>> {
+        tokio::select! {
+            o = api.init() => Some(Some(o)),
+            () = logs.closed() => Some(None),
+            () = tokio::time::sleep(self.0.config.init_timeout) => None,
+        }
+    }
+
+    fn env_input(&self, v: &VersionRecord, init_type: InitializationType) -> EnvInput {
+        EnvInput {
+            function_name: v.function_name.clone(),
+            version: v.version.clone(),
+            memory_mb: v.config.memory_size,
+            runtime: v.config.runtime.clone(),
+            handler: v.config.handler.clone(),
+            region: self.0.node.region.clone(),
+            init_type,
+            user_env: v.config.environment.clone().unwrap_or_default(),
+        }
     }
 
     /// Starts a sandbox for `version` and waits for its runtime to initialise.
@@ -174,6 +581,7 @@ impl Executor {
         request_id: &str,
     ) -> Result<Instance, FailedStart> {
         let started = Instant::now();
+        let charge = MemoryCharge::new(&self.0.memory_used, u64::from(version.config.memory_size));
         let seq = self.0.sandbox_seq.fetch_add(1, Ordering::Relaxed);
         let id = format!(
             "sb{seq}-{}",
@@ -210,19 +618,57 @@ impl Executor {
                 ))));
             }
         };
-        let init = tokio::select! {
-            o = api.init() => Some(o),
-            () = logs.closed() => None,
-            () = tokio::time::sleep(self.0.config.init_timeout) => {
-                let output = logs.take().await;
-                api.shutdown();
-                destroy(&control);
-                return Err(FailedStart::Timeout { output, limit: self.0.config.init_timeout, request_id: request_id.to_owned() });
-            }
-        };
+        let init = self.await_init(&api, &logs).await;
         let init_duration = started.elapsed();
+        self.0
+            .metrics
+            .init_seconds
+            .with_label_values(&["cold"])
+            .observe(init_duration.as_secs_f64());
+        self.finish_init(
+            init,
+            InitParts {
+                id,
+                key,
+                control,
+                api,
+                logs,
+                charge,
+                hold: None,
+                origin: Origin::Active,
+                version,
+                init_duration,
+                request_id,
+            },
+        )
+        .await
+    }
+
+    /// Turns the outcome of an init into a ready instance, or cleans up.
+    async fn finish_init(
+        &self,
+        init: Option<Option<InitOutcome>>,
+        p: InitParts<'_>,
+    ) -> Result<Instance, FailedStart> {
+        let InitParts {
+            id,
+            key,
+            control,
+            api,
+            logs,
+            charge,
+            hold,
+            origin,
+            version,
+            init_duration,
+            request_id,
+        } = p;
+        let destroy = |c: &Arc<dyn hearth_sandbox::SandboxControl>| {
+            let c = c.clone();
+            tokio::task::spawn_blocking(move || c.destroy());
+        };
         match init {
-            Some(InitOutcome::Ready) => Ok(Instance {
+            Some(Some(InitOutcome::Ready)) => Ok(Instance {
                 id,
                 key,
                 generation: self.generation(&version.account_id, &version.function_name),
@@ -233,8 +679,11 @@ impl Executor {
                 memory_mb: version.config.memory_size,
                 last_used: Instant::now(),
                 init_duration: Some(init_duration),
+                origin,
+                charge,
+                hold,
             }),
-            Some(InitOutcome::Failed { body, .. }) => {
+            Some(Some(InitOutcome::Failed { body, .. })) => {
                 let output = logs.take().await;
                 api.shutdown();
                 destroy(&control);
@@ -244,11 +693,17 @@ impl Executor {
                     init_duration,
                 })
             }
-            None | Some(InitOutcome::Closed) => {
+            Some(None | Some(InitOutcome::Closed)) => {
                 let output = logs.take().await;
                 api.shutdown();
                 let c = control.clone();
-                let status = tokio::task::spawn_blocking(move || c.wait()).await.ok();
+                let status = tokio::time::timeout(
+                    Duration::from_secs(5),
+                    tokio::task::spawn_blocking(move || c.wait()),
+                )
+                .await
+                .ok()
+                .and_then(Result::ok);
                 let oom = control.oom_killed();
                 destroy(&control);
                 Err(FailedStart::Exited {
@@ -259,6 +714,16 @@ impl Executor {
                     request_id: request_id.to_owned(),
                 })
             }
+            None => {
+                let output = logs.take().await;
+                api.shutdown();
+                destroy(&control);
+                Err(FailedStart::Timeout {
+                    output,
+                    limit: self.0.config.init_timeout,
+                    request_id: request_id.to_owned(),
+                })
+            }
         }
     }
 
@@ -266,17 +731,11 @@ impl Executor {
         let c = &v.config;
         let interpreter = self.0.runtimes.interpreter(&c.runtime)?;
         let argv = hearth_runtime::bootstrap::command(&c.runtime, interpreter.as_deref());
-        let env = hearth_runtime::api::runtime_environment(&hearth_runtime::api::RuntimeEnv {
-            function_name: &v.function_name,
-            function_version: &v.version,
-            memory_mb: c.memory_size,
-            runtime: &c.runtime,
-            handler: &c.handler,
-            region: &self.0.node.region,
-            initialization_type: hearth_runtime::api::InitializationType::OnDemand,
-            runtime_api: hearth_runtime::api::SANDBOX_RUNTIME_API,
-            log_stream_name: &hearth_runtime::api::log_stream_name(&v.version, SystemTime::now()),
-            user_env: &c.environment.clone().unwrap_or_default(),
+        let input = self.env_input(v, InitializationType::OnDemand);
+        let stream = hearth_runtime::api::log_stream_name(&v.version, SystemTime::now());
+        let env = hearth_runtime::api::runtime_environment(&RuntimeEnv {
+            log_stream_name: &stream,
+            ..input.as_env()
         });
         Ok(SandboxSpec {
             id: id.to_owned(),
@@ -451,6 +910,7 @@ impl Finished {
             function_error,
             body,
             log_result: None,
+            placement: "",
         }
         .with_log(&log)
     }
@@ -464,7 +924,7 @@ impl InvokeOutput {
 }
 
 /// A cold start that did not produce a ready sandbox.
-enum FailedStart {
+pub(crate) enum FailedStart {
     Error(LambdaError),
     InitError {
         body: Bytes,
@@ -559,8 +1019,83 @@ impl FailedStart {
             function_error: true,
             body,
             log_result: None,
+            placement: "",
         }
         .with_log(&log)
+    }
+}
+
+/// What placement drew under the lock.
+enum Drawn {
+    Ready(Box<Instance>),
+    Pooled(Box<Unspecialised>),
+    Evicted(Vec<Instance>),
+}
+
+/// Why no sandbox was acquired.
+enum Acquire {
+    /// A sandbox was tried and failed (its error becomes the answer).
+    Failed(FailedStart, &'static str),
+    /// Refused before any sandbox (429).
+    Refused(LambdaError),
+}
+
+/// The 429 a node without capacity for the account answers.
+fn throttle() -> LambdaError {
+    LambdaError::new(hearth_types::ErrorKind::TooManyRequests, "Rate Exceeded.")
+        .with_reason("ConcurrentInvocationLimitExceeded")
+}
+
+/// The runtime whose interpreter a family's runtime-warm pool boots.
+pub(crate) fn representative_runtime(family: &str) -> Option<hearth_types::runtime::Runtime> {
+    hearth_types::runtime::Runtime::parse(match family {
+        "python" => "python3.11",
+        "nodejs" => "nodejs20.x",
+        _ => return None,
+    })
+}
+
+/// Everything a finished init needs to become an instance.
+pub(crate) struct InitParts<'a> {
+    id: String,
+    key: WarmKey,
+    control: Arc<dyn hearth_sandbox::SandboxControl>,
+    api: RuntimeApi,
+    logs: LogPump,
+    charge: MemoryCharge,
+    hold: Option<GeneralHold>,
+    origin: Origin,
+    version: &'a VersionRecord,
+    init_duration: Duration,
+    request_id: &'a str,
+}
+
+/// Owned inputs of a runtime environment.
+pub(crate) struct EnvInput {
+    function_name: String,
+    version: String,
+    memory_mb: u32,
+    runtime: hearth_types::runtime::Runtime,
+    handler: String,
+    region: String,
+    init_type: InitializationType,
+    user_env: std::collections::BTreeMap<String, String>,
+}
+
+impl EnvInput {
+    fn as_env(&self) -> RuntimeEnv<'_> {
+        RuntimeEnv {
+            function_name: &self.function_name,
+            function_version: &self.version,
+            memory_mb: self.memory_mb,
+            runtime: &self.runtime,
+            handler: &self.handler,
+            region: &self.region,
+            initialization_type: self.init_type,
+            runtime_api: hearth_runtime::api::SANDBOX_RUNTIME_API,
+            log_stream_name: "",
+            user_env: &self.user_env,
+        }
     }
 }
 

@@ -1,39 +1,49 @@
-//! Execution: the sandbox supervisor. It starts sandboxes through a
-//! [`SandboxBackend`], serves each one's Runtime API, places invocations on
-//! idle function-warm sandboxes or cold starts, enforces timeouts and
-//! concurrency limits, and frames each invocation's log as Lambda does.
+//! Execution: the sandbox supervisor and the pool manager.
 //!
-//! The placement decision is one function ([`placement::IdlePool::place`]),
-//! so the warm-pool design of the capacity issue can replace it.
+//! It starts sandboxes through a [`SandboxBackend`], keeps the warming pool
+//! (general sub-pools of shell- and runtime-warm sandboxes, provisioned
+//! function-warm ones) and the active pool, places each invocation with
+//! `hearth_capacity::placement::place`, specialises pooled sandboxes to a
+//! function without copying its code or restarting its interpreter, enforces
+//! timeouts, concurrency and the node's memory budget, and frames each
+//! invocation's log as Lambda does.
 
 pub mod concurrency;
 pub mod instance;
 pub mod invoke;
 pub mod logs;
+pub mod manager;
 pub mod metrics;
 pub mod placement;
+pub mod pools;
 
 pub use invoke::{InvokeInput, InvokeOutput};
+pub use pools::{default_general_pools, GeneralPoolConfig, PoolKey};
 
 use concurrency::Concurrency;
+use hearth_capacity::policy::CapacityPolicy;
+use hearth_capacity::sizing::{PoolSizer, SizerConfig};
 use hearth_runtime::RuntimeCatalog;
 use hearth_sandbox::SandboxBackend;
 use hearth_store::{CodeStore, LogStore, Registry};
 use hearth_types::arn::NodeIdentity;
-use instance::Instance;
+use instance::{Instance, Origin};
 use logs::LogWriter;
+use metrics::Metrics;
 use parking_lot::Mutex;
-use placement::IdlePool;
+use pools::{Pools, ProvisionedKey};
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::sync::Notify;
 
-/// Settings of the supervisor.
+/// Settings of the supervisor and the pool manager.
 #[derive(Debug, Clone)]
 pub struct ExecConfig {
-    /// Idle function-warm sandboxes are destroyed after this long unused.
+    /// Idle function-warm sandboxes are destroyed after this long unused
+    /// (the fixed keep-alive, AWS's and OpenWhisk's 10 minutes by default).
     pub idle_timeout: Duration,
     /// How long a runtime may take to initialise.
     pub init_timeout: Duration,
@@ -45,6 +55,12 @@ pub struct ExecConfig {
     pub runtime_dir: PathBuf,
     /// Concurrency limit of every account.
     pub account_concurrency: u32,
+    /// The general sub-pools and their bounds (empty disables pooling).
+    pub general_pools: Vec<GeneralPoolConfig>,
+    /// How the general sub-pools' targets follow demand.
+    pub sizer: SizerConfig,
+    /// The most the sum of sandbox memory limits may reach, MiB.
+    pub memory_budget_mb: u64,
 }
 
 impl ExecConfig {
@@ -56,8 +72,29 @@ impl ExecConfig {
             tmp_mb: 512,
             runtime_dir,
             account_concurrency: hearth_types::limits::ACCOUNT_CONCURRENCY_DEFAULT,
+            general_pools: default_general_pools(),
+            sizer: SizerConfig::default(),
+            memory_budget_mb: default_memory_budget_mb(),
         }
     }
+}
+
+/// 75% of the host's RAM (MemTotal), or 4 GiB if it cannot be read.
+pub fn default_memory_budget_mb() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map_or(4096, |kb| kb / 1024 * 3 / 4)
+}
+
+/// A provisioned-concurrency configuration the pool manager keeps filled.
+#[derive(Debug, Clone)]
+pub struct ProvisionedTarget {
+    pub requested: u32,
 }
 
 #[derive(Debug)]
@@ -69,12 +106,28 @@ struct Inner {
     node: NodeIdentity,
     config: ExecConfig,
     logs: LogWriter,
-    idle: Mutex<IdlePool>,
+    pools: Mutex<Pools>,
+    /// Per general sub-pool: the sizing policy's state.
+    sizers: Mutex<HashMap<PoolKey, Box<dyn PoolSizer>>>,
+    /// Sum of the memory limits of every live sandbox, MiB.
+    memory_used: Arc<AtomicU64>,
+    /// General sandboxes each account holds.
+    held: Arc<Mutex<HashMap<String, u32>>>,
+    /// Each account's capacity policy (default: burst, half the general pool).
+    policies: Mutex<HashMap<String, CapacityPolicy>>,
+    /// Provisioned concurrency to hold, by configuration.
+    provisioned: Mutex<HashMap<ProvisionedKey, ProvisionedTarget>>,
     /// Per (account, function): bumped when the function is updated or
     /// deleted, so its running sandboxes are not reused.
     generations: Mutex<HashMap<(String, String), u64>>,
     concurrency: Concurrency,
     sandbox_seq: AtomicU64,
+    metrics: Metrics,
+    /// Wakes the pool manager (a draw, a change of configuration).
+    wake: Notify,
+    /// Wakes invocations waiting for capacity (a sandbox was released).
+    released: Notify,
+    epoch: Instant,
     /// Why this node cannot run functions, if it cannot isolate them.
     cannot_isolate: Option<String>,
 }
@@ -84,8 +137,9 @@ struct Inner {
 pub struct Executor(Arc<Inner>);
 
 impl Executor {
-    /// Starts the supervisor on the current tokio runtime: the log writer and
-    /// the idle reaper.
+    /// Starts the supervisor on the current tokio runtime: the log writer,
+    /// the pool manager (which fills the general sub-pools and provisioned
+    /// concurrency) and the idle reaper.
     pub fn start(
         backend: Arc<dyn SandboxBackend>,
         registry: Arc<dyn Registry>,
@@ -97,6 +151,20 @@ impl Executor {
     ) -> Self {
         let p = backend.protections();
         let cannot_isolate = (!p.can_isolate).then(|| p.warnings.join(" "));
+        // Fresh metrics in a fresh registry; registration cannot collide.
+        #[allow(clippy::expect_used)]
+        let metrics = Metrics::new().expect("metrics register once");
+        let epoch = Instant::now();
+        let sizers = config
+            .general_pools
+            .iter()
+            .map(|g| {
+                (
+                    g.key.clone(),
+                    config.sizer.build(hearth_capacity::clock::Millis(0)),
+                )
+            })
+            .collect();
         let exec = Self(Arc::new(Inner {
             backend,
             registry,
@@ -104,23 +172,78 @@ impl Executor {
             runtimes,
             node,
             logs: LogWriter::start(log_store),
-            idle: Mutex::new(IdlePool::default()),
+            pools: Mutex::new(Pools::default()),
+            sizers: Mutex::new(sizers),
+            memory_used: Arc::new(AtomicU64::new(0)),
+            held: Arc::new(Mutex::new(HashMap::new())),
+            policies: Mutex::new(HashMap::new()),
+            provisioned: Mutex::new(HashMap::new()),
             generations: Mutex::new(HashMap::new()),
             concurrency: Concurrency::default(),
             sandbox_seq: AtomicU64::new(0),
+            metrics,
+            wake: Notify::new(),
+            released: Notify::new(),
+            epoch,
             cannot_isolate,
             config,
         }));
-        let weak = Arc::downgrade(&exec.0);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(5));
-            loop {
-                tick.tick().await;
-                let Some(inner) = weak.upgrade() else { return };
-                Executor(inner).reap_idle();
-            }
-        });
+        exec.reload_capacity();
+        manager::spawn(&exec);
         exec
+    }
+
+    /// Milliseconds since the supervisor started: the capacity logic's clock.
+    fn now(&self) -> hearth_capacity::clock::Millis {
+        hearth_capacity::clock::Millis(self.0.epoch.elapsed().as_millis() as u64)
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.0.metrics
+    }
+
+    /// Re-reads every account's capacity policy and every provisioned
+    /// concurrency configuration from the registry, and wakes the manager.
+    pub fn reload_capacity(&self) {
+        match self.0.registry.all_account_capacity() {
+            Ok(all) => {
+                let mut p = self.0.policies.lock();
+                p.clear();
+                for c in all {
+                    p.insert(c.account_id.clone(), policy_of(&c));
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot read capacity settings"),
+        }
+        match self.0.registry.all_provisioned_concurrency() {
+            Ok(all) => {
+                let mut p = self.0.provisioned.lock();
+                p.clear();
+                for c in all {
+                    p.insert(
+                        ProvisionedKey {
+                            account_id: c.account_id.clone(),
+                            function_name: c.function_name.clone(),
+                            qualifier: c.qualifier.clone(),
+                        },
+                        ProvisionedTarget {
+                            requested: c.requested,
+                        },
+                    );
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot read provisioned concurrency"),
+        }
+        self.0.wake.notify_one();
+    }
+
+    fn policy_for(&self, account: &str) -> CapacityPolicy {
+        self.0
+            .policies
+            .lock()
+            .get(account)
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// Destroys idle sandboxes unused for longer than the idle timeout.
@@ -129,11 +252,17 @@ impl Executor {
         let now = Instant::now();
         let expired = self
             .0
-            .idle
+            .pools
             .lock()
+            .idle
             .take_where(|i| now.duration_since(i.last_used) >= timeout);
         for i in expired {
             tracing::debug!(sandbox = %i.id, "idle timeout: destroying");
+            self.0
+                .metrics
+                .evictions
+                .with_label_values(&["keep-alive"])
+                .inc();
             i.destroy();
         }
     }
@@ -147,25 +276,45 @@ impl Executor {
             .lock()
             .entry((account_id.to_owned(), function_name.to_owned()))
             .or_default() += 1;
-        let retired =
-            self.0.idle.lock().take_where(|i| {
+        let retired: Vec<Instance> = {
+            let mut pools = self.0.pools.lock();
+            let mut out = pools.idle.take_where(|i| {
                 i.key.account_id == account_id && i.key.function_name == function_name
             });
+            for (k, list) in pools.provisioned_idle.iter_mut() {
+                if k.account_id == account_id && k.function_name == function_name {
+                    out.append(list);
+                }
+            }
+            out
+        };
         for i in retired {
             i.destroy();
         }
+        self.0.wake.notify_one();
     }
 
     /// Destroys every idle sandbox (at shutdown).
     pub fn shutdown(&self) {
-        for i in self.0.idle.lock().take_where(|_| true) {
+        let mut pools = self.0.pools.lock();
+        for i in pools.idle.take_where(|_| true) {
             i.destroy();
+        }
+        for (_, list) in pools.general.drain() {
+            for u in list {
+                u.destroy();
+            }
+        }
+        for (_, list) in pools.provisioned_idle.drain() {
+            for i in list {
+                i.destroy();
+            }
         }
     }
 
-    /// Idle function-warm sandboxes right now.
+    /// Idle function-warm sandboxes in the active pool right now.
     pub fn idle_count(&self) -> usize {
-        self.0.idle.lock().len()
+        self.0.pools.lock().idle.len()
     }
 
     fn generation(&self, account_id: &str, function_name: &str) -> u64 {
@@ -177,17 +326,104 @@ impl Executor {
             .unwrap_or(0)
     }
 
-    /// Returns a sandbox to the idle pool, or destroys it if its function
-    /// was retired meanwhile.
+    /// Returns a sandbox to where it came from — the active pool's idle list,
+    /// or its provisioned configuration — or destroys it if its function was
+    /// retired meanwhile or it died. Never to the general sub-pool: a sandbox
+    /// serves one account in its life.
     fn release(&self, mut instance: Instance) {
-        if instance.generation
+        let stale = instance.generation
             != self.generation(&instance.key.account_id, &instance.key.function_name)
-            || instance.logs.is_closed()
-        {
+            || instance.logs.is_closed();
+        if stale {
             instance.destroy();
+            self.0.wake.notify_one();
             return;
         }
         instance.last_used = Instant::now();
-        self.0.idle.lock().put(instance);
+        {
+            let mut pools = self.0.pools.lock();
+            match instance.origin.clone() {
+                Origin::Active => pools.idle.put(instance),
+                Origin::Provisioned(k) => {
+                    if self.0.provisioned.lock().contains_key(&k) {
+                        pools.provisioned_idle.entry(k).or_default().push(instance);
+                    } else {
+                        drop(pools);
+                        instance.destroy();
+                    }
+                }
+            }
+        }
+        self.0.released.notify_waiters();
+    }
+
+    /// A snapshot of every pool for `GET /hearth/v1/pools`.
+    pub fn pools_snapshot(&self) -> serde_json::Value {
+        use serde_json::json;
+        let pools = self.0.pools.lock();
+        let sizers = self.0.sizers.lock();
+        let general: Vec<_> = self
+            .0
+            .config
+            .general_pools
+            .iter()
+            .map(|g| {
+                let forecast = sizers
+                    .get(&g.key)
+                    .and_then(|s| s.last_interval())
+                    .map(|s| json!({"Forecast": s.forecast, "Actual": s.actual}));
+                json!({
+                    "Profile": g.key.label(),
+                    "Warmth": g.key.warmth().label(),
+                    "Idle": pools.general_idle(&g.key),
+                    "Building": pools.building.get(&g.key).copied().unwrap_or(0),
+                    "Min": g.min,
+                    "Max": g.max,
+                    "LastInterval": forecast,
+                })
+            })
+            .collect();
+        let provisioned: Vec<_> = self
+            .0
+            .provisioned
+            .lock()
+            .iter()
+            .map(|(k, t)| {
+                json!({
+                    "AccountId": k.account_id,
+                    "FunctionName": k.function_name,
+                    "Qualifier": k.qualifier,
+                    "Requested": t.requested,
+                    "Allocated": pools.provisioned_owned.get(k).copied().unwrap_or(0),
+                    "Idle": pools.provisioned_idle.get(k).map_or(0, Vec::len),
+                })
+            })
+            .collect();
+        json!({
+            "General": general,
+            "Provisioned": provisioned,
+            "ActiveIdle": pools.idle.len(),
+            "MemoryUsedMb": self.0.memory_used.load(Ordering::Relaxed),
+            "MemoryBudgetMb": self.0.config.memory_budget_mb,
+            "Queued": pools.queued.values().sum::<u32>(),
+        })
+    }
+}
+
+/// The capacity crate's policy from the registry's account settings.
+fn policy_of(c: &hearth_types::capacity::AccountCapacity) -> CapacityPolicy {
+    use hearth_capacity::policy::CapacityMode as M;
+    use hearth_types::capacity::CapacityMode as S;
+    CapacityPolicy {
+        mode: match c.policy {
+            S::Burst => M::Burst,
+            S::Reject => M::Reject,
+            S::Wait => M::Wait {
+                max_wait_ms: u64::from(c.max_wait_ms),
+                max_queue_len: 1000,
+            },
+        },
+        general_share: c.general_share,
+        dedicated: Default::default(),
     }
 }

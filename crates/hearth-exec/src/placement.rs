@@ -1,6 +1,6 @@
-//! Where an invocation runs (the simple form: reuse an idle function-warm
-//! sandbox of the same version, else start one cold). The capacity issue
-//! replaces this with warm pools; the decision stays in this one function.
+//! The active pool's idle function-warm sandboxes, keyed by what they are
+//! warm for. The placement decision itself is
+//! `hearth_capacity::placement::place`; this is the store it draws from.
 
 use crate::instance::Instance;
 use std::collections::HashMap;
@@ -22,27 +22,69 @@ pub struct IdlePool {
     by_key: HashMap<WarmKey, Vec<Instance>>,
 }
 
-/// The outcome of placement.
-#[derive(Debug)]
-pub enum Placement {
-    /// An idle function-warm sandbox of this version.
-    Warm(Box<Instance>),
-    /// Nothing warm: start a sandbox.
-    Cold,
-}
-
 impl IdlePool {
-    /// The one placement decision: the most recently used idle sandbox of
-    /// this key (its caches are warmest), else a cold start.
-    pub fn place(&mut self, key: &WarmKey) -> Placement {
-        let Some(list) = self.by_key.get_mut(key) else {
-            return Placement::Cold;
-        };
+    /// The most recently used idle sandbox warm for `key` (its caches are
+    /// warmest), if any.
+    pub fn take(&mut self, key: &WarmKey) -> Option<Instance> {
+        let list = self.by_key.get_mut(key)?;
         let found = list.pop();
         if list.is_empty() {
             self.by_key.remove(key);
         }
-        found.map_or(Placement::Cold, |i| Placement::Warm(Box::new(i)))
+        found
+    }
+
+    /// Idle sandboxes warm for `key`.
+    pub fn count(&self, key: &WarmKey) -> u32 {
+        self.by_key.get(key).map_or(0, |v| v.len() as u32)
+    }
+
+    /// Memory limits of every idle sandbox, MiB (what eviction could free).
+    pub fn memory_mb(&self) -> u64 {
+        self.by_key
+            .values()
+            .flatten()
+            .map(|i| u64::from(i.memory_mb))
+            .sum()
+    }
+
+    /// Removes idle sandboxes, least recently used first, until `need_mb`
+    /// is freed (or nothing is left).
+    pub fn evict_lru(&mut self, need_mb: u64) -> Vec<Instance> {
+        let mut all: Vec<(std::time::Instant, WarmKey, usize)> = Vec::new();
+        for (k, list) in &self.by_key {
+            for (i, inst) in list.iter().enumerate() {
+                all.push((inst.last_used, k.clone(), i));
+            }
+        }
+        all.sort_by_key(|(t, _, _)| *t);
+        let mut freed = 0u64;
+        let mut chosen: Vec<(WarmKey, std::time::Instant)> = Vec::new();
+        for (t, k, _) in all {
+            if freed >= need_mb {
+                break;
+            }
+            if let Some(inst) = self
+                .by_key
+                .get(&k)
+                .and_then(|l| l.iter().find(|i| i.last_used == t))
+            {
+                freed += u64::from(inst.memory_mb);
+                chosen.push((k, t));
+            }
+        }
+        let mut out = Vec::new();
+        for (k, t) in chosen {
+            if let Some(list) = self.by_key.get_mut(&k) {
+                if let Some(pos) = list.iter().position(|i| i.last_used == t) {
+                    out.push(list.remove(pos));
+                }
+                if list.is_empty() {
+                    self.by_key.remove(&k);
+                }
+            }
+        }
+        out
     }
 
     pub fn put(&mut self, instance: Instance) {

@@ -147,9 +147,12 @@ pub struct HybridHistogram {
     cfg: HybridHistogramConfig,
     n_bins: usize,
     functions: HashMap<FunctionVersion, FunctionStats>,
-    sandboxes: HashMap<SandboxId, (FunctionVersion, Millis)>,
+    /// Tracked idle sandboxes: function, deadline, when tracking began.
+    sandboxes: HashMap<SandboxId, (FunctionVersion, Millis, Millis)>,
     by_deadline: BTreeSet<(Millis, SandboxId)>,
     prewarms: BTreeSet<(Millis, FunctionVersion)>,
+    /// The latest `now` seen (for when tracking began).
+    clock: Millis,
 }
 
 impl HybridHistogram {
@@ -164,6 +167,7 @@ impl HybridHistogram {
             sandboxes: HashMap::new(),
             by_deadline: BTreeSet::new(),
             prewarms: BTreeSet::new(),
+            clock: Millis::ZERO,
         }
     }
 
@@ -263,7 +267,8 @@ impl HybridHistogram {
         deadline: Millis,
     ) {
         self.forget(id, false);
-        self.sandboxes.insert(id, (function.clone(), deadline));
+        self.sandboxes
+            .insert(id, (function.clone(), deadline, self.clock));
         self.by_deadline.insert((deadline, id));
         if let Some(s) = self.functions.get_mut(function) {
             s.idle.push((id, idle_from));
@@ -272,7 +277,7 @@ impl HybridHistogram {
 
     /// Stops tracking a sandbox; with `unloaded`, remembers it as a ghost.
     fn forget(&mut self, id: SandboxId, unloaded: bool) {
-        if let Some((f, d)) = self.sandboxes.remove(&id) {
+        if let Some((f, d, _)) = self.sandboxes.remove(&id) {
             self.by_deadline.remove(&(d, id));
             if let Some(s) = self.functions.get_mut(&f) {
                 if let Some(pos) = s.idle.iter().position(|(x, _)| *x == id) {
@@ -382,6 +387,10 @@ impl KeepAlivePolicy for HybridHistogram {
         // consumed). With neither, this is new scale-out: nothing to learn.
         let sample = match s.idle.iter().map(|(_, from)| *from).max() {
             Some(from) => Some(now.since(from)),
+            None if std::env::var("HH_NOGHOST").is_ok() => s
+                .last_end
+                .filter(|e| s.last_arrival.is_none_or(|a| a <= *e))
+                .map(|e| now.since(e)),
             None => take_latest(&mut s.ghosts).map(|from| now.since(from)),
         };
         if let Some(it) = sample {
@@ -392,6 +401,7 @@ impl KeepAlivePolicy for HybridHistogram {
     }
 
     fn on_idle(&mut self, sandbox: IdleSandbox<'_>, now: Millis) {
+        self.clock = self.clock.max(now);
         if !self.functions.contains_key(sandbox.function) {
             let fresh = self.new_stats();
             self.functions.insert(sandbox.function.clone(), fresh);
@@ -414,10 +424,24 @@ impl KeepAlivePolicy for HybridHistogram {
             self.track(sandbox.id, sandbox.function, now, now);
         } else {
             self.track(sandbox.id, sandbox.function, now, now.plus(w.keep_alive_ms));
+            if std::env::var("HH_GROUP").is_ok() {
+                let others: Vec<(SandboxId, Millis)> = self
+                    .functions
+                    .get(sandbox.function)
+                    .map(|s| s.idle.clone())
+                    .unwrap_or_default();
+                let d = now.plus(w.keep_alive_ms);
+                for (id, from) in others {
+                    if id != sandbox.id {
+                        self.track(id, sandbox.function, from, d);
+                    }
+                }
+            }
         }
     }
 
     fn on_prewarmed(&mut self, sandbox: IdleSandbox<'_>, now: Millis) {
+        self.clock = self.clock.max(now);
         // The pre-warmed sandbox stands in for the one unloaded after the
         // last execution: it takes over that ghost's idle time.
         let (keep, idle_from) =
@@ -479,9 +503,21 @@ impl KeepAlivePolicy for HybridHistogram {
         out
     }
 
-    /// Soonest to expire first.
-    fn eviction_order(&self, _now: Millis) -> Vec<SandboxId> {
-        self.by_deadline.iter().map(|(_, id)| *id).collect()
+    /// The sandbox that has used up the largest fraction of its keep-alive
+    /// first (a sandbox of a busy function with a short window, idle a few
+    /// seconds, is worth more than a rare function's sandbox an hour into
+    /// its 4-hour fallback); ties by id.
+    fn eviction_order(&self, now: Millis) -> Vec<SandboxId> {
+        let mut v: Vec<(f64, SandboxId)> = self
+            .sandboxes
+            .iter()
+            .map(|(id, (_, deadline, since))| {
+                let window = deadline.since(*since).max(1) as f64;
+                (now.since(*since) as f64 / window, *id)
+            })
+            .collect();
+        v.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        v.into_iter().map(|(_, id)| id).collect()
     }
 
     fn next_wakeup(&self) -> Option<Millis> {

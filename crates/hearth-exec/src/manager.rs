@@ -1,0 +1,369 @@
+//! The pool manager: off the request path, it refills each general sub-pool
+//! to the target its sizing policy forecasts (bounded by the pool's min/max
+//! and the node's memory budget), keeps provisioned concurrency filled and
+//! reports its status, health-checks idle pooled sandboxes, expires surplus
+//! and idle ones, and publishes the pools' sizes as metrics.
+
+use crate::instance::Origin;
+use crate::invoke::representative_runtime;
+use crate::placement::WarmKey;
+use crate::pools::{MemoryCharge, PoolKey, ProvisionedKey};
+use crate::Executor;
+use hearth_capacity::sizing::SizeBounds;
+use hearth_runtime::api::InitializationType;
+use hearth_store::VersionSelector;
+use hearth_types::function::ProvisionedStatus;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+/// How often the manager looks at the pools when nothing wakes it.
+const TICK: Duration = Duration::from_millis(250);
+/// Surplus general sandboxes (above target) older than this are destroyed.
+const SURPLUS_TTL: Duration = Duration::from_secs(120);
+
+pub(crate) fn spawn(exec: &Executor) {
+    let exec = exec.clone();
+    tokio::spawn(async move {
+        loop {
+            exec.tick();
+            tokio::select! {
+                () = tokio::time::sleep(TICK) => {}
+                () = exec.0.wake.notified() => {}
+            }
+        }
+    });
+}
+
+impl Executor {
+    /// One step of the pool manager.
+    fn tick(&self) {
+        self.health_check();
+        self.reap_idle();
+        self.refill_general();
+        self.fill_provisioned();
+        self.publish_sizes();
+    }
+
+    /// Replaces idle pooled sandboxes whose processes died.
+    fn health_check(&self) {
+        let dead: Vec<_> = {
+            let mut pools = self.0.pools.lock();
+            let mut out = Vec::new();
+            for list in pools.general.values_mut() {
+                let (gone, alive): (Vec<_>, Vec<_>) =
+                    list.drain(..).partition(|u| u.logs.is_closed());
+                *list = alive;
+                out.extend(gone);
+            }
+            out
+        };
+        for u in dead {
+            self.0.metrics.evictions.with_label_values(&["dead"]).inc();
+            u.destroy();
+        }
+    }
+
+    fn refill_general(&self) {
+        if self.0.cannot_isolate.is_some() {
+            return;
+        }
+        let now = self.now();
+        let mut total = 0;
+        for g in &self.0.config.general_pools {
+            let target = {
+                let mut sizers = self.0.sizers.lock();
+                let Some(s) = sizers.get_mut(&g.key) else {
+                    continue;
+                };
+                let t = s.target(now, SizeBounds::new(g.min, g.max));
+                if let Some(sample) = s.last_interval() {
+                    self.0
+                        .metrics
+                        .pool_forecast
+                        .with_label_values(&[&g.key.label()])
+                        .set(sample.forecast);
+                }
+                t
+            };
+            self.0
+                .metrics
+                .pool_target
+                .with_label_values(&[&g.key.label()])
+                .set(i64::from(target));
+            total += target;
+            let (have, surplus) = {
+                let mut pools = self.0.pools.lock();
+                let idle = pools.general_idle(&g.key);
+                let building = pools.building.get(&g.key).copied().unwrap_or(0);
+                // Surplus above the target expires after a while.
+                let mut surplus = Vec::new();
+                if idle > target {
+                    if let Some(list) = pools.general.get_mut(&g.key) {
+                        let extra = (idle - target) as usize;
+                        let mut i = 0;
+                        while surplus.len() < extra && i < list.len() {
+                            if list[i].created.elapsed() >= SURPLUS_TTL {
+                                surplus.push(list.remove(i));
+                            } else {
+                                i += 1;
+                            }
+                        }
+                    }
+                }
+                (idle + building, surplus)
+            };
+            for u in surplus {
+                self.0
+                    .metrics
+                    .evictions
+                    .with_label_values(&["general-surplus"])
+                    .inc();
+                u.destroy();
+            }
+            for _ in have..target {
+                let mb = u64::from(g.key.memory_class_mb);
+                let used = self.0.memory_used.load(Ordering::Relaxed);
+                if used + mb > self.0.config.memory_budget_mb {
+                    break;
+                }
+                let charge = MemoryCharge::new(&self.0.memory_used, mb);
+                *self
+                    .0
+                    .pools
+                    .lock()
+                    .building
+                    .entry(g.key.clone())
+                    .or_default() += 1;
+                let me = self.clone();
+                let key = g.key.clone();
+                tokio::spawn(async move {
+                    let built = me.build_unspecialised(key.clone(), charge).await;
+                    let mut pools = me.0.pools.lock();
+                    if let Some(n) = pools.building.get_mut(&key) {
+                        *n = n.saturating_sub(1);
+                    }
+                    match built {
+                        Ok(u) => {
+                            me.0.metrics
+                                .init_seconds
+                                .with_label_values(&[&format!("build-{}", key.warmth().label())])
+                                .observe(u.build.as_secs_f64());
+                            pools.general.entry(key).or_default().push(u);
+                            drop(pools);
+                            me.0.released.notify_waiters();
+                        }
+                        Err(e) => {
+                            tracing::warn!(pool = %key.label(), error = %e, "could not build a pooled sandbox")
+                        }
+                    }
+                });
+            }
+        }
+        self.0.pools.lock().general_target_total = total;
+    }
+
+    /// Keeps every provisioned-concurrency configuration at its requested
+    /// number of function-warm sandboxes, and reports its status.
+    fn fill_provisioned(&self) {
+        if self.0.cannot_isolate.is_some() {
+            return;
+        }
+        let configs: Vec<(ProvisionedKey, u32)> = self
+            .0
+            .provisioned
+            .lock()
+            .iter()
+            .map(|(k, t)| (k.clone(), t.requested))
+            .collect();
+        // Configurations that went away: destroy their idle sandboxes.
+        let gone: Vec<_> = {
+            let mut pools = self.0.pools.lock();
+            let keys: Vec<_> = pools
+                .provisioned_idle
+                .keys()
+                .filter(|k| !configs.iter().any(|(c, _)| c == *k))
+                .cloned()
+                .collect();
+            let mut out = Vec::new();
+            for k in keys {
+                out.extend(pools.provisioned_idle.remove(&k).unwrap_or_default());
+                pools.provisioned_owned.remove(&k);
+            }
+            out
+        };
+        for i in gone {
+            i.destroy();
+        }
+        for (key, requested) in configs {
+            let (owned, building) = {
+                let pools = self.0.pools.lock();
+                (
+                    pools.provisioned_owned.get(&key).copied().unwrap_or(0),
+                    pools.provisioned_building.get(&key).copied().unwrap_or(0),
+                )
+            };
+            if owned + building > requested {
+                let extra = {
+                    let mut pools = self.0.pools.lock();
+                    let n = (owned + building - requested) as usize;
+                    let list = pools.provisioned_idle.entry(key.clone()).or_default();
+                    let take: Vec<_> = list.drain(..n.min(list.len())).collect();
+                    let taken = take.len() as u32;
+                    if let Some(o) = pools.provisioned_owned.get_mut(&key) {
+                        *o = o.saturating_sub(taken);
+                    }
+                    take
+                };
+                for i in extra {
+                    i.destroy();
+                }
+            }
+            for _ in (owned + building)..requested {
+                *self
+                    .0
+                    .pools
+                    .lock()
+                    .provisioned_building
+                    .entry(key.clone())
+                    .or_default() += 1;
+                let me = self.clone();
+                let key = key.clone();
+                tokio::spawn(async move { me.provision_one(key).await });
+            }
+        }
+    }
+
+    /// Builds one function-warm sandbox for a provisioned configuration.
+    async fn provision_one(&self, key: ProvisionedKey) {
+        let reg = self.0.registry.clone();
+        let k = key.clone();
+        let version = tokio::task::spawn_blocking(move || {
+            reg.get_version(
+                &k.account_id,
+                &k.function_name,
+                &VersionSelector::from_qualifier(Some(&k.qualifier)),
+            )
+        })
+        .await;
+        let result = match version {
+            Ok(Ok(v)) => self.provision_version(&key, &v).await,
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        let (allocated, ready) = {
+            let mut pools = self.0.pools.lock();
+            if let Some(n) = pools.provisioned_building.get_mut(&key) {
+                *n = n.saturating_sub(1);
+            }
+            match result {
+                Ok(instance) => {
+                    *pools.provisioned_owned.entry(key.clone()).or_default() += 1;
+                    pools
+                        .provisioned_idle
+                        .entry(key.clone())
+                        .or_default()
+                        .push(instance);
+                }
+                Err(ref e) => {
+                    tracing::warn!(function = %key.function_name, error = %e, "provisioning failed")
+                }
+            }
+            let owned = pools.provisioned_owned.get(&key).copied().unwrap_or(0);
+            let requested = self
+                .0
+                .provisioned
+                .lock()
+                .get(&key)
+                .map_or(0, |t| t.requested);
+            (owned, owned >= requested && requested > 0)
+        };
+        self.0.released.notify_waiters();
+        let reg = self.0.registry.clone();
+        let status = if ready {
+            ProvisionedStatus::Ready
+        } else {
+            ProvisionedStatus::InProgress
+        };
+        let _ = tokio::task::spawn_blocking(move || {
+            reg.set_provisioned_status(
+                &key.account_id,
+                &key.function_name,
+                &key.qualifier,
+                allocated,
+                status,
+                None,
+            )
+        })
+        .await;
+    }
+
+    async fn provision_version(
+        &self,
+        key: &ProvisionedKey,
+        v: &hearth_types::function::VersionRecord,
+    ) -> Result<crate::instance::Instance, String> {
+        let class = hearth_capacity::profile::memory_class_for(v.config.memory_size)
+            .unwrap_or(v.config.memory_size);
+        let family = crate::pools::family_of(&v.config.runtime);
+        let pool = if representative_runtime(family).is_some() {
+            PoolKey {
+                family: family.to_owned(),
+                memory_class_mb: class,
+            }
+        } else {
+            PoolKey {
+                family: crate::pools::SHELL.to_owned(),
+                memory_class_mb: class,
+            }
+        };
+        let charge = MemoryCharge::new(&self.0.memory_used, u64::from(class));
+        let u = self.build_unspecialised(pool, charge).await?;
+        let warm = WarmKey {
+            account_id: v.account_id.clone(),
+            function_name: v.function_name.clone(),
+            version: v.version.clone(),
+            revision_id: v.revision_id.clone(),
+        };
+        let request_id = uuid::Uuid::new_v4().to_string();
+        self.specialise(
+            u,
+            v,
+            warm,
+            InitializationType::ProvisionedConcurrency,
+            Origin::Provisioned(key.clone()),
+            None,
+            &request_id,
+        )
+        .await
+        .map(|mut i| {
+            // Provisioned sandboxes are initialised before any request: the
+            // invocations they serve report no Init Duration.
+            i.init_duration = None;
+            i
+        })
+        .map_err(|_| "the provisioned sandbox failed to initialise".to_owned())
+    }
+
+    fn publish_sizes(&self) {
+        let m = &self.0.metrics;
+        let pools = self.0.pools.lock();
+        for g in &self.0.config.general_pools {
+            m.pool_size
+                .with_label_values(&["general", &g.key.label(), g.key.warmth().label(), ""])
+                .set(i64::from(pools.general_idle(&g.key)));
+        }
+        m.pool_size
+            .with_label_values(&["active", "", "function", ""])
+            .set(pools.idle.len() as i64);
+        for (k, list) in &pools.provisioned_idle {
+            m.pool_size
+                .with_label_values(&["dedicated", &k.function_name, "function", &k.account_id])
+                .set(list.len() as i64);
+        }
+        for (account, n) in &pools.queued {
+            m.queue_depth
+                .with_label_values(&[account])
+                .set(i64::from(*n));
+        }
+    }
+}

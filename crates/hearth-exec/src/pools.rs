@@ -1,0 +1,243 @@
+//! The warming pool as the supervisor holds it: the general sub-pool of
+//! unassigned shell- and runtime-warm sandboxes, provisioned (dedicated,
+//! function-warm) sandboxes, and the active pool's idle function-warm ones —
+//! all under one lock, so a placement decision and the draw it implies are
+//! one step. The decision itself is `hearth_capacity::placement::place`.
+
+use crate::instance::Instance;
+use crate::logs::LogPump;
+use crate::placement::{IdlePool, WarmKey};
+use hearth_capacity::profile::Warmth;
+use hearth_runtime::api::RuntimeApi;
+use hearth_sandbox::SandboxControl;
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// One general sub-pool: a runtime family (`python`, `nodejs`, or `shell`
+/// for shell-warm sandboxes any runtime can take) and a memory class.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+pub struct PoolKey {
+    pub family: String,
+    pub memory_class_mb: u32,
+}
+
+impl PoolKey {
+    pub fn warmth(&self) -> Warmth {
+        if self.family == SHELL {
+            Warmth::Shell
+        } else {
+            Warmth::Runtime
+        }
+    }
+
+    pub fn label(&self) -> String {
+        format!("{}:{}", self.family, self.memory_class_mb)
+    }
+}
+
+/// The family of shell-warm pools.
+pub const SHELL: &str = "shell";
+
+/// The language family whose runtime-warm pool can serve `runtime`.
+pub fn family_of(runtime: &hearth_types::runtime::Runtime) -> &'static str {
+    use hearth_types::runtime::RuntimeFamily;
+    match runtime.family() {
+        RuntimeFamily::Python => "python",
+        RuntimeFamily::Node => "nodejs",
+        RuntimeFamily::Provided => "provided",
+    }
+}
+
+/// How one general sub-pool is sized.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct GeneralPoolConfig {
+    pub key: PoolKey,
+    pub min: u32,
+    pub max: u32,
+}
+
+/// The default general sub-pools of a fresh node: runtime-warm Python and
+/// Node at 128 MB, and a few shell-warm sandboxes for `provided` functions.
+pub fn default_general_pools() -> Vec<GeneralPoolConfig> {
+    vec![
+        GeneralPoolConfig {
+            key: PoolKey {
+                family: "python".into(),
+                memory_class_mb: 128,
+            },
+            min: 2,
+            max: 32,
+        },
+        GeneralPoolConfig {
+            key: PoolKey {
+                family: "nodejs".into(),
+                memory_class_mb: 128,
+            },
+            min: 1,
+            max: 16,
+        },
+        GeneralPoolConfig {
+            key: PoolKey {
+                family: SHELL.into(),
+                memory_class_mb: 128,
+            },
+            min: 1,
+            max: 16,
+        },
+    ]
+}
+
+/// Memory charged against the node's budget while a sandbox lives: its
+/// cgroup limit. Released on drop, i.e. when the sandbox is destroyed.
+#[derive(Debug)]
+pub struct MemoryCharge {
+    used: Arc<AtomicU64>,
+    mb: u64,
+}
+
+impl MemoryCharge {
+    pub fn new(used: &Arc<AtomicU64>, mb: u64) -> Self {
+        used.fetch_add(mb, Ordering::Relaxed);
+        Self {
+            used: used.clone(),
+            mb,
+        }
+    }
+
+    /// Re-charges at a new limit (assignment sets the exact MemorySize).
+    pub fn set(&mut self, mb: u64) {
+        self.used.fetch_add(mb, Ordering::Relaxed);
+        self.used.fetch_sub(self.mb, Ordering::Relaxed);
+        self.mb = mb;
+    }
+}
+
+impl Drop for MemoryCharge {
+    fn drop(&mut self) {
+        self.used.fetch_sub(self.mb, Ordering::Relaxed);
+    }
+}
+
+/// Counts a general sandbox against the account that drew it (its share of
+/// the general sub-pool) for as long as it lives.
+#[derive(Debug)]
+pub struct GeneralHold {
+    held: Arc<Mutex<HashMap<String, u32>>>,
+    account: String,
+}
+
+impl GeneralHold {
+    pub fn new(held: &Arc<Mutex<HashMap<String, u32>>>, account: &str) -> Self {
+        *held.lock().entry(account.to_owned()).or_default() += 1;
+        Self {
+            held: held.clone(),
+            account: account.to_owned(),
+        }
+    }
+}
+
+impl Drop for GeneralHold {
+    fn drop(&mut self) {
+        let mut h = self.held.lock();
+        if let Some(n) = h.get_mut(&self.account) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                h.remove(&self.account);
+            }
+        }
+    }
+}
+
+/// A sandbox built ahead of any request and assigned to no function yet.
+#[derive(Debug)]
+pub struct Unspecialised {
+    pub id: String,
+    pub key: PoolKey,
+    pub control: Arc<dyn SandboxControl>,
+    pub api: RuntimeApi,
+    pub logs: LogPump,
+    pub created: Instant,
+    /// How long building it took (spawn → runtime parked or init waiting).
+    pub build: Duration,
+    pub charge: MemoryCharge,
+}
+
+impl Unspecialised {
+    pub fn destroy(self) {
+        self.api.shutdown();
+        let control = self.control;
+        tokio::task::spawn_blocking(move || control.destroy());
+    }
+}
+
+/// Provisioned concurrency: one configuration's function-warm sandboxes.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ProvisionedKey {
+    pub account_id: String,
+    pub function_name: String,
+    /// The configuration's qualifier (version or alias).
+    pub qualifier: String,
+}
+
+/// Everything the warming pool and the active pool hold, under one lock.
+#[derive(Debug, Default)]
+pub struct Pools {
+    /// The active pool's idle function-warm sandboxes.
+    pub idle: IdlePool,
+    /// General sub-pools: idle unassigned sandboxes.
+    pub general: HashMap<PoolKey, Vec<Unspecialised>>,
+    /// Builds in flight per general sub-pool.
+    pub building: HashMap<PoolKey, u32>,
+    /// Idle provisioned sandboxes by configuration, and how many it owns in
+    /// all (idle + busy + starting).
+    pub provisioned_idle: HashMap<ProvisionedKey, Vec<Instance>>,
+    pub provisioned_owned: HashMap<ProvisionedKey, u32>,
+    /// Provisioned builds in flight, by configuration.
+    pub provisioned_building: HashMap<ProvisionedKey, u32>,
+    /// Invocations of each account waiting for capacity.
+    pub queued: HashMap<String, u32>,
+    /// The sum of the general sub-pools' current targets (the size the
+    /// per-account general share is a fraction of).
+    pub general_target_total: u32,
+}
+
+impl Pools {
+    pub fn general_idle(&self, key: &PoolKey) -> u32 {
+        self.general.get(key).map_or(0, |v| v.len() as u32)
+    }
+
+    /// Takes the oldest idle sandbox of a general sub-pool (FIFO keeps the
+    /// pool's age spread even).
+    pub fn take_general(&mut self, key: &PoolKey) -> Option<Unspecialised> {
+        let list = self.general.get_mut(key)?;
+        if list.is_empty() {
+            return None;
+        }
+        Some(list.remove(0))
+    }
+
+    /// Idle provisioned sandboxes for this exact version of a function.
+    pub fn provisioned_idle_for(&self, key: &WarmKey) -> u32 {
+        self.provisioned_idle
+            .iter()
+            .filter(|(k, _)| k.account_id == key.account_id && k.function_name == key.function_name)
+            .flat_map(|(_, v)| v.iter())
+            .filter(|i| i.key == *key)
+            .count() as u32
+    }
+
+    pub fn take_provisioned(&mut self, key: &WarmKey) -> Option<Instance> {
+        for (k, list) in self.provisioned_idle.iter_mut() {
+            if k.account_id != key.account_id || k.function_name != key.function_name {
+                continue;
+            }
+            if let Some(pos) = list.iter().position(|i| i.key == *key) {
+                return Some(list.swap_remove(pos));
+            }
+        }
+        None
+    }
+}
