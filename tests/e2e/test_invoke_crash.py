@@ -56,7 +56,9 @@ def describe(procs: list[HostProcess]) -> str:
 
 @pytest.mark.skipif(not is_root(), reason="needs root: sandbox uids, cgroups and mounts are checked from the host")
 def test_kill9_during_invocations_leaves_no_sandbox_behind(hearth, start_server):
-    srv = start_server(unique_name("inv-crash"))
+    # Pools off: a restarted node would otherwise build fresh pooled
+    # sandboxes at once, and this test counts every sandbox it finds.
+    srv = start_server(unique_name("inv-crash"), config="[capacity]\ngeneral = []\n")
     try:
         assert srv.cgroup is not None, "the server under test has no cgroup of its own"
         lam = srv.client(read_timeout=120)

@@ -2,7 +2,7 @@
 
 use anyhow::{Context, Result};
 use hearth_api::{ApiSettings, AppState};
-use hearth_exec::{ExecConfig, Executor};
+use hearth_exec::{ExecConfig, Executor, GeneralPoolConfig, PoolKey};
 use hearth_runtime::RuntimeCatalog;
 use hearth_sandbox::linux::{LinuxBackend, LinuxConfig};
 use hearth_sandbox::SandboxBackend;
@@ -50,9 +50,78 @@ pub struct Config {
     pub idle_timeout_secs: Option<u64>,
     /// Log events kept per function [default: 10000].
     pub log_events_per_function: Option<usize>,
+    /// Warm pools and the memory budget (see README).
+    pub capacity: Option<CapacityConfig>,
     /// Runtime → interpreter rules, e.g. `"python3.*" = "/usr/bin/python3"`.
     #[serde(default)]
     pub runtimes: BTreeMap<String, String>,
+}
+
+/// `[capacity]` of the config file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CapacityConfig {
+    /// The most the sum of sandbox memory limits may reach, MiB [default: 75% of RAM].
+    pub memory_budget_mb: Option<u64>,
+    /// How general sub-pools follow demand: forecast (default), fixed, ewma, openwhisk.
+    pub sizer: Option<String>,
+    /// The general sub-pools; `general = []` disables pooling (every start is cold).
+    pub general: Option<Vec<GeneralPoolEntry>>,
+}
+
+/// One `[[capacity.general]]` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GeneralPoolEntry {
+    /// `python:128`, `nodejs:256`, `shell:128` (shell-warm, any runtime).
+    pub profile: String,
+    pub min: u32,
+    pub max: u32,
+}
+
+impl CapacityConfig {
+    fn apply(&self, exec: &mut ExecConfig) -> Result<()> {
+        if let Some(mb) = self.memory_budget_mb {
+            exec.memory_budget_mb = mb;
+        }
+        if let Some(s) = &self.sizer {
+            use hearth_capacity::sizing::SizerConfig;
+            exec.sizer = match s.as_str() {
+                "forecast" => SizerConfig::default(),
+                "fixed" => SizerConfig::Fixed,
+                "ewma" => SizerConfig::Ewma { alpha: 0.5, interval_ms: 60_000 },
+                "openwhisk" => SizerConfig::OpenwhiskReactive(Default::default()),
+                other => anyhow::bail!("unknown sizer '{other}' (forecast, fixed, ewma, openwhisk)"),
+            };
+        }
+        if let Some(list) = &self.general {
+            exec.general_pools = list
+                .iter()
+                .map(|e| {
+                    let (family, class) = e
+                        .profile
+                        .split_once(':')
+                        .context("a general pool's profile is FAMILY:MEMORY_CLASS, e.g. python:128")?;
+                    if !["python", "nodejs", hearth_exec::pools::SHELL].contains(&family) {
+                        anyhow::bail!("unknown pool family '{family}' (python, nodejs, shell)");
+                    }
+                    let class: u32 = class.parse().context("the memory class must be a number of MB")?;
+                    if hearth_capacity::profile::memory_class_for(class) != Some(class) {
+                        anyhow::bail!("{class} MB is not a memory class (128, 256, 512, 1024, …)");
+                    }
+                    if e.min > e.max {
+                        anyhow::bail!("pool {}: min {} exceeds max {}", e.profile, e.min, e.max);
+                    }
+                    Ok(GeneralPoolConfig {
+                        key: PoolKey { family: family.to_owned(), memory_class_mb: class },
+                        min: e.min,
+                        max: e.max,
+                    })
+                })
+                .collect::<Result<_>>()?;
+        }
+        Ok(())
+    }
 }
 
 impl Config {
@@ -178,6 +247,9 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     exec_config.account_concurrency = account_concurrency;
     if let Some(s) = config.idle_timeout_secs {
         exec_config.idle_timeout = std::time::Duration::from_secs(s);
+    }
+    if let Some(c) = &config.capacity {
+        c.apply(&mut exec_config).context("invalid [capacity] in the config file")?;
     }
     let executor = Executor::start(
         backend,

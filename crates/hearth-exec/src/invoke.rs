@@ -230,7 +230,10 @@ impl Executor {
                 let view = PoolView {
                     active_idle_function_warm: pools.idle.count(&key),
                     dedicated_idle_function_warm: pools.provisioned_idle_for(&key),
-                    dedicated_idle_unspecialised: 0,
+                    dedicated_idle_unspecialised: runtime_pool
+                        .as_ref()
+                        .map_or(0, |k| pools.dedicated_idle(&account, k))
+                        + pools.dedicated_idle(&account, &shell_pool),
                     general_idle_runtime_warm: runtime_pool
                         .as_ref()
                         .map_or(0, |k| pools.general_idle(k)),
@@ -249,9 +252,18 @@ impl Executor {
                     PlacementDecision::Warm => {
                         pools.idle.take(&key).map(|i| Drawn::Ready(Box::new(i)))
                     }
-                    PlacementDecision::Dedicated { .. } => pools
+                    PlacementDecision::Dedicated {
+                        function_warm: true,
+                    } => pools
                         .take_provisioned(&key)
                         .map(|i| Drawn::Ready(Box::new(i))),
+                    PlacementDecision::Dedicated {
+                        function_warm: false,
+                    } => runtime_pool
+                        .as_ref()
+                        .and_then(|k| pools.take_dedicated(&account, k))
+                        .or_else(|| pools.take_dedicated(&account, &shell_pool))
+                        .map(|u| Drawn::Pooled(Box::new(u))),
                     PlacementDecision::GeneralRuntime => runtime_pool
                         .as_ref()
                         .and_then(|k| pools.take_general(k))
@@ -278,14 +290,22 @@ impl Executor {
                     return Ok((decision, *i));
                 }
                 (
-                    PlacementDecision::GeneralRuntime | PlacementDecision::GeneralShell,
+                    PlacementDecision::GeneralRuntime
+                    | PlacementDecision::GeneralShell
+                    | PlacementDecision::Dedicated { .. },
                     Some(Drawn::Pooled(u)),
                 ) => {
-                    if let Some(s) = self.0.sizers.lock().get_mut(&u.key) {
-                        s.record_draw(now);
-                    }
+                    // A general draw counts against the account's share and
+                    // feeds the pool's sizing; a dedicated one is the account's.
+                    let hold = if decision.is_general() {
+                        if let Some(s) = self.0.sizers.lock().get_mut(&u.key) {
+                            s.record_draw(now);
+                        }
+                        Some(GeneralHold::new(&self.0.held, &account))
+                    } else {
+                        None
+                    };
                     self.0.wake.notify_one();
-                    let hold = GeneralHold::new(&self.0.held, &account);
                     return self
                         .specialise(
                             *u,
@@ -293,7 +313,7 @@ impl Executor {
                             key,
                             InitializationType::OnDemand,
                             Origin::Active,
-                            Some(hold),
+                            hold,
                             request_id,
                         )
                         .await

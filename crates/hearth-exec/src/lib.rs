@@ -115,6 +115,8 @@ struct Inner {
     held: Arc<Mutex<HashMap<String, u32>>>,
     /// Each account's capacity policy (default: burst, half the general pool).
     policies: Mutex<HashMap<String, CapacityPolicy>>,
+    /// Dedicated sub-pool sizes, by (account, pool).
+    dedicated: Mutex<HashMap<(String, PoolKey), u32>>,
     /// Provisioned concurrency to hold, by configuration.
     provisioned: Mutex<HashMap<ProvisionedKey, ProvisionedTarget>>,
     /// Per (account, function): bumped when the function is updated or
@@ -178,6 +180,7 @@ impl Executor {
             held: Arc::new(Mutex::new(HashMap::new())),
             policies: Mutex::new(HashMap::new()),
             provisioned: Mutex::new(HashMap::new()),
+            dedicated: Mutex::new(HashMap::new()),
             generations: Mutex::new(HashMap::new()),
             concurrency: Concurrency::default(),
             sandbox_seq: AtomicU64::new(0),
@@ -208,8 +211,14 @@ impl Executor {
         match self.0.registry.all_account_capacity() {
             Ok(all) => {
                 let mut p = self.0.policies.lock();
+                let mut d = self.0.dedicated.lock();
                 p.clear();
+                d.clear();
                 for c in all {
+                    for (profile, n) in c.dedicated_profiles().unwrap_or_default() {
+                        *d.entry((c.account_id.clone(), pools::pool_for_profile(&profile)))
+                            .or_default() += n;
+                    }
                     p.insert(c.account_id.clone(), policy_of(&c));
                 }
             }
@@ -301,6 +310,11 @@ impl Executor {
             i.destroy();
         }
         for (_, list) in pools.general.drain() {
+            for u in list {
+                u.destroy();
+            }
+        }
+        for (_, list) in pools.dedicated.drain() {
             for u in list {
                 u.destroy();
             }
@@ -399,8 +413,24 @@ impl Executor {
                 })
             })
             .collect();
+        let dedicated: Vec<_> = self
+            .0
+            .dedicated
+            .lock()
+            .iter()
+            .map(|((account, key), n)| {
+                json!({
+                    "AccountId": account,
+                    "Profile": key.label(),
+                    "Warmth": key.warmth().label(),
+                    "Target": n,
+                    "Idle": pools.dedicated_idle(account, key),
+                })
+            })
+            .collect();
         json!({
             "General": general,
+            "Dedicated": dedicated,
             "Provisioned": provisioned,
             "ActiveIdle": pools.idle.len(),
             "MemoryUsedMb": self.0.memory_used.load(Ordering::Relaxed),

@@ -41,15 +41,17 @@ impl Executor {
         self.reap_idle();
         self.refill_general();
         self.fill_provisioned();
+        self.fill_dedicated();
         self.publish_sizes();
     }
 
     /// Replaces idle pooled sandboxes whose processes died.
     fn health_check(&self) {
         let dead: Vec<_> = {
-            let mut pools = self.0.pools.lock();
+            let mut guard = self.0.pools.lock();
+            let pools = &mut *guard;
             let mut out = Vec::new();
-            for list in pools.general.values_mut() {
+            for list in pools.general.values_mut().chain(pools.dedicated.values_mut()) {
                 let (gone, alive): (Vec<_>, Vec<_>) =
                     list.drain(..).partition(|u| u.logs.is_closed());
                 *list = alive;
@@ -160,6 +162,69 @@ impl Executor {
             }
         }
         self.0.pools.lock().general_target_total = total;
+    }
+
+    /// Keeps each account's dedicated sub-pool at the size its capacity
+    /// settings ask for (dedicated minimums are never evicted; a shrunk
+    /// setting destroys the surplus).
+    fn fill_dedicated(&self) {
+        if self.0.cannot_isolate.is_some() {
+            return;
+        }
+        let targets: Vec<((String, PoolKey), u32)> =
+            self.0.dedicated.lock().iter().map(|(k, n)| (k.clone(), *n)).collect();
+        let surplus: Vec<_> = {
+            let mut pools = self.0.pools.lock();
+            let mut out = Vec::new();
+            let keys: Vec<_> = pools.dedicated.keys().cloned().collect();
+            for k in keys {
+                let want = targets.iter().find(|(t, _)| *t == k).map_or(0, |(_, n)| *n) as usize;
+                if let Some(list) = pools.dedicated.get_mut(&k) {
+                    while list.len() > want {
+                        if let Some(u) = list.pop() {
+                            out.push(u);
+                        }
+                    }
+                }
+            }
+            out
+        };
+        for u in surplus {
+            self.0.metrics.evictions.with_label_values(&["dedicated-shrunk"]).inc();
+            u.destroy();
+        }
+        for ((account, key), n) in targets {
+            let have = {
+                let pools = self.0.pools.lock();
+                pools.dedicated_idle(&account, &key)
+                    + pools.dedicated_building.get(&(account.clone(), key.clone())).copied().unwrap_or(0)
+            };
+            for _ in have..n {
+                let mb = u64::from(key.memory_class_mb);
+                if self.0.memory_used.load(Ordering::Relaxed) + mb > self.0.config.memory_budget_mb {
+                    break;
+                }
+                let charge = MemoryCharge::new(&self.0.memory_used, mb);
+                let slot = (account.clone(), key.clone());
+                *self.0.pools.lock().dedicated_building.entry(slot.clone()).or_default() += 1;
+                let me = self.clone();
+                tokio::spawn(async move {
+                    let built = me.build_unspecialised(slot.1.clone(), charge).await;
+                    let mut pools = me.0.pools.lock();
+                    if let Some(b) = pools.dedicated_building.get_mut(&slot) {
+                        *b = b.saturating_sub(1);
+                    }
+                    match built {
+                        Ok(u) => {
+                            pools.dedicated.entry(slot).or_default().push(u);
+                            drop(pools);
+                            me.0.released.notify_waiters();
+                        }
+                        Err(e) => tracing::warn!(account = %slot.0, error = %e, "could not build a dedicated sandbox"),
+                    }
+                });
+            }
+        }
     }
 
     /// Keeps every provisioned-concurrency configuration at its requested
@@ -358,6 +423,11 @@ impl Executor {
         for (k, list) in &pools.provisioned_idle {
             m.pool_size
                 .with_label_values(&["dedicated", &k.function_name, "function", &k.account_id])
+                .set(list.len() as i64);
+        }
+        for ((account, key), list) in &pools.dedicated {
+            m.pool_size
+                .with_label_values(&["dedicated", &key.label(), key.warmth().label(), account])
                 .set(list.len() as i64);
         }
         for (account, n) in &pools.queued {

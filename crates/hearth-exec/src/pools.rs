@@ -41,6 +41,23 @@ impl PoolKey {
 /// The family of shell-warm pools.
 pub const SHELL: &str = "shell";
 
+/// The pool a dedicated-capacity profile fills: its family's runtime-warm
+/// pool for Python and Node, shell-warm for `provided`.
+pub fn pool_for_profile(p: &hearth_types::capacity::Profile) -> PoolKey {
+    use hearth_types::capacity::ProfileRuntime;
+    use hearth_types::runtime::RuntimeFamily;
+    let family = match &p.runtime {
+        ProfileRuntime::Family(f) => *f,
+        ProfileRuntime::Exact(r) => r.family(),
+    };
+    let family = match family {
+        RuntimeFamily::Python => "python",
+        RuntimeFamily::Node => "nodejs",
+        RuntimeFamily::Provided => SHELL,
+    };
+    PoolKey { family: family.to_owned(), memory_class_mb: p.memory_class_mb }
+}
+
 /// The language family whose runtime-warm pool can serve `runtime`.
 pub fn family_of(runtime: &hearth_types::runtime::Runtime) -> &'static str {
     use hearth_types::runtime::RuntimeFamily;
@@ -195,6 +212,10 @@ pub struct Pools {
     /// all (idle + busy + starting).
     pub provisioned_idle: HashMap<ProvisionedKey, Vec<Instance>>,
     pub provisioned_owned: HashMap<ProvisionedKey, u32>,
+    /// Dedicated sub-pools: sandboxes assigned to one account before any
+    /// request (its capacity settings), not yet specialised.
+    pub dedicated: HashMap<(String, PoolKey), Vec<Unspecialised>>,
+    pub dedicated_building: HashMap<(String, PoolKey), u32>,
     /// Provisioned builds in flight, by configuration.
     pub provisioned_building: HashMap<ProvisionedKey, u32>,
     /// Invocations of each account waiting for capacity.
@@ -217,6 +238,16 @@ impl Pools {
             return None;
         }
         Some(list.remove(0))
+    }
+
+    pub fn dedicated_idle(&self, account: &str, key: &PoolKey) -> u32 {
+        self.dedicated
+            .get(&(account.to_owned(), key.clone()))
+            .map_or(0, |v| v.len() as u32)
+    }
+
+    pub fn take_dedicated(&mut self, account: &str, key: &PoolKey) -> Option<Unspecialised> {
+        self.dedicated.get_mut(&(account.to_owned(), key.clone()))?.pop()
     }
 
     /// Idle provisioned sandboxes for this exact version of a function.

@@ -2,17 +2,20 @@
 //! Serverless Computing Alive with Greedy-Dual Caching" (ASPLOS 2021).
 //!
 //! Warm sandboxes are a cache. Each has priority
-//! `clock + frequency × cost / size`, where cost is the function's cold-start
-//! penalty (its init time), size its memory and frequency its invocation
+//! `clock + frequency × cost / size`, where cost is its cold-start penalty
+//! (the function's init time), size its memory and frequency its invocation
 //! count. Nothing expires: every sandbox is kept while memory allows, and
 //! under pressure the lowest priority goes first and `clock` rises to that
-//! priority, so sandboxes that have not been used since age relative to new
-//! ones.
+//! priority, so sandboxes that have not been used since age relative to
+//! those used after.
 //!
-//! As in the FaasCache simulator, a function's frequency counts its
-//! invocations while it has sandboxes alive (it restarts from zero once the
-//! last one is evicted), and a new priority is given to all of a function's
-//! idle sandboxes whenever one of them returns.
+//! As the paper describes (and POLICIES.md words it), clock and frequency
+//! are per sandbox: a sandbox's priority is computed when it is last used,
+//! with the clock of that moment and the number of invocations it has
+//! served. (The FaasCache simulator instead sums the frequency of all of a
+//! function's sandboxes and gives every clone the new priority; with many
+//! concurrent sandboxes of one busy function that keeps its stale scale-out
+//! copies forever, so the per-sandbox reading is used here.)
 
 use super::{IdleSandbox, KeepAlivePolicy, PrewarmRequest, RemovalCause};
 use crate::clock::Millis;
@@ -39,17 +42,10 @@ impl Ord for Priority {
     }
 }
 
-#[derive(Debug, Clone, Default)]
-struct FunctionState {
-    frequency: u64,
-    /// Sandboxes alive that the policy has seen (idle or drawn again).
-    alive: u32,
-    idle: Vec<SandboxId>,
-}
-
 #[derive(Debug, Clone)]
 struct Tracked {
-    function: FunctionVersion,
+    /// Invocations this sandbox has served.
+    frequency: u64,
     /// `Some` while idle.
     idle: Option<(Priority, Millis)>,
 }
@@ -58,7 +54,6 @@ struct Tracked {
 #[derive(Debug, Clone, Default)]
 pub struct GreedyDual {
     clock: f64,
-    functions: HashMap<FunctionVersion, FunctionState>,
     sandboxes: HashMap<SandboxId, Tracked>,
     /// Idle sandboxes by (priority, idle since, id): the first is evicted first.
     order: BTreeSet<(Priority, Millis, SandboxId)>,
@@ -79,38 +74,28 @@ impl GreedyDual {
         self.sandboxes.get(&id)?.idle.map(|(p, _)| p.0)
     }
 
-    fn set_idle(&mut self, id: SandboxId, priority: Priority, since: Millis) {
-        if let Some(t) = self.sandboxes.get_mut(&id) {
-            if let Some(old) = t.idle.replace((priority, since)) {
-                self.order.remove(&(old.0, old.1, id));
-            }
-            self.order.insert((priority, since, id));
-        }
-    }
-
     fn leave_idle(&mut self, id: SandboxId) {
-        let Some(t) = self.sandboxes.get_mut(&id) else {
-            return;
-        };
-        if let Some((p, since)) = t.idle.take() {
-            self.order.remove(&(p, since, id));
-            if let Some(fs) = self.functions.get_mut(&t.function) {
-                fs.idle.retain(|x| *x != id);
+        if let Some(t) = self.sandboxes.get_mut(&id) {
+            if let Some((p, since)) = t.idle.take() {
+                self.order.remove(&(p, since, id));
             }
         }
     }
 
-    fn drop_sandbox(&mut self, id: SandboxId) -> Option<f64> {
-        let priority = self.sandboxes.get(&id)?.idle.map(|(p, _)| p.0);
-        self.leave_idle(id);
-        let t = self.sandboxes.remove(&id)?;
-        if let Some(fs) = self.functions.get_mut(&t.function) {
-            fs.alive = fs.alive.saturating_sub(1);
-            if fs.alive == 0 {
-                self.functions.remove(&t.function);
-            }
-        }
-        priority
+    fn set_idle(&mut self, sandbox: IdleSandbox<'_>, now: Millis, served: u64) {
+        self.leave_idle(sandbox.id);
+        let t = match self.sandboxes.entry(sandbox.id) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(e) => e.insert(Tracked {
+                frequency: 0,
+                idle: None,
+            }),
+        };
+        t.frequency += served;
+        let size = f64::from(sandbox.memory_mb.max(1));
+        let priority = Priority(self.clock + t.frequency as f64 * sandbox.init_cost_ms as f64 / size);
+        t.idle = Some((priority, now));
+        self.order.insert((priority, now, sandbox.id));
     }
 }
 
@@ -119,44 +104,17 @@ impl KeepAlivePolicy for GreedyDual {
         "greedy-dual".to_owned()
     }
 
-    fn on_invocation(&mut self, function: &FunctionVersion, _now: Millis) {
-        self.functions
-            .entry(function.clone())
-            .or_default()
-            .frequency += 1;
+    fn on_invocation(&mut self, _function: &FunctionVersion, _now: Millis) {}
+
+    /// The sandbox served one more invocation: its priority is recomputed
+    /// with the current clock.
+    fn on_idle(&mut self, sandbox: IdleSandbox<'_>, now: Millis) {
+        self.set_idle(sandbox, now, 1);
     }
 
-    fn on_idle(&mut self, sandbox: IdleSandbox<'_>, now: Millis) {
-        if let Entry::Vacant(slot) = self.sandboxes.entry(sandbox.id) {
-            slot.insert(Tracked {
-                function: sandbox.function.clone(),
-                idle: None,
-            });
-            self.functions
-                .entry(sandbox.function.clone())
-                .or_default()
-                .alive += 1;
-        }
-        let fs = self.functions.entry(sandbox.function.clone()).or_default();
-        let frequency = fs.frequency.max(1) as f64;
-        let size = f64::from(sandbox.memory_mb.max(1));
-        let priority = Priority(self.clock + frequency * sandbox.init_cost_ms as f64 / size);
-        if !fs.idle.contains(&sandbox.id) {
-            fs.idle.push(sandbox.id);
-        }
-        // Every idle sandbox of the function takes the new priority.
-        let clones: Vec<SandboxId> = fs.idle.clone();
-        for id in clones {
-            let since = if id == sandbox.id {
-                now
-            } else {
-                self.sandboxes
-                    .get(&id)
-                    .and_then(|t| t.idle.map(|(_, s)| s))
-                    .unwrap_or(now)
-            };
-            self.set_idle(id, priority, since);
-        }
+    /// Built ahead of demand, it has served nothing yet.
+    fn on_prewarmed(&mut self, sandbox: IdleSandbox<'_>, now: Millis) {
+        self.set_idle(sandbox, now, 0);
     }
 
     fn on_busy(&mut self, id: SandboxId, _now: Millis) {
@@ -164,7 +122,9 @@ impl KeepAlivePolicy for GreedyDual {
     }
 
     fn on_removed(&mut self, id: SandboxId, cause: RemovalCause, _now: Millis) {
-        let priority = self.drop_sandbox(id);
+        let priority = self.priority(id);
+        self.leave_idle(id);
+        self.sandboxes.remove(&id);
         if cause == RemovalCause::Evicted {
             if let Some(p) = priority {
                 self.clock = self.clock.max(p);
@@ -200,7 +160,7 @@ mod tests {
         FunctionVersion::new(AccountId::new("a"), name, "1")
     }
 
-    fn idle<'a>(id: u64, f: &'a FunctionVersion, mb: u32, cost: u64) -> IdleSandbox<'a> {
+    fn idle(id: u64, f: &FunctionVersion, mb: u32, cost: u64) -> IdleSandbox<'_> {
         IdleSandbox {
             id: SandboxId(id),
             function: f,
@@ -209,72 +169,61 @@ mod tests {
         }
     }
 
+    /// Serves `n` invocations with sandbox `id`.
+    fn serve(p: &mut GreedyDual, s: IdleSandbox<'_>, n: u64, t: Millis) {
+        for _ in 0..n {
+            p.on_invocation(s.function, t);
+            p.on_busy(s.id, t);
+            p.on_idle(s, t);
+        }
+    }
+
     #[test]
     fn priority_is_clock_plus_frequency_times_cost_over_size() {
         let (f, g) = (func("f"), func("g"));
         let mut p = GreedyDual::new();
-        for _ in 0..3 {
-            p.on_invocation(&f, Millis(0));
-        }
-        p.on_idle(idle(1, &f, 256, 512), Millis(10));
+        serve(&mut p, idle(1, &f, 256, 512), 3, Millis(10));
         assert_eq!(p.priority(SandboxId(1)), Some(3.0 * 512.0 / 256.0));
-        p.on_invocation(&g, Millis(0));
-        p.on_idle(idle(2, &g, 128, 128), Millis(20));
+        serve(&mut p, idle(2, &g, 128, 128), 1, Millis(20));
         assert_eq!(p.priority(SandboxId(2)), Some(1.0));
-        assert_eq!(
-            p.eviction_order(Millis(30)),
-            vec![SandboxId(2), SandboxId(1)]
-        );
-        assert!(
-            p.expired(Millis(u64::MAX)).is_empty(),
-            "nothing expires by time"
-        );
+        assert_eq!(p.eviction_order(Millis(30)), vec![SandboxId(2), SandboxId(1)]);
+        assert!(p.expired(Millis(u64::MAX)).is_empty(), "nothing expires by time");
+        assert_eq!(p.next_wakeup(), None);
     }
 
     #[test]
     fn eviction_raises_the_clock_so_old_entries_age() {
         let (f, g, h) = (func("f"), func("g"), func("h"));
         let mut p = GreedyDual::new();
-        p.on_invocation(&f, Millis(0));
-        p.on_idle(idle(1, &f, 100, 100), Millis(0)); // priority 1
-        p.on_invocation(&g, Millis(0));
-        p.on_idle(idle(2, &g, 100, 500), Millis(0)); // priority 5
-                                                     // Memory pressure: the lowest priority goes, the clock takes its value.
+        serve(&mut p, idle(1, &f, 100, 100), 1, Millis(0)); // priority 1
+        serve(&mut p, idle(2, &g, 100, 150), 1, Millis(0)); // priority 1.5
+        // Memory pressure: the lowest priority goes, the clock takes its value.
         let victim = p.eviction_order(Millis(1))[0];
         assert_eq!(victim, SandboxId(1));
         p.on_removed(victim, RemovalCause::Evicted, Millis(1));
         assert_eq!(p.clock(), 1.0);
-        // A new sandbox now starts from the clock: 1 + 1 × 100/100 = 2.
-        p.on_invocation(&h, Millis(2));
-        p.on_idle(idle(3, &h, 100, 100), Millis(2));
+        // A sandbox used now starts from the clock: 1 + 1 × 100/100 = 2, and
+        // outranks g's, used before the clock moved.
+        serve(&mut p, idle(3, &h, 100, 100), 1, Millis(2));
         assert_eq!(p.priority(SandboxId(3)), Some(2.0));
+        assert_eq!(p.eviction_order(Millis(3)), vec![SandboxId(2), SandboxId(3)]);
         // Removal for other reasons does not move the clock.
         p.on_removed(SandboxId(2), RemovalCause::Died, Millis(3));
         assert_eq!(p.clock(), 1.0);
-        // After f lost its last sandbox, its frequency restarts.
-        p.on_invocation(&f, Millis(4));
-        p.on_idle(idle(4, &f, 100, 100), Millis(4));
-        assert_eq!(p.priority(SandboxId(4)), Some(2.0));
     }
 
     #[test]
-    fn reuse_refreshes_every_idle_clone() {
+    fn each_sandbox_keeps_its_own_clock_and_frequency() {
         let f = func("f");
         let mut p = GreedyDual::new();
-        p.on_invocation(&f, Millis(0));
-        p.on_invocation(&f, Millis(0));
-        p.on_idle(idle(1, &f, 100, 100), Millis(1));
-        p.on_idle(idle(2, &f, 100, 100), Millis(2));
-        assert_eq!(p.priority(SandboxId(1)), Some(2.0));
-        p.on_busy(SandboxId(2), Millis(3));
-        p.on_invocation(&f, Millis(3));
-        p.on_idle(idle(2, &f, 100, 100), Millis(4));
-        assert_eq!(p.priority(SandboxId(1)), Some(3.0));
-        assert_eq!(p.priority(SandboxId(2)), Some(3.0));
-        // Equal priorities: the longer idle goes first.
-        assert_eq!(
-            p.eviction_order(Millis(5)),
-            vec![SandboxId(1), SandboxId(2)]
-        );
+        serve(&mut p, idle(1, &f, 100, 100), 5, Millis(1));
+        serve(&mut p, idle(2, &f, 100, 100), 1, Millis(2));
+        assert_eq!(p.priority(SandboxId(1)), Some(5.0));
+        assert_eq!(p.priority(SandboxId(2)), Some(1.0));
+        // A stale scale-out copy goes before the busy one.
+        assert_eq!(p.eviction_order(Millis(3))[0], SandboxId(2));
+        // A pre-warmed sandbox has served nothing: priority = clock.
+        p.on_prewarmed(idle(3, &f, 100, 100), Millis(4));
+        assert_eq!(p.priority(SandboxId(3)), Some(0.0));
     }
 }

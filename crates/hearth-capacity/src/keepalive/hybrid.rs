@@ -503,20 +503,16 @@ impl KeepAlivePolicy for HybridHistogram {
         out
     }
 
-    /// The sandbox that has used up the largest fraction of its keep-alive
-    /// first (a sandbox of a busy function with a short window, idle a few
-    /// seconds, is worth more than a rare function's sandbox an hour into
-    /// its 4-hour fallback); ties by id.
-    fn eviction_order(&self, now: Millis) -> Vec<SandboxId> {
-        let mut v: Vec<(f64, SandboxId)> = self
+    /// Under memory pressure (which the paper does not model): least
+    /// recently idle first, ties by id. A pre-warmed sandbox counts from
+    /// when it was built, so it survives until its predicted invocation.
+    fn eviction_order(&self, _now: Millis) -> Vec<SandboxId> {
+        let mut v: Vec<(Millis, SandboxId)> = self
             .sandboxes
             .iter()
-            .map(|(id, (_, deadline, since))| {
-                let window = deadline.since(*since).max(1) as f64;
-                (now.since(*since) as f64 / window, *id)
-            })
+            .map(|(id, (_, _, since))| (*since, *id))
             .collect();
-        v.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        v.sort_unstable();
         v.into_iter().map(|(_, id)| id).collect()
     }
 
