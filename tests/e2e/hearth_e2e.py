@@ -360,6 +360,40 @@ class ServerCgroup:
                 pass
         return out
 
+    def memory_hierarchy_dir(self) -> "tuple[Hierarchy, Path] | None":
+        """The server's cgroup in the hierarchy that holds the memory
+        controller (v1 `memory`, else the unified one), or None."""
+        for h, d in self.dirs:
+            if h.version == 1 and "memory" in h.controllers:
+                return h, d
+        for h, d in self.dirs:
+            if h.version == 2:
+                try:
+                    if "memory" in (d / "cgroup.controllers").read_text().split():
+                        return h, d
+                except OSError:
+                    pass
+        return None
+
+    def memory_sandbox_cgroups(self) -> list[Path]:
+        """The sandbox cgroups `<server cgroup>/hearth*/<sandbox>` of the
+        memory hierarchy only (one per sandbox)."""
+        found = self.memory_hierarchy_dir()
+        if found is None:
+            return []
+        _, d = found
+        out: list[Path] = []
+        try:
+            parents = [p for p in d.iterdir() if p.is_dir() and p.name.startswith("hearth")]
+        except OSError:
+            return []
+        for parent in parents:
+            try:
+                out.extend(p for p in parent.iterdir() if p.is_dir())
+            except OSError:
+                pass
+        return sorted(out)
+
     def contains(self, proc: "HostProcess") -> bool:
         rels = self.rel_paths()
         return any(p == r or p.startswith(r + "/") for p in proc.cgroups.values() for r in rels)
@@ -443,6 +477,26 @@ def sandbox_cgroup_dirs(proc: HostProcess) -> list[Path]:
             rel = path
             out.append(h.mount_point / rel.lstrip("/"))
     return out
+
+
+def cgroup_memory_limit(d: Path) -> int | None:
+    """A cgroup's memory limit in bytes (v1 memory.limit_in_bytes, v2
+    memory.max; None if it has none or is gone)."""
+    for name in ("memory.limit_in_bytes", "memory.max"):
+        try:
+            text = (d / name).read_text().strip()
+        except OSError:
+            continue
+        return None if text == "max" else int(text)
+    return None
+
+
+def cgroup_procs(d: Path) -> list[int]:
+    """The pids in a cgroup (empty if it is gone)."""
+    try:
+        return [int(x) for x in (d / "cgroup.procs").read_text().split()]
+    except (OSError, ValueError):
+        return []
 
 
 def processes_of_uid(uid: int, server: "HearthServer | None" = None) -> list[HostProcess]:
@@ -656,6 +710,32 @@ class HearthServer:
     def account_client(self, account: Mapping[str, str], **kw):
         return self.client(account["AccessKeyId"], account["SecretAccessKey"], **kw)
 
+    # -- capacity (admin API, metrics) -------------------------------------
+
+    def pools(self) -> dict:
+        """GET /hearth/v1/pools as the dev admin."""
+        r = self.raw("GET", "/hearth/v1/pools")
+        assert r.status == 200, (r.status, r.body[:2000])
+        return r.json()
+
+    def metrics(self) -> "Metrics":
+        """GET /metrics (unsigned), parsed."""
+        r = self.raw("GET", "/metrics", sign=False)
+        assert r.status == 200, (r.status, r.body[:2000])
+        return Metrics.parse(r.body.decode("utf-8"))
+
+    def put_capacity(self, account_id: str, settings: Mapping[str, object]) -> dict:
+        """PUT /hearth/v1/accounts/{id}/capacity as the dev admin; returns the stored settings."""
+        r = self.raw("PUT", f"/hearth/v1/accounts/{account_id}/capacity", json.dumps(dict(settings)),
+                     headers={"Content-Type": "application/json"})
+        assert r.status == 200, (r.status, r.body[:2000])
+        return r.json()
+
+    def get_capacity(self, account_id: str) -> dict:
+        r = self.raw("GET", f"/hearth/v1/accounts/{account_id}/capacity")
+        assert r.status == 200, (r.status, r.body[:2000])
+        return r.json()
+
     # -- CLI --------------------------------------------------------------
 
     def cli(
@@ -791,8 +871,14 @@ class Invocation:
         """Whether this invocation initialised its sandbox (Init Duration in REPORT)."""
         return "Init Duration:" in self.report
 
+    @property
+    def placement(self) -> str | None:
+        """`X-Hearth-Placement`: where the sandbox that served it came from."""
+        return self.response.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("x-hearth-placement")
+
     def describe(self) -> str:
         return (f"status={self.status} error={self.function_error} version={self.executed_version} "
+                f"placement={self.placement} "
                 f"payload={self.payload[:600]!r}\nlog:\n{self.log}")
 
 
@@ -911,3 +997,43 @@ LANGS = [
     pytest.param("python", id="python"),
     pytest.param("node", id="node", marks=pytest.mark.skipif(NODE_RUNTIME is None, reason=NODE_ABSENT)),
 ]
+
+
+# ---------------------------------------------------------------------------
+# Prometheus text (GET /metrics)
+
+
+@dataclass
+class Metrics:
+    """Samples of a Prometheus text exposition: (name, labels) -> value."""
+    samples: list  # [(name, {label: value}, float)]
+
+    @classmethod
+    def parse(cls, text: str) -> "Metrics":
+        import re
+
+        line_re = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})?\s+(\S+)(\s+\d+)?$')
+        label_re = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
+        out = []
+        for line in text.splitlines():
+            if not line.strip() or line.startswith("#"):
+                continue
+            m = line_re.match(line.strip())
+            assert m, f"not a Prometheus sample line: {line!r}"
+            labels = {k: v.replace('\\"', '"').replace("\\\\", "\\") for k, v in label_re.findall(m.group(3) or "")}
+            out.append((m.group(1), labels, float(m.group(4))))
+        return cls(out)
+
+    def names(self) -> set:
+        return {n for n, _, _ in self.samples}
+
+    def get(self, name: str, **labels: str) -> float | None:
+        """The value of the one sample `name` whose labels include `labels`
+        (None if there is none; the sum if several match)."""
+        vals = [v for n, ls, v in self.samples if n == name and all(ls.get(k) == x for k, x in labels.items())]
+        return sum(vals) if vals else None
+
+    def value(self, name: str, **labels: str) -> float:
+        """Like get, 0 when absent (counters not yet incremented)."""
+        v = self.get(name, **labels)
+        return 0.0 if v is None else v

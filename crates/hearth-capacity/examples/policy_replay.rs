@@ -40,7 +40,63 @@ fn row(r: &ReplayReport, secs: f64) {
     );
 }
 
+fn scan() {
+    let (functions, hours, max): (u32, u64, f64) = (arg(1, 60), arg(2, 24), arg(3, 3.3));
+    let warmup: u64 = arg(4, 0);
+    for seed in 1..=12u64 {
+        let trace = synthetic_trace(&SyntheticConfig {
+            functions,
+            duration_ms: hours * MS_PER_HOUR,
+            rate_log10_max: max,
+            seed,
+            ..SyntheticConfig::default()
+        });
+        let ttl = |m: u64, limit: u64| ReplayConfig {
+            memory_limit_mb: limit,
+            warmup_ms: warmup * MS_PER_HOUR,
+            ..ReplayConfig::keepalive_only(KeepAliveConfig::FixedTtl { ttl_ms: m * 60_000 })
+        };
+        let free = u64::MAX / 4;
+        let t10 = replay(&trace, &ttl(10, free));
+        let hy = replay(
+            &trace,
+            &ReplayConfig {
+                warmup_ms: warmup * MS_PER_HOUR,
+                ..ReplayConfig::keepalive_only(KeepAliveConfig::HybridHistogram(
+                    HybridHistogramConfig::default(),
+                ))
+            },
+        );
+        let ladder: Vec<ReplayReport> = [15, 20, 30, 45, 60, 90, 120, 240]
+            .iter()
+            .map(|m| replay(&trace, &ttl(*m, free)))
+            .collect();
+        let matched = ladder.iter().find(|r| r.idle_gb_s >= hy.idle_gb_s);
+        let limit = (t10.peak_memory_mb as f64 * 0.6) as u64;
+        let tl = replay(&trace, &ttl(10, limit));
+        let gd = replay(
+            &trace,
+            &ReplayConfig {
+                memory_limit_mb: limit,
+                warmup_ms: warmup * MS_PER_HOUR,
+                ..ReplayConfig::keepalive_only(KeepAliveConfig::GreedyDual)
+            },
+        );
+        println!(
+            "seed {seed:>2} n {:>6} | ttl10 {:>5} p75 {:.3} idle {:>9.0} | hy {:>5} p75 {:.3} idle {:>9.0} | matched {:?} | lim ttl {:>5} {:>9.0} gd {:>5} {:>9.0}",
+            trace.len(), t10.cold_starts, t10.p75_function_cold_rate, t10.idle_gb_s,
+            hy.cold_starts, hy.p75_function_cold_rate, hy.idle_gb_s,
+            matched.map(|m| (m.keepalive.clone(), m.cold_starts, (m.p75_function_cold_rate * 1000.0).round() / 1000.0)),
+            tl.cold_starts, tl.idle_gb_s, gd.cold_starts, gd.idle_gb_s
+        );
+    }
+}
+
 fn main() {
+    if std::env::var("SCAN").is_ok() {
+        scan();
+        return;
+    }
     let cfg = SyntheticConfig {
         functions: arg(1, 400),
         duration_ms: arg(2, 48u64) * MS_PER_HOUR,

@@ -147,14 +147,17 @@ fn post_keepalive(stream: &mut TcpStream, body: &[u8]) -> Result<Duration> {
     Ok(start.elapsed())
 }
 
-fn invoke(c: &Client, name: &str) -> Result<(Duration, String)> {
+fn invoke_placed(
+    c: &Client,
+    name: &str,
+    qualifier: Option<&str>,
+) -> Result<(Duration, String, String)> {
+    let path = match qualifier {
+        Some(q) => format!("/2015-03-31/functions/{name}/invocations?Qualifier={q}"),
+        None => format!("/2015-03-31/functions/{name}/invocations"),
+    };
     let start = Instant::now();
-    let r = c.send(
-        "POST",
-        &format!("/2015-03-31/functions/{name}/invocations"),
-        b"{}".to_vec(),
-        &[("x-amz-log-type", "Tail")],
-    )?;
+    let r = c.send("POST", &path, b"{}".to_vec(), &[("x-amz-log-type", "Tail")])?;
     let took = start.elapsed();
     if r.headers.contains_key("x-amz-function-error") {
         bail!(
@@ -169,7 +172,13 @@ fn invoke(c: &Client, name: &str) -> Result<(Duration, String)> {
         .and_then(|v| base64::engine::general_purpose::STANDARD.decode(v).ok())
         .map(|b| String::from_utf8_lossy(&b).into_owned())
         .unwrap_or_default();
-    Ok((took, log))
+    let placement = r
+        .headers
+        .get("x-hearth-placement")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    Ok((took, log, placement))
 }
 
 fn init_duration(log: &str) -> Option<Duration> {
@@ -195,8 +204,163 @@ fn wait_active(c: &Client, name: &str) -> Result<()> {
     bail!("{name} did not become Active")
 }
 
+/// One `hearth serve` of the bench, on its own port and data directory.
+struct Node {
+    _guard: Guard,
+    client: Client,
+    data_dir: std::path::PathBuf,
+}
+
+fn start_node(dir: &std::path::Path, name: &str, config: &str) -> Result<Node> {
+    let exe = std::env::current_exe()?;
+    let port = free_port()?;
+    let data_dir = dir.join(name);
+    std::fs::create_dir_all(&data_dir)?;
+    let cfg = dir.join(format!("{name}.toml"));
+    std::fs::write(&cfg, config)?;
+    let log = std::fs::File::create(dir.join(format!("{name}.log")))?;
+    let guard = Guard(
+        Command::new(&exe)
+            .args([
+                "serve",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--data-dir",
+            ])
+            .arg(&data_dir)
+            .arg("--config")
+            .arg(&cfg)
+            .env("HEARTH_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .context("cannot start hearth serve")?,
+    );
+    wait_for_port(port)?;
+    let client = Client::new(ClientArgs {
+        endpoint: format!("http://127.0.0.1:{port}"),
+        access_key_id: "test".into(),
+        secret_access_key: "test".into(),
+        region: "us-east-1".into(),
+    })?;
+    Ok(Node {
+        _guard: guard,
+        client,
+        data_dir,
+    })
+}
+
+/// Waits (bounded) until every general pool holds at least its minimum.
+fn wait_pools_full(c: &Client) -> Result<()> {
+    for _ in 0..600 {
+        let p = c.call("GET", "/hearth/v1/pools", None)?;
+        let full = p["General"]
+            .as_array()
+            .is_some_and(|g| g.iter().all(|e| e["Idle"].as_u64() >= e["Min"].as_u64()));
+        if full {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    bail!("the general pools did not fill in 30 s")
+}
+
+fn create_fn(c: &Client, zip_b64: &str, name: &str, runtime: &str) -> Result<()> {
+    c.call(
+        "POST",
+        "/2015-03-31/functions",
+        Some(&json!({
+            "FunctionName": name, "Runtime": runtime, "Handler": "app.handler",
+            "Role": "arn:aws:iam::000000000000:role/bench", "Code": {"ZipFile": zip_b64},
+        })),
+    )?;
+    wait_active(c, name)
+}
+
+/// First invocations of fresh functions on `node`, the pools refilled
+/// (bounded wait) before each; returns client latency and Init Duration.
+fn first_invokes(
+    node: &Node,
+    zip_b64: &str,
+    n: usize,
+    tag: &str,
+    expect: &str,
+) -> Result<(Stats, Stats)> {
+    let mut lat = Stats {
+        name: format!("first invoke, {tag}"),
+        samples: vec![],
+    };
+    let mut init = Stats {
+        name: format!("  of which Init Duration, {tag}"),
+        samples: vec![],
+    };
+    for i in 0..n {
+        wait_pools_full(&node.client)?;
+        let name = format!(
+            "bench-{}-{i}",
+            tag.replace(' ', "-").replace(['(', ')', ','], "")
+        );
+        create_fn(&node.client, zip_b64, &name, "python3.11")?;
+        let (took, log, placement) = invoke_placed(&node.client, &name, None)?;
+        if placement != expect {
+            bail!("{tag}: expected placement {expect}, got {placement}");
+        }
+        lat.samples.push(took);
+        if let Some(d) = init_duration(&log) {
+            init.samples.push(d);
+        }
+        node.client
+            .call("DELETE", &format!("/2015-03-31/functions/{name}"), None)?;
+    }
+    Ok((lat, init))
+}
+
+/// Idle PSS per pooled sandbox: every process in the node's sandbox cgroups,
+/// summed from smaps_rollup, over the number of sandboxes.
+fn pss_per_sandbox(data_dir: &std::path::Path) -> Result<(f64, usize)> {
+    let marker = format!("/{}/", crate::serve::cgroup_name(data_dir));
+    let mut pss_kb = 0u64;
+    let mut sandboxes = std::collections::BTreeSet::new();
+    for entry in std::fs::read_dir("/proc")?.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(cg) = std::fs::read_to_string(format!("/proc/{pid}/cgroup")) else {
+            continue;
+        };
+        let Some(line) = cg
+            .lines()
+            .find(|l| l.contains(&marker) && (l.contains(":memory:") || l.starts_with("0::")))
+        else {
+            continue;
+        };
+        if let Some(sb) = line.split(&marker).nth(1) {
+            sandboxes.insert(sb.split('/').next().unwrap_or("").to_owned());
+        }
+        let Ok(smaps) = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")) else {
+            continue;
+        };
+        pss_kb += smaps
+            .lines()
+            .find_map(|l| l.strip_prefix("Pss:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .unwrap_or(0);
+    }
+    let n = sandboxes.len().max(1);
+    Ok((pss_kb as f64 / 1024.0 / n as f64, sandboxes.len()))
+}
+
+fn mem_available_mb() -> Result<u64> {
+    let m = std::fs::read_to_string("/proc/meminfo")?;
+    m.lines()
+        .find_map(|l| l.strip_prefix("MemAvailable:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map(|kb| kb / 1024)
+        .context("no MemAvailable in /proc/meminfo")
+}
+
 pub fn run(args: BenchArgs) -> Result<()> {
-    let (warm_n, cold_n) = if args.quick { (200, 10) } else { (3000, 60) };
+    let warm_n = if args.quick { 200 } else { 3000 };
     let dir = tempfile::tempdir()?;
     let exe = std::env::current_exe()?;
     let port = free_port()?;
@@ -259,7 +423,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     // Warm: one function, its sandbox kept warm; interleaved in blocks of 50
     // with the baseline so both see the same machine.
     create("bench-warm")?;
-    invoke(&client, "bench-warm")?;
+    invoke_placed(&client, "bench-warm", None)?;
     let mut hearth_warm = Stats {
         name: "warm invoke (Hearth, SigV4 Invoke API)".into(),
         samples: vec![],
@@ -270,39 +434,136 @@ pub fn run(args: BenchArgs) -> Result<()> {
     };
     for _ in 0..warm_n / 50 {
         for _ in 0..50 {
-            hearth_warm.samples.push(invoke(&client, "bench-warm")?.0);
+            hearth_warm
+                .samples
+                .push(invoke_placed(&client, "bench-warm", None)?.0);
         }
         for _ in 0..50 {
             direct.samples.push(post_keepalive(&mut bconn, b"{}")?);
         }
     }
 
-    // Cold: a fresh function each time (no warm sandbox can serve it).
-    let mut cold = Stats {
-        name: "first invoke of a new function (cold sandbox)".into(),
+    drop(_server);
+    let first_n = if args.quick { 8 } else { 40 };
+    let general_runtime = start_node(
+        dir.path(),
+        "runtime-warm",
+        "[capacity]\ngeneral = [ { profile = \"python:128\", min = 2, max = 2 } ]\n",
+    )?;
+    let (rt_lat, rt_init) = first_invokes(
+        &general_runtime,
+        &zip,
+        first_n,
+        "general runtime-warm",
+        "general-runtime",
+    )?;
+    // Provisioned: a published version with provisioned concurrency 1,
+    // first invocation of each, against warm invocations of the same.
+    let mut prov = Stats {
+        name: "first invoke, provisioned (dedicated)".into(),
         samples: vec![],
     };
-    let mut init = Stats {
-        name: "  of which Init Duration (REPORT)".into(),
-        samples: vec![],
-    };
-    for i in 0..cold_n {
-        let name = format!("bench-cold-{i}");
-        create(&name)?;
-        let (took, log) = invoke(&client, &name)?;
-        cold.samples.push(took);
-        if let Some(d) = init_duration(&log) {
-            init.samples.push(d);
+    for i in 0..first_n.min(10) {
+        let c = &general_runtime.client;
+        let name = format!("bench-prov-{i}");
+        create_fn(c, &zip, &name, "python3.11")?;
+        let v = c.call(
+            "POST",
+            &format!("/2015-03-31/functions/{name}/versions"),
+            Some(&json!({})),
+        )?;
+        let ver = v["Version"].as_str().unwrap_or("1").to_owned();
+        c.call(
+            "PUT",
+            &format!("/2019-09-30/functions/{name}/provisioned-concurrency?Qualifier={ver}"),
+            Some(&json!({"ProvisionedConcurrentExecutions": 1})),
+        )?;
+        let mut ready = false;
+        for _ in 0..400 {
+            let s = c.call(
+                "GET",
+                &format!("/2019-09-30/functions/{name}/provisioned-concurrency?Qualifier={ver}"),
+                None,
+            )?;
+            if s["Status"] == "READY" {
+                ready = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(25));
         }
-        client.call("DELETE", &format!("/2015-03-31/functions/{name}"), None)?;
+        if !ready {
+            bail!("provisioned concurrency for {name} never became READY");
+        }
+        let (took, _, placement) = invoke_placed(c, &name, Some(&ver))?;
+        if placement != "dedicated" {
+            bail!("provisioned: expected placement dedicated, got {placement}");
+        }
+        prov.samples.push(took);
+        c.call("DELETE", &format!("/2015-03-31/functions/{name}"), None)?;
     }
-    print_table(&[&direct, &hearth_warm, &cold, &init]);
+    drop(general_runtime);
+    let shell = start_node(
+        dir.path(),
+        "shell-warm",
+        "[capacity]\ngeneral = [ { profile = \"shell:128\", min = 2, max = 2 } ]\n",
+    )?;
+    let (sh_lat, sh_init) =
+        first_invokes(&shell, &zip, first_n, "general shell-warm", "general-shell")?;
+    drop(shell);
+    let off = start_node(dir.path(), "pools-off", "[capacity]\ngeneral = []\n")?;
+    let (off_lat, off_init) = first_invokes(&off, &zip, first_n, "cold, pools disabled", "cold")?;
+    drop(off);
+
+    // Density: N idle runtime-warm Python sandboxes, PSS each and the
+    // node's MemAvailable drop.
+    let density_n: usize = if args.quick { 20 } else { 200 };
+    let before = mem_available_mb()?;
+    let dense = start_node(
+        dir.path(),
+        "density",
+        &format!("[capacity]\ngeneral = [ {{ profile = \"python:128\", min = {density_n}, max = {density_n} }} ]\n"),
+    )?;
+    for _ in 0..1200 {
+        let p = dense.client.call("GET", "/hearth/v1/pools", None)?;
+        if p["General"][0]["Idle"].as_u64() >= Some(density_n as u64) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    let (pss_mb, counted) = pss_per_sandbox(&dense.data_dir)?;
+    let after = mem_available_mb()?;
+    drop(dense);
+
+    print_table(&[
+        &direct,
+        &hearth_warm,
+        &prov,
+        &rt_lat,
+        &rt_init,
+        &sh_lat,
+        &sh_init,
+        &off_lat,
+        &off_init,
+    ]);
+    let drop_mb = before.saturating_sub(after);
+    println!(
+        "\ndensity: {counted} idle runtime-warm Python sandboxes: PSS {pss_mb:.2} MiB each; MemAvailable dropped {drop_mb} MiB ({:.2} MiB each); extrapolated to 24 GiB: {:.0} sandboxes by PSS",
+        drop_mb as f64 / counted.max(1) as f64,
+        24.0 * 1024.0 / pss_mb.max(0.01),
+    );
     let over = hearth_warm.pct(0.5).saturating_sub(direct.pct(0.5));
     println!(
-        "\nwarm p50 over the direct baseline: {} ms (target <= 0.150); warm p99: {} ms (target <= 1); cold p50: {} ms (target <= 15 with every pool empty)",
+        "warm p50 over the direct baseline: {} ms (target <= 0.150); warm p99: {} ms (target <= 1)",
         ms(over),
         ms(hearth_warm.pct(0.99)),
-        ms(cold.pct(0.5)),
+    );
+    println!(
+        "runtime-warm first invoke p50: {} ms (target <= 3); provisioned first invoke p50 {} ms vs warm p50 {} ms (target: as fast); cold with pools disabled p50 {} ms (target <= 15)",
+        ms(rt_lat.pct(0.5)),
+        ms(prov.pct(0.5)),
+        ms(hearth_warm.pct(0.5)),
+        ms(off_lat.pct(0.5)),
     );
     Ok(())
 }

@@ -65,6 +65,9 @@ pub struct CapacityConfig {
     pub memory_budget_mb: Option<u64>,
     /// How general sub-pools follow demand: forecast (default), fixed, ewma, openwhisk.
     pub sizer: Option<String>,
+    /// Keep-alive of idle function-warm sandboxes: fixed (default, `idle_timeout_secs`),
+    /// hybrid-histogram, greedy-dual.
+    pub keepalive: Option<String>,
     /// The general sub-pools; `general = []` disables pooling (every start is cold).
     pub general: Option<Vec<GeneralPoolEntry>>,
 }
@@ -89,23 +92,40 @@ impl CapacityConfig {
             exec.sizer = match s.as_str() {
                 "forecast" => SizerConfig::default(),
                 "fixed" => SizerConfig::Fixed,
-                "ewma" => SizerConfig::Ewma { alpha: 0.5, interval_ms: 60_000 },
+                "ewma" => SizerConfig::Ewma {
+                    alpha: 0.5,
+                    interval_ms: 60_000,
+                },
                 "openwhisk" => SizerConfig::OpenwhiskReactive(Default::default()),
-                other => anyhow::bail!("unknown sizer '{other}' (forecast, fixed, ewma, openwhisk)"),
+                other => {
+                    anyhow::bail!("unknown sizer '{other}' (forecast, fixed, ewma, openwhisk)")
+                }
+            };
+        }
+        if let Some(k) = &self.keepalive {
+            use hearth_capacity::keepalive::KeepAliveConfig;
+            exec.keepalive = match k.as_str() {
+                "fixed" => None,
+                "hybrid-histogram" => Some(KeepAliveConfig::HybridHistogram(Default::default())),
+                "greedy-dual" => Some(KeepAliveConfig::GreedyDual),
+                other => anyhow::bail!(
+                    "unknown keepalive '{other}' (fixed, hybrid-histogram, greedy-dual)"
+                ),
             };
         }
         if let Some(list) = &self.general {
             exec.general_pools = list
                 .iter()
                 .map(|e| {
-                    let (family, class) = e
-                        .profile
-                        .split_once(':')
-                        .context("a general pool's profile is FAMILY:MEMORY_CLASS, e.g. python:128")?;
+                    let (family, class) = e.profile.split_once(':').context(
+                        "a general pool's profile is FAMILY:MEMORY_CLASS, e.g. python:128",
+                    )?;
                     if !["python", "nodejs", hearth_exec::pools::SHELL].contains(&family) {
                         anyhow::bail!("unknown pool family '{family}' (python, nodejs, shell)");
                     }
-                    let class: u32 = class.parse().context("the memory class must be a number of MB")?;
+                    let class: u32 = class
+                        .parse()
+                        .context("the memory class must be a number of MB")?;
                     if hearth_capacity::profile::memory_class_for(class) != Some(class) {
                         anyhow::bail!("{class} MB is not a memory class (128, 256, 512, 1024, …)");
                     }
@@ -113,7 +133,10 @@ impl CapacityConfig {
                         anyhow::bail!("pool {}: min {} exceeds max {}", e.profile, e.min, e.max);
                     }
                     Ok(GeneralPoolConfig {
-                        key: PoolKey { family: family.to_owned(), memory_class_mb: class },
+                        key: PoolKey {
+                            family: family.to_owned(),
+                            memory_class_mb: class,
+                        },
                         min: e.min,
                         max: e.max,
                     })
@@ -249,7 +272,8 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         exec_config.idle_timeout = std::time::Duration::from_secs(s);
     }
     if let Some(c) = &config.capacity {
-        c.apply(&mut exec_config).context("invalid [capacity] in the config file")?;
+        c.apply(&mut exec_config)
+            .context("invalid [capacity] in the config file")?;
     }
     let executor = Executor::start(
         backend,
@@ -287,7 +311,7 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
 /// `hearth-<digest of the data directory>`: each node's sandboxes live in
 /// their own cgroup subtree, so a node reaping its leftovers at start never
 /// touches another node's sandboxes on the same host.
-fn cgroup_name(data_dir: &Path) -> String {
+pub fn cgroup_name(data_dir: &Path) -> String {
     use sha2::Digest;
     let canonical = data_dir
         .canonicalize()

@@ -23,6 +23,10 @@ pub enum Origin {
 #[derive(Debug)]
 pub struct Instance {
     pub id: String,
+    /// The id the keep-alive policy knows this sandbox by.
+    pub sid: hearth_capacity::ids::SandboxId,
+    /// What its init cost, for cost-aware keep-alive (Greedy-Dual).
+    pub init_cost_ms: u64,
     pub key: WarmKey,
     /// The function's retirement generation when this sandbox started; a
     /// sandbox of an older generation is destroyed instead of reused.

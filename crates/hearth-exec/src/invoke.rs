@@ -162,6 +162,10 @@ impl Executor {
             revision_id: version.revision_id.clone(),
         };
         let started = Instant::now();
+        self.0
+            .keepalive
+            .lock()
+            .on_invocation(&function_version(&key), self.now());
         let (placement, mut instance) = match self.acquire(&version, key, &request_id).await {
             Ok(x) => x,
             Err(Acquire::Failed(failed, label)) => {
@@ -272,7 +276,8 @@ impl Executor {
                         .take_general(&shell_pool)
                         .map(|u| Drawn::Pooled(Box::new(u))),
                     PlacementDecision::Cold { evict_mb } => {
-                        Some(Drawn::Evicted(pools.idle.evict_lru(evict_mb)))
+                        let order = self.0.keepalive.lock().eviction_order(now);
+                        Some(Drawn::Evicted(pools.idle.evict_in_order(&order, evict_mb)))
                     }
                     PlacementDecision::Queue { .. } => {
                         *pools.queued.entry(account.clone()).or_default() += 1;
@@ -287,6 +292,9 @@ impl Executor {
                     PlacementDecision::Warm | PlacementDecision::Dedicated { .. },
                     Some(Drawn::Ready(i)),
                 ) => {
+                    if decision == PlacementDecision::Warm {
+                        self.0.keepalive.lock().on_busy(i.sid, now);
+                    }
                     return Ok((decision, *i));
                 }
                 (
@@ -327,6 +335,11 @@ impl Executor {
                             .evictions
                             .with_label_values(&["memory-budget"])
                             .inc();
+                        self.0.keepalive.lock().on_removed(
+                            i.sid,
+                            hearth_capacity::keepalive::RemovalCause::Evicted,
+                            now,
+                        );
                         i.destroy();
                     }
                     if let Some(k) = &runtime_pool {
@@ -689,6 +702,10 @@ impl Executor {
         };
         match init {
             Some(Some(InitOutcome::Ready)) => Ok(Instance {
+                sid: hearth_capacity::ids::SandboxId(
+                    self.0.sandbox_seq.fetch_add(1, Ordering::Relaxed),
+                ),
+                init_cost_ms: init_duration.as_millis() as u64,
                 id,
                 key,
                 generation: self.generation(&version.account_id, &version.function_name),
@@ -1064,6 +1081,15 @@ enum Acquire {
 fn throttle() -> LambdaError {
     LambdaError::new(hearth_types::ErrorKind::TooManyRequests, "Rate Exceeded.")
         .with_reason("ConcurrentInvocationLimitExceeded")
+}
+
+/// The capacity crate's name for what a sandbox is warm for.
+pub(crate) fn function_version(key: &WarmKey) -> hearth_capacity::ids::FunctionVersion {
+    hearth_capacity::ids::FunctionVersion::new(
+        hearth_capacity::ids::AccountId::new(&key.account_id),
+        &key.function_name,
+        &key.version,
+    )
 }
 
 /// The runtime whose interpreter a family's runtime-warm pool boots.

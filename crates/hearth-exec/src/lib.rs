@@ -21,6 +21,7 @@ pub use invoke::{InvokeInput, InvokeOutput};
 pub use pools::{default_general_pools, GeneralPoolConfig, PoolKey};
 
 use concurrency::Concurrency;
+use hearth_capacity::keepalive::{IdleSandbox, KeepAliveConfig, KeepAlivePolicy, RemovalCause};
 use hearth_capacity::policy::CapacityPolicy;
 use hearth_capacity::sizing::{PoolSizer, SizerConfig};
 use hearth_runtime::RuntimeCatalog;
@@ -59,6 +60,9 @@ pub struct ExecConfig {
     pub general_pools: Vec<GeneralPoolConfig>,
     /// How the general sub-pools' targets follow demand.
     pub sizer: SizerConfig,
+    /// How long idle function-warm sandboxes are kept: fixed TTL (default,
+    /// `idle_timeout`), hybrid histogram or Greedy-Dual.
+    pub keepalive: Option<KeepAliveConfig>,
     /// The most the sum of sandbox memory limits may reach, MiB.
     pub memory_budget_mb: u64,
 }
@@ -74,6 +78,7 @@ impl ExecConfig {
             account_concurrency: hearth_types::limits::ACCOUNT_CONCURRENCY_DEFAULT,
             general_pools: default_general_pools(),
             sizer: SizerConfig::default(),
+            keepalive: None,
             memory_budget_mb: default_memory_budget_mb(),
         }
     }
@@ -109,6 +114,8 @@ struct Inner {
     pools: Mutex<Pools>,
     /// Per general sub-pool: the sizing policy's state.
     sizers: Mutex<HashMap<PoolKey, Box<dyn PoolSizer>>>,
+    /// The keep-alive policy over the active pool's idle sandboxes.
+    keepalive: Mutex<Box<dyn KeepAlivePolicy>>,
     /// Sum of the memory limits of every live sandbox, MiB.
     memory_used: Arc<AtomicU64>,
     /// General sandboxes each account holds.
@@ -167,7 +174,15 @@ impl Executor {
                 )
             })
             .collect();
+        let keepalive = config
+            .keepalive
+            .clone()
+            .unwrap_or(KeepAliveConfig::FixedTtl {
+                ttl_ms: config.idle_timeout.as_millis() as u64,
+            })
+            .build();
         let exec = Self(Arc::new(Inner {
+            keepalive: Mutex::new(keepalive),
             backend,
             registry,
             code,
@@ -255,18 +270,22 @@ impl Executor {
             .unwrap_or_default()
     }
 
-    /// Destroys idle sandboxes unused for longer than the idle timeout.
+    /// Destroys the idle function-warm sandboxes whose keep-alive ran out.
     pub fn reap_idle(&self) {
-        let timeout = self.0.config.idle_timeout;
-        let now = Instant::now();
-        let expired = self
-            .0
-            .pools
-            .lock()
-            .idle
-            .take_where(|i| now.duration_since(i.last_used) >= timeout);
-        for i in expired {
-            tracing::debug!(sandbox = %i.id, "idle timeout: destroying");
+        let now = self.now();
+        let expired = self.0.keepalive.lock().expired(now);
+        if expired.is_empty() {
+            return;
+        }
+        let gone: Vec<Instance> = {
+            let mut pools = self.0.pools.lock();
+            expired
+                .iter()
+                .filter_map(|sid| pools.idle.take_sid(*sid))
+                .collect()
+        };
+        for i in gone {
+            tracing::debug!(sandbox = %i.id, "keep-alive ran out: destroying");
             self.0
                 .metrics
                 .evictions
@@ -297,7 +316,12 @@ impl Executor {
             }
             out
         };
+        let now = self.now();
         for i in retired {
+            self.0
+                .keepalive
+                .lock()
+                .on_removed(i.sid, RemovalCause::Retired, now);
             i.destroy();
         }
         self.0.wake.notify_one();
@@ -357,7 +381,19 @@ impl Executor {
         {
             let mut pools = self.0.pools.lock();
             match instance.origin.clone() {
-                Origin::Active => pools.idle.put(instance),
+                Origin::Active => {
+                    let fv = invoke::function_version(&instance.key);
+                    self.0.keepalive.lock().on_idle(
+                        IdleSandbox {
+                            id: instance.sid,
+                            function: &fv,
+                            memory_mb: instance.memory_mb,
+                            init_cost_ms: instance.init_cost_ms,
+                        },
+                        self.now(),
+                    );
+                    pools.idle.put(instance);
+                }
                 Origin::Provisioned(k) => {
                     if self.0.provisioned.lock().contains_key(&k) {
                         pools.provisioned_idle.entry(k).or_default().push(instance);

@@ -42,6 +42,7 @@ impl Executor {
         self.refill_general();
         self.fill_provisioned();
         self.fill_dedicated();
+        self.prewarm();
         self.publish_sizes();
     }
 
@@ -51,7 +52,11 @@ impl Executor {
             let mut guard = self.0.pools.lock();
             let pools = &mut *guard;
             let mut out = Vec::new();
-            for list in pools.general.values_mut().chain(pools.dedicated.values_mut()) {
+            for list in pools
+                .general
+                .values_mut()
+                .chain(pools.dedicated.values_mut())
+            {
                 let (gone, alive): (Vec<_>, Vec<_>) =
                     list.drain(..).partition(|u| u.logs.is_closed());
                 *list = alive;
@@ -171,8 +176,13 @@ impl Executor {
         if self.0.cannot_isolate.is_some() {
             return;
         }
-        let targets: Vec<((String, PoolKey), u32)> =
-            self.0.dedicated.lock().iter().map(|(k, n)| (k.clone(), *n)).collect();
+        let targets: Vec<((String, PoolKey), u32)> = self
+            .0
+            .dedicated
+            .lock()
+            .iter()
+            .map(|(k, n)| (k.clone(), *n))
+            .collect();
         let surplus: Vec<_> = {
             let mut pools = self.0.pools.lock();
             let mut out = Vec::new();
@@ -190,23 +200,38 @@ impl Executor {
             out
         };
         for u in surplus {
-            self.0.metrics.evictions.with_label_values(&["dedicated-shrunk"]).inc();
+            self.0
+                .metrics
+                .evictions
+                .with_label_values(&["dedicated-shrunk"])
+                .inc();
             u.destroy();
         }
         for ((account, key), n) in targets {
             let have = {
                 let pools = self.0.pools.lock();
                 pools.dedicated_idle(&account, &key)
-                    + pools.dedicated_building.get(&(account.clone(), key.clone())).copied().unwrap_or(0)
+                    + pools
+                        .dedicated_building
+                        .get(&(account.clone(), key.clone()))
+                        .copied()
+                        .unwrap_or(0)
             };
             for _ in have..n {
                 let mb = u64::from(key.memory_class_mb);
-                if self.0.memory_used.load(Ordering::Relaxed) + mb > self.0.config.memory_budget_mb {
+                if self.0.memory_used.load(Ordering::Relaxed) + mb > self.0.config.memory_budget_mb
+                {
                     break;
                 }
                 let charge = MemoryCharge::new(&self.0.memory_used, mb);
                 let slot = (account.clone(), key.clone());
-                *self.0.pools.lock().dedicated_building.entry(slot.clone()).or_default() += 1;
+                *self
+                    .0
+                    .pools
+                    .lock()
+                    .dedicated_building
+                    .entry(slot.clone())
+                    .or_default() += 1;
                 let me = self.clone();
                 tokio::spawn(async move {
                     let built = me.build_unspecialised(slot.1.clone(), charge).await;
@@ -220,7 +245,9 @@ impl Executor {
                             drop(pools);
                             me.0.released.notify_waiters();
                         }
-                        Err(e) => tracing::warn!(account = %slot.0, error = %e, "could not build a dedicated sandbox"),
+                        Err(e) => {
+                            tracing::warn!(account = %slot.0, error = %e, "could not build a dedicated sandbox")
+                        }
                     }
                 });
             }
@@ -367,6 +394,23 @@ impl Executor {
         key: &ProvisionedKey,
         v: &hearth_types::function::VersionRecord,
     ) -> Result<crate::instance::Instance, String> {
+        self.build_function_warm(
+            v,
+            Origin::Provisioned(key.clone()),
+            InitializationType::ProvisionedConcurrency,
+        )
+        .await
+    }
+
+    /// Builds a function-warm sandbox ahead of any request (provisioned
+    /// concurrency, or a keep-alive policy's pre-warm): pooled warmth first,
+    /// then specialised. Its invocations report no Init Duration.
+    async fn build_function_warm(
+        &self,
+        v: &hearth_types::function::VersionRecord,
+        origin: Origin,
+        init_type: InitializationType,
+    ) -> Result<crate::instance::Instance, String> {
         let class = hearth_capacity::profile::memory_class_for(v.config.memory_size)
             .unwrap_or(v.config.memory_size);
         let family = crate::pools::family_of(&v.config.runtime);
@@ -390,23 +434,73 @@ impl Executor {
             revision_id: v.revision_id.clone(),
         };
         let request_id = uuid::Uuid::new_v4().to_string();
-        self.specialise(
-            u,
-            v,
-            warm,
-            InitializationType::ProvisionedConcurrency,
-            Origin::Provisioned(key.clone()),
-            None,
-            &request_id,
-        )
-        .await
-        .map(|mut i| {
-            // Provisioned sandboxes are initialised before any request: the
-            // invocations they serve report no Init Duration.
-            i.init_duration = None;
-            i
-        })
-        .map_err(|_| "the provisioned sandbox failed to initialise".to_owned())
+        self.specialise(u, v, warm, init_type, origin, None, &request_id)
+            .await
+            .map(|mut i| {
+                // Provisioned sandboxes are initialised before any request: the
+                // invocations they serve report no Init Duration.
+                i.init_duration = None;
+                i
+            })
+            .map_err(|_| "the sandbox failed to initialise".to_owned())
+    }
+
+    /// Builds the function-warm sandboxes the keep-alive policy asks for
+    /// (the hybrid histogram's pre-warm window), within the memory budget.
+    fn prewarm(&self) {
+        if self.0.cannot_isolate.is_some() {
+            return;
+        }
+        let due = self.0.keepalive.lock().prewarm_due(self.now());
+        for req in due {
+            let mb = u64::from(req.memory_mb);
+            if self.0.memory_used.load(Ordering::Relaxed) + mb > self.0.config.memory_budget_mb {
+                continue;
+            }
+            let me = self.clone();
+            tokio::spawn(async move {
+                let f = &req.function;
+                let (account, name, version) = (
+                    f.account().as_str().to_owned(),
+                    f.name().to_owned(),
+                    f.version().to_owned(),
+                );
+                let reg = me.0.registry.clone();
+                let record = tokio::task::spawn_blocking(move || {
+                    reg.get_version(
+                        &account,
+                        &name,
+                        &VersionSelector::from_qualifier(Some(&version)),
+                    )
+                })
+                .await;
+                let Ok(Ok(v)) = record else { return };
+                match me
+                    .build_function_warm(&v, Origin::Active, InitializationType::OnDemand)
+                    .await
+                {
+                    Ok(i) => {
+                        let fv = crate::invoke::function_version(&i.key);
+                        me.0.keepalive.lock().on_prewarmed(
+                            hearth_capacity::keepalive::IdleSandbox {
+                                id: i.sid,
+                                function: &fv,
+                                memory_mb: i.memory_mb,
+                                init_cost_ms: i.init_cost_ms,
+                            },
+                            me.now(),
+                        );
+                        me.0.metrics
+                            .placements
+                            .with_label_values(&["prewarm"])
+                            .inc();
+                        me.0.pools.lock().idle.put(i);
+                        me.0.released.notify_waiters();
+                    }
+                    Err(e) => tracing::debug!(function = %f.name(), error = %e, "pre-warm failed"),
+                }
+            });
+        }
     }
 
     fn publish_sizes(&self) {

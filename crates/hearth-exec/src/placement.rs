@@ -48,6 +48,47 @@ impl IdlePool {
             .sum()
     }
 
+    /// Removes idle sandboxes in the keep-alive policy's eviction `order`
+    /// (then least recently used for any it does not know) until `need_mb`
+    /// is freed, or nothing is left.
+    pub fn evict_in_order(
+        &mut self,
+        order: &[hearth_capacity::ids::SandboxId],
+        need_mb: u64,
+    ) -> Vec<Instance> {
+        let mut out = Vec::new();
+        let mut freed = 0u64;
+        for sid in order {
+            if freed >= need_mb {
+                return out;
+            }
+            if let Some(i) = self.take_sid(*sid) {
+                freed += u64::from(i.memory_mb);
+                out.push(i);
+            }
+        }
+        if freed < need_mb {
+            out.extend(self.evict_lru(need_mb - freed));
+        }
+        out
+    }
+
+    /// Removes the idle sandbox with this keep-alive id, if it is here.
+    pub fn take_sid(&mut self, sid: hearth_capacity::ids::SandboxId) -> Option<Instance> {
+        let key = self
+            .by_key
+            .iter()
+            .find(|(_, l)| l.iter().any(|i| i.sid == sid))
+            .map(|(k, _)| k.clone())?;
+        let list = self.by_key.get_mut(&key)?;
+        let pos = list.iter().position(|i| i.sid == sid)?;
+        let i = list.remove(pos);
+        if list.is_empty() {
+            self.by_key.remove(&key);
+        }
+        Some(i)
+    }
+
     /// Removes idle sandboxes, least recently used first, until `need_mb`
     /// is freed (or nothing is left).
     pub fn evict_lru(&mut self, need_mb: u64) -> Vec<Instance> {

@@ -55,7 +55,10 @@ pub fn pool_for_profile(p: &hearth_types::capacity::Profile) -> PoolKey {
         RuntimeFamily::Node => "nodejs",
         RuntimeFamily::Provided => SHELL,
     };
-    PoolKey { family: family.to_owned(), memory_class_mb: p.memory_class_mb }
+    PoolKey {
+        family: family.to_owned(),
+        memory_class_mb: p.memory_class_mb,
+    }
 }
 
 /// The language family whose runtime-warm pool can serve `runtime`.
@@ -247,7 +250,9 @@ impl Pools {
     }
 
     pub fn take_dedicated(&mut self, account: &str, key: &PoolKey) -> Option<Unspecialised> {
-        self.dedicated.get_mut(&(account.to_owned(), key.clone()))?.pop()
+        self.dedicated
+            .get_mut(&(account.to_owned(), key.clone()))?
+            .pop()
     }
 
     /// Idle provisioned sandboxes for this exact version of a function.

@@ -93,7 +93,8 @@ impl GreedyDual {
         };
         t.frequency += served;
         let size = f64::from(sandbox.memory_mb.max(1));
-        let priority = Priority(self.clock + t.frequency as f64 * sandbox.init_cost_ms as f64 / size);
+        let priority =
+            Priority(self.clock + t.frequency as f64 * sandbox.init_cost_ms as f64 / size);
         t.idle = Some((priority, now));
         self.order.insert((priority, now, sandbox.id));
     }
@@ -186,8 +187,14 @@ mod tests {
         assert_eq!(p.priority(SandboxId(1)), Some(3.0 * 512.0 / 256.0));
         serve(&mut p, idle(2, &g, 128, 128), 1, Millis(20));
         assert_eq!(p.priority(SandboxId(2)), Some(1.0));
-        assert_eq!(p.eviction_order(Millis(30)), vec![SandboxId(2), SandboxId(1)]);
-        assert!(p.expired(Millis(u64::MAX)).is_empty(), "nothing expires by time");
+        assert_eq!(
+            p.eviction_order(Millis(30)),
+            vec![SandboxId(2), SandboxId(1)]
+        );
+        assert!(
+            p.expired(Millis(u64::MAX)).is_empty(),
+            "nothing expires by time"
+        );
         assert_eq!(p.next_wakeup(), None);
     }
 
@@ -197,7 +204,7 @@ mod tests {
         let mut p = GreedyDual::new();
         serve(&mut p, idle(1, &f, 100, 100), 1, Millis(0)); // priority 1
         serve(&mut p, idle(2, &g, 100, 150), 1, Millis(0)); // priority 1.5
-        // Memory pressure: the lowest priority goes, the clock takes its value.
+                                                            // Memory pressure: the lowest priority goes, the clock takes its value.
         let victim = p.eviction_order(Millis(1))[0];
         assert_eq!(victim, SandboxId(1));
         p.on_removed(victim, RemovalCause::Evicted, Millis(1));
@@ -206,7 +213,10 @@ mod tests {
         // outranks g's, used before the clock moved.
         serve(&mut p, idle(3, &h, 100, 100), 1, Millis(2));
         assert_eq!(p.priority(SandboxId(3)), Some(2.0));
-        assert_eq!(p.eviction_order(Millis(3)), vec![SandboxId(2), SandboxId(3)]);
+        assert_eq!(
+            p.eviction_order(Millis(3)),
+            vec![SandboxId(2), SandboxId(3)]
+        );
         // Removal for other reasons does not move the clock.
         p.on_removed(SandboxId(2), RemovalCause::Died, Millis(3));
         assert_eq!(p.clock(), 1.0);

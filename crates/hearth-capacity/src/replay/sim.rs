@@ -4,7 +4,7 @@ use super::trace::Trace;
 use crate::budget::{DedicatedFloors, MemoryBudget};
 use crate::clock::{Millis, MS_PER_MINUTE};
 use crate::ids::{AccountId, FunctionVersion, SandboxId};
-use crate::inventory::{mb_ms_to_gb_s, Inventory, SandboxRecord};
+use crate::inventory::{mb_ms_to_gb_s, IdleMemoryTime, Inventory, SandboxRecord};
 use crate::keepalive::{IdleSandbox, KeepAliveConfig, KeepAlivePolicy};
 use crate::manager::{GeneralPoolSpec, ManagerConfig, PoolAction, PoolManager, StepInputs};
 use crate::placement::{PlacementDecision, PlacementRequest, ReleaseAction};
@@ -30,6 +30,10 @@ pub struct ReplayConfig {
     pub cold_boot_ms: u64,
     /// The pool manager also runs at least this often.
     pub tick_ms: u64,
+    /// Measure only after this long from the trace's start: policies learn
+    /// during the warm-up, but its invocations and memory are not counted
+    /// (every policy starts with nothing loaded and nothing learnt).
+    pub warmup_ms: u64,
 }
 
 impl Default for ReplayConfig {
@@ -42,6 +46,7 @@ impl Default for ReplayConfig {
             general_share: 1.0,
             cold_boot_ms: 15,
             tick_ms: MS_PER_MINUTE,
+            warmup_ms: 0,
         }
     }
 }
@@ -138,6 +143,9 @@ struct Sim<'t> {
     next_tick: Millis,
     memory_area: u128,
     peak_mb: u64,
+    /// When measurement starts, and the idle memory-time up to then.
+    measure_from: Millis,
+    idle_before: Option<IdleMemoryTime>,
     report: ReplayReport,
 }
 
@@ -219,6 +227,8 @@ pub fn replay(trace: &Trace, cfg: &ReplayConfig) -> ReplayReport {
         next_tick: start,
         memory_area: 0,
         peak_mb: 0,
+        measure_from: start.plus(cfg.warmup_ms),
+        idle_before: None,
     };
     sim.run()
 }
@@ -230,6 +240,19 @@ impl Sim<'_> {
         self.step();
         for inv in &self.trace.invocations {
             let t = Millis(inv.start_ms);
+            if self.idle_before.is_none() && t >= self.measure_from {
+                self.advance_to(self.measure_from);
+                self.integrate(self.measure_from);
+                self.idle_before = Some(self.inv.idle_memory_time(self.measure_from));
+                self.memory_area = 0;
+                self.peak_mb = self.inv.used_mb();
+                self.report = ReplayReport {
+                    per_function: Vec::new(),
+                    ..self.report.clone()
+                };
+                self.report.reset_counts();
+                per_function.iter_mut().for_each(|c| *c = (0, 0));
+            }
             self.advance_to(t);
             let cold = self.arrive(inv.function, inv.duration_ms);
             if let Some(c) = per_function.get_mut(inv.function as usize) {
@@ -238,6 +261,11 @@ impl Sim<'_> {
             }
             self.step();
         }
+        let measure_from = if self.idle_before.is_some() {
+            self.measure_from
+        } else {
+            start
+        };
         let end = self
             .busy
             .iter()
@@ -249,8 +277,12 @@ impl Sim<'_> {
         self.integrate(end);
 
         let r = &mut self.report;
-        r.span_ms = end.since(start);
-        let idle = self.inv.idle_memory_time(end);
+        r.span_ms = end.since(measure_from);
+        let mut idle = self.inv.idle_memory_time(end);
+        if let Some(before) = self.idle_before {
+            idle.function_warm_mb_ms -= before.function_warm_mb_ms;
+            idle.unspecialised_mb_ms -= before.unspecialised_mb_ms;
+        }
         r.idle_gb_s = idle.total_gb_s();
         r.idle_function_warm_gb_s = mb_ms_to_gb_s(idle.function_warm_mb_ms);
         r.idle_general_gb_s = mb_ms_to_gb_s(idle.unspecialised_mb_ms);
@@ -484,6 +516,20 @@ impl Sim<'_> {
         self.busy
             .push(Reverse((now.plus(extra_ms + duration_ms), id, f)));
         cold
+    }
+}
+
+impl ReplayReport {
+    fn reset_counts(&mut self) {
+        self.invocations = 0;
+        self.warm_starts = 0;
+        self.general_starts = 0;
+        self.cold_starts = 0;
+        self.rejected = 0;
+        self.expirations = 0;
+        self.evictions = 0;
+        self.prewarms = 0;
+        self.refills = 0;
     }
 }
 
