@@ -34,7 +34,6 @@ from hearth_e2e import (
     NODE_ABSENT,
     NODE_HANDLER,
     NODE_RUNTIME,
-    PY_RUNTIME,
     SANDBOX_UID_MAX,
     SANDBOX_UID_MIN,
     HearthServer,
@@ -186,16 +185,35 @@ def sandbox_cgroup_of_uid(srv: HearthServer, uid: int) -> Path | None:
     return None
 
 
-def memory_limit_sum(srv: HearthServer) -> tuple[int, list[tuple[str, int, int]]]:
-    """(sum of memory limits in bytes, [(sandbox cgroup, limit MiB, processes)])
-    over the server's sandbox cgroups right now (one removed while read counts 0)."""
+def exiting(pid: int) -> bool:
+    """Whether a process has already released its address space (it is
+    exiting: /proc/<pid>/status no longer shows VmSize), or is gone."""
+    try:
+        return "VmSize:" not in Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return True
+
+
+def memory_limit_sum(srv: HearthServer) -> tuple[int, list[tuple[str, int, int, int]]]:
+    """(sum of the memory limits in bytes of the server's sandbox cgroups that
+    hold a process, [(sandbox cgroup, limit MiB, processes, of which exiting)]
+    of every one) right now.
+
+    A sandbox cgroup counts while it holds a process (even an exiting one: the
+    sandbox is not gone until its processes are). One without any is either
+    being set up (created, its limit not yet written; no process joins it
+    before that) or what is left of a destroyed sandbox whose directory is not
+    yet removed; neither holds memory."""
     total = 0
     seen = []
     for d in srv.cgroup.memory_sandbox_cgroups():
         lim = cgroup_memory_limit(d)
-        if lim is not None:
+        if lim is None:
+            continue
+        pids = cgroup_procs(d)
+        seen.append((d.name, lim // MIB, len(pids), sum(exiting(p) for p in pids)))
+        if pids:
             total += lim
-            seen.append((d.name, lim // MIB, len(cgroup_procs(d))))
     return total, seen
 
 
@@ -547,6 +565,11 @@ def test_provisioned_concurrency(cap, acct_client):
     after = invoke_ok(client, name, {"op": "id"}, qualifier=version)
     assert after.placement != "dedicated", after.describe()
     assert after.json()["init_type"] == "on-demand", after.json()
+    # The pool-size gauge no longer counts the deleted configuration's sandboxes.
+    left = wait_until(lambda: not cap.metrics().value("hearth_pool_sandboxes", pool="dedicated", account=account_id),
+                      timeout=SETTLE_TIMEOUT_S)
+    assert left, ("hearth_pool_sandboxes still counts the deleted configuration's sandboxes: "
+                  f"{[x for x in cap.metrics().samples if x[0] == 'hearth_pool_sandboxes' and x[1].get('account') == account_id]}")
 
 
 # ---------------------------------------------------------------------------
@@ -628,6 +651,8 @@ def test_policy_wait_queues_then_serves_or_times_out(servers):
     assert second.json()["start"] >= first.json()["end"], (first.json(), second.json())
     assert srv.pools()["Queued"] == 0
     m = srv.metrics()
+    delta = placements_delta(before, m)
+    assert delta.get("dedicated") == 1 and "rejected" not in delta and (delta.get("warm") or delta.get("queued")), delta
     assert m.value("hearth_queue_wait_seconds_count", outcome="woken") - \
         before.value("hearth_queue_wait_seconds_count", outcome="woken") == 1, \
         [s for s in m.samples if s[0].startswith("hearth_queue")]
@@ -678,6 +703,7 @@ def test_policy_reject_answers_429_at_once(servers):
 
 
 BUDGET_MB = 768
+JOB_ATTEMPTS = 40
 BUDGET_CONFIG = f"""
 [capacity]
 memory_budget_mb = {BUDGET_MB}
@@ -709,7 +735,7 @@ def test_memory_budget_is_never_exceeded(servers):
         while not stop.is_set() and time.monotonic() < deadline:
             samples.append(memory_limit_sum(srv))
             k += 1
-            if k % 10 == 0:
+            if k % 3 == 0:
                 used.append(srv.pools()["MemoryUsedMb"])
             time.sleep(0.005)
 
@@ -724,12 +750,18 @@ def test_memory_budget_is_never_exceeded(servers):
             if job is None:
                 return
             c, n, secs = job
-            try:
-                r: object = invoke(c, n, {"op": "sleep", "seconds": secs})
-            except ClientError as e:
-                r = e
-            with lock:
-                results.append(r)
+            # A throttled job is tried again (bounded), so the load keeps
+            # the node at its budget and cold starts must evict idle sandboxes.
+            for _ in range(JOB_ATTEMPTS):
+                try:
+                    r: object = invoke(c, n, {"op": "sleep", "seconds": secs})
+                except ClientError as e:
+                    r = e
+                with lock:
+                    results.append(r)
+                if not throttled(r):
+                    break
+                time.sleep(0.05)
 
     s = threading.Thread(target=sampler, daemon=True)
     s.start()
@@ -744,7 +776,7 @@ def test_memory_budget_is_never_exceeded(servers):
     stop.set()
     s.join(timeout=30)
 
-    assert len(results) == len(jobs)
+    assert len(results) >= len(jobs)
     ok = [r for r in results if isinstance(r, Invocation)]
     refused = [r for r in results if isinstance(r, ClientError)]
     for r in ok:
@@ -757,12 +789,15 @@ def test_memory_budget_is_never_exceeded(servers):
 
     assert samples, "no cgroup sample taken"
     worst, worst_seen = max(samples, key=lambda s: s[0])
-    print(f"budget test: {len(ok)} served, {len(refused)} throttled, {len(samples)} cgroup samples, "
+    evicted = srv.metrics().value("hearth_evictions_total", reason="memory-budget")
+    print(f"budget test: {len(ok)} served, {len(refused)} throttled, {evicted:.0f} evicted for the budget, "
+          f"{len(samples)} cgroup samples, "
           f"max {worst // MIB} MiB over {len(worst_seen)} sandboxes, max MemoryUsedMb {max(used or [0])}")
     over = [s for s in samples if s[0] > BUDGET_MB * MIB]
     assert not over, (
         f"{len(over)} of {len(samples)} samples of the sandbox cgroups' memory limits exceed the budget "
-        f"{BUDGET_MB} MiB; the worst, {worst / MIB:.0f} MiB, (cgroup, limit MiB, processes): {worst_seen}")
+        f"{BUDGET_MB} MiB (MemoryUsedMb peaked at {max(used or [0])}); the worst, {worst / MIB:.0f} MiB, "
+        f"(sandbox cgroup, limit MiB, processes, of which exiting): {worst_seen}")
     assert max(used or [0]) <= BUDGET_MB, f"MemoryUsedMb reached {max(used)} > {BUDGET_MB}"
 
 
@@ -840,9 +875,9 @@ def test_cli_pools_and_capacity(cap, cap_log_on_failure):
     p = wait_pools(cap, lambda p: (dedicated(p, account_id, "python:128") or {}).get("Idle") == 1,
                    FILL_TIMEOUT_S, "the dedicated sandbox set through the CLI is built")
     assert dedicated(p, account_id, "python:128")["Target"] == 1, p
-    m = cap.metrics()
-    assert m.get("hearth_pool_sandboxes", pool="dedicated", profile="python:128", account=account_id) == 1, \
-        [s for s in m.samples if s[0] == "hearth_pool_sandboxes"]
+    shown = wait_until(lambda: cap.metrics().get("hearth_pool_sandboxes", pool="dedicated", profile="python:128",
+                                                 account=account_id) == 1, timeout=SETTLE_TIMEOUT_S)
+    assert shown, [s for s in cap.metrics().samples if s[0] == "hearth_pool_sandboxes"]
 
     # Its invocations draw it as `dedicated`.
     client = cap.account_client(acct)

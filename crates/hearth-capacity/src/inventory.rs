@@ -360,21 +360,20 @@ impl Inventory {
 
     /// A starting sandbox finished building and is idle from `now`.
     pub fn mark_ready(&mut self, id: SandboxId, now: Millis) -> Result<(), InventoryError> {
-        let rec = self
+        let mut rec = self
             .records
-            .get_mut(&id)
+            .remove(&id)
             .ok_or(InventoryError::Unknown(id))?;
-        if rec.state != SandboxState::Starting {
-            return Ok(());
-        }
-        rec.state = SandboxState::Idle { since: now };
-        let rec = rec.clone();
-        if rec.pool == PoolKind::General {
-            if let Some(k) = rec.warm_pool_key() {
-                decrement(&mut self.general_starting, &k);
+        if rec.state == SandboxState::Starting {
+            rec.state = SandboxState::Idle { since: now };
+            if rec.pool == PoolKind::General {
+                if let Some(k) = rec.warm_pool_key() {
+                    decrement(&mut self.general_starting, &k);
+                }
             }
+            self.index_idle(&rec);
         }
-        self.index_idle(&rec);
+        self.records.insert(id, rec);
         Ok(())
     }
 
@@ -483,20 +482,24 @@ impl Inventory {
             other => return Err(InventoryError::NotADraw(other.source())),
         }
         .ok_or(InventoryError::NothingToTake(decision.source()))?;
-        let rec = self.records.get(&id).ok_or(InventoryError::Unknown(id))?;
+        let mut rec = self
+            .records
+            .remove(&id)
+            .ok_or(InventoryError::Unknown(id))?;
         // The indexes only hold sandboxes this account may use; checking
         // again keeps the one rule that must never break out of reach of an
         // indexing bug.
-        let new_owner = rec.owner.assign(account)?;
-        let before = rec.clone();
-        if let SandboxState::Idle { since } = before.state {
-            self.unindex_idle(&before);
-            self.account_idle(&before, since, req.now);
+        let new_owner = match rec.owner.assign(account) {
+            Ok(o) => o,
+            Err(e) => {
+                self.records.insert(id, rec);
+                return Err(e.into());
+            }
+        };
+        if let SandboxState::Idle { since } = rec.state {
+            self.unindex_idle(&rec);
+            self.account_idle(&rec, since, req.now);
         }
-        let rec = self
-            .records
-            .get_mut(&id)
-            .ok_or(InventoryError::Unknown(id))?;
         rec.owner = new_owner;
         rec.state = SandboxState::Busy { since: req.now };
         if rec.warmth != Warmth::Function {
@@ -516,23 +519,22 @@ impl Inventory {
                     .or_default() += 1;
             }
         }
+        self.records.insert(id, rec);
         Ok(id)
     }
 
     /// Marks an idle sandbox busy without placement (e.g. a health probe).
     pub fn mark_busy(&mut self, id: SandboxId, now: Millis) -> Result<(), InventoryError> {
-        let rec = self
+        let mut rec = self
             .records
-            .get(&id)
-            .ok_or(InventoryError::Unknown(id))?
-            .clone();
+            .remove(&id)
+            .ok_or(InventoryError::Unknown(id))?;
         if let SandboxState::Idle { since } = rec.state {
             self.unindex_idle(&rec);
             self.account_idle(&rec, since, now);
         }
-        if let Some(r) = self.records.get_mut(&id) {
-            r.state = SandboxState::Busy { since: now };
-        }
+        rec.state = SandboxState::Busy { since: now };
+        self.records.insert(id, rec);
         Ok(())
     }
 
@@ -547,16 +549,15 @@ impl Inventory {
         match action {
             ReleaseAction::Destroy(_) => Ok(self.remove(id, now)),
             ReleaseAction::KeepIdleFunctionWarm => {
-                let rec = self
+                let mut rec = self
                     .records
-                    .get_mut(&id)
+                    .remove(&id)
                     .ok_or(InventoryError::Unknown(id))?;
-                if rec.is_idle() {
-                    return Ok(None);
+                if !rec.is_idle() {
+                    rec.state = SandboxState::Idle { since: now };
+                    self.index_idle(&rec);
                 }
-                rec.state = SandboxState::Idle { since: now };
-                let rec = rec.clone();
-                self.index_idle(&rec);
+                self.records.insert(id, rec);
                 Ok(None)
             }
         }
@@ -632,33 +633,27 @@ impl Inventory {
 
     fn unindex_idle(&mut self, rec: &SandboxRecord) {
         let id = rec.id;
-        let (pool, function, key, account) = (
-            rec.pool,
-            rec.function.clone(),
-            rec.warm_pool_key(),
-            rec.account().cloned(),
-        );
-        if let Some(list) = self.idle_list(rec) {
-            if let Some(pos) = list.iter().rposition(|x| *x == id) {
-                list.remove(pos);
+        // Empty lists are dropped so the maps do not grow with every
+        // function ever seen.
+        match (rec.pool, &rec.function) {
+            (PoolKind::Active, Some(f)) => remove_id(&mut self.active_idle, f, id),
+            (PoolKind::Dedicated, Some(f)) => remove_id(&mut self.dedicated_idle_fw, f, id),
+            (PoolKind::General, _) => {
+                if let Some(k) = rec.warm_pool_key() {
+                    remove_id(&mut self.general_idle, &k, id);
+                }
             }
-        }
-        // Drop empty lists so the maps do not grow with every function ever seen.
-        match (pool, function, key, account) {
-            (PoolKind::Active, Some(f), _, _) => remove_if_empty(&mut self.active_idle, &f),
-            (PoolKind::Dedicated, Some(f), _, _) => {
-                remove_if_empty(&mut self.dedicated_idle_fw, &f)
-            }
-            (PoolKind::General, _, Some(k), _) => remove_if_empty(&mut self.general_idle, &k),
-            (PoolKind::Dedicated, None, Some(k), Some(a)) => {
-                if let Some(m) = self.dedicated_idle.get_mut(&a) {
-                    remove_if_empty(m, &k);
-                    if m.is_empty() {
-                        self.dedicated_idle.remove(&a);
+            (PoolKind::Dedicated, None) => {
+                if let (Some(a), Some(k)) = (rec.account(), rec.warm_pool_key()) {
+                    if let Some(m) = self.dedicated_idle.get_mut(a) {
+                        remove_id(m, &k, id);
+                        if m.is_empty() {
+                            self.dedicated_idle.remove(a);
+                        }
                     }
                 }
             }
-            _ => {}
+            (PoolKind::Active, None) => {}
         }
     }
 
@@ -709,9 +704,14 @@ fn decrement<K: std::hash::Hash + Eq>(m: &mut HashMap<K, u32>, k: &K) {
     }
 }
 
-fn remove_if_empty<K: std::hash::Hash + Eq>(m: &mut HashMap<K, Vec<SandboxId>>, k: &K) {
-    if m.get(k).is_some_and(Vec::is_empty) {
-        m.remove(k);
+fn remove_id<K: std::hash::Hash + Eq>(m: &mut HashMap<K, Vec<SandboxId>>, k: &K, id: SandboxId) {
+    if let Some(v) = m.get_mut(k) {
+        if let Some(pos) = v.iter().rposition(|x| *x == id) {
+            v.remove(pos);
+        }
+        if v.is_empty() {
+            m.remove(k);
+        }
     }
 }
 

@@ -519,10 +519,12 @@ impl Executor {
                 .with_label_values(&["dedicated", &k.function_name, "function", &k.account_id])
                 .set(list.len() as i64);
         }
-        for ((account, key), list) in &pools.dedicated {
+        // Every configured dedicated sub-pool, empty ones included.
+        let dedicated: Vec<(String, PoolKey)> = self.0.dedicated.lock().keys().cloned().collect();
+        for (account, key) in dedicated {
             m.pool_size
-                .with_label_values(&["dedicated", &key.label(), key.warmth().label(), account])
-                .set(list.len() as i64);
+                .with_label_values(&["dedicated", &key.label(), key.warmth().label(), &account])
+                .set(i64::from(pools.dedicated_idle(&account, &key)));
         }
         for (account, n) in &pools.queued {
             m.queue_depth

@@ -18,7 +18,7 @@
 //!   range): predict the next IT from the IT series and pre-warm at
 //!   prediction − 15%, keeping for 2 × 15% of the prediction.
 //!
-//! Departures from the paper, both documented in the crate docs:
+//! Departures from the paper (also listed in the crate docs):
 //!
 //! - *Time-series forecaster*: the paper fits ARIMA; this uses an AR(1) model
 //!   fitted by least squares on the last `history_len` ITs (the prediction is
@@ -41,7 +41,12 @@
 //!   caches) — for a single instance that is exactly the paper's IT, the
 //!   time since the last execution ended. An invocation that finds every
 //!   sandbox busy and no ghost (new scale-out) adds no sample. Windows apply
-//!   to each sandbox from the end of its own execution.
+//!   to each sandbox from the end of its own execution. Setting
+//!   `learn_from_unloaded` to false keeps the paper's single-instance view.
+//! - *Memory pressure*, which the paper does not model: least recently idle
+//!   first (a pre-warmed sandbox counts from when it was built).
+//! - *Enough observations*: `min_observations` (5) is Hearth's number; the
+//!   paper does not give one.
 
 use super::{IdleSandbox, KeepAlivePolicy, PrewarmRequest, RemovalCause};
 use crate::clock::{Millis, MS_PER_HOUR, MS_PER_MINUTE};
@@ -76,6 +81,11 @@ pub struct HybridHistogramConfig {
     pub oob_margin: f64,
     /// ITs kept for the forecaster.
     pub history_len: usize,
+    /// With several sandboxes per function: when an invocation finds none
+    /// idle, learn the idle time of the most recently unloaded one (see the
+    /// module docs). Off: learn only when the function had nothing running,
+    /// from its last execution's end (the paper's single-instance view).
+    pub learn_from_unloaded: bool,
 }
 
 impl Default for HybridHistogramConfig {
@@ -91,6 +101,7 @@ impl Default for HybridHistogramConfig {
             oob_threshold: 0.5,
             oob_margin: 0.15,
             history_len: 64,
+            learn_from_unloaded: true,
         }
     }
 }
@@ -387,11 +398,15 @@ impl KeepAlivePolicy for HybridHistogram {
         // consumed). With neither, this is new scale-out: nothing to learn.
         let sample = match s.idle.iter().map(|(_, from)| *from).max() {
             Some(from) => Some(now.since(from)),
-            None if std::env::var("HH_NOGHOST").is_ok() => s
+            None if cfg.learn_from_unloaded => {
+                take_latest(&mut s.ghosts).map(|from| now.since(from))
+            }
+            // The paper's single-instance view: with nothing idle, the time
+            // since the last execution ended, unless one is still running.
+            None => s
                 .last_end
-                .filter(|e| s.last_arrival.is_none_or(|a| a <= *e))
-                .map(|e| now.since(e)),
-            None => take_latest(&mut s.ghosts).map(|from| now.since(from)),
+                .filter(|end| s.last_arrival.is_none_or(|a| a <= *end))
+                .map(|end| now.since(end)),
         };
         if let Some(it) = sample {
             Self::record_idle_time(cfg, n_bins, s, it);
@@ -424,19 +439,6 @@ impl KeepAlivePolicy for HybridHistogram {
             self.track(sandbox.id, sandbox.function, now, now);
         } else {
             self.track(sandbox.id, sandbox.function, now, now.plus(w.keep_alive_ms));
-            if std::env::var("HH_GROUP").is_ok() {
-                let others: Vec<(SandboxId, Millis)> = self
-                    .functions
-                    .get(sandbox.function)
-                    .map(|s| s.idle.clone())
-                    .unwrap_or_default();
-                let d = now.plus(w.keep_alive_ms);
-                for (id, from) in others {
-                    if id != sandbox.id {
-                        self.track(id, sandbox.function, from, d);
-                    }
-                }
-            }
         }
     }
 
@@ -656,6 +658,36 @@ mod tests {
         // Negative autocorrelation: after a low value, predict a high one.
         assert!(ar1_forecast(&alternating) > 20.0);
         assert_eq!(ar1_forecast(&[7].into_iter().collect()), 7.0);
+    }
+
+    #[test]
+    fn an_invocation_finding_nothing_idle_learns_from_the_unloaded_sandbox() {
+        let f = f();
+        for learn in [true, false] {
+            let mut p = HybridHistogram::new(HybridHistogramConfig {
+                range_ms: 10 * MS_PER_MINUTE,
+                learn_from_unloaded: learn,
+                ..HybridHistogramConfig::default()
+            });
+            // Two sandboxes end at 0 and 5 min and are unloaded after the
+            // 10-minute fallback.
+            p.on_invocation(&f, Millis(0));
+            p.on_invocation(&f, Millis(0));
+            p.on_idle(sb(1, &f), Millis(0));
+            p.on_idle(sb(2, &f), Millis(5 * MS_PER_MINUTE));
+            assert_eq!(p.expired(Millis(15 * MS_PER_MINUTE)).len(), 2);
+            // At 30 min one invocation arrives, then a second while the
+            // first still runs.
+            p.on_invocation(&f, Millis(30 * MS_PER_MINUTE));
+            p.on_invocation(&f, Millis(30 * MS_PER_MINUTE + 1_000));
+            let s = &p.functions[&f];
+            // Both views learn the first: 25 minutes since the last end.
+            // Only with ghosts is the second learnt (sandbox 1 would have
+            // served it after 30 minutes idle); the paper's single-instance
+            // view sees a function still running.
+            let expected = if learn { 2 } else { 1 };
+            assert_eq!(s.out_of_range, expected, "learn_from_unloaded = {learn}");
+        }
     }
 
     #[test]

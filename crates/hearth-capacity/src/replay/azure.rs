@@ -290,7 +290,10 @@ impl AzureTraceBuilder {
 mod tests {
     use super::*;
 
-    fn invocations_csv(rows: &[(&str, &str, &str, &str, &[(usize, u32)])]) -> String {
+    /// Owner, app, function, trigger, and (minute, count) pairs.
+    type Row<'a> = (&'a str, &'a str, &'a str, &'a str, &'a [(usize, u32)]);
+
+    fn invocations_csv(rows: &[Row<'_>]) -> String {
         let mut s = String::from("HashOwner,HashApp,HashFunction,Trigger");
         for m in 1..=1440 {
             s.push_str(&format!(",{m}"));
