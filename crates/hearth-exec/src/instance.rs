@@ -50,9 +50,37 @@ pub struct Instance {
 
 impl Instance {
     /// Kills the sandbox and frees everything it held, off the async threads.
-    pub fn destroy(self) {
+    /// Destroys the sandbox but hands its memory charge to the caller (for
+    /// the sandbox that replaces it), instead of releasing it.
+    pub fn destroy_handing_over_charge(self) -> (tokio::task::JoinHandle<()>, MemoryCharge) {
         self.api.shutdown();
-        let control = self.control;
-        tokio::task::spawn_blocking(move || control.destroy());
+        let Self {
+            control,
+            charge,
+            hold,
+            ..
+        } = self;
+        let handle = tokio::task::spawn_blocking(move || {
+            control.destroy();
+            drop(hold);
+        });
+        (handle, charge)
+    }
+
+    /// The memory charge and the general-share hold are released only once
+    /// the sandbox is really gone, so the budget never counts it free early.
+    pub fn destroy(self) -> tokio::task::JoinHandle<()> {
+        self.api.shutdown();
+        let Self {
+            control,
+            charge,
+            hold,
+            ..
+        } = self;
+        tokio::task::spawn_blocking(move || {
+            control.destroy();
+            drop(charge);
+            drop(hold);
+        })
     }
 }

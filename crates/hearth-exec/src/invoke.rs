@@ -277,7 +277,24 @@ impl Executor {
                         .map(|u| Drawn::Pooled(Box::new(u))),
                     PlacementDecision::Cold { evict_mb } => {
                         let order = self.0.keepalive.lock().eviction_order(now);
-                        Some(Drawn::Evicted(pools.idle.evict_in_order(&order, evict_mb)))
+                        let evicted = pools.idle.evict_in_order(&order, evict_mb);
+                        // Reserved under the lock, so two cold starts cannot
+                        // both fit in the same free memory; the evicted
+                        // sandboxes' charges are handed over, not added to.
+                        let mut charge = MemoryCharge::new(&self.0.memory_used, 0);
+                        let mut gone = Vec::new();
+                        for i in evicted {
+                            self.0.keepalive.lock().on_removed(
+                                i.sid,
+                                hearth_capacity::keepalive::RemovalCause::Evicted,
+                                now,
+                            );
+                            let (handle, old) = i.destroy_handing_over_charge();
+                            charge.absorb(old);
+                            gone.push(handle);
+                        }
+                        charge.set(u64::from(c.memory_size));
+                        Some(Drawn::Evicted(gone, charge))
                     }
                     PlacementDecision::Queue { .. } => {
                         *pools.queued.entry(account.clone()).or_default() += 1;
@@ -328,19 +345,17 @@ impl Executor {
                         .map(|i| (decision, i))
                         .map_err(|f| Acquire::Failed(f, decision.source()));
                 }
-                (PlacementDecision::Cold { .. }, Some(Drawn::Evicted(evicted))) => {
-                    for i in evicted {
+                (PlacementDecision::Cold { .. }, Some(Drawn::Evicted(evicted, charge))) => {
+                    for _ in &evicted {
                         self.0
                             .metrics
                             .evictions
                             .with_label_values(&["memory-budget"])
                             .inc();
-                        self.0.keepalive.lock().on_removed(
-                            i.sid,
-                            hearth_capacity::keepalive::RemovalCause::Evicted,
-                            now,
-                        );
-                        i.destroy();
+                    }
+                    // The evicted sandboxes' memory is free only once they are gone.
+                    for g in evicted {
+                        let _ = g.await;
                     }
                     if let Some(k) = &runtime_pool {
                         if let Some(s) = self.0.sizers.lock().get_mut(k) {
@@ -349,7 +364,7 @@ impl Executor {
                     }
                     self.0.wake.notify_one();
                     return self
-                        .cold_start(version, key, request_id)
+                        .cold_start(version, key, request_id, charge)
                         .await
                         .map(|i| (decision, i))
                         .map_err(|f| Acquire::Failed(f, decision.source()));
@@ -612,9 +627,9 @@ impl Executor {
         version: &VersionRecord,
         key: WarmKey,
         request_id: &str,
+        charge: MemoryCharge,
     ) -> Result<Instance, FailedStart> {
         let started = Instant::now();
-        let charge = MemoryCharge::new(&self.0.memory_used, u64::from(version.config.memory_size));
         let seq = self.0.sandbox_seq.fetch_add(1, Ordering::Relaxed);
         let id = format!(
             "sb{seq}-{}",
@@ -1066,7 +1081,9 @@ impl FailedStart {
 enum Drawn {
     Ready(Box<Instance>),
     Pooled(Box<Unspecialised>),
-    Evicted(Vec<Instance>),
+    /// Idle sandboxes being destroyed to make room, and the charge (theirs,
+    /// handed over) of the sandbox that replaces them.
+    Evicted(Vec<tokio::task::JoinHandle<()>>, MemoryCharge),
 }
 
 /// Why no sandbox was acquired.

@@ -506,6 +506,9 @@ impl Executor {
     fn publish_sizes(&self) {
         let m = &self.0.metrics;
         let pools = self.0.pools.lock();
+        // Pools come and go (a deleted provisioned config, a shrunk
+        // dedicated pool): start from no label sets each time.
+        m.pool_size.reset();
         for g in &self.0.config.general_pools {
             m.pool_size
                 .with_label_values(&["general", &g.key.label(), g.key.warmth().label(), ""])

@@ -127,6 +127,13 @@ impl MemoryCharge {
         }
     }
 
+    /// Takes over another charge (an evicted sandbox's memory handed to the
+    /// sandbox replacing it), so the total never counts both.
+    pub fn absorb(&mut self, mut other: MemoryCharge) {
+        self.mb += other.mb;
+        other.mb = 0;
+    }
+
     /// Re-charges at a new limit (assignment sets the exact MemorySize).
     pub fn set(&mut self, mb: u64) {
         self.used.fetch_add(mb, Ordering::Relaxed);
@@ -186,10 +193,16 @@ pub struct Unspecialised {
 }
 
 impl Unspecialised {
-    pub fn destroy(self) {
+    /// Its memory charge is released once the sandbox is really gone.
+    pub fn destroy(self) -> tokio::task::JoinHandle<()> {
         self.api.shutdown();
-        let control = self.control;
-        tokio::task::spawn_blocking(move || control.destroy());
+        let Self {
+            control, charge, ..
+        } = self;
+        tokio::task::spawn_blocking(move || {
+            control.destroy();
+            drop(charge);
+        })
     }
 }
 
