@@ -249,7 +249,7 @@ impl Executor {
                 let budget = BudgetView {
                     limit_mb: self.0.config.memory_budget_mb,
                     used_mb: self.0.memory_used.load(Ordering::Relaxed),
-                    evictable_mb: pools.idle.memory_mb(),
+                    evictable_mb: pools.idle.memory_mb() + pools.general_surplus_mb(),
                 };
                 let decision = place(&req, &view, &policy, &budget);
                 let drawn = match decision {
@@ -277,13 +277,38 @@ impl Executor {
                         .map(|u| Drawn::Pooled(Box::new(u))),
                     PlacementDecision::Cold { evict_mb } => {
                         let order = self.0.keepalive.lock().eviction_order(now);
-                        let evicted = pools.idle.evict_in_order(&order, evict_mb);
+                        // The defined order: general surplus first, then idle
+                        // function-warm sandboxes in the keep-alive policy's
+                        // order; dedicated and provisioned ones never.
+                        let surplus = pools.take_general_surplus(evict_mb);
+                        let freed: u64 = surplus
+                            .iter()
+                            .map(|u| u64::from(u.key.memory_class_mb))
+                            .sum();
+                        let evicted = pools
+                            .idle
+                            .evict_in_order(&order, evict_mb.saturating_sub(freed));
                         // Reserved under the lock, so two cold starts cannot
                         // both fit in the same free memory; the evicted
                         // sandboxes' charges are handed over, not added to.
                         let mut charge = MemoryCharge::new(&self.0.memory_used, 0);
                         let mut gone = Vec::new();
+                        for u in surplus {
+                            self.0
+                                .metrics
+                                .evictions
+                                .with_label_values(&["general-surplus"])
+                                .inc();
+                            let (handle, old) = u.destroy_handing_over_charge();
+                            charge.absorb(old);
+                            gone.push(handle);
+                        }
                         for i in evicted {
+                            self.0
+                                .metrics
+                                .evictions
+                                .with_label_values(&["memory-budget"])
+                                .inc();
                             self.0.keepalive.lock().on_removed(
                                 i.sid,
                                 hearth_capacity::keepalive::RemovalCause::Evicted,
@@ -346,13 +371,6 @@ impl Executor {
                         .map_err(|f| Acquire::Failed(f, decision.source()));
                 }
                 (PlacementDecision::Cold { .. }, Some(Drawn::Evicted(evicted, charge))) => {
-                    for _ in &evicted {
-                        self.0
-                            .metrics
-                            .evictions
-                            .with_label_values(&["memory-budget"])
-                            .inc();
-                    }
                     // The evicted sandboxes' memory is free only once they are gone.
                     for g in evicted {
                         let _ = g.await;

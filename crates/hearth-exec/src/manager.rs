@@ -97,6 +97,11 @@ impl Executor {
                 .pool_target
                 .with_label_values(&[&g.key.label()])
                 .set(i64::from(target));
+            self.0
+                .pools
+                .lock()
+                .general_targets
+                .insert(g.key.clone(), target);
             total += target;
             let (have, surplus) = {
                 let mut pools = self.0.pools.lock();

@@ -193,6 +193,18 @@ pub struct Unspecialised {
 }
 
 impl Unspecialised {
+    /// Destroys the sandbox but hands its memory charge to the caller.
+    pub fn destroy_handing_over_charge(self) -> (tokio::task::JoinHandle<()>, MemoryCharge) {
+        self.api.shutdown();
+        let Self {
+            control, charge, ..
+        } = self;
+        (
+            tokio::task::spawn_blocking(move || control.destroy()),
+            charge,
+        )
+    }
+
     /// Its memory charge is released once the sandbox is really gone.
     pub fn destroy(self) -> tokio::task::JoinHandle<()> {
         self.api.shutdown();
@@ -236,6 +248,8 @@ pub struct Pools {
     pub provisioned_building: HashMap<ProvisionedKey, u32>,
     /// Invocations of each account waiting for capacity.
     pub queued: HashMap<String, u32>,
+    /// Each general sub-pool's current target (what the sizer asked for).
+    pub general_targets: HashMap<PoolKey, u32>,
     /// The sum of the general sub-pools' current targets (the size the
     /// per-account general share is a fraction of).
     pub general_target_total: u32,
@@ -244,6 +258,38 @@ pub struct Pools {
 impl Pools {
     pub fn general_idle(&self, key: &PoolKey) -> u32 {
         self.general.get(key).map_or(0, |v| v.len() as u32)
+    }
+
+    /// Memory held by general sandboxes above their pools' targets: what the
+    /// budget may take back first.
+    pub fn general_surplus_mb(&self) -> u64 {
+        self.general
+            .iter()
+            .map(|(k, list)| {
+                let target = self.general_targets.get(k).copied().unwrap_or(0) as usize;
+                list.len().saturating_sub(target) as u64 * u64::from(k.memory_class_mb)
+            })
+            .sum()
+    }
+
+    /// Removes general sandboxes above their pools' targets, newest first,
+    /// until `need_mb` is freed or no surplus is left.
+    pub fn take_general_surplus(&mut self, need_mb: u64) -> Vec<Unspecialised> {
+        let mut out = Vec::new();
+        let mut freed = 0u64;
+        let keys: Vec<PoolKey> = self.general.keys().cloned().collect();
+        for k in keys {
+            let target = self.general_targets.get(&k).copied().unwrap_or(0) as usize;
+            if let Some(list) = self.general.get_mut(&k) {
+                while list.len() > target && freed < need_mb {
+                    if let Some(u) = list.pop() {
+                        freed += u64::from(k.memory_class_mb);
+                        out.push(u);
+                    }
+                }
+            }
+        }
+        out
     }
 
     /// Takes the oldest idle sandbox of a general sub-pool (FIFO keeps the
