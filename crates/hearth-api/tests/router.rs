@@ -276,7 +276,9 @@ async fn function_lifecycle() {
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
-    let tampered = format!("{}0", &path[..path.len() - 1]);
+    // Change the token's last hex digit to a different one.
+    let last = if path.ends_with('0') { '1' } else { '0' };
+    let tampered = format!("{}{last}", &path[..path.len() - 1]);
     let bad = n
         .send(Request::get(tampered).body(Body::empty()).unwrap())
         .await;
