@@ -176,17 +176,15 @@ impl Executor {
             Err(Acquire::Refused(e)) => return Err(e),
         };
         let m = &self.0.metrics;
-        m.placements
-            .with_label_values(&[placement.metric_label()])
-            .inc();
+        m.placements.with_label_values(&[placement.metric]).inc();
         m.placement_seconds
-            .with_label_values(&[placement.metric_label()])
+            .with_label_values(&[placement.metric])
             .observe(started.elapsed().as_secs_f64());
         let mut out = self
             .run(&mut instance, &version, &input, request_id)
             .await
             .finish(self, instance);
-        out.placement = placement.source();
+        out.placement = placement.source;
         m.invocations
             .with_label_values(&[if out.function_error { "error" } else { "ok" }])
             .inc();
@@ -202,7 +200,23 @@ impl Executor {
         version: &VersionRecord,
         key: WarmKey,
         request_id: &str,
-    ) -> Result<(PlacementDecision, Instance), Acquire> {
+    ) -> Result<(Placed, Instance), Acquire> {
+        // Set once the invocation has waited in its account's queue: it is
+        // then reported as `queued`, wherever it finally ran.
+        let mut waited = false;
+        let placed = |d: PlacementDecision, waited: bool| {
+            if waited {
+                Placed {
+                    source: "queued",
+                    metric: "queued",
+                }
+            } else {
+                Placed {
+                    source: d.source(),
+                    metric: d.metric_label(),
+                }
+            }
+        };
         let c = &version.config;
         let class = memory_class_for(c.memory_size).unwrap_or(c.memory_size);
         let family = family_of(&c.runtime);
@@ -337,7 +351,7 @@ impl Executor {
                     if decision == PlacementDecision::Warm {
                         self.0.keepalive.lock().on_busy(i.sid, now);
                     }
-                    return Ok((decision, *i));
+                    return Ok((placed(decision, waited), *i));
                 }
                 (
                     PlacementDecision::GeneralRuntime
@@ -367,7 +381,7 @@ impl Executor {
                             request_id,
                         )
                         .await
-                        .map(|i| (decision, i))
+                        .map(|i| (placed(decision, waited), i))
                         .map_err(|f| Acquire::Failed(f, decision.source()));
                 }
                 (PlacementDecision::Cold { .. }, Some(Drawn::Evicted(evicted, charge))) => {
@@ -384,10 +398,11 @@ impl Executor {
                     return self
                         .cold_start(version, key, request_id, charge)
                         .await
-                        .map(|i| (decision, i))
+                        .map(|i| (placed(decision, waited), i))
                         .map_err(|f| Acquire::Failed(f, decision.source()));
                 }
                 (PlacementDecision::Queue { deadline }, _) => {
+                    waited = true;
                     let wait = Duration::from_millis(deadline.0.saturating_sub(now.0));
                     let waited = Instant::now();
                     let notified = self.0.released.notified();
@@ -1093,6 +1108,13 @@ impl FailedStart {
         }
         .with_log(&log)
     }
+}
+
+/// Where an invocation's sandbox came from, as the header and the metric say.
+#[derive(Debug, Clone, Copy)]
+struct Placed {
+    source: &'static str,
+    metric: &'static str,
 }
 
 /// What placement drew under the lock.
