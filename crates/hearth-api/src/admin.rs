@@ -19,14 +19,16 @@ pub async fn health() -> Json<Value> {
     Json(json!({"Status": "ok"}))
 }
 
-fn require_admin(caller: &Caller) -> ApiResult<()> {
+/// Refuses a caller that is not an admin account; `what` completes
+/// "only admins may …".
+pub(crate) fn require_admin(caller: &Caller, what: &str) -> ApiResult<()> {
     if caller.account.admin {
         Ok(())
     } else {
         Err(LambdaError::new(
             ErrorKind::AccessDenied,
             format!(
-                "Account {} is not an admin account: only admins may manage accounts.",
+                "Account {} is not an admin account: only admins may {what}.",
                 caller.id()
             ),
         )
@@ -47,7 +49,7 @@ pub async fn create_account(
     Extension(caller): Extension<Caller>,
     body: Bytes,
 ) -> ApiResult<Response> {
-    require_admin(&caller)?;
+    require_admin(&caller, "manage accounts")?;
     let input: CreateAccountInput = json_body(&body)?;
     let name = input.name.unwrap_or_default();
     let ok = !name.is_empty()
@@ -81,7 +83,7 @@ pub async fn list_accounts(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
 ) -> ApiResult<Json<Value>> {
-    require_admin(&caller)?;
+    require_admin(&caller, "manage accounts")?;
     let accounts = state
         .blocking(move |s| Ok(s.registry.list_accounts()?))
         .await?;
@@ -104,7 +106,7 @@ pub async fn delete_account(
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    require_admin(&caller)?;
+    require_admin(&caller, "manage accounts")?;
     if id == caller.id() {
         return Err(LambdaError::invalid("An account cannot delete itself.").into());
     }

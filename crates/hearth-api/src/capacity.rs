@@ -24,25 +24,10 @@ use hearth_types::capacity::{
     dedicated_count_message, AccountCapacity, CapacityMode, DEDICATED_MAX_PER_PROFILE,
     MAX_WAIT_MS_LIMIT,
 };
-use hearth_types::{ErrorKind, LambdaError};
+use hearth_types::LambdaError;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-
-fn require_admin(caller: &Caller) -> ApiResult<()> {
-    if caller.account.admin {
-        Ok(())
-    } else {
-        Err(LambdaError::new(
-            ErrorKind::AccessDenied,
-            format!(
-                "Account {} is not an admin account: only admins may manage capacity.",
-                caller.id()
-            ),
-        )
-        .into())
-    }
-}
 
 /// The settings as the admin API shows them.
 pub fn capacity_shape(c: &AccountCapacity) -> Value {
@@ -115,7 +100,7 @@ pub async fn get_capacity(
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    require_admin(&caller)?;
+    crate::admin::require_admin(&caller, "manage capacity")?;
     let c = state
         .blocking(move |s| Ok(s.registry.get_account_capacity(&id)?))
         .await?;
@@ -128,7 +113,7 @@ pub async fn put_capacity(
     Path(id): Path<String>,
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
-    require_admin(&caller)?;
+    crate::admin::require_admin(&caller, "manage capacity")?;
     let input: CapacityInput = json_body(&body)?;
     let capacity = input.into_capacity(&id)?;
     let stored = state

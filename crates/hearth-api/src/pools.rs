@@ -7,7 +7,6 @@ use crate::state::AppState;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use hearth_types::{ErrorKind, LambdaError};
 use serde_json::Value;
 
 pub async fn metrics(State(state): State<AppState>) -> Response {
@@ -25,12 +24,6 @@ pub async fn pools(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
 ) -> ApiResult<Json<Value>> {
-    if !caller.account.admin {
-        return Err(LambdaError::new(
-            ErrorKind::AccessDenied,
-            "Only admin accounts may see the node's pools.",
-        )
-        .into());
-    }
+    crate::admin::require_admin(&caller, "see the node's pools")?;
     Ok(Json(state.executor.pools_snapshot()))
 }

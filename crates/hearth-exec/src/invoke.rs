@@ -462,6 +462,35 @@ impl Executor {
         })
     }
 
+    /// Starts a sandbox (off the async threads) and attaches its log pump
+    /// and Runtime API server; on failure nothing is left running.
+    async fn launch(
+        &self,
+        spec: SandboxSpec,
+    ) -> Result<(Arc<dyn hearth_sandbox::SandboxControl>, LogPump, RuntimeApi), String> {
+        let backend = self.0.backend.clone();
+        let sandbox = tokio::task::spawn_blocking(move || backend.start(&spec))
+            .await
+            .map_err(|e| format!("sandbox start failed: {e}"))?
+            .map_err(|e| e.to_string())?;
+        let control: Arc<dyn hearth_sandbox::SandboxControl> = Arc::from(sandbox.control);
+        let attached = LogPump::start(sandbox.stdout, sandbox.stderr)
+            .map_err(|e| format!("cannot read the sandbox's output: {e}"))
+            .and_then(|logs| {
+                RuntimeApi::serve(sandbox.runtime_api)
+                    .map(|api| (logs, api))
+                    .map_err(|e| format!("cannot serve the Runtime API: {e}"))
+            });
+        match attached {
+            Ok((logs, api)) => Ok((control, logs, api)),
+            Err(e) => {
+                let c = control.clone();
+                tokio::task::spawn_blocking(move || c.destroy());
+                Err(e)
+            }
+        }
+    }
+
     /// Builds an unassigned sandbox for a general sub-pool (or for
     /// provisioned concurrency): shell-warm, or runtime-warm with Hearth's
     /// bootstrap parked on its assignment.
@@ -488,21 +517,12 @@ impl Executor {
             env: Vec::new(),
             cwd: "/var/task".to_owned(),
         };
-        let backend = self.0.backend.clone();
-        let sandbox = tokio::task::spawn_blocking(move || backend.start(&spec))
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
-        let control: Arc<dyn hearth_sandbox::SandboxControl> = Arc::from(sandbox.control);
+        let (control, logs, api) = self.launch(spec).await?;
         let fail = |c: &Arc<dyn hearth_sandbox::SandboxControl>, e: String| {
             let c = c.clone();
             tokio::task::spawn_blocking(move || c.destroy());
             e
         };
-        let logs = LogPump::start(sandbox.stdout, sandbox.stderr)
-            .map_err(|e| fail(&control, e.to_string()))?;
-        let api =
-            RuntimeApi::serve(sandbox.runtime_api).map_err(|e| fail(&control, e.to_string()))?;
         if key.warmth() == Warmth::Runtime {
             let rep = representative_runtime(&key.family)
                 .ok_or_else(|| fail(&control, format!("no runtime family {}", key.family)))?;
@@ -669,36 +689,10 @@ impl Executor {
             &uuid::Uuid::new_v4().simple().to_string()[..8]
         );
         let spec = self.spec(version, &id).map_err(FailedStart::Error)?;
-        let backend = self.0.backend.clone();
-        let sandbox = tokio::task::spawn_blocking(move || backend.start(&spec))
+        let (control, logs, api) = self
+            .launch(spec)
             .await
-            .map_err(|e| {
-                FailedStart::Error(LambdaError::service(format!("sandbox start failed: {e}")))
-            })?
-            .map_err(|e| FailedStart::Error(LambdaError::service(e.to_string())))?;
-        let control: Arc<dyn hearth_sandbox::SandboxControl> = Arc::from(sandbox.control);
-        let destroy = |c: &Arc<dyn hearth_sandbox::SandboxControl>| {
-            let c = c.clone();
-            tokio::task::spawn_blocking(move || c.destroy());
-        };
-        let logs = match LogPump::start(sandbox.stdout, sandbox.stderr) {
-            Ok(l) => l,
-            Err(e) => {
-                destroy(&control);
-                return Err(FailedStart::Error(LambdaError::service(format!(
-                    "cannot read the sandbox's output: {e}"
-                ))));
-            }
-        };
-        let api = match RuntimeApi::serve(sandbox.runtime_api) {
-            Ok(a) => a,
-            Err(e) => {
-                destroy(&control);
-                return Err(FailedStart::Error(LambdaError::service(format!(
-                    "cannot serve the Runtime API: {e}"
-                ))));
-            }
-        };
+            .map_err(|e| FailedStart::Error(LambdaError::service(e)))?;
         let init = self.await_init(&api, &logs).await;
         let init_duration = started.elapsed();
         self.0
