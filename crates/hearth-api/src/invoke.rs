@@ -106,18 +106,22 @@ pub async fn invoke(
             Some(raw)
         }
     };
-    let out = state
-        .executor
-        .invoke(InvokeInput {
-            account_id: caller.id().to_owned(),
-            function_name: fref.name.as_str().to_owned(),
-            qualifier: fref.qualifier.clone(),
-            payload,
-            tail,
-            client_context,
-            dry_run,
-        })
-        .await?;
+    let input = InvokeInput {
+        account_id: caller.id().to_owned(),
+        function_name: fref.name.as_str().to_owned(),
+        qualifier: fref.qualifier.clone(),
+        payload,
+        tail,
+        client_context,
+        dry_run,
+    };
+    // The invocation runs to its end in a task of its own, as on Lambda: a
+    // client that hangs up does not cancel it half-way (which would abandon
+    // the runtime mid-event and cost the sandbox).
+    let executor = state.executor.clone();
+    let out = tokio::spawn(async move { executor.invoke(input).await })
+        .await
+        .map_err(|e| LambdaError::service(format!("the invocation task failed: {e}")))??;
     let mut resp = if dry_run {
         StatusCode::NO_CONTENT.into_response()
     } else {

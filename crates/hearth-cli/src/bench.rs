@@ -243,6 +243,14 @@ fn start_node(dir: &std::path::Path, name: &str, config: &str) -> Result<Node> {
         secret_access_key: "test".into(),
         region: "us-east-1".into(),
     })?;
+    // The bench measures the pool path, not fairness between tenants: its one
+    // account may draw the whole general sub-pool (the default share is half,
+    // and sandboxes of deleted functions count until they are gone).
+    client.call(
+        "PUT",
+        "/hearth/v1/accounts/000000000000/capacity",
+        Some(&json!({"Policy": "burst", "GeneralShare": 1.0})),
+    )?;
     Ok(Node {
         _guard: guard,
         client,
@@ -521,7 +529,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let dense = start_node(
         dir.path(),
         "density",
-        &format!("[capacity]\ngeneral = [ {{ profile = \"python:128\", min = {density_n}, max = {density_n} }} ]\n"),
+        // The budget counts memory limits (128 MB each here), not use: lift it
+        // so the pool holds every idle sandbox the bench asks for.
+        &format!("[capacity]\nmemory_budget_mb = 100000000\ngeneral = [ {{ profile = \"python:128\", min = {density_n}, max = {density_n} }} ]\n"),
     )?;
     for _ in 0..1200 {
         let p = dense.client.call("GET", "/hearth/v1/pools", None)?;
