@@ -129,6 +129,7 @@ pub async fn put_capacity(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hearth_types::ErrorKind;
 
     fn input(v: Value) -> CapacityInput {
         serde_json::from_value(v).expect("a well-formed body")
