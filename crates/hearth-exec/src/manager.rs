@@ -16,6 +16,32 @@ use hearth_types::function::ProvisionedStatus;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+/// Where a pooled build goes: a general sub-pool, or an account's
+/// dedicated one.
+enum Slot {
+    General(PoolKey),
+    Dedicated(String, PoolKey),
+}
+
+impl Slot {
+    fn key(&self) -> &PoolKey {
+        match self {
+            Slot::General(k) | Slot::Dedicated(_, k) => k,
+        }
+    }
+
+    /// Its builds-in-flight counter.
+    fn building<'a>(&self, pools: &'a mut crate::pools::Pools) -> &'a mut u32 {
+        match self {
+            Slot::General(k) => pools.building.entry(k.clone()).or_default(),
+            Slot::Dedicated(a, k) => pools
+                .dedicated_building
+                .entry((a.clone(), k.clone()))
+                .or_default(),
+        }
+    }
+}
+
 /// How often the manager looks at the pools when nothing wakes it.
 const TICK: Duration = Duration::from_millis(250);
 /// Surplus general sandboxes (above target) older than this are destroyed.
@@ -133,45 +159,49 @@ impl Executor {
                 u.destroy();
             }
             for _ in have..target {
-                let mb = u64::from(g.key.memory_class_mb);
-                let used = self.0.memory_used.load(Ordering::Relaxed);
-                if used + mb > self.0.config.memory_budget_mb {
+                if !self.spawn_pooled_build(Slot::General(g.key.clone())) {
                     break;
                 }
-                let charge = MemoryCharge::new(&self.0.memory_used, mb);
-                *self
-                    .0
-                    .pools
-                    .lock()
-                    .building
-                    .entry(g.key.clone())
-                    .or_default() += 1;
-                let me = self.clone();
-                let key = g.key.clone();
-                tokio::spawn(async move {
-                    let built = me.build_unspecialised(key.clone(), charge).await;
-                    let mut pools = me.0.pools.lock();
-                    if let Some(n) = pools.building.get_mut(&key) {
-                        *n = n.saturating_sub(1);
-                    }
-                    match built {
-                        Ok(u) => {
-                            me.0.metrics
-                                .init_seconds
-                                .with_label_values(&[&format!("build-{}", key.warmth().label())])
-                                .observe(u.build.as_secs_f64());
-                            pools.general.entry(key).or_default().push(u);
-                            drop(pools);
-                            me.0.released.notify_waiters();
-                        }
-                        Err(e) => {
-                            tracing::warn!(pool = %key.label(), error = %e, "could not build a pooled sandbox")
-                        }
-                    }
-                });
             }
         }
         self.0.pools.lock().general_target_total = total;
+    }
+
+    /// Starts building one pooled sandbox for `slot` in the background, its
+    /// memory charged now; false if the memory budget has no room for it.
+    fn spawn_pooled_build(&self, slot: Slot) -> bool {
+        let key = slot.key().clone();
+        let mb = u64::from(key.memory_class_mb);
+        if self.0.memory_used.load(Ordering::Relaxed) + mb > self.0.config.memory_budget_mb {
+            return false;
+        }
+        let charge = MemoryCharge::new(&self.0.memory_used, mb);
+        *slot.building(&mut self.0.pools.lock()) += 1;
+        let me = self.clone();
+        tokio::spawn(async move {
+            let built = me.build_unspecialised(key.clone(), charge).await;
+            let mut pools = me.0.pools.lock();
+            let building = slot.building(&mut pools);
+            *building = building.saturating_sub(1);
+            match built {
+                Ok(u) => {
+                    me.0.metrics
+                        .init_seconds
+                        .with_label_values(&[&format!("build-{}", key.warmth().label())])
+                        .observe(u.build.as_secs_f64());
+                    match slot {
+                        Slot::General(k) => pools.general.entry(k).or_default().push(u),
+                        Slot::Dedicated(a, k) => pools.dedicated.entry((a, k)).or_default().push(u),
+                    }
+                    drop(pools);
+                    me.0.released.notify_waiters();
+                }
+                Err(e) => {
+                    tracing::warn!(pool = %key.label(), error = %e, "could not build a pooled sandbox")
+                }
+            }
+        });
+        true
     }
 
     /// Keeps each account's dedicated sub-pool at the size its capacity
@@ -223,38 +253,9 @@ impl Executor {
                         .unwrap_or(0)
             };
             for _ in have..n {
-                let mb = u64::from(key.memory_class_mb);
-                if self.0.memory_used.load(Ordering::Relaxed) + mb > self.0.config.memory_budget_mb
-                {
+                if !self.spawn_pooled_build(Slot::Dedicated(account.clone(), key.clone())) {
                     break;
                 }
-                let charge = MemoryCharge::new(&self.0.memory_used, mb);
-                let slot = (account.clone(), key.clone());
-                *self
-                    .0
-                    .pools
-                    .lock()
-                    .dedicated_building
-                    .entry(slot.clone())
-                    .or_default() += 1;
-                let me = self.clone();
-                tokio::spawn(async move {
-                    let built = me.build_unspecialised(slot.1.clone(), charge).await;
-                    let mut pools = me.0.pools.lock();
-                    if let Some(b) = pools.dedicated_building.get_mut(&slot) {
-                        *b = b.saturating_sub(1);
-                    }
-                    match built {
-                        Ok(u) => {
-                            pools.dedicated.entry(slot).or_default().push(u);
-                            drop(pools);
-                            me.0.released.notify_waiters();
-                        }
-                        Err(e) => {
-                            tracing::warn!(account = %slot.0, error = %e, "could not build a dedicated sandbox")
-                        }
-                    }
-                });
             }
         }
     }
