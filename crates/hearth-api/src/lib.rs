@@ -19,7 +19,9 @@ pub mod auth;
 pub mod caller;
 pub mod capacity;
 pub mod concurrency;
+pub mod dead_letters;
 pub mod error;
+pub mod event_config;
 pub mod functions;
 pub mod invoke;
 pub mod logs;
@@ -29,7 +31,7 @@ pub mod request;
 pub mod shapes;
 pub mod state;
 
-pub use state::{ApiSettings, AppState};
+pub use state::{ApiSettings, AppState, Services};
 
 use axum::extract::Request;
 use axum::http::HeaderValue;
@@ -68,7 +70,26 @@ pub fn app(state: AppState) -> Router {
             "/2015-03-31/functions/{name}/invocations",
             axum::routing::post(invoke::invoke),
         )
+        .route(
+            "/2019-09-25/functions/{name}/event-invoke-config",
+            get(event_config::get_event_invoke_config)
+                .put(event_config::put_event_invoke_config)
+                .post(event_config::update_event_invoke_config)
+                .delete(event_config::delete_event_invoke_config),
+        )
+        .route(
+            "/2019-09-25/functions/{name}/event-invoke-config/list",
+            get(event_config::list_event_invoke_configs),
+        )
         .route("/hearth/v1/functions/{name}/logs", get(logs::get_logs))
+        .route(
+            "/hearth/v1/functions/{name}/dead-letters",
+            get(dead_letters::list_dead_letters),
+        )
+        .route(
+            "/hearth/v1/functions/{name}/dead-letters/redrive",
+            axum::routing::post(dead_letters::redrive),
+        )
         .route("/hearth/v1/pools", get(pools::pools))
         .route(
             "/2015-03-31/functions/{name}/versions",

@@ -4,6 +4,7 @@
 
 use crate::auth::SigningKeyCache;
 use crate::error::{ApiError, ApiResult};
+use hearth_exec::events::Events;
 use hearth_exec::Executor;
 use hearth_runtime::RuntimeCatalog;
 use hearth_store::{CodeStore, LogStore, Registry};
@@ -38,11 +39,21 @@ pub struct Shared {
     pub signing_keys: SigningKeyCache,
     /// Runs invocations.
     pub executor: Executor,
+    /// Accepts and dispatches asynchronous events.
+    pub events: Events,
     /// Each function's recent log events.
     pub logs: Arc<LogStore>,
     /// Keys code-download URLs (`GetFunction`'s `Code.Location`).
     pub url_key: [u8; 32],
     activation: mpsc::UnboundedSender<Activation>,
+}
+
+/// What runs functions and keeps their output.
+#[derive(Debug)]
+pub struct Services {
+    pub executor: Executor,
+    pub events: Events,
+    pub logs: Arc<LogStore>,
 }
 
 /// The state handlers receive.
@@ -76,9 +87,13 @@ impl AppState {
         node: NodeIdentity,
         runtimes: RuntimeCatalog,
         settings: ApiSettings,
-        executor: Executor,
-        logs: Arc<LogStore>,
+        services: Services,
     ) -> Result<Self, ApiError> {
+        let Services {
+            executor,
+            events,
+            logs,
+        } = services;
         let (tx, rx) = mpsc::unbounded_channel();
         let state = Self(Arc::new(Shared {
             registry,
@@ -88,6 +103,7 @@ impl AppState {
             settings,
             signing_keys: SigningKeyCache::new(),
             executor,
+            events,
             logs,
             url_key: rand::random(),
             activation: tx,

@@ -9,11 +9,12 @@ use aws_sigv4::sign::v4;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use base64::Engine;
-use hearth_api::{app, ApiSettings, AppState};
+use hearth_api::{app, ApiSettings, AppState, Services};
+use hearth_exec::events::{Events, EventsConfig};
 use hearth_exec::{ExecConfig, Executor};
 use hearth_runtime::RuntimeCatalog;
 use hearth_sandbox::{Protections, Sandbox, SandboxBackend, SandboxError, SandboxSpec};
-use hearth_store::{CodeStore, LogStore, Registry, SqliteRegistry};
+use hearth_store::{CodeStore, LogStore, Registry, SqliteEventQueue, SqliteRegistry};
 use hearth_types::arn::NodeIdentity;
 use hearth_types::function::{AccessKey, Account};
 use http_body_util::BodyExt;
@@ -99,14 +100,26 @@ async fn node() -> Node {
         node.clone(),
         ExecConfig::new(dir.path().join("runtime")),
     );
+    let queue = Arc::new(SqliteEventQueue::open(&dir.path().join("events.sqlite")).unwrap());
+    let events = Events::start(
+        executor.clone(),
+        queue,
+        registry.clone(),
+        node.clone(),
+        EventsConfig::default(),
+    )
+    .unwrap();
     let state = AppState::start(
         registry,
         code,
         node,
         runtimes,
         ApiSettings::default(),
-        executor,
-        logs,
+        Services {
+            executor,
+            events,
+            logs,
+        },
     )
     .unwrap();
     Node {
@@ -884,8 +897,29 @@ async fn invoke_checks_its_input_before_running_anything() {
     };
     let r = call(vec![], b"{not json").await;
     assert_error(&r, 400, "InvalidRequestContentException");
+    // Event: accepted once stored (202, empty body, a request id); over
+    // 256 KB refused; a bad execution window refused.
     let r = call(vec![("x-amz-invocation-type", "Event")], b"{}").await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+    assert!(r.body.is_null());
+    let big_event: &'static [u8] = Box::leak(
+        format!("\"{}\"", "x".repeat(256 * 1024))
+            .into_bytes()
+            .into_boxed_slice(),
+    );
+    let r = call(vec![("x-amz-invocation-type", "Event")], big_event).await;
+    assert_error(&r, 413, "RequestTooLargeException");
+    let r = call(
+        vec![
+            ("x-amz-invocation-type", "Event"),
+            ("x-hearth-execution-window", "0"),
+        ],
+        b"{}",
+    )
+    .await;
     assert_error(&r, 400, "InvalidParameterValueException");
+    let r = call(vec![("x-amz-invocation-type", "Event")], b"{not json").await;
+    assert_error(&r, 400, "InvalidRequestContentException");
     let r = call(vec![("x-amz-invocation-type", "Nope")], b"{}").await;
     assert_error(&r, 400, "ValidationException");
     let r = call(vec![("x-amz-invocation-type", "DryRun")], b"{}").await;

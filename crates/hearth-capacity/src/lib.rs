@@ -133,6 +133,7 @@
 
 pub mod budget;
 pub mod clock;
+pub mod events;
 pub mod ids;
 pub mod inventory;
 pub mod keepalive;

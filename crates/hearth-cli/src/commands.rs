@@ -561,6 +561,71 @@ pub fn logs(c: &Client, name: &str, follow: bool) -> Result<()> {
     }
 }
 
+/// Lists a function's dead letters, or re-queues them all with `redrive`.
+pub fn dlq(c: &Client, name: &str, redrive: bool, json_out: bool) -> Result<()> {
+    let base = format!("/hearth/v1/functions/{}/dead-letters", segment(name));
+    if redrive {
+        let r = c.call("POST", &format!("{base}/redrive"), None)?;
+        if json_out {
+            println!("{r}");
+        } else {
+            println!("re-queued {} event(s) of {name}", r["Redriven"]);
+        }
+        return Ok(());
+    }
+    let r = c.call("GET", &base, None)?;
+    if json_out {
+        println!("{r}");
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = r["DeadLetters"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|d| {
+            let when = d["DeadLetteredAtMs"]
+                .as_i64()
+                .map_or_else(String::new, |ms| {
+                    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+                        .ok()
+                        .and_then(|t| {
+                            t.format(&time::format_description::well_known::Rfc3339)
+                                .ok()
+                        })
+                        .unwrap_or_default()
+                });
+            let mut payload = str_of(&d["Payload"]);
+            if payload.len() > 60 {
+                payload.truncate(57);
+                payload.push_str("...");
+            }
+            vec![
+                str_of(&d["RequestId"]),
+                str_of(&d["Condition"]),
+                d["ApproximateInvokeCount"].to_string(),
+                when,
+                payload,
+            ]
+        })
+        .collect();
+    if rows.is_empty() {
+        println!("no dead letters for {name}");
+        return Ok(());
+    }
+    print_table(
+        &[
+            "REQUEST ID",
+            "CONDITION",
+            "INVOKES",
+            "DEAD-LETTERED",
+            "PAYLOAD",
+        ],
+        rows,
+    );
+    Ok(())
+}
+
 /// Prints the node's pools (admin accounts); with `watch`, every second.
 pub fn pools(c: &Client, json_out: bool, watch: bool) -> Result<()> {
     // Bounded: a watch runs at most a day of one-second refreshes.

@@ -75,6 +75,18 @@ enum Command {
         #[arg(long, short)]
         follow: bool,
     },
+    /// List a function's dead-letter store (events that failed for good), or re-queue it.
+    Dlq {
+        #[command(flatten)]
+        client: client::ClientArgs,
+        name: String,
+        /// Move every dead letter back into the queue as a fresh event.
+        #[arg(long)]
+        redrive: bool,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Measure warm and cold invocations against a resident-Python baseline.
     Bench(bench::BenchArgs),
     /// Show the node's warm pools (admin accounts).
@@ -140,6 +152,12 @@ fn main() -> Result<()> {
             name,
             follow,
         } => commands::logs(&client::Client::new(client)?, &name, follow),
+        Command::Dlq {
+            client,
+            name,
+            redrive,
+            json,
+        } => commands::dlq(&client::Client::new(client)?, &name, redrive, json),
         Command::Runtimes { client, json } => {
             commands::runtimes(&client::Client::new(client)?, json)
         }

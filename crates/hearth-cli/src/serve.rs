@@ -1,13 +1,14 @@
 //! `hearth serve`: one process running every role of a node.
 
 use anyhow::{Context, Result};
-use hearth_api::{ApiSettings, AppState};
+use hearth_api::{ApiSettings, AppState, Services};
+use hearth_exec::events::{Events, EventsConfig};
 use hearth_exec::{ExecConfig, Executor, GeneralPoolConfig, PoolKey};
 use hearth_runtime::RuntimeCatalog;
 use hearth_sandbox::linux::{LinuxBackend, LinuxConfig};
 use hearth_sandbox::SandboxBackend;
-use hearth_store::LogStore;
 use hearth_store::{CodeStore, Registry, SqliteRegistry};
+use hearth_store::{EventQueue, LogStore, SqliteEventQueue};
 use hearth_types::arn::NodeIdentity;
 use hearth_types::function::{AccessKey, Account};
 use serde::Deserialize;
@@ -52,9 +53,71 @@ pub struct Config {
     pub log_events_per_function: Option<usize>,
     /// Warm pools and the memory budget (see README).
     pub capacity: Option<CapacityConfig>,
+    /// Asynchronous invocation (see README).
+    pub events: Option<EventsSection>,
     /// Runtime → interpreter rules, e.g. `"python3.*" = "/usr/bin/python3"`.
     #[serde(default)]
     pub runtimes: BTreeMap<String, String>,
+}
+
+/// `[events]` of the config file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventsSection {
+    /// Event attempts running at once [default: 64].
+    pub workers: Option<usize>,
+    /// Memory budget (MiB) async work leaves free for synchronous requests [default: 512].
+    pub reserve_mb: Option<u64>,
+    /// Back-offs before the first and second retry of a failed event, seconds [default: [60, 120]].
+    pub retry_delays_secs: Option<Vec<f64>>,
+    /// Throttled events back off from this many ms, doubling… [default: 1000]
+    pub throttle_min_ms: Option<u64>,
+    /// …up to this many [default: 300000].
+    pub throttle_max_ms: Option<u64>,
+    /// Deferred events run early only while at most this share of the budget is used [default: 0.5].
+    pub defer_load_threshold: Option<f64>,
+    /// How often the dispatcher looks at the queue besides being woken, ms [default: 200].
+    pub poll_ms: Option<u64>,
+}
+
+impl EventsSection {
+    fn apply(&self, c: &mut EventsConfig) -> Result<()> {
+        if let Some(n) = self.workers {
+            anyhow::ensure!(n >= 1, "[events] workers must be at least 1");
+            c.workers = n;
+        }
+        if let Some(mb) = self.reserve_mb {
+            c.scheduler.reserve_mb = mb;
+        }
+        if let Some(d) = &self.retry_delays_secs {
+            anyhow::ensure!(
+                !d.is_empty() && d.iter().all(|s| s.is_finite() && *s >= 0.0),
+                "[events] retry_delays_secs must be a non-empty list of seconds"
+            );
+            c.scheduler.retry_delays_ms = d.iter().map(|s| (s * 1000.0) as u64).collect();
+        }
+        if let Some(ms) = self.throttle_min_ms {
+            c.scheduler.throttle_min_ms = ms;
+        }
+        if let Some(ms) = self.throttle_max_ms {
+            c.scheduler.throttle_max_ms = ms;
+        }
+        anyhow::ensure!(
+            c.scheduler.throttle_min_ms <= c.scheduler.throttle_max_ms,
+            "[events] throttle_min_ms exceeds throttle_max_ms"
+        );
+        if let Some(t) = self.defer_load_threshold {
+            anyhow::ensure!(
+                (0.0..=1.0).contains(&t),
+                "[events] defer_load_threshold is a share, 0 to 1"
+            );
+            c.scheduler.defer_load_threshold = t;
+        }
+        if let Some(ms) = self.poll_ms {
+            c.poll = std::time::Duration::from_millis(ms.max(10));
+        }
+        Ok(())
+    }
 }
 
 /// `[capacity]` of the config file.
@@ -284,14 +347,34 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         node.clone(),
         exec_config,
     );
+    let mut events_config = EventsConfig::default();
+    if let Some(e) = &config.events {
+        e.apply(&mut events_config)
+            .context("invalid [events] in the config file")?;
+    }
+    let queue: Arc<dyn EventQueue> = Arc::new(
+        SqliteEventQueue::open(&data_dir.join("events.sqlite"))
+            .context("cannot open the event queue")?,
+    );
+    let events = Events::start(
+        executor.clone(),
+        queue,
+        registry.clone(),
+        node.clone(),
+        events_config,
+    )
+    .context("cannot start the event dispatcher")?;
     let state = AppState::start(
         registry,
         code,
         node,
         runtimes,
         settings,
-        executor.clone(),
-        logs,
+        Services {
+            executor: executor.clone(),
+            events,
+            logs,
+        },
     )
     .map_err(|e| anyhow::anyhow!("cannot start: {}", e.0))?;
     let listener = tokio::net::TcpListener::bind(listen)

@@ -35,6 +35,55 @@ pub struct InvokeInput {
     pub client_context: Option<String>,
     /// `X-Amz-Invocation-Type: DryRun`: resolve and check, run nothing.
     pub dry_run: bool,
+    /// The request id to run under (an event keeps its id across
+    /// attempts); a fresh one if `None`.
+    pub request_id: Option<String>,
+    /// What capacity the invocation may take.
+    pub mode: InvokeMode,
+}
+
+/// What capacity an invocation may take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum InvokeMode {
+    /// A synchronous request: anything placement offers, including a wait
+    /// in its account's queue.
+    #[default]
+    Sync,
+    /// An asynchronous event: a warm or dedicated sandbox, or new capacity
+    /// (a general draw, a cold start) only while `reserve_mb` of the memory
+    /// budget stays free for synchronous requests; never a queue slot.
+    Async { reserve_mb: u64 },
+    /// A deferred event running early: only an idle function-warm sandbox.
+    WarmOnly,
+}
+
+impl InvokeMode {
+    /// Whether this mode may act on `decision` given the budget.
+    fn allows(self, decision: PlacementDecision, budget: &BudgetView, memory_mb: u64) -> bool {
+        match self {
+            Self::Sync => true,
+            Self::WarmOnly => matches!(
+                decision,
+                PlacementDecision::Warm
+                    | PlacementDecision::Dedicated {
+                        function_warm: true
+                    }
+            ),
+            Self::Async { reserve_mb } => match decision {
+                PlacementDecision::Warm | PlacementDecision::Dedicated { .. } => true,
+                PlacementDecision::GeneralRuntime
+                | PlacementDecision::GeneralShell
+                | PlacementDecision::Cold { .. } => {
+                    budget
+                        .used_mb
+                        .saturating_add(memory_mb)
+                        .saturating_add(reserve_mb)
+                        <= budget.limit_mb
+                }
+                PlacementDecision::Queue { .. } | PlacementDecision::Reject { .. } => false,
+            },
+        }
+    }
 }
 
 /// What the Invoke API answers.
@@ -110,7 +159,10 @@ impl Executor {
 
     /// Runs one synchronous invocation.
     pub async fn invoke(&self, input: InvokeInput) -> Result<InvokeOutput, LambdaError> {
-        let request_id = uuid::Uuid::new_v4().to_string();
+        let request_id = input
+            .request_id
+            .clone()
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
         let inp = input.clone();
         let (version, reserved, reserved_total) = self
             .blocking(move |me| {
@@ -166,15 +218,16 @@ impl Executor {
             .keepalive
             .lock()
             .on_invocation(&function_version(&key), self.now());
-        let (placement, mut instance) = match self.acquire(&version, key, &request_id).await {
-            Ok(x) => x,
-            Err(Acquire::Failed(failed, label)) => {
-                let mut out = failed.into_output(self, &input, &version);
-                out.placement = label;
-                return Ok(out);
-            }
-            Err(Acquire::Refused(e)) => return Err(e),
-        };
+        let (placement, mut instance) =
+            match self.acquire(&version, key, &request_id, input.mode).await {
+                Ok(x) => x,
+                Err(Acquire::Failed(failed, label)) => {
+                    let mut out = failed.into_output(self, &input, &version);
+                    out.placement = label;
+                    return Ok(out);
+                }
+                Err(Acquire::Refused(e)) => return Err(e),
+            };
         let m = &self.0.metrics;
         m.placements.with_label_values(&[placement.metric]).inc();
         m.placement_seconds
@@ -200,6 +253,7 @@ impl Executor {
         version: &VersionRecord,
         key: WarmKey,
         request_id: &str,
+        mode: InvokeMode,
     ) -> Result<(Placed, Instance), Acquire> {
         // Set once the invocation has waited in its account's queue: it is
         // then reported as `queued`, wherever it finally ran.
@@ -266,6 +320,15 @@ impl Executor {
                     evictable_mb: pools.idle.memory_mb() + pools.general_surplus_mb(),
                 };
                 let decision = place(&req, &view, &policy, &budget);
+                if !mode.allows(decision, &budget, u64::from(c.memory_size)) {
+                    drop(pools);
+                    self.0
+                        .metrics
+                        .placements
+                        .with_label_values(&["async-held-back"])
+                        .inc();
+                    return Err(Acquire::Refused(not_now()));
+                }
                 let drawn = match decision {
                     PlacementDecision::Warm => {
                         pools.idle.take(&key).map(|i| Drawn::Ready(Box::new(i)))
@@ -1129,6 +1192,13 @@ enum Acquire {
 }
 
 /// The 429 a node without capacity for the account answers.
+/// An asynchronous event that may not take the capacity on offer now: it
+/// waits in its queue (not an attempt).
+fn not_now() -> LambdaError {
+    LambdaError::new(hearth_types::ErrorKind::TooManyRequests, "Rate Exceeded.")
+        .with_reason("HearthAsyncCapacityHeldBack")
+}
+
 fn throttle() -> LambdaError {
     LambdaError::new(hearth_types::ErrorKind::TooManyRequests, "Rate Exceeded.")
         .with_reason("ConcurrentInvocationLimitExceeded")

@@ -9,6 +9,7 @@
 //! invocation's log as Lambda does.
 
 pub mod concurrency;
+pub mod events;
 pub mod instance;
 pub mod invoke;
 pub mod logs;
@@ -17,7 +18,7 @@ pub mod metrics;
 pub mod placement;
 pub mod pools;
 
-pub use invoke::{InvokeInput, InvokeOutput};
+pub use invoke::{InvokeInput, InvokeMode, InvokeOutput};
 pub use pools::{default_general_pools, GeneralPoolConfig, PoolKey};
 
 use concurrency::Concurrency;
@@ -348,6 +349,26 @@ impl Executor {
                 i.destroy();
             }
         }
+    }
+
+    /// What the event scheduler weighs for one function: the memory budget
+    /// (limit, used, MiB), synchronous invocations waiting for capacity, and
+    /// the function's idle function-warm sandboxes (any version).
+    pub fn load_view(&self, account_id: &str, function_name: &str) -> (u64, u64, u32, u32) {
+        let pools = self.0.pools.lock();
+        let waiting: u32 = pools.queued.values().sum();
+        let idle = pools.idle.count_function(account_id, function_name);
+        (
+            self.0.config.memory_budget_mb,
+            self.0.memory_used.load(Ordering::Relaxed),
+            waiting,
+            idle,
+        )
+    }
+
+    /// Resolves when a sandbox is next released (capacity may have freed).
+    pub fn released_notified(&self) -> tokio::sync::futures::Notified<'_> {
+        self.0.released.notified()
     }
 
     /// Idle function-warm sandboxes in the active pool right now.

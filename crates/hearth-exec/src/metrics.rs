@@ -135,6 +135,11 @@ impl Metrics {
         })
     }
 
+    /// The registry, for other parts of the node to add their metrics to.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
         let mut buf = Vec::new();

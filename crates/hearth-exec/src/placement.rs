@@ -39,6 +39,15 @@ impl IdlePool {
         self.by_key.get(key).map_or(0, |v| v.len() as u32)
     }
 
+    /// Idle sandboxes warm for any version of one account's function.
+    pub fn count_function(&self, account_id: &str, function_name: &str) -> u32 {
+        self.by_key
+            .iter()
+            .filter(|(k, _)| k.account_id == account_id && k.function_name == function_name)
+            .map(|(_, v)| v.len() as u32)
+            .sum()
+    }
+
     /// Memory limits of every idle sandbox, MiB (what eviction could free).
     pub fn memory_mb(&self) -> u64 {
         self.by_key

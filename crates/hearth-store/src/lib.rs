@@ -1,24 +1,29 @@
 //! Hearth's durable state.
 //!
 //! - [`Registry`]: accounts, access keys, functions, versions, aliases and
-//!   concurrency settings. [`SqliteRegistry`] is the embedded implementation
-//!   (one SQLite file, migrations versioned in code); an etcd-backed one can
-//!   follow behind the same trait.
+//!   concurrency settings, event-invoke configs. [`SqliteRegistry`] is the
+//!   embedded implementation (one SQLite file, migrations versioned in
+//!   code); an etcd-backed one can follow behind the same trait.
 //! - [`CodeStore`]: code zips stored content-addressed by SHA-256, and their
 //!   unpacked trees, written atomically *before* the registry row that names
 //!   them commits. A crash leaves either the old state or the new one, never a
 //!   row without its blob.
+//! - [`EventQueue`]: events accepted for asynchronous invocation, their
+//!   retries and dead letters. [`SqliteEventQueue`] keeps them in a file of
+//!   their own, group-committing acceptances.
 //!
 //! Every operation that checks a precondition (a `RevisionId`, an existing
 //! name, a published version) does it inside the same transaction that
 //! writes, so concurrent requests cannot interleave between check and write.
 
 pub mod code;
+pub mod events;
 pub mod logs;
 pub mod registry;
 pub mod sqlite;
 
 pub use code::{CodeError, CodeStore, StagedCode};
+pub use events::{EventQueue, SqliteEventQueue};
 pub use logs::{LogEvent, LogStore, NewLogEvent};
 pub use registry::{
     AliasSpec, ConfigPatch, NewFunction, Page, Registry, StoreError, VersionSelector,

@@ -3,6 +3,7 @@
 //! client caused (not found, conflict, precondition), with Lambda's message.
 
 use hearth_types::capacity::AccountCapacity;
+use hearth_types::events::EventInvokeConfig;
 use hearth_types::function::{
     AccessKey, Account, AccountUsage, Alias, CodeRef, FunctionConfig, Lifecycle,
     ProvisionedConcurrencyConfig, ProvisionedStatus, VersionRecord,
@@ -21,6 +22,14 @@ pub enum StoreError {
     Io(#[from] std::io::Error),
     #[error("a stored record is corrupt: {0}")]
     Corrupt(String),
+    /// A queue operation named an event that is not in the queue in the
+    /// state it needs (already completed, dead-lettered, not started).
+    #[error("event {id} is not {state} in the queue")]
+    EventNotFound { id: String, state: &'static str },
+    /// The event queue's writer could not commit (its message says why), or
+    /// has stopped.
+    #[error("the event queue failed: {0}")]
+    EventQueue(String),
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -185,9 +194,10 @@ pub trait Registry: Send + Sync + std::fmt::Debug {
     /// (for the restart path).
     fn pending_activations(&self) -> Result<Vec<VersionRecord>>;
     /// Deletes the whole function: versions, aliases, concurrency settings
-    /// (reserved and provisioned).
+    /// (reserved and provisioned), event-invoke configs.
     fn delete_function(&self, account: &str, name: &str) -> Result<()>;
-    /// Deletes one published version and its provisioned concurrency config.
+    /// Deletes one published version, its provisioned concurrency config and
+    /// its event-invoke config.
     /// 400 for `$LATEST`, 409 if an alias points at it.
     fn delete_version(&self, account: &str, name: &str, version: &str) -> Result<()>;
     /// Publishes `$LATEST` as a new version, or returns the newest version if
@@ -233,7 +243,8 @@ pub trait Registry: Send + Sync + std::fmt::Debug {
         spec: &AliasSpec,
         revision_id: Option<&str>,
     ) -> Result<Alias>;
-    /// Deletes an alias and its provisioned concurrency config.
+    /// Deletes an alias, its provisioned concurrency config and its
+    /// event-invoke config.
     fn delete_alias(&self, account: &str, function: &str, alias: &str) -> Result<()>;
     /// Aliases ordered by name; with `function_version`, only those pointing at it.
     fn list_aliases(
@@ -330,6 +341,37 @@ pub trait Registry: Send + Sync + std::fmt::Debug {
     /// Every config of every account (for the pool manager at start),
     /// ordered by account, function, qualifier.
     fn all_provisioned_concurrency(&self) -> Result<Vec<ProvisionedConcurrencyConfig>>;
+
+    // ---- asynchronous invocation ------------------------------------------
+    /// PutFunctionEventInvokeConfig: creates or replaces, whole, the config
+    /// of `$LATEST`, a published version or an alias (the API merges fields
+    /// for UpdateFunctionEventInvokeConfig). 404 "The function doesn't
+    /// exist." if the function or the qualifier is missing. A config goes
+    /// with what it names: its function, version or alias.
+    fn put_event_invoke_config(&self, cfg: &EventInvokeConfig) -> Result<()>;
+    /// The config of one qualifier, `None` if it has none (or the function
+    /// does not exist: AWS answers both alike).
+    fn get_event_invoke_config(
+        &self,
+        account: &str,
+        function: &str,
+        qualifier: &str,
+    ) -> Result<Option<EventInvokeConfig>>;
+    /// Every qualifier's config of a function: `$LATEST` first, then
+    /// versions in numeric order, then aliases by name. 404 "The function
+    /// doesn't exist." for a missing function.
+    fn list_event_invoke_configs(
+        &self,
+        account: &str,
+        function: &str,
+    ) -> Result<Vec<EventInvokeConfig>>;
+    /// Deletes one qualifier's config; `false` if there was none.
+    fn delete_event_invoke_config(
+        &self,
+        account: &str,
+        function: &str,
+        qualifier: &str,
+    ) -> Result<bool>;
 
     // ---- account capacity -------------------------------------------------
     /// The account's capacity settings, defaults if never set. 404 for an

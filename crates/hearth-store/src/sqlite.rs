@@ -28,6 +28,7 @@ use crate::registry::{
 };
 use hearth_types::arn::{NodeIdentity, LATEST};
 use hearth_types::capacity::{AccountCapacity, CapacityMode};
+use hearth_types::events::EventInvokeConfig;
 use hearth_types::function::{
     AccessKey, Account, AccountUsage, Alias, CodeRef, FunctionConfig, Lifecycle,
     ProvisionedConcurrencyConfig, ProvisionedStatus, VersionRecord,
@@ -155,6 +156,26 @@ const MIGRATIONS: &[&str] = &[
         general_share  REAL NOT NULL
     ) STRICT;
     "#,
+    // 3: event-invoke configs (asynchronous invocation).
+    r#"
+    -- qualifier is $LATEST, a version number or an alias name. A config
+    -- goes with its function (cascade); with its version or alias the
+    -- registry deletes it in the same transaction. NULL: Lambda's default.
+    CREATE TABLE event_invoke_configs (
+        account_id                TEXT NOT NULL,
+        function_name             TEXT NOT NULL,
+        qualifier                 TEXT NOT NULL,
+        maximum_retry_attempts    INTEGER,
+        maximum_event_age_seconds INTEGER,
+        on_success                TEXT,
+        on_failure                TEXT,
+        execution_window_seconds  INTEGER,
+        last_modified_ms          INTEGER NOT NULL,
+        PRIMARY KEY (account_id, function_name, qualifier),
+        FOREIGN KEY (account_id, function_name)
+            REFERENCES functions(account_id, name) ON DELETE CASCADE
+    ) STRICT;
+    "#,
 ];
 
 /// The registry over one SQLite connection.
@@ -211,7 +232,7 @@ impl SqliteRegistry {
         }
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
-        migrate(&mut conn)?;
+        migrate(&mut conn, MIGRATIONS, "registry")?;
         Ok(Self {
             conn: Mutex::new(conn),
             node,
@@ -331,33 +352,34 @@ enum ProvisionedTarget {
 }
 
 #[cfg(unix)]
-fn restrict_to_owner(path: &Path) -> std::io::Result<()> {
+pub(crate) fn restrict_to_owner(path: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
 }
 
 #[cfg(not(unix))]
-fn restrict_to_owner(_path: &Path) -> std::io::Result<()> {
+pub(crate) fn restrict_to_owner(_path: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Applies the migrations this database has not seen yet, all in one
-/// transaction: a crash half-way leaves the old schema, never a mix.
-fn migrate(conn: &mut Connection) -> Result<()> {
+/// Applies the `migrations` this database (`what`: "registry", "event
+/// queue") has not seen yet, all in one transaction: a crash half-way
+/// leaves the old schema, never a mix.
+pub(crate) fn migrate(conn: &mut Connection, migrations: &[&str], what: &str) -> Result<()> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let applied: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    let known = MIGRATIONS.len();
+    let known = migrations.len();
     let applied = usize::try_from(applied)
         .map_err(|_| StoreError::Corrupt(format!("schema version {applied} is negative")))?;
     if applied > known {
         return Err(StoreError::Corrupt(format!(
-            "the registry's schema is version {applied}, newer than this build knows ({known})"
+            "the {what}'s schema is version {applied}, newer than this build knows ({known})"
         )));
     }
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
+    for (i, sql) in migrations.iter().enumerate().skip(applied) {
         tx.execute_batch(sql)?;
         tx.pragma_update(None, "user_version", int(i as u64 + 1)?)?;
-        tracing::info!(version = i + 1, "registry schema migrated");
+        tracing::info!(version = i + 1, "{what} schema migrated");
     }
     tx.commit()?;
     Ok(())
@@ -520,6 +542,12 @@ mod aws {
         LambdaError::invalid(format!(
             "Specified ConcurrentExecutions for function decreases account's UnreservedConcurrentExecution below its minimum value of [{minimum}]."
         ))
+    }
+
+    /// PutFunctionEventInvokeConfig's and ListFunctionEventInvokeConfigs'
+    /// answer for a missing function, version or alias.
+    pub fn event_target_not_found() -> LambdaError {
+        LambdaError::not_found("The function doesn't exist.")
     }
 
     pub fn account_not_found() -> LambdaError {
@@ -1250,6 +1278,106 @@ fn check_provisioned_fits(
     Ok(())
 }
 
+const EVENT_INVOKE_COLUMNS: &str = "account_id, function_name, qualifier, \
+    maximum_retry_attempts, maximum_event_age_seconds, on_success, on_failure, \
+    execution_window_seconds, last_modified_ms";
+
+/// An `event_invoke_configs` row as stored, decoded outside the row callback.
+struct EventInvokeRow {
+    account_id: String,
+    function_name: String,
+    qualifier: String,
+    maximum_retry_attempts: Option<i64>,
+    maximum_event_age_seconds: Option<i64>,
+    on_success: Option<String>,
+    on_failure: Option<String>,
+    execution_window_seconds: Option<i64>,
+    last_modified_ms: i64,
+}
+
+impl EventInvokeRow {
+    fn from_row(r: &Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self {
+            account_id: r.get(0)?,
+            function_name: r.get(1)?,
+            qualifier: r.get(2)?,
+            maximum_retry_attempts: r.get(3)?,
+            maximum_event_age_seconds: r.get(4)?,
+            on_success: r.get(5)?,
+            on_failure: r.get(6)?,
+            execution_window_seconds: r.get(7)?,
+            last_modified_ms: r.get(8)?,
+        })
+    }
+
+    fn decode(self) -> Result<EventInvokeConfig> {
+        let what = || {
+            format!(
+                "event-invoke config of {}:{} in account {}",
+                self.function_name, self.qualifier, self.account_id
+            )
+        };
+        let count = |n: Option<i64>| {
+            n.map(|n| {
+                u32::try_from(n).map_err(|_| StoreError::Corrupt(format!("{}: value {n}", what())))
+            })
+            .transpose()
+        };
+        Ok(EventInvokeConfig {
+            maximum_retry_attempts: count(self.maximum_retry_attempts)?,
+            maximum_event_age_seconds: count(self.maximum_event_age_seconds)?,
+            execution_window_seconds: count(self.execution_window_seconds)?,
+            on_success: self.on_success,
+            on_failure: self.on_failure,
+            last_modified_ms: self.last_modified_ms,
+            account_id: self.account_id,
+            function_name: self.function_name,
+            qualifier: self.qualifier,
+        })
+    }
+}
+
+fn query_event_invoke(
+    tx: &Transaction<'_>,
+    sql_tail: &str,
+    params: impl rusqlite::Params,
+) -> Result<Vec<EventInvokeConfig>> {
+    let sql = format!("SELECT {EVENT_INVOKE_COLUMNS} FROM event_invoke_configs {sql_tail}");
+    let mut stmt = tx.prepare_cached(&sql)?;
+    let rows = stmt
+        .query_map(params, EventInvokeRow::from_row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    rows.into_iter().map(EventInvokeRow::decode).collect()
+}
+
+fn delete_event_invoke_row(
+    tx: &Transaction<'_>,
+    account: &str,
+    function: &str,
+    qualifier: &str,
+) -> Result<bool> {
+    let deleted = tx
+        .prepare_cached(
+            "DELETE FROM event_invoke_configs \
+             WHERE account_id = ?1 AND function_name = ?2 AND qualifier = ?3",
+        )?
+        .execute(params![account, function, qualifier])?;
+    Ok(deleted > 0)
+}
+
+/// Where a qualifier sorts among a function's event-invoke configs:
+/// `$LATEST`, then versions by number, then aliases by name.
+fn qualifier_order(qualifier: &str) -> (u8, u64, &str) {
+    match VersionSelector::from_qualifier(Some(qualifier)) {
+        VersionSelector::Latest => (0, 0, qualifier),
+        // A number too long for u64 sorts after the others, by its text.
+        VersionSelector::Version(_) => {
+            (1, version_number(qualifier).unwrap_or(u64::MAX), qualifier)
+        }
+        VersionSelector::Alias(_) => (2, 0, qualifier),
+    }
+}
+
 fn capacity_from_row(r: &Row<'_>) -> rusqlite::Result<CapacityRow> {
     Ok(CapacityRow {
         account_id: r.get(0)?,
@@ -1627,6 +1755,7 @@ impl Registry for SqliteRegistry {
             )?
             .execute(params![account, name, version])?;
             delete_provisioned_row(tx, account, name, version)?;
+            delete_event_invoke_row(tx, account, name, version)?;
             Ok(())
         })
     }
@@ -1809,6 +1938,7 @@ impl Registry for SqliteRegistry {
             )?
             .execute(params![account, function, alias])?;
             delete_provisioned_row(tx, account, function, alias)?;
+            delete_event_invoke_row(tx, account, function, alias)?;
             Ok(())
         })
     }
@@ -2086,6 +2216,90 @@ impl Registry for SqliteRegistry {
 
     fn all_provisioned_concurrency(&self) -> Result<Vec<ProvisionedConcurrencyConfig>> {
         self.read(|tx| query_provisioned(tx, "ORDER BY account_id, function_name, qualifier", []))
+    }
+
+    // ---- asynchronous invocation ------------------------------------------
+
+    fn put_event_invoke_config(&self, cfg: &EventInvokeConfig) -> Result<()> {
+        let (account, function) = (cfg.account_id.as_str(), cfg.function_name.as_str());
+        self.write(|tx| {
+            let exists = match VersionSelector::from_qualifier(Some(&cfg.qualifier)) {
+                VersionSelector::Latest => function_exists(tx, account, function)?,
+                VersionSelector::Version(v) => version_exists(tx, account, function, &v)?,
+                VersionSelector::Alias(a) => load_alias(tx, account, function, &a)?.is_some(),
+            };
+            if !exists {
+                return Err(aws::event_target_not_found().into());
+            }
+            tx.prepare_cached(
+                "INSERT INTO event_invoke_configs (account_id, function_name, qualifier, \
+                 maximum_retry_attempts, maximum_event_age_seconds, on_success, on_failure, \
+                 execution_window_seconds, last_modified_ms) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
+                 ON CONFLICT (account_id, function_name, qualifier) DO UPDATE SET \
+                 maximum_retry_attempts = excluded.maximum_retry_attempts, \
+                 maximum_event_age_seconds = excluded.maximum_event_age_seconds, \
+                 on_success = excluded.on_success, on_failure = excluded.on_failure, \
+                 execution_window_seconds = excluded.execution_window_seconds, \
+                 last_modified_ms = excluded.last_modified_ms",
+            )?
+            .execute(params![
+                account,
+                function,
+                cfg.qualifier,
+                cfg.maximum_retry_attempts,
+                cfg.maximum_event_age_seconds,
+                cfg.on_success,
+                cfg.on_failure,
+                cfg.execution_window_seconds,
+                cfg.last_modified_ms,
+            ])?;
+            Ok(())
+        })
+    }
+
+    fn get_event_invoke_config(
+        &self,
+        account: &str,
+        function: &str,
+        qualifier: &str,
+    ) -> Result<Option<EventInvokeConfig>> {
+        self.read(|tx| {
+            Ok(query_event_invoke(
+                tx,
+                "WHERE account_id = ?1 AND function_name = ?2 AND qualifier = ?3",
+                params![account, function, qualifier],
+            )?
+            .pop())
+        })
+    }
+
+    fn list_event_invoke_configs(
+        &self,
+        account: &str,
+        function: &str,
+    ) -> Result<Vec<EventInvokeConfig>> {
+        let mut configs = self.read(|tx| {
+            if !function_exists(tx, account, function)? {
+                return Err(aws::event_target_not_found().into());
+            }
+            query_event_invoke(
+                tx,
+                "WHERE account_id = ?1 AND function_name = ?2",
+                params![account, function],
+            )
+        })?;
+        configs.sort_by(|a, b| qualifier_order(&a.qualifier).cmp(&qualifier_order(&b.qualifier)));
+        Ok(configs)
+    }
+
+    fn delete_event_invoke_config(
+        &self,
+        account: &str,
+        function: &str,
+        qualifier: &str,
+    ) -> Result<bool> {
+        self.write(|tx| delete_event_invoke_row(tx, account, function, qualifier))
     }
 
     // ---- account capacity -------------------------------------------------
@@ -3984,6 +4198,176 @@ mod tests {
         r.integrity_check().unwrap();
     }
 
+    // ---- event-invoke configs ---------------------------------------------
+
+    const NO_FUNCTION: &str = "The function doesn't exist.";
+
+    fn eic(account: &str, function: &str, qualifier: &str) -> EventInvokeConfig {
+        EventInvokeConfig {
+            account_id: account.into(),
+            function_name: function.into(),
+            qualifier: qualifier.into(),
+            maximum_retry_attempts: Some(1),
+            maximum_event_age_seconds: Some(120),
+            on_success: Some(arn(account, "ok")),
+            on_failure: Some(arn(account, "failed")),
+            execution_window_seconds: Some(3600),
+            last_modified_ms: T0,
+        }
+    }
+
+    /// Publishes versions until `f` has `n` of them.
+    fn publish_versions(r: &SqliteRegistry, n: u32) {
+        for i in 0..n {
+            let v = r
+                .update_config(
+                    A,
+                    "f",
+                    &ConfigPatch {
+                        timeout: Some(10 + i),
+                        ..Default::default()
+                    },
+                    None,
+                    T0,
+                )
+                .unwrap();
+            activate(r, &v);
+            r.publish_version(A, "f", None, None, None, T0).unwrap();
+        }
+    }
+
+    #[test]
+    fn event_invoke_configs_round_trip_and_are_replaced_whole() {
+        let r = registry();
+        create_active(&r, A, "f");
+        assert_eq!(r.get_event_invoke_config(A, "f", LATEST).unwrap(), None);
+        let full = eic(A, "f", LATEST);
+        r.put_event_invoke_config(&full).unwrap();
+        assert_eq!(
+            r.get_event_invoke_config(A, "f", LATEST).unwrap(),
+            Some(full.clone())
+        );
+        // A second put replaces every field, unset ones included.
+        let sparse = EventInvokeConfig {
+            maximum_retry_attempts: Some(0),
+            maximum_event_age_seconds: None,
+            on_success: None,
+            on_failure: None,
+            execution_window_seconds: None,
+            last_modified_ms: T0 + 1,
+            ..full.clone()
+        };
+        r.put_event_invoke_config(&sparse).unwrap();
+        assert_eq!(
+            r.get_event_invoke_config(A, "f", LATEST).unwrap(),
+            Some(sparse)
+        );
+        // Another account, another function, another qualifier: none.
+        assert_eq!(r.get_event_invoke_config(B, "f", LATEST).unwrap(), None);
+        assert_eq!(r.get_event_invoke_config(A, "g", LATEST).unwrap(), None);
+        assert_eq!(r.get_event_invoke_config(A, "f", "1").unwrap(), None);
+    }
+
+    #[test]
+    fn event_invoke_configs_need_what_they_name() {
+        let r = registry();
+        create_active(&r, A, "f");
+        for (account, function, qualifier) in [
+            (A, "g", LATEST),
+            (B, "f", LATEST),
+            (A, "f", "1"),
+            (A, "f", "live"),
+        ] {
+            assert_err(
+                r.put_event_invoke_config(&eic(account, function, qualifier)),
+                ErrorKind::ResourceNotFound,
+                NO_FUNCTION,
+            );
+        }
+        assert_err(
+            r.list_event_invoke_configs(A, "g"),
+            ErrorKind::ResourceNotFound,
+            NO_FUNCTION,
+        );
+        assert!(r.list_event_invoke_configs(A, "f").unwrap().is_empty());
+        assert!(!r.delete_event_invoke_config(A, "g", LATEST).unwrap());
+    }
+
+    #[test]
+    fn event_invoke_configs_list_latest_then_versions_then_aliases() {
+        let r = registry();
+        create_active(&r, A, "f");
+        publish_versions(&r, 10);
+        for alias in ["live", "beta"] {
+            r.create_alias(A, "f", alias, &alias_spec("1", &[]))
+                .unwrap();
+        }
+        create_active(&r, A, "other");
+        r.put_event_invoke_config(&eic(A, "other", LATEST)).unwrap();
+        for q in ["live", "10", LATEST, "2", "beta", "1"] {
+            r.put_event_invoke_config(&eic(A, "f", q)).unwrap();
+        }
+        let listed: Vec<String> = r
+            .list_event_invoke_configs(A, "f")
+            .unwrap()
+            .into_iter()
+            .map(|c| c.qualifier)
+            .collect();
+        assert_eq!(listed, [LATEST, "1", "2", "10", "beta", "live"]);
+
+        assert!(r.delete_event_invoke_config(A, "f", "2").unwrap());
+        assert!(!r.delete_event_invoke_config(A, "f", "2").unwrap());
+        assert_eq!(r.get_event_invoke_config(A, "f", "2").unwrap(), None);
+        assert_eq!(r.list_event_invoke_configs(A, "f").unwrap().len(), 5);
+        assert_eq!(r.list_event_invoke_configs(A, "other").unwrap().len(), 1);
+    }
+
+    #[test]
+    fn event_invoke_configs_go_with_what_they_name() {
+        let r = registry();
+        provisioned_fixture(&r);
+        for q in [LATEST, "1", "2", "live"] {
+            r.put_event_invoke_config(&eic(A, "f", q)).unwrap();
+        }
+        r.delete_version(A, "f", "2").unwrap();
+        assert_eq!(r.get_event_invoke_config(A, "f", "2").unwrap(), None);
+        r.delete_alias(A, "f", "live").unwrap();
+        assert_eq!(r.get_event_invoke_config(A, "f", "live").unwrap(), None);
+        let left: Vec<String> = r
+            .list_event_invoke_configs(A, "f")
+            .unwrap()
+            .into_iter()
+            .map(|c| c.qualifier)
+            .collect();
+        assert_eq!(left, [LATEST, "1"]);
+        // A re-created alias or version of the same name starts without one.
+        r.create_alias(A, "f", "live", &alias_spec("1", &[]))
+            .unwrap();
+        assert_eq!(r.get_event_invoke_config(A, "f", "live").unwrap(), None);
+
+        r.delete_function(A, "f").unwrap();
+        r.create_function(A, new_function("f", true), T0).unwrap();
+        assert!(r.list_event_invoke_configs(A, "f").unwrap().is_empty());
+        r.integrity_check().unwrap();
+
+        let (account, _) = r.create_account("gone", false).unwrap();
+        create_active(&r, &account.id, "f");
+        r.put_event_invoke_config(&eic(&account.id, "f", LATEST))
+            .unwrap();
+        assert!(r.delete_account(&account.id).unwrap());
+        let rows: i64 = r
+            .conn
+            .lock()
+            .query_row(
+                "SELECT COUNT(*) FROM event_invoke_configs WHERE account_id = ?1",
+                [&account.id],
+                |row| row.get(0),
+            )
+            .unwrap();
+        assert_eq!(rows, 0);
+        r.integrity_check().unwrap();
+    }
+
     // ---- account capacity -------------------------------------------------
 
     #[test]
@@ -4071,6 +4455,45 @@ mod tests {
             .unwrap()
             .items
             .is_empty());
+        r.integrity_check().unwrap();
+    }
+
+    #[test]
+    fn a_version_two_registry_is_migrated_with_its_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("registry.db");
+        {
+            // The schema as it stood before event-invoke configs, with a
+            // function and a provisioned concurrency config in it.
+            let mut conn = Connection::open(&path).unwrap();
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.execute_batch(MIGRATIONS[1]).unwrap();
+            conn.pragma_update(None, "user_version", 2).unwrap();
+            let tx = conn.transaction().unwrap();
+            tx.execute(
+                "INSERT INTO functions (account_id, name, created_ms, reserved_concurrency, \
+                 next_version) VALUES (?1, 'f', 0, NULL, 1)",
+                [A],
+            )
+            .unwrap();
+            tx.execute(
+                "INSERT INTO provisioned_concurrency (account_id, function_name, qualifier, \
+                 requested, allocated, status, status_reason, last_modified_ms) \
+                 VALUES (?1, 'f', 'live', 2, 0, 'IN_PROGRESS', NULL, 0)",
+                [A],
+            )
+            .unwrap();
+            tx.commit().unwrap();
+        }
+        let r = SqliteRegistry::open(&path, node()).unwrap();
+        assert_eq!(user_version(&r), i64::try_from(MIGRATIONS.len()).unwrap());
+        assert_eq!(r.all_provisioned_concurrency().unwrap().len(), 1);
+        assert!(r.list_event_invoke_configs(A, "f").unwrap().is_empty());
+        r.put_event_invoke_config(&eic(A, "f", LATEST)).unwrap();
+        assert_eq!(
+            r.get_event_invoke_config(A, "f", LATEST).unwrap(),
+            Some(eic(A, "f", LATEST))
+        );
         r.integrity_check().unwrap();
     }
 

@@ -16,6 +16,7 @@
 pub mod arn;
 pub mod capacity;
 pub mod error;
+pub mod events;
 pub mod function;
 pub mod limits;
 pub mod runtime;
