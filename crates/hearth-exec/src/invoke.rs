@@ -131,14 +131,17 @@ impl Executor {
 
     /// Resolves the version to run: `$LATEST`, a number, or an alias, whose
     /// routing weights pick between its two versions.
-    fn resolve_version(&self, input: &InvokeInput) -> Result<VersionRecord, LambdaError> {
+    /// Also says whether routing weights chose the version.
+    fn resolve_version(&self, input: &InvokeInput) -> Result<(VersionRecord, bool), LambdaError> {
         let reg = &self.0.registry;
         let sel = VersionSelector::from_qualifier(input.qualifier.as_deref());
+        let mut routed = false;
         let sel = match sel {
             VersionSelector::Alias(alias) => {
                 let a = reg
                     .get_alias(&input.account_id, &input.function_name, &alias)
                     .map_err(store_err)?;
+                routed = !a.routing.is_empty();
                 let roll: f64 = rand_unit();
                 let mut acc = 0.0;
                 let mut chosen = a.function_version.clone();
@@ -154,19 +157,35 @@ impl Executor {
             other => other,
         };
         reg.get_version(&input.account_id, &input.function_name, &sel)
+            .map(|v| (v, routed))
             .map_err(store_err)
     }
 
-    /// Runs one synchronous invocation.
-    pub async fn invoke(&self, input: InvokeInput) -> Result<InvokeOutput, LambdaError> {
-        let request_id = input
-            .request_id
-            .clone()
-            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    /// The version to run and the concurrency settings that admit it, from
+    /// the registry, or from what an earlier invocation read while the
+    /// registry has not been written since (its write epoch): the warm
+    /// path then neither queries SQLite nor leaves the async threads.
+    /// Aliases with routing weights pick a version per invocation and are
+    /// not kept.
+    async fn resolve_cached(
+        &self,
+        input: &InvokeInput,
+    ) -> Result<(VersionRecord, Option<u32>, u64), LambdaError> {
+        let key = (
+            input.account_id.clone(),
+            input.function_name.clone(),
+            input.qualifier.clone(),
+        );
+        let epoch = self.0.registry.write_epoch();
+        if let Some(r) = self.0.resolved.lock().get(&key) {
+            if r.epoch == epoch {
+                return Ok((r.version.clone(), r.reserved, r.reserved_total));
+            }
+        }
         let inp = input.clone();
-        let (version, reserved, reserved_total) = self
+        let (version, reserved, reserved_total, routed) = self
             .blocking(move |me| {
-                let v = me.resolve_version(&inp)?;
+                let (v, routed) = me.resolve_version(&inp)?;
                 let reserved =
                     me.0.registry
                         .get_reserved_concurrency(&inp.account_id, &inp.function_name)
@@ -175,9 +194,36 @@ impl Executor {
                     me.0.registry
                         .account_usage(&inp.account_id)
                         .map_err(store_err)?;
-                Ok((v, reserved, usage.reserved_concurrency))
+                Ok((v, reserved, usage.reserved_concurrency, routed))
             })
             .await?;
+        if !routed {
+            let mut cache = self.0.resolved.lock();
+            // Bounded: a node with more distinct targets than this simply
+            // reads the registry more often.
+            if cache.len() >= 10_000 {
+                cache.clear();
+            }
+            cache.insert(
+                key,
+                crate::Resolved {
+                    epoch,
+                    version: version.clone(),
+                    reserved,
+                    reserved_total,
+                },
+            );
+        }
+        Ok((version, reserved, reserved_total))
+    }
+
+    /// Runs one synchronous invocation.
+    pub async fn invoke(&self, input: InvokeInput) -> Result<InvokeOutput, LambdaError> {
+        let request_id = input
+            .request_id
+            .clone()
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        let (version, reserved, reserved_total) = self.resolve_cached(&input).await?;
         if version.lifecycle.state != FunctionState::Active {
             return Err(LambdaError::conflict(format!(
                 "The operation cannot be performed at this time. The function is currently in the following state: {}",

@@ -131,6 +131,9 @@ struct Inner {
     /// deleted, so its running sandboxes are not reused.
     generations: Mutex<HashMap<(String, String), u64>>,
     concurrency: Concurrency,
+    /// The invoke path's view of the registry, by (account, function,
+    /// qualifier).
+    resolved: Mutex<HashMap<(String, String, Option<String>), Resolved>>,
     sandbox_seq: AtomicU64,
     metrics: Metrics,
     /// Wakes the pool manager (a draw, a change of configuration).
@@ -140,6 +143,16 @@ struct Inner {
     epoch: Instant,
     /// Why this node cannot run functions, if it cannot isolate them.
     cannot_isolate: Option<String>,
+}
+
+/// What the invoke path read from the registry for one (account, function,
+/// qualifier), valid while the registry's write epoch stays `epoch`.
+#[derive(Debug, Clone)]
+struct Resolved {
+    epoch: u64,
+    version: hearth_types::function::VersionRecord,
+    reserved: Option<u32>,
+    reserved_total: u64,
 }
 
 /// The supervisor. Cheap to clone.
@@ -199,6 +212,7 @@ impl Executor {
             dedicated: Mutex::new(HashMap::new()),
             generations: Mutex::new(HashMap::new()),
             concurrency: Concurrency::default(),
+            resolved: Mutex::new(HashMap::new()),
             sandbox_seq: AtomicU64::new(0),
             metrics,
             wake: Notify::new(),

@@ -127,9 +127,16 @@ pub struct AliasSpec {
 
 /// Accounts, functions, versions, aliases and concurrency settings.
 ///
+/// [`write_epoch`](Registry::write_epoch) increases with every committed
+/// write, so a reader may keep what it read at one epoch (the invoke path
+/// does) until the epoch moves.
+///
 /// Names passed in are already syntactically valid; `account` is always the
 /// caller's account id, so a tenant can only ever reach its own rows.
 pub trait Registry: Send + Sync + std::fmt::Debug {
+    /// Increases with every committed write of this process.
+    fn write_epoch(&self) -> u64;
+
     // ---- accounts -------------------------------------------------------
     /// Creates an account with a fresh id and key pair.
     fn create_account(&self, name: &str, admin: bool) -> Result<(Account, AccessKey)>;

@@ -185,6 +185,8 @@ const MIGRATIONS: &[&str] = &[
 pub struct SqliteRegistry {
     conn: Mutex<Connection>,
     node: NodeIdentity,
+    /// Committed writes so far ([`Registry::write_epoch`]).
+    epoch: std::sync::atomic::AtomicU64,
 }
 
 impl fmt::Debug for SqliteRegistry {
@@ -236,6 +238,7 @@ impl SqliteRegistry {
         Ok(Self {
             conn: Mutex::new(conn),
             node,
+            epoch: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -245,6 +248,10 @@ impl SqliteRegistry {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let out = f(&tx)?;
         tx.commit()?;
+        // Under the connection's lock: a reader that sees the new epoch
+        // reads after this commit.
+        self.epoch
+            .fetch_add(1, std::sync::atomic::Ordering::Release);
         Ok(out)
     }
 
@@ -1449,6 +1456,10 @@ fn random_secret(rng: &mut impl Rng) -> String {
 }
 
 impl Registry for SqliteRegistry {
+    fn write_epoch(&self) -> u64 {
+        self.epoch.load(std::sync::atomic::Ordering::Acquire)
+    }
+
     // ---- accounts -------------------------------------------------------
 
     fn create_account(&self, name: &str, admin: bool) -> Result<(Account, AccessKey)> {
