@@ -133,7 +133,7 @@ struct Inner {
     concurrency: Concurrency,
     /// The invoke path's view of the registry, by (account, function,
     /// qualifier).
-    resolved: Mutex<HashMap<(String, String, Option<String>), Resolved>>,
+    resolved: Mutex<HashMap<ResolvedKey, Resolved>>,
     sandbox_seq: AtomicU64,
     metrics: Metrics,
     /// Wakes the pool manager (a draw, a change of configuration).
@@ -154,6 +154,9 @@ struct Resolved {
     reserved: Option<u32>,
     reserved_total: u64,
 }
+
+/// (account, function, qualifier) as an invocation names them.
+type ResolvedKey = (String, String, Option<String>);
 
 /// The supervisor. Cheap to clone.
 #[derive(Debug, Clone)]
