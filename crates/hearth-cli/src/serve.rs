@@ -384,9 +384,21 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     axum::serve(listener, hearth_api::app(state))
         .with_graceful_shutdown(shutdown_signal())
         .await?;
-    executor.shutdown();
-    // Give the destroy tasks a moment; anything left is reaped at next start.
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    // Wait (bounded) until every sandbox is gone, so a stopped node leaves
+    // no process, cgroup or mount behind; anything left after that is
+    // reaped at the next start on this data dir.
+    let gone = executor.shutdown();
+    let all = async {
+        for g in gone {
+            let _ = g.await;
+        }
+    };
+    if tokio::time::timeout(std::time::Duration::from_secs(20), all)
+        .await
+        .is_err()
+    {
+        tracing::warn!("some sandboxes were still being destroyed at exit");
+    }
     tracing::info!("hearth stopped");
     Ok(())
 }

@@ -345,27 +345,31 @@ impl Executor {
         self.0.wake.notify_one();
     }
 
-    /// Destroys every idle sandbox (at shutdown).
-    pub fn shutdown(&self) {
+    /// Destroys every idle and pooled sandbox (at shutdown); the handles
+    /// finish once each is gone (its processes, cgroup and mounts).
+    pub fn shutdown(&self) -> Vec<tokio::task::JoinHandle<()>> {
+        let mut gone = Vec::new();
         let mut pools = self.0.pools.lock();
+        pools.closing = true;
         for i in pools.idle.take_where(|_| true) {
-            i.destroy();
+            gone.push(i.destroy());
         }
         for (_, list) in pools.general.drain() {
             for u in list {
-                u.destroy();
+                gone.push(u.destroy());
             }
         }
         for (_, list) in pools.dedicated.drain() {
             for u in list {
-                u.destroy();
+                gone.push(u.destroy());
             }
         }
         for (_, list) in pools.provisioned_idle.drain() {
             for i in list {
-                i.destroy();
+                gone.push(i.destroy());
             }
         }
+        gone
     }
 
     /// What the event scheduler weighs for one function: the memory budget
@@ -418,6 +422,11 @@ impl Executor {
         instance.last_used = Instant::now();
         {
             let mut pools = self.0.pools.lock();
+            if pools.closing {
+                drop(pools);
+                instance.destroy();
+                return;
+            }
             match instance.origin.clone() {
                 Origin::Active => {
                     let fv = invoke::function_version(&instance.key);

@@ -51,6 +51,9 @@ pub(crate) fn spawn(exec: &Executor) {
     let exec = exec.clone();
     tokio::spawn(async move {
         loop {
+            if exec.0.pools.lock().closing {
+                return;
+            }
             exec.tick();
             tokio::select! {
                 () = tokio::time::sleep(TICK) => {}
@@ -184,6 +187,10 @@ impl Executor {
             let building = slot.building(&mut pools);
             *building = building.saturating_sub(1);
             match built {
+                Ok(u) if pools.closing => {
+                    drop(pools);
+                    u.destroy();
+                }
                 Ok(u) => {
                     me.0.metrics
                         .init_seconds
@@ -354,6 +361,9 @@ impl Executor {
                 *n = n.saturating_sub(1);
             }
             match result {
+                Ok(instance) if pools.closing => {
+                    instance.destroy();
+                }
                 Ok(instance) => {
                     *pools.provisioned_owned.entry(key.clone()).or_default() += 1;
                     pools

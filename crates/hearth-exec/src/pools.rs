@@ -248,6 +248,9 @@ pub struct Pools {
     pub provisioned_building: HashMap<ProvisionedKey, u32>,
     /// Invocations of each account waiting for capacity.
     pub queued: HashMap<String, u32>,
+    /// The node is shutting down: sandboxes finishing a build or an
+    /// invocation are destroyed, not pooled.
+    pub closing: bool,
     /// Each general sub-pool's current target (what the sizer asked for).
     pub general_targets: HashMap<PoolKey, u32>,
     /// The sum of the general sub-pools' current targets (the size the
