@@ -408,7 +408,13 @@ impl Events {
                         self.0.metrics.deferrals.with_label_values(&[label]).inc();
                     }
                     let id = ev.event.id.clone();
-                    let invoke_count = self.blocking(move |me| me.queue.start(&id)).await?;
+                    let invoke_count = match self.blocking(move |me| me.queue.start(&id)).await {
+                        Ok(n) => n,
+                        // Gone or taken meanwhile (a redrive, a dead letter):
+                        // nothing to run.
+                        Err(hearth_store::StoreError::EventNotFound { .. }) => continue,
+                        Err(e) => return Err(e),
+                    };
                     let first = if ev.attempts == 0 && ev.invoke_count == 0 {
                         "first"
                     } else {
