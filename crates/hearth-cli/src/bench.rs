@@ -1,597 +1,527 @@
-//! `hearth bench`: measures a node against baselines in the same run.
+//! `hearth bench`: measures Hearth against baselines and peers, side by
+//! side in one run, and writes a report ([`hearth_bench::report`]).
 //!
-//! It starts its own `hearth serve` (this binary) on a free loopback port
-//! with a fresh data directory, and a resident Python HTTP server that calls
-//! the same no-op handler (the floor for a Python handler behind HTTP). Every
-//! figure is printed beside its baseline, measured interleaved, so the
-//! comparison holds on a noisy machine. Nothing here asserts a speed.
+//! Every Hearth figure is measured by this process against nodes it starts
+//! itself (this binary's `hearth serve`, on free loopback ports with fresh
+//! data directories), interleaved with its baseline in the same loop, so a
+//! comparison holds on a noisy machine. Sections:
+//!
+//! - [`warm`]: warm invoke at 1, 2 and 8 clients against a resident Python
+//!   server and Hearth's Runtime API hop alone; throughput;
+//! - [`first`]: first invoke of a fresh function from each kind of capacity
+//!   against `fork+exec`, `bwrap` and `crun` peers;
+//! - [`density`]: memory of idle runtime-warm sandboxes;
+//! - policy replay ([`hearth_bench::replay`]), no sandboxes;
+//! - [`events`]: asynchronous invocation.
+//!
+//! Nothing here asserts a speed. Every loop is bounded in count and time;
+//! every child is killed on every path ([`node::Guard`]); SIGINT or SIGTERM
+//! stops the run between steps and cleans up (a second one quits at once).
 
-use crate::client::{Client, ClientArgs};
+mod density;
+mod events;
+mod first;
+mod http;
+mod node;
+mod warm;
+
 use anyhow::{bail, Context, Result};
-use base64::Engine;
-use serde_json::json;
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+use hearth_bench::baselines::Fixture;
+use hearth_bench::replay::{self, TraceSource};
+use hearth_bench::report::{Report, Section};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
-    /// Fewer iterations (a smoke run).
+    /// A smoke run: fewer samples, a smaller replay (CI; under 2 minutes).
     #[arg(long)]
     pub quick: bool,
+    /// Where to write report.json, report.md and charts/*.svg
+    /// [default: target/bench/<UTC time>].
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Replay one day of the Azure Functions 2019 trace from this directory
+    /// (its invocations_per_function_md.anon.dNN.csv, and if present
+    /// function_durations_percentiles.anon.dNN.csv and
+    /// app_memory_percentiles.anon.dNN.csv) instead of the synthetic trace.
+    #[arg(long, value_name = "DIR")]
+    pub azure_dir: Option<PathBuf>,
+    /// The Azure trace's day: the NN of its file names.
+    #[arg(long, value_name = "N", default_value_t = 1, requires = "azure_dir",
+          value_parser = clap::value_parser!(u32).range(1..=14))]
+    pub azure_day: u32,
+    /// Replay the first N functions of the Azure day (bounds the replay)
+    /// [default: 1000; 200 with --quick].
+    #[arg(long, value_name = "N", requires = "azure_dir")]
+    pub azure_functions: Option<usize>,
+    /// Run only these sections.
+    #[arg(long, value_delimiter = ',', value_name = "SECTION,...")]
+    pub only: Vec<SectionName>,
+    /// Check that DIR holds a well-formed report (never how fast anything
+    /// was), instead of running the bench.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["quick", "out", "azure_dir", "only"])]
+    pub validate: Option<PathBuf>,
 }
 
+/// The bench's sections, in the order they run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SectionName {
+    Warm,
+    FirstInvoke,
+    Density,
+    Replay,
+    Async,
+}
+
+impl SectionName {
+    const ALL: [Self; 5] = [
+        Self::Warm,
+        Self::FirstInvoke,
+        Self::Density,
+        Self::Replay,
+        Self::Async,
+    ];
+
+    /// The id of the section it writes.
+    fn id(self) -> &'static str {
+        match self {
+            Self::Warm => "warm",
+            Self::FirstInvoke => "first-invoke",
+            Self::Density => "density",
+            Self::Replay => "policy-replay",
+            Self::Async => "async",
+        }
+    }
+}
+
+/// The no-op handler every synchronous scenario runs.
 const HANDLER: &str = "def handler(event, context):\n    return None\n";
+/// A scenario keeps at most this many samples (evenly spaced in
+/// measurement order) so that `report.json` stays small.
+const MAX_SAMPLES: usize = 20_000;
 
-/// The same handler served by a resident Python process over HTTP/1.1
-/// keep-alive, with Nagle disabled (otherwise http.server answers 40 ms late).
-const BASELINE_SERVER: &str = r#"
-import json, socket, sys
-from http.server import BaseHTTPRequestHandler, HTTPServer
-sys.path.insert(0, sys.argv[2])
-from app import handler
-
-class H(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    def setup(self):
-        super().setup()
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    def do_POST(self):
-        n = int(self.headers.get("Content-Length", 0))
-        event = json.loads(self.rfile.read(n) or b"{}")
-        body = json.dumps(handler(event, None)).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *a):
-        pass
-
-srv = HTTPServer(("127.0.0.1", int(sys.argv[1])), H)
-print("ready", flush=True)
-srv.serve_forever()
-"#;
-
-struct Stats {
-    name: String,
-    samples: Vec<Duration>,
+/// What every section shares.
+#[derive(Debug)]
+pub struct Ctx {
+    /// Scratch space: node data directories, configs and logs.
+    dir: PathBuf,
+    quick: bool,
+    /// The peer baselines' fixture, or why there is none.
+    fixture: Result<Fixture, String>,
 }
 
-impl Stats {
-    fn pct(&self, p: f64) -> Duration {
-        let mut s = self.samples.clone();
-        s.sort();
-        if s.is_empty() {
-            return Duration::ZERO;
-        }
-        let i = ((s.len() as f64 - 1.0) * p).round() as usize;
-        s[i.min(s.len() - 1)]
+static STOP: AtomicBool = AtomicBool::new(false);
+
+/// Fails once SIGINT or SIGTERM has been received, so loops unwind and
+/// their guards kill what they started.
+fn check_stop() -> Result<()> {
+    if STOP.load(Ordering::Relaxed) {
+        bail!("interrupted");
     }
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.3}", d.as_secs_f64() * 1000.0)
-}
-
-fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
-/// Kills the child when dropped, so an early error leaves nothing running.
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn wait_for_port(port: u16) -> Result<()> {
-    // Bounded: 30 s.
-    for _ in 0..600 {
-        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    bail!("nothing listens on 127.0.0.1:{port} after 30 s")
-}
-
-fn zip_handler() -> Result<Vec<u8>> {
-    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-    w.start_file("app.py", zip::write::SimpleFileOptions::default())?;
-    w.write_all(HANDLER.as_bytes())?;
-    Ok(w.finish()?.into_inner())
-}
-
-/// One POST over a kept-alive connection; returns the time to the full answer.
-fn post_keepalive(stream: &mut TcpStream, body: &[u8]) -> Result<Duration> {
-    let req = format!(
-        "POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    );
-    let start = Instant::now();
-    stream.write_all(req.as_bytes())?;
-    stream.write_all(body)?;
-    // Read headers, then Content-Length bytes.
-    let mut buf = Vec::with_capacity(512);
-    let mut byte = [0u8; 512];
-    let (head_end, len) = loop {
-        let n = stream.read(&mut byte)?;
-        if n == 0 {
-            bail!("baseline server closed the connection");
-        }
-        buf.extend_from_slice(&byte[..n]);
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&buf[..i]).to_ascii_lowercase();
-            let len = head
-                .lines()
-                .find_map(|l| l.strip_prefix("content-length:"))
-                .and_then(|v| v.trim().parse::<usize>().ok())
-                .unwrap_or(0);
-            break (i + 4, len);
-        }
-    };
-    while buf.len() < head_end + len {
-        let n = stream.read(&mut byte)?;
-        if n == 0 {
-            break;
-        }
-        buf.extend_from_slice(&byte[..n]);
-    }
-    Ok(start.elapsed())
-}
-
-fn invoke_placed(
-    c: &Client,
-    name: &str,
-    qualifier: Option<&str>,
-) -> Result<(Duration, String, String)> {
-    let path = match qualifier {
-        Some(q) => format!("/2015-03-31/functions/{name}/invocations?Qualifier={q}"),
-        None => format!("/2015-03-31/functions/{name}/invocations"),
-    };
-    let start = Instant::now();
-    let r = c.send("POST", &path, b"{}".to_vec(), &[("x-amz-log-type", "Tail")])?;
-    let took = start.elapsed();
-    if r.headers.contains_key("x-amz-function-error") {
-        bail!(
-            "the bench function failed: {}",
-            String::from_utf8_lossy(&r.body)
-        );
-    }
-    let log = r
-        .headers
-        .get("x-amz-log-result")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| base64::engine::general_purpose::STANDARD.decode(v).ok())
-        .map(|b| String::from_utf8_lossy(&b).into_owned())
-        .unwrap_or_default();
-    let placement = r
-        .headers
-        .get("x-hearth-placement")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_owned();
-    Ok((took, log, placement))
-}
-
-fn init_duration(log: &str) -> Option<Duration> {
-    let v = log.split("Init Duration: ").nth(1)?.split(" ms").next()?;
-    v.trim()
-        .parse::<f64>()
-        .ok()
-        .map(|ms| Duration::from_secs_f64(ms / 1000.0))
-}
-
-fn wait_active(c: &Client, name: &str) -> Result<()> {
-    for _ in 0..200 {
-        let r = c.call(
-            "GET",
-            &format!("/2015-03-31/functions/{name}/configuration"),
-            None,
-        )?;
-        if r["State"] == "Active" {
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    bail!("{name} did not become Active")
-}
-
-/// One `hearth serve` of the bench, on its own port and data directory.
-struct Node {
-    _guard: Guard,
-    client: Client,
-    data_dir: std::path::PathBuf,
-}
-
-fn start_node(dir: &std::path::Path, name: &str, config: &str) -> Result<Node> {
-    let exe = std::env::current_exe()?;
-    let port = free_port()?;
-    let data_dir = dir.join(name);
-    std::fs::create_dir_all(&data_dir)?;
-    let cfg = dir.join(format!("{name}.toml"));
-    std::fs::write(&cfg, config)?;
-    let log = std::fs::File::create(dir.join(format!("{name}.log")))?;
-    let guard = Guard(
-        Command::new(&exe)
-            .args([
-                "serve",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--data-dir",
-            ])
-            .arg(&data_dir)
-            .arg("--config")
-            .arg(&cfg)
-            .env("HEARTH_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .context("cannot start hearth serve")?,
-    );
-    wait_for_port(port)?;
-    let client = Client::new(ClientArgs {
-        endpoint: format!("http://127.0.0.1:{port}"),
-        access_key_id: "test".into(),
-        secret_access_key: "test".into(),
-        region: "us-east-1".into(),
-    })?;
-    // The bench measures the pool path, not fairness between tenants: its one
-    // account may draw the whole general sub-pool (the default share is half,
-    // and sandboxes of deleted functions count until they are gone).
-    client.call(
-        "PUT",
-        "/hearth/v1/accounts/000000000000/capacity",
-        Some(&json!({"Policy": "burst", "GeneralShare": 1.0})),
-    )?;
-    Ok(Node {
-        _guard: guard,
-        client,
-        data_dir,
-    })
-}
-
-/// Waits (bounded) until every general pool holds at least its minimum.
-fn wait_pools_full(c: &Client) -> Result<()> {
-    for _ in 0..600 {
-        let p = c.call("GET", "/hearth/v1/pools", None)?;
-        let full = p["General"]
-            .as_array()
-            .is_some_and(|g| g.iter().all(|e| e["Idle"].as_u64() >= e["Min"].as_u64()));
-        if full {
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    bail!("the general pools did not fill in 30 s")
-}
-
-fn create_fn(c: &Client, zip_b64: &str, name: &str, runtime: &str) -> Result<()> {
-    c.call(
-        "POST",
-        "/2015-03-31/functions",
-        Some(&json!({
-            "FunctionName": name, "Runtime": runtime, "Handler": "app.handler",
-            "Role": "arn:aws:iam::000000000000:role/bench", "Code": {"ZipFile": zip_b64},
-        })),
-    )?;
-    wait_active(c, name)
-}
-
-/// First invocations of fresh functions on `node`, the pools refilled
-/// (bounded wait) before each; returns client latency and Init Duration.
-fn first_invokes(
-    node: &Node,
-    zip_b64: &str,
-    n: usize,
-    tag: &str,
-    expect: &str,
-) -> Result<(Stats, Stats)> {
-    let mut lat = Stats {
-        name: format!("first invoke, {tag}"),
-        samples: vec![],
-    };
-    let mut init = Stats {
-        name: format!("  of which Init Duration, {tag}"),
-        samples: vec![],
-    };
-    for i in 0..n {
-        wait_pools_full(&node.client)?;
-        let name = format!(
-            "bench-{}-{i}",
-            tag.replace(' ', "-").replace(['(', ')', ','], "")
-        );
-        create_fn(&node.client, zip_b64, &name, "python3.11")?;
-        let (took, log, placement) = invoke_placed(&node.client, &name, None)?;
-        if placement != expect {
-            bail!("{tag}: expected placement {expect}, got {placement}");
-        }
-        lat.samples.push(took);
-        if let Some(d) = init_duration(&log) {
-            init.samples.push(d);
-        }
-        node.client
-            .call("DELETE", &format!("/2015-03-31/functions/{name}"), None)?;
-    }
-    Ok((lat, init))
-}
-
-/// Idle PSS per pooled sandbox: every process in the node's sandbox cgroups,
-/// summed from smaps_rollup, over the number of sandboxes.
-fn pss_per_sandbox(data_dir: &std::path::Path) -> Result<(f64, usize)> {
-    let marker = format!("/{}/", crate::serve::cgroup_name(data_dir));
-    let mut pss_kb = 0u64;
-    let mut sandboxes = std::collections::BTreeSet::new();
-    for entry in std::fs::read_dir("/proc")?.flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(cg) = std::fs::read_to_string(format!("/proc/{pid}/cgroup")) else {
-            continue;
-        };
-        let Some(line) = cg
-            .lines()
-            .find(|l| l.contains(&marker) && (l.contains(":memory:") || l.starts_with("0::")))
-        else {
-            continue;
-        };
-        if let Some(sb) = line.split(&marker).nth(1) {
-            sandboxes.insert(sb.split('/').next().unwrap_or("").to_owned());
-        }
-        let Ok(smaps) = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")) else {
-            continue;
-        };
-        pss_kb += smaps
-            .lines()
-            .find_map(|l| l.strip_prefix("Pss:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            .unwrap_or(0);
-    }
-    let n = sandboxes.len().max(1);
-    Ok((pss_kb as f64 / 1024.0 / n as f64, sandboxes.len()))
-}
-
-fn mem_available_mb() -> Result<u64> {
-    let m = std::fs::read_to_string("/proc/meminfo")?;
-    m.lines()
-        .find_map(|l| l.strip_prefix("MemAvailable:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map(|kb| kb / 1024)
-        .context("no MemAvailable in /proc/meminfo")
-}
-
-pub fn run(args: BenchArgs) -> Result<()> {
-    let warm_n = if args.quick { 200 } else { 3000 };
-    let dir = tempfile::tempdir()?;
-    let exe = std::env::current_exe()?;
-    let port = free_port()?;
-    let log = std::fs::File::create(dir.path().join("serve.log"))?;
-    let _server = Guard(
-        Command::new(&exe)
-            .args([
-                "serve",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--data-dir",
-            ])
-            .arg(dir.path().join("data"))
-            .env("HEARTH_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .context("cannot start hearth serve")?,
-    );
-    wait_for_port(port)?;
-    let client = Client::new(ClientArgs {
-        endpoint: format!("http://127.0.0.1:{port}"),
-        access_key_id: "test".into(),
-        secret_access_key: "test".into(),
-        region: "us-east-1".into(),
-    })?;
-    let zip = base64::engine::general_purpose::STANDARD.encode(zip_handler()?);
-    let create = |name: &str| -> Result<()> {
-        client.call(
-            "POST",
-            "/2015-03-31/functions",
-            Some(&json!({
-                "FunctionName": name, "Runtime": "python3.11", "Handler": "app.handler",
-                "Role": "arn:aws:iam::000000000000:role/bench", "Code": {"ZipFile": zip},
-            })),
-        )?;
-        wait_active(&client, name)
-    };
-
-    // Baseline: the same handler in a resident Python HTTP server.
-    let code_dir = dir.path().join("baseline");
-    std::fs::create_dir_all(&code_dir)?;
-    std::fs::write(code_dir.join("app.py"), HANDLER)?;
-    std::fs::write(code_dir.join("server.py"), BASELINE_SERVER)?;
-    let bport = free_port()?;
-    let _baseline = Guard(
-        Command::new("/usr/bin/python3")
-            .arg(code_dir.join("server.py"))
-            .arg(bport.to_string())
-            .arg(&code_dir)
-            .env_remove("PYTHONDONTWRITEBYTECODE")
-            .stdout(Stdio::null())
-            .spawn()
-            .context("cannot start the baseline Python server")?,
-    );
-    wait_for_port(bport)?;
-    let mut bconn = TcpStream::connect(("127.0.0.1", bport))?;
-    bconn.set_nodelay(true)?;
-
-    // Warm: one function, its sandbox kept warm; interleaved in blocks of 50
-    // with the baseline so both see the same machine.
-    create("bench-warm")?;
-    invoke_placed(&client, "bench-warm", None)?;
-    let mut hearth_warm = Stats {
-        name: "warm invoke (Hearth, SigV4 Invoke API)".into(),
-        samples: vec![],
-    };
-    let mut direct = Stats {
-        name: "direct HTTP to resident Python (baseline)".into(),
-        samples: vec![],
-    };
-    for _ in 0..warm_n / 50 {
-        for _ in 0..50 {
-            hearth_warm
-                .samples
-                .push(invoke_placed(&client, "bench-warm", None)?.0);
-        }
-        for _ in 0..50 {
-            direct.samples.push(post_keepalive(&mut bconn, b"{}")?);
-        }
-    }
-
-    drop(_server);
-    let first_n = if args.quick { 8 } else { 40 };
-    let general_runtime = start_node(
-        dir.path(),
-        "runtime-warm",
-        "[capacity]\ngeneral = [ { profile = \"python:128\", min = 2, max = 2 } ]\n",
-    )?;
-    let (rt_lat, rt_init) = first_invokes(
-        &general_runtime,
-        &zip,
-        first_n,
-        "general runtime-warm",
-        "general-runtime",
-    )?;
-    // Provisioned: a published version with provisioned concurrency 1,
-    // first invocation of each, against warm invocations of the same.
-    let mut prov = Stats {
-        name: "first invoke, provisioned (dedicated)".into(),
-        samples: vec![],
-    };
-    for i in 0..first_n.min(10) {
-        let c = &general_runtime.client;
-        let name = format!("bench-prov-{i}");
-        create_fn(c, &zip, &name, "python3.11")?;
-        let v = c.call(
-            "POST",
-            &format!("/2015-03-31/functions/{name}/versions"),
-            Some(&json!({})),
-        )?;
-        let ver = v["Version"].as_str().unwrap_or("1").to_owned();
-        c.call(
-            "PUT",
-            &format!("/2019-09-30/functions/{name}/provisioned-concurrency?Qualifier={ver}"),
-            Some(&json!({"ProvisionedConcurrentExecutions": 1})),
-        )?;
-        let mut ready = false;
-        for _ in 0..400 {
-            let s = c.call(
-                "GET",
-                &format!("/2019-09-30/functions/{name}/provisioned-concurrency?Qualifier={ver}"),
-                None,
-            )?;
-            if s["Status"] == "READY" {
-                ready = true;
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(25));
-        }
-        if !ready {
-            bail!("provisioned concurrency for {name} never became READY");
-        }
-        let (took, _, placement) = invoke_placed(c, &name, Some(&ver))?;
-        if placement != "dedicated" {
-            bail!("provisioned: expected placement dedicated, got {placement}");
-        }
-        prov.samples.push(took);
-        c.call("DELETE", &format!("/2015-03-31/functions/{name}"), None)?;
-    }
-    drop(general_runtime);
-    let shell = start_node(
-        dir.path(),
-        "shell-warm",
-        "[capacity]\ngeneral = [ { profile = \"shell:128\", min = 2, max = 2 } ]\n",
-    )?;
-    let (sh_lat, sh_init) =
-        first_invokes(&shell, &zip, first_n, "general shell-warm", "general-shell")?;
-    drop(shell);
-    let off = start_node(dir.path(), "pools-off", "[capacity]\ngeneral = []\n")?;
-    let (off_lat, off_init) = first_invokes(&off, &zip, first_n, "cold, pools disabled", "cold")?;
-    drop(off);
-
-    // Density: N idle runtime-warm Python sandboxes, PSS each and the
-    // node's MemAvailable drop.
-    let density_n: usize = if args.quick { 20 } else { 200 };
-    let before = mem_available_mb()?;
-    let dense = start_node(
-        dir.path(),
-        "density",
-        // The budget counts memory limits (128 MB each here), not use: lift it
-        // so the pool holds every idle sandbox the bench asks for.
-        &format!("[capacity]\nmemory_budget_mb = 100000000\ngeneral = [ {{ profile = \"python:128\", min = {density_n}, max = {density_n} }} ]\n"),
-    )?;
-    for _ in 0..1200 {
-        let p = dense.client.call("GET", "/hearth/v1/pools", None)?;
-        if p["General"][0]["Idle"].as_u64() >= Some(density_n as u64) {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    std::thread::sleep(Duration::from_secs(1));
-    let (pss_mb, counted) = pss_per_sandbox(&dense.data_dir)?;
-    let after = mem_available_mb()?;
-    drop(dense);
-
-    print_table(&[
-        &direct,
-        &hearth_warm,
-        &prov,
-        &rt_lat,
-        &rt_init,
-        &sh_lat,
-        &sh_init,
-        &off_lat,
-        &off_init,
-    ]);
-    let drop_mb = before.saturating_sub(after);
-    println!(
-        "\ndensity: {counted} idle runtime-warm Python sandboxes: PSS {pss_mb:.2} MiB each; MemAvailable dropped {drop_mb} MiB ({:.2} MiB each); extrapolated to 24 GiB: {:.0} sandboxes by PSS",
-        drop_mb as f64 / counted.max(1) as f64,
-        24.0 * 1024.0 / pss_mb.max(0.01),
-    );
-    let over = hearth_warm.pct(0.5).saturating_sub(direct.pct(0.5));
-    println!(
-        "warm p50 over the direct baseline: {} ms (target <= 0.150); warm p99: {} ms (target <= 1)",
-        ms(over),
-        ms(hearth_warm.pct(0.99)),
-    );
-    println!(
-        "runtime-warm first invoke p50: {} ms (target <= 3); provisioned first invoke p50 {} ms vs warm p50 {} ms (target: as fast); cold with pools disabled p50 {} ms (target <= 15)",
-        ms(rt_lat.pct(0.5)),
-        ms(prov.pct(0.5)),
-        ms(hearth_warm.pct(0.5)),
-        ms(off_lat.pct(0.5)),
-    );
     Ok(())
 }
 
-fn print_table(rows: &[&Stats]) {
-    println!(
-        "{:<46} {:>6} {:>9} {:>9} {:>9} {:>9}",
-        "scenario (ms, client-observed)", "n", "p50", "p90", "p99", "max"
+/// Sets [`STOP`] on the first SIGINT or SIGTERM; exits on the second.
+fn install_stop_handler() {
+    let spawned = std::thread::Builder::new()
+        .name("bench-signals".into())
+        .spawn(|| {
+            use tokio::signal::unix::{signal, SignalKind};
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async {
+                let (Ok(mut int), Ok(mut term)) = (
+                    signal(SignalKind::interrupt()),
+                    signal(SignalKind::terminate()),
+                ) else {
+                    return;
+                };
+                loop {
+                    tokio::select! {
+                        _ = int.recv() => {}
+                        _ = term.recv() => {}
+                    }
+                    if STOP.swap(true, Ordering::Relaxed) {
+                        std::process::exit(130);
+                    }
+                    eprintln!(
+                        "hearth bench: stopping and cleaning up (signal again to quit at once)"
+                    );
+                }
+            });
+        });
+    if let Err(e) = spawned {
+        eprintln!("hearth bench: no signal handler ({e}); an interrupt may leave nodes running");
+    }
+}
+
+/// A mutex's guard, poisoned or not (the data are plain samples).
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// At most [`MAX_SAMPLES`] of `samples`, evenly spaced.
+fn thin(samples: &[Duration]) -> Vec<Duration> {
+    if samples.len() <= MAX_SAMPLES {
+        return samples.to_vec();
+    }
+    let step = samples.len().div_ceil(MAX_SAMPLES);
+    samples.iter().step_by(step).copied().collect()
+}
+
+pub fn run(args: BenchArgs) -> Result<()> {
+    if let Some(dir) = &args.validate {
+        return validate(dir);
+    }
+    install_stop_handler();
+    let started = time::OffsetDateTime::now_utc();
+    let out = match &args.out {
+        Some(o) => o.clone(),
+        None => {
+            let stamp = started
+                .format(time::macros::format_description!(
+                    "[year][month][day]-[hour][minute][second]"
+                ))
+                .context("formatting the time")?;
+            PathBuf::from("target").join("bench").join(stamp)
+        }
+    };
+    let wanted: Vec<SectionName> = if args.only.is_empty() {
+        SectionName::ALL.to_vec()
+    } else {
+        SectionName::ALL
+            .into_iter()
+            .filter(|s| args.only.contains(s))
+            .collect()
+    };
+    let scratch = tempfile::Builder::new().prefix("hearth-bench-").tempdir()?;
+    let needs_peers = wanted
+        .iter()
+        .any(|s| matches!(s, SectionName::Warm | SectionName::FirstInvoke));
+    let ctx = Ctx {
+        dir: scratch.path().to_owned(),
+        quick: args.quick,
+        fixture: if needs_peers {
+            Fixture::new().map_err(|e| format!("the baselines' fixture: {e}"))
+        } else {
+            Err("not needed".into())
+        },
+    };
+    let mut report = Report::new(
+        "hearth bench",
+        &started
+            .format(&time::format_description::well_known::Rfc3339)
+            .context("formatting the time")?,
+        args.quick,
     );
-    for s in rows {
-        println!(
-            "{:<46} {:>6} {:>9} {:>9} {:>9} {:>9}",
-            s.name,
-            s.samples.len(),
-            ms(s.pct(0.5)),
-            ms(s.pct(0.9)),
-            ms(s.pct(0.99)),
-            ms(s.pct(1.0))
+    let mut failed = Vec::new();
+    let t0 = Instant::now();
+    for name in wanted {
+        let t = Instant::now();
+        let result = match name {
+            SectionName::Warm => warm::run(&ctx),
+            SectionName::FirstInvoke => first::run(&ctx),
+            SectionName::Density => density::run(&ctx),
+            SectionName::Replay => replay_section(&args),
+            SectionName::Async => events::run(&ctx),
+        };
+        check_stop()?;
+        match result {
+            Ok(section) => {
+                eprintln!("[{}] done in {:.1} s", name.id(), t.elapsed().as_secs_f64());
+                report.sections.push(section);
+            }
+            Err(e) => {
+                eprintln!("[{}] FAILED: {e:#}", name.id());
+                failed.push(name.id());
+                report.sections.push(
+                    Section::new(name.id(), name.id(), "This section failed.")
+                        .skipped(name.id(), &format!("the section failed: {e:#}")),
+                );
+            }
+        }
+    }
+    drop(ctx);
+    report.notes = target_notes(&report);
+    report
+        .notes
+        .push(format!("The run took {:.0} s.", t0.elapsed().as_secs_f64()));
+    report
+        .write(&out)
+        .with_context(|| format!("writing the report to {}", out.display()))?;
+    println!();
+    report.print_table(&mut std::io::stdout().lock())?;
+    for n in &report.notes {
+        println!("- {n}");
+    }
+    let shown = std::fs::canonicalize(&out).unwrap_or(out);
+    println!(
+        "\nreport: {}/report.md (report.json, charts/)",
+        shown.display()
+    );
+    if !failed.is_empty() {
+        bail!("section(s) failed: {}", failed.join(", "));
+    }
+    Ok(())
+}
+
+fn validate(dir: &Path) -> Result<()> {
+    match hearth_bench::report::validate_dir(dir) {
+        Ok(()) => {
+            println!("{}: a well-formed report", dir.display());
+            Ok(())
+        }
+        Err(problems) => {
+            for p in &problems {
+                eprintln!("- {p}");
+            }
+            bail!(
+                "{} is not a well-formed report ({} problem(s))",
+                dir.display(),
+                problems.len()
+            )
+        }
+    }
+}
+
+fn replay_section(args: &BenchArgs) -> Result<Section> {
+    let source = match &args.azure_dir {
+        Some(dir) => TraceSource::Azure {
+            dir: dir.clone(),
+            day: args.azure_day,
+            max_functions: Some(args.azure_functions.unwrap_or(if args.quick {
+                200
+            } else {
+                1000
+            })),
+        },
+        None => TraceSource::Synthetic(replay::default_synthetic(args.quick)),
+    };
+    eprintln!("[policy-replay] {}…", source.describe());
+    let loaded = replay::load_trace(&source)?;
+    let opts = replay::SuiteOptions::for_trace(&loaded.trace, args.quick);
+    let curves = replay::run_suite(&loaded.trace, &opts);
+    Ok(replay::section(&loaded, &source, &opts, curves))
+}
+
+/// Where the run stands against ARCHITECTURE.md section 6's targets, as
+/// remarks (the bench never fails on a speed).
+fn target_notes(report: &Report) -> Vec<String> {
+    let section = |id: &str| report.sections.iter().find(|s| s.id == id);
+    let p = |s: &Section, id: &str, f: fn(&hearth_bench::report::Summary) -> f64| {
+        s.scenarios
+            .iter()
+            .find(|x| x.id == id && x.summary.count > 0)
+            .map(|x| f(&x.summary))
+    };
+    let fig = |s: &Section, id: &str| s.figures.iter().find(|f| f.id == id).map(|f| f.value);
+    let verdict = |ok: bool| if ok { "met" } else { "missed" };
+    let mut notes = Vec::new();
+    if let Some(w) = section("warm") {
+        if let (Some(h), Some(d)) = (p(w, "hearth-c1", |m| m.p50), p(w, "direct-c1", |m| m.p50)) {
+            notes.push(format!(
+                "Target: warm p50 ≤ 0.150 ms above direct: {:+.3} ms ({}).",
+                h - d,
+                verdict(h - d <= 0.150)
+            ));
+        }
+        if let Some(h) = p(w, "hearth-c1", |m| m.p99) {
+            notes.push(format!(
+                "Target: warm p99 ≤ 1 ms: {h:.3} ms ({}).",
+                verdict(h <= 1.0)
+            ));
+        }
+        let top = warm::CONCURRENCY[warm::CONCURRENCY.len() - 1];
+        if let (Some(h), Some(d)) = (
+            fig(w, &format!("throughput-hearth-c{top}")),
+            fig(w, &format!("throughput-direct-c{top}")),
+        ) {
+            let r = h / d.max(1e-9);
+            notes.push(format!(
+                "Target: throughput ≥ 80% of direct at {top} clients: {:.0}% ({}).",
+                r * 100.0,
+                verdict(r >= 0.8)
+            ));
+        }
+    }
+    if let Some(f) = section("first-invoke") {
+        if let Some(v) = p(f, "runtime-warm", |m| m.p50) {
+            notes.push(format!(
+                "Target: first invoke from the general sub-pool p50 ≤ 3 ms: {v:.2} ms ({}).",
+                verdict(v <= 3.0)
+            ));
+        }
+        if let Some(v) = p(f, "cold", |m| m.p50) {
+            notes.push(format!(
+                "Target: cold start with every pool empty p50 ≤ 15 ms: {v:.2} ms ({}).",
+                verdict(v <= 15.0)
+            ));
+        }
+        if let (Some(a), Some(b)) = (
+            p(f, "provisioned", |m| m.p50),
+            p(f, "provisioned-warm", |m| m.p50),
+        ) {
+            notes.push(format!(
+                "Target: provisioned first invoke as fast as a warm one: p50 {a:.3} ms against {b:.3} ms ({:.2}×).",
+                a / b.max(1e-9)
+            ));
+        }
+    }
+    if let Some(d) = section("density") {
+        if let Some(v) = fig(d, "fit-24g-pss") {
+            notes.push(format!(
+                "Target: ≥ 5,000 idle runtime-warm Python sandboxes in 24 GiB: {v:.0} by PSS ({}).",
+                verdict(v >= 5000.0)
+            ));
+        }
+    }
+    if let Some(r) = section("policy-replay") {
+        notes.extend(replay_note(r));
+    }
+    notes
+}
+
+/// Hearth's replay curve against fixed TTL and OpenWhisk: at the same idle
+/// memory-time (interpolated along the peer's curve, where it reaches), and
+/// whether any peer point has both fewer cold starts and less idle memory.
+fn replay_note(r: &Section) -> Option<String> {
+    use hearth_bench::replay::policy;
+    let curve = |name: &str| r.curves.iter().find(|c| c.policy == name);
+    let hearth = curve(policy::HEARTH)?;
+    let mut parts = Vec::new();
+    let mut met = true;
+    for peer in [policy::FIXED_TTL, policy::OPENWHISK] {
+        let Some(peer_curve) = curve(peer) else {
+            continue;
+        };
+        let (mut better, mut compared, mut dominated) = (0, 0, 0);
+        for p in &hearth.points {
+            if let Some(cold) = cold_at(peer_curve, p.idle_gb_s) {
+                compared += 1;
+                if p.cold_start_pct < cold {
+                    better += 1;
+                }
+            }
+            let beaten = peer_curve.points.iter().any(|q| {
+                q.idle_gb_s <= p.idle_gb_s
+                    && q.cold_start_pct <= p.cold_start_pct
+                    && (q.idle_gb_s < p.idle_gb_s || q.cold_start_pct < p.cold_start_pct)
+            });
+            if beaten {
+                dominated += 1;
+            }
+        }
+        met &= better == compared && dominated == 0;
+        parts.push(format!(
+            "against {peer}, fewer cold starts at the same idle memory-time at {better} of {compared} comparable points, {dominated} of {} points beaten outright (fewer cold starts with less idle memory)",
+            hearth.points.len()
+        ));
+    }
+    Some(format!(
+        "Target: replay, Hearth's policy: {} ({}).",
+        parts.join("; "),
+        if met { "met" } else { "missed" }
+    ))
+}
+
+/// A curve's cold-start percentage at `idle` GB·s, interpolated between
+/// its neighbouring points; `None` outside the curve.
+fn cold_at(c: &hearth_bench::report::Curve, idle: f64) -> Option<f64> {
+    let mut pts: Vec<(f64, f64)> = c
+        .points
+        .iter()
+        .map(|p| (p.idle_gb_s, p.cold_start_pct))
+        .collect();
+    pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+    pts.windows(2)
+        .find(|w| w[0].0 <= idle && idle <= w[1].0)
+        .map(|w| {
+            let t = (idle - w[0].0) / (w[1].0 - w[0].0).max(1e-12);
+            w[0].1 + t * (w[1].1 - w[0].1)
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        bench: BenchArgs,
+    }
+
+    #[test]
+    fn thinning_keeps_at_most_the_cap_evenly() {
+        let few: Vec<Duration> = (0..10).map(Duration::from_micros).collect();
+        assert_eq!(thin(&few), few);
+        let many: Vec<Duration> = (0..(MAX_SAMPLES as u64 * 3 + 1))
+            .map(Duration::from_micros)
+            .collect();
+        let t = thin(&many);
+        assert!(t.len() <= MAX_SAMPLES && t.len() > MAX_SAMPLES / 2);
+        assert_eq!(t[1] - t[0], Duration::from_micros(4));
+    }
+
+    #[test]
+    fn arguments() {
+        let a = Cli::parse_from(["b", "--quick", "--only", "warm,first-invoke"]).bench;
+        assert!(a.quick);
+        assert_eq!(a.only, [SectionName::Warm, SectionName::FirstInvoke]);
+        assert_eq!(a.azure_day, 1);
+        assert!(Cli::try_parse_from(["b", "--azure-day", "3"]).is_err());
+        assert!(Cli::try_parse_from(["b", "--azure-dir", "x", "--azure-day", "15"]).is_err());
+        assert!(Cli::try_parse_from(["b", "--validate", "x", "--quick"]).is_err());
+        assert!(Cli::try_parse_from(["b", "--only", "nope"]).is_err());
+        let a = Cli::parse_from(["b", "--azure-dir", "x", "--azure-day", "14"]).bench;
+        assert_eq!(a.azure_day, 14);
+    }
+
+    fn curve(policy: &str, points: &[(f64, f64)]) -> hearth_bench::report::Curve {
+        hearth_bench::report::Curve {
+            policy: policy.into(),
+            parameter: "x".into(),
+            points: points
+                .iter()
+                .map(|&(idle, cold)| hearth_bench::report::CurvePoint {
+                    parameter_value: 0.0,
+                    label: String::new(),
+                    cold_start_pct: cold,
+                    p75_function_cold_rate: 0.0,
+                    idle_gb_s: idle,
+                    cold_starts: 0,
+                    invocations: 1,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn replay_target_compares_at_the_same_idle_memory() {
+        let mut s = Section::new("policy-replay", "r", "d").curves(vec![
+            curve("fixed-ttl", &[(1.0, 10.0), (10.0, 1.0)]),
+            curve("openwhisk-reactive-prewarm", &[(2.0, 0.5)]),
+            curve("hearth", &[(5.0, 0.4), (20.0, 0.1)]),
+        ]);
+        assert_eq!(cold_at(&s.curves[0], 5.5), Some(5.5));
+        assert_eq!(cold_at(&s.curves[0], 11.0), None);
+        let note = replay_note(&s).unwrap();
+        assert!(
+            note.contains("fixed-ttl, fewer cold starts at the same idle memory-time at 1 of 1"),
+            "{note}"
         );
+        assert!(note.ends_with("(met)."), "{note}");
+        s.curves[1] = curve("openwhisk-reactive-prewarm", &[(2.0, 0.5), (3.0, 0.05)]);
+        let note = replay_note(&s).unwrap();
+        assert!(note.contains("2 of 2 points beaten outright"), "{note}");
+        assert!(note.ends_with("(missed)."), "{note}");
     }
 }

@@ -87,7 +87,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Measure warm and cold invocations against a resident-Python baseline.
+    /// Measure Hearth against baselines and peers in one run (warm and first
+    /// invokes, density, policy replay, async) and write a report.
     Bench(bench::BenchArgs),
     /// Show the node's warm pools (admin accounts).
     Pools {

@@ -1,0 +1,353 @@
+//! Section `first-invoke`: the first invocation of a just-created function,
+//! served from runtime-warm general capacity, from shell-warm general
+//! capacity, from provisioned (dedicated, function-warm) capacity, and
+//! fully cold with every pool disabled; against peers measured here, trial
+//! by trial in the same loop: `fork+exec python3` of Hearth's bootstrap,
+//! the same in `bwrap`, and as an OCI container started by `crun`
+//! ([`hearth_bench::baselines`]).
+
+use super::http::{Conn, Signer};
+use super::node::{zip_b64, Node};
+use super::{check_stop, Ctx, HANDLER};
+use anyhow::{bail, Context, Result};
+use base64::Engine;
+use hearth_bench::baselines::{Fixture, PeerBaseline};
+use hearth_bench::report::{ChartSpec, Scenario, Section};
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+/// How long a node's general pools may take to refill between trials.
+const REFILL: Duration = Duration::from_secs(30);
+
+/// One way Hearth can serve a first invocation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    RuntimeWarm,
+    Provisioned,
+    ShellWarm,
+    Cold,
+}
+
+impl Phase {
+    const ALL: [Self; 4] = [
+        Self::RuntimeWarm,
+        Self::Provisioned,
+        Self::ShellWarm,
+        Self::Cold,
+    ];
+
+    fn id(self) -> &'static str {
+        match self {
+            Self::RuntimeWarm => "runtime-warm",
+            Self::Provisioned => "provisioned",
+            Self::ShellWarm => "shell-warm",
+            Self::Cold => "cold",
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Self::RuntimeWarm => "Hearth, general runtime-warm",
+            Self::Provisioned => "Hearth, provisioned (dedicated)",
+            Self::ShellWarm => "Hearth, general shell-warm",
+            Self::Cold => "Hearth, cold (pools disabled)",
+        }
+    }
+
+    /// The `X-Hearth-Placement` the first invocation must report.
+    fn placement(self) -> &'static str {
+        match self {
+            Self::RuntimeWarm => "general-runtime",
+            Self::Provisioned => "dedicated",
+            Self::ShellWarm => "general-shell",
+            Self::Cold => "cold",
+        }
+    }
+
+    /// The node's `[capacity]` for this phase.
+    fn config(self) -> &'static str {
+        match self {
+            Self::RuntimeWarm | Self::Provisioned => {
+                "[capacity]\ngeneral = [ { profile = \"python:128\", min = 2, max = 2 } ]\n"
+            }
+            Self::ShellWarm => {
+                "[capacity]\ngeneral = [ { profile = \"shell:128\", min = 2, max = 2 } ]\n"
+            }
+            Self::Cold => "[capacity]\ngeneral = []\n",
+        }
+    }
+
+    /// What the phase is compared with.
+    fn baseline(self) -> &'static str {
+        match self {
+            Self::RuntimeWarm => peer_id(PeerBaseline::ForkExec),
+            Self::Provisioned => "provisioned-warm",
+            Self::ShellWarm => peer_id(PeerBaseline::Bubblewrap),
+            Self::Cold => peer_id(PeerBaseline::Crun),
+        }
+    }
+}
+
+fn peer_id(kind: PeerBaseline) -> &'static str {
+    match kind {
+        PeerBaseline::ForkExec => "fork-exec",
+        PeerBaseline::Bubblewrap => "bwrap",
+        PeerBaseline::Crun => "crun",
+    }
+}
+
+/// Samples gathered so far, by scenario id.
+#[derive(Debug, Default)]
+struct Samples(BTreeMap<&'static str, Vec<Duration>>);
+
+impl Samples {
+    fn push(&mut self, id: &'static str, d: Duration) {
+        self.0.entry(id).or_default().push(d);
+    }
+
+    fn take(&mut self, id: &str) -> Vec<Duration> {
+        self.0.remove(id).unwrap_or_default()
+    }
+}
+
+pub fn run(ctx: &Ctx) -> Result<Section> {
+    let trials = if ctx.quick { 5 } else { 100 };
+    let zip = zip_b64(HANDLER)?;
+    let mut section = Section::new(
+        "first-invoke",
+        "First invoke of a fresh function",
+        "Client-observed latency of the first invocation of a just-created no-op Python function (SigV4 Invoke API), by where Hearth finds capacity; `Init Duration` is the REPORT line's. \
+         Peers, measured here trial by trial between Hearth's trials: Hearth's own Python bootstrap started fresh as a plain child process (fork+exec python3), in bubblewrap, and as a crun OCI container, each timed from spawn to its answer to the first invocation through a Runtime API (init: to its first GET /next). \
+         Provisioned is compared with the second invocation of the same provisioned version.",
+    );
+    let mut peers = Vec::new();
+    match &ctx.fixture {
+        Ok(f) => {
+            for kind in PeerBaseline::ALL {
+                match f.probe(kind) {
+                    Ok(()) => peers.push(kind),
+                    Err(why) => {
+                        eprintln!("[first-invoke] skipping the {kind} baseline: {why}");
+                        section = section.skipped(peer_id(kind), &why.to_string());
+                    }
+                }
+            }
+        }
+        Err(why) => {
+            eprintln!("[first-invoke] skipping every peer baseline: {why}");
+            for kind in PeerBaseline::ALL {
+                section = section.skipped(peer_id(kind), why);
+            }
+        }
+    }
+    let mut samples = Samples::default();
+    let mut inits = Samples::default();
+    let mut trial = 0usize;
+    let mut node: Option<(Node, &'static str)> = None;
+    for phase in Phase::ALL {
+        // Provisioned capacity is made on the runtime-warm node.
+        if node.as_ref().map(|(_, cfg)| *cfg) != Some(phase.config()) {
+            drop(node.take());
+            node = Some((
+                Node::start(&ctx.dir, &format!("first-{}", phase.id()), phase.config())?,
+                phase.config(),
+            ));
+        }
+        let Some((n, _)) = &node else {
+            bail!("no node for {}", phase.id());
+        };
+        eprintln!("[first-invoke] {} ({trials} trials)…", phase.id());
+        for i in 0..trials {
+            check_stop()?;
+            n.wait_pools_full(REFILL)?;
+            let name = format!("bench-{}-{i}", phase.id());
+            let (took, init) = if phase == Phase::Provisioned {
+                let (first, second) = provisioned_trial(n, &zip, &name)?;
+                samples.push("provisioned-warm", second);
+                (first, None)
+            } else {
+                hearth_trial(n, &zip, &name, phase.placement())?
+            };
+            samples.push(phase.id(), took);
+            if let Some(d) = init {
+                inits.push(phase.id(), d);
+            }
+            n.delete_function(&name)?;
+            // The peers run once the node is quiet again.
+            n.wait_pools_full(REFILL)?;
+            if let Ok(f) = &ctx.fixture {
+                run_peers(f, &peers, trial, &mut samples, &mut inits)?;
+            }
+            trial += 1;
+        }
+    }
+    drop(node);
+    let mut cdf = Vec::new();
+    for phase in Phase::ALL {
+        section = section.scenario(
+            Scenario::from_durations(phase.id(), phase.label(), &samples.take(phase.id()))
+                .with_baseline(phase.baseline()),
+        );
+        cdf.push(phase.id());
+        if phase == Phase::Provisioned {
+            section = section.scenario(Scenario::from_durations(
+                "provisioned-warm",
+                "Hearth, provisioned, second invoke",
+                &samples.take("provisioned-warm"),
+            ));
+        } else {
+            let id = format!("{}-init", phase.id());
+            let init = inits.take(phase.id());
+            if !init.is_empty() {
+                section = section.scenario(Scenario::from_durations(
+                    &id,
+                    &format!("  of which Init Duration, {}", phase.id()),
+                    &init,
+                ));
+            }
+        }
+    }
+    for kind in &peers {
+        let id = peer_id(*kind);
+        section = section
+            .scenario(Scenario::from_durations(
+                id,
+                &format!("peer: {kind}"),
+                &samples.take(id),
+            ))
+            .scenario(Scenario::from_durations(
+                &format!("{id}-init"),
+                &format!("  of which init, {kind}"),
+                &inits.take(id),
+            ));
+        cdf.push(id);
+    }
+    Ok(section.chart(ChartSpec::latency_cdf(
+        "first-invoke.svg",
+        "First invoke of a fresh function",
+        &cdf,
+    )))
+}
+
+/// One trial of each measurable peer, starting with a different one each
+/// trial so that none always follows Hearth.
+fn run_peers(
+    fixture: &Fixture,
+    peers: &[PeerBaseline],
+    trial: usize,
+    samples: &mut Samples,
+    inits: &mut Samples,
+) -> Result<()> {
+    for k in 0..peers.len() {
+        let kind = peers[(trial + k) % peers.len()];
+        let r = fixture
+            .first_invoke(kind)
+            .with_context(|| format!("the {kind} baseline"))?;
+        samples.push(peer_id(kind), r.total);
+        inits.push(peer_id(kind), r.init);
+    }
+    Ok(())
+}
+
+/// Creates `name` and times its first invocation, which must be served
+/// from `placement`; returns the latency and the REPORT's Init Duration.
+fn hearth_trial(
+    node: &Node,
+    zip: &str,
+    name: &str,
+    placement: &str,
+) -> Result<(Duration, Option<Duration>)> {
+    node.create_function(name, zip)?;
+    let (took, log, got) = invoke(node, name, None)?;
+    if got != placement {
+        bail!("{name}: expected placement {placement}, got {got}");
+    }
+    Ok((took, init_duration(&log)))
+}
+
+/// Creates `name`, publishes version 1 with provisioned concurrency 1,
+/// waits until it is READY, and times the version's first and second
+/// invocations.
+fn provisioned_trial(node: &Node, zip: &str, name: &str) -> Result<(Duration, Duration)> {
+    let c = &node.client;
+    node.create_function(name, zip)?;
+    let v = c.call(
+        "POST",
+        &format!("/2015-03-31/functions/{name}/versions"),
+        Some(&json!({})),
+    )?;
+    let ver = v["Version"].as_str().unwrap_or("1").to_owned();
+    let pc = format!("/2019-09-30/functions/{name}/provisioned-concurrency?Qualifier={ver}");
+    c.call(
+        "PUT",
+        &pc,
+        Some(&json!({"ProvisionedConcurrentExecutions": 1})),
+    )?;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if c.call("GET", &pc, None)?["Status"] == "READY" {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("provisioned concurrency for {name} was not READY in 20 s");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let (first, _, placement) = invoke(node, name, Some(&ver))?;
+    if placement != "dedicated" {
+        bail!("provisioned: expected placement dedicated, got {placement}");
+    }
+    let (second, _, _) = invoke(node, name, Some(&ver))?;
+    Ok((first, second))
+}
+
+/// A signed synchronous invocation with its log tail, on a connection
+/// opened and a request signed before the clock starts; returns the
+/// latency, the log and the placement.
+fn invoke(node: &Node, name: &str, qualifier: Option<&str>) -> Result<(Duration, String, String)> {
+    let path = match qualifier {
+        Some(q) => format!("/2015-03-31/functions/{name}/invocations?Qualifier={q}"),
+        None => format!("/2015-03-31/functions/{name}/invocations"),
+    };
+    let signer = Signer::new(node.addr, "test", "test", "us-east-1");
+    let request = signer.request("POST", &path, &[("x-amz-log-type", "Tail")], b"{}")?;
+    let mut conn = Conn::connect(node.addr)?;
+    let start = Instant::now();
+    let r = conn.exchange(&request)?;
+    let took = start.elapsed();
+    if r.status != 200 || r.header("x-amz-function-error").is_some() {
+        bail!(
+            "the bench function failed (HTTP {}): {}",
+            r.status,
+            String::from_utf8_lossy(&r.body)
+        );
+    }
+    let log = r
+        .header("x-amz-log-result")
+        .and_then(|v| base64::engine::general_purpose::STANDARD.decode(v).ok())
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    let placement = r.header("x-hearth-placement").unwrap_or("").to_owned();
+    Ok((took, log, placement))
+}
+
+fn init_duration(log: &str) -> Option<Duration> {
+    let v = log.split("Init Duration: ").nth(1)?.split(" ms").next()?;
+    v.trim()
+        .parse::<f64>()
+        .ok()
+        .map(|ms| Duration::from_secs_f64(ms / 1000.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_init_duration_from_a_report_line() {
+        let log = "START RequestId: x\nEND RequestId: x\nREPORT RequestId: x\tDuration: 0.41 ms\tBilled Duration: 1 ms\tMemory Size: 128 MB\tMax Memory Used: 9 MB\tInit Duration: 2.25 ms\t\n";
+        assert_eq!(init_duration(log), Some(Duration::from_micros(2250)));
+        assert_eq!(init_duration("REPORT RequestId: x\tDuration: 1 ms"), None);
+    }
+}
