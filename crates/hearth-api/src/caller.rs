@@ -53,9 +53,33 @@ pub async fn authenticate(State(state): State<AppState>, req: Request, next: Nex
         Err(e) => return ApiError(LambdaError::from(&e)).into_response(),
     };
     let key_id = parsed.access_key_id.clone();
-    let found = state
-        .blocking(move |s| Ok(s.registry.find_access_key(&key_id)?))
-        .await;
+    // The key's account, from what an earlier request read while the
+    // registry has not been written since, else from the registry (off the
+    // async threads). A deleted key or account moves the epoch.
+    let epoch = state.registry.write_epoch();
+    let cached = state
+        .access_keys
+        .lock()
+        .get(&key_id)
+        .filter(|(e, _)| *e == epoch)
+        .map(|(_, found)| found.clone());
+    let found = match cached {
+        Some(found) => Ok(Some(found)),
+        None => {
+            let found = state
+                .blocking(move |s| Ok(s.registry.find_access_key(&key_id)?))
+                .await;
+            if let Ok(Some(f)) = &found {
+                let mut keys = state.access_keys.lock();
+                // Bounded: many distinct keys only mean more registry reads.
+                if keys.len() >= 10_000 {
+                    keys.clear();
+                }
+                keys.insert(f.1.access_key_id.clone(), (epoch, f.clone()));
+            }
+            found
+        }
+    };
     let (account, key) = match found {
         Ok(Some(found)) => found,
         Ok(None) => {

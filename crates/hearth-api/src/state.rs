@@ -9,10 +9,16 @@ use hearth_exec::Executor;
 use hearth_runtime::RuntimeCatalog;
 use hearth_store::{CodeStore, LogStore, Registry};
 use hearth_types::arn::NodeIdentity;
+use hearth_types::function::{AccessKey, Account};
 use hearth_types::function::{Lifecycle, VersionRecord};
 use hearth_types::LambdaError;
+use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::mpsc;
+
+/// What the authenticator read per access key, valid while the registry's
+/// write epoch is unchanged.
+pub type AccessKeyCache = HashMap<String, (u64, (Account, AccessKey))>;
 
 /// Node-wide settings the API needs.
 #[derive(Debug, Clone)]
@@ -37,6 +43,8 @@ pub struct Shared {
     pub runtimes: RuntimeCatalog,
     pub settings: ApiSettings,
     pub signing_keys: SigningKeyCache,
+    /// Access key id → (registry write epoch, its account and key).
+    pub access_keys: parking_lot::Mutex<AccessKeyCache>,
     /// Runs invocations.
     pub executor: Executor,
     /// Accepts and dispatches asynchronous events.
@@ -102,6 +110,7 @@ impl AppState {
             runtimes,
             settings,
             signing_keys: SigningKeyCache::new(),
+            access_keys: parking_lot::Mutex::new(HashMap::new()),
             executor,
             events,
             logs,
