@@ -5,9 +5,8 @@ use hearth_store::{LogStore, NewLogEvent};
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::AsyncReadExt;
 use tokio::net::unix::pipe;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
 
 /// Most bytes of output kept for one invocation; older output is dropped
 /// first (the log store keeps a bounded history anyway).
@@ -16,21 +15,83 @@ const MAX_CAPTURE: usize = 1 << 20;
 /// Reads a sandbox's stdout and stderr continuously into one buffer, and
 /// hands the buffer over, drained, on request. The pipes reach EOF only when
 /// every process of the sandbox is gone, which `closed` reports.
+///
+/// The buffer and the pipes are shared with the reading task, so `take`
+/// drains and hands over in the caller's own task: no wake-up of another
+/// task (and, on a multi-threaded runtime, often another core) per
+/// invocation.
 #[derive(Debug)]
 pub struct LogPump {
-    take: mpsc::Sender<oneshot::Sender<Vec<u8>>>,
+    shared: Arc<PumpShared>,
     closed: watch::Receiver<bool>,
+}
+
+#[derive(Debug)]
+struct PumpShared {
+    out: pipe::Receiver,
+    err: pipe::Receiver,
+    state: parking_lot::Mutex<PumpState>,
+    closed: watch::Sender<bool>,
+    /// The `LogPump` is gone: the reading task ends.
+    dropped: tokio::sync::Notify,
+}
+
+#[derive(Debug)]
+struct PumpState {
+    buf: Vec<u8>,
+    out_open: bool,
+    err_open: bool,
+}
+
+impl PumpShared {
+    /// Drains both pipes into the buffer (without waiting); reports EOF.
+    fn drain_all(&self) -> (bool, bool) {
+        let mut st = self.state.lock();
+        let PumpState {
+            buf,
+            out_open,
+            err_open,
+        } = &mut *st;
+        if *out_open {
+            *out_open = drain(&self.out, buf);
+        }
+        if *err_open {
+            *err_open = drain(&self.err, buf);
+        }
+        let open = (*out_open, *err_open);
+        drop(st);
+        if !open.0 && !open.1 {
+            self.closed.send_replace(true);
+        }
+        open
+    }
+}
+
+impl Drop for LogPump {
+    fn drop(&mut self) {
+        self.shared.dropped.notify_one();
+    }
 }
 
 impl LogPump {
     pub fn start(stdout: OwnedFd, stderr: OwnedFd) -> std::io::Result<Self> {
         let out = pipe::Receiver::from_owned_fd(stdout)?;
         let err = pipe::Receiver::from_owned_fd(stderr)?;
-        let (take_tx, take_rx) = mpsc::channel(4);
         let (closed_tx, closed_rx) = watch::channel(false);
-        tokio::spawn(pump(out, err, take_rx, closed_tx));
+        let shared = Arc::new(PumpShared {
+            out,
+            err,
+            state: parking_lot::Mutex::new(PumpState {
+                buf: Vec::new(),
+                out_open: true,
+                err_open: true,
+            }),
+            closed: closed_tx,
+            dropped: tokio::sync::Notify::new(),
+        });
+        tokio::spawn(pump(shared.clone()));
         Ok(Self {
-            take: take_tx,
+            shared,
             closed: closed_rx,
         })
     }
@@ -38,11 +99,8 @@ impl LogPump {
     /// Everything written since the last call. The runtime flushes its output
     /// before it answers, so draining the pipes now captures all of it.
     pub async fn take(&self) -> Vec<u8> {
-        let (tx, rx) = oneshot::channel();
-        if self.take.send(tx).await.is_err() {
-            return Vec::new();
-        }
-        rx.await.unwrap_or_default()
+        self.shared.drain_all();
+        std::mem::take(&mut self.shared.state.lock().buf)
     }
 
     /// Resolves when both pipes are closed: the sandbox has no process left.
@@ -86,41 +144,45 @@ fn drain(p: &pipe::Receiver, buf: &mut Vec<u8>) -> bool {
     true
 }
 
-async fn pump(
-    mut out: pipe::Receiver,
-    mut err: pipe::Receiver,
-    mut take: mpsc::Receiver<oneshot::Sender<Vec<u8>>>,
-    closed: watch::Sender<bool>,
-) {
-    let mut buf = Vec::new();
-    let (mut out_open, mut err_open) = (true, true);
-    let mut a = [0u8; 16384];
-    let mut b = [0u8; 16384];
+/// Reads through tokio's readiness (`try_read` clears it when the pipe is
+/// empty, so the next `readable` waits) until `WouldBlock`. False at EOF.
+fn drain_ready(p: &pipe::Receiver, shared: &PumpShared) -> bool {
+    let mut chunk = [0u8; 16384];
+    // Bounded like `drain`.
+    for _ in 0..4096 {
+        match p.try_read(&mut chunk) {
+            Ok(0) => return false,
+            Ok(n) => push(&mut shared.state.lock().buf, &chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return true,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => return false,
+        }
+    }
+    true
+}
+
+/// Keeps the pipes from filling between invocations: reads whatever the
+/// sandbox writes as it writes it.
+async fn pump(shared: Arc<PumpShared>) {
     loop {
+        let (out_open, err_open) = {
+            let st = shared.state.lock();
+            (st.out_open, st.err_open)
+        };
         if !out_open && !err_open {
-            let _ = closed.send(true);
+            shared.closed.send_replace(true);
+            return;
         }
         tokio::select! {
-            r = out.read(&mut a), if out_open => match r {
-                Ok(0) | Err(_) => out_open = false,
-                Ok(n) => push(&mut buf, &a[..n]),
-            },
-            r = err.read(&mut b), if err_open => match r {
-                Ok(0) | Err(_) => err_open = false,
-                Ok(n) => push(&mut buf, &b[..n]),
-            },
-            req = take.recv() => match req {
-                Some(reply) => {
-                    if out_open {
-                        out_open = drain(&out, &mut buf);
-                    }
-                    if err_open {
-                        err_open = drain(&err, &mut buf);
-                    }
-                    let _ = reply.send(std::mem::take(&mut buf));
-                }
-                None => return,
-            },
+            r = shared.out.readable(), if out_open => {
+                let open = r.is_ok() && drain_ready(&shared.out, &shared);
+                shared.state.lock().out_open &= open;
+            }
+            r = shared.err.readable(), if err_open => {
+                let open = r.is_ok() && drain_ready(&shared.err, &shared);
+                shared.state.lock().err_open &= open;
+            }
+            () = shared.dropped.notified() => return,
         }
     }
 }
