@@ -217,6 +217,25 @@ impl Executor {
         Ok((version, reserved, reserved_total))
     }
 
+    /// Reads what invocations of a provisioned configuration will need
+    /// from the registry into the invoke path's view.
+    pub(crate) async fn prime_resolved(&self, key: &crate::pools::ProvisionedKey) {
+        let input = InvokeInput {
+            account_id: key.account_id.clone(),
+            function_name: key.function_name.clone(),
+            qualifier: Some(key.qualifier.clone()),
+            payload: Bytes::new(),
+            tail: false,
+            client_context: None,
+            dry_run: true,
+            request_id: None,
+            mode: InvokeMode::Sync,
+        };
+        if let Err(e) = self.resolve_cached(&input).await {
+            tracing::debug!(function = %key.function_name, error = %e.message, "could not prime the invoke path");
+        }
+    }
+
     /// Runs one synchronous invocation.
     pub async fn invoke(&self, input: InvokeInput) -> Result<InvokeOutput, LambdaError> {
         let request_id = input

@@ -365,6 +365,11 @@ impl Executor {
                     instance.destroy();
                 }
                 Ok(instance) => {
+                    // The first invocation on provisioned capacity should
+                    // find the invoke path's view of the registry ready too.
+                    let me = self.clone();
+                    let k = key.clone();
+                    tokio::spawn(async move { me.prime_resolved(&k).await });
                     *pools.provisioned_owned.entry(key.clone()).or_default() += 1;
                     pools
                         .provisioned_idle

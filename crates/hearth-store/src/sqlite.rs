@@ -255,6 +255,17 @@ impl SqliteRegistry {
         Ok(out)
     }
 
+    /// Like [`write`](Self::write), without moving the write epoch: only for
+    /// what neither the invoke path nor authentication reads (provisioned
+    /// concurrency's status reports).
+    fn write_unversioned<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
+        let mut conn = self.conn.lock();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let out = f(&tx)?;
+        tx.commit()?;
+        Ok(out)
+    }
+
     /// Runs `f` in a read transaction: one consistent snapshot.
     fn read<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
         let mut conn = self.conn.lock();
@@ -2209,7 +2220,7 @@ impl Registry for SqliteRegistry {
         status: ProvisionedStatus,
         reason: Option<&str>,
     ) -> Result<Option<ProvisionedConcurrencyConfig>> {
-        self.write(|tx| {
+        self.write_unversioned(|tx| {
             let Some(mut config) = load_provisioned(tx, account, function, qualifier)? else {
                 return Ok(None);
             };

@@ -566,6 +566,46 @@ def _handle(client, handler, status, headers, body):
         sys.stderr.flush()
 
 
+def _rehearse():
+    """Runs the invocation path's own code once on made-up input — never
+    the handler, never the Runtime API — so the first real event does not
+    pay for first executions (CPython's adaptive interpreter warming up,
+    lazily built objects). Provisioned sandboxes wait for their first event
+    with this done."""
+    try:
+        c = _Client.__new__(_Client)
+        c._sock = None
+        c._buf = (
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+            b"Lambda-Runtime-Aws-Request-Id: rehearsal\r\nLambda-Runtime-Deadline-Ms: 0\r\n"
+            b"Content-Length: 2\r\n\r\n{}"
+        )
+        for _ in range(2):
+            c._buf = c._buf if c._buf else b""
+            status, headers, body = c._read_response()
+            LambdaContext(
+                headers.get("lambda-runtime-aws-request-id", ""),
+                _parse_json_header(headers, "lambda-runtime-client-context"),
+                _parse_json_header(headers, "lambda-runtime-cognito-identity"),
+                int(headers.get("lambda-runtime-deadline-ms", "0")),
+                headers.get("lambda-runtime-invoked-function-arn"),
+            ).get_remaining_time_in_millis()
+            json.loads(body.decode("utf-8"))
+            _to_json_bytes({"statusCode": 200, "body": [1, "x", None, 1.5]})
+            c._buf = (
+                b"HTTP/1.1 202 Accepted\r\nContent-Type: application/json\r\n"
+                b"Content-Length: 15\r\n\r\n{\"status\":\"OK\"}"
+            )
+            c._read_response()
+            c._buf = (
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                b"Lambda-Runtime-Aws-Request-Id: rehearsal\r\nLambda-Runtime-Deadline-Ms: 0\r\n"
+                b"Content-Length: 2\r\n\r\n{}"
+            )
+    except Exception:
+        pass
+
+
 def main():
     try:
         sys.stdout.reconfigure(line_buffering=True)
@@ -606,6 +646,7 @@ def main():
         _flush()
         sys.exit(1)
 
+    _rehearse()
     while True:
         status, headers, body = client.request("GET", _API_BASE + "invocation/next")
         if status != 200:
