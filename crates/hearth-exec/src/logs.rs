@@ -44,8 +44,9 @@ struct PumpState {
 }
 
 impl PumpShared {
-    /// Drains both pipes into the buffer (without waiting); reports EOF.
-    fn drain_all(&self) -> (bool, bool) {
+    /// Drains both pipes into the buffer (without waiting) and hands the
+    /// buffer over, under one hold of its lock.
+    fn drain_and_take(&self) -> Vec<u8> {
         let mut st = self.state.lock();
         let PumpState {
             buf,
@@ -58,12 +59,13 @@ impl PumpShared {
         if *err_open {
             *err_open = drain(&self.err, buf);
         }
-        let open = (*out_open, *err_open);
+        let closed = !*out_open && !*err_open;
+        let taken = std::mem::take(buf);
         drop(st);
-        if !open.0 && !open.1 {
+        if closed {
             self.closed.send_replace(true);
         }
-        open
+        taken
     }
 }
 
@@ -99,8 +101,7 @@ impl LogPump {
     /// Everything written since the last call. The runtime flushes its output
     /// before it answers, so draining the pipes now captures all of it.
     pub async fn take(&self) -> Vec<u8> {
-        self.shared.drain_all();
-        std::mem::take(&mut self.shared.state.lock().buf)
+        self.shared.drain_and_take()
     }
 
     /// Resolves when both pipes are closed: the sandbox has no process left.
@@ -146,13 +147,18 @@ fn drain(p: &pipe::Receiver, buf: &mut Vec<u8>) -> bool {
 
 /// Reads through tokio's readiness (`try_read` clears it when the pipe is
 /// empty, so the next `readable` waits) until `WouldBlock`. False at EOF.
+///
+/// The buffer's lock is held from each read to its push: output read here
+/// must reach the buffer before `take` can hand the buffer over, or it would
+/// be counted in the next invocation's log.
 fn drain_ready(p: &pipe::Receiver, shared: &PumpShared) -> bool {
     let mut chunk = [0u8; 16384];
+    let mut st = shared.state.lock();
     // Bounded like `drain`.
     for _ in 0..4096 {
         match p.try_read(&mut chunk) {
             Ok(0) => return false,
-            Ok(n) => push(&mut shared.state.lock().buf, &chunk[..n]),
+            Ok(n) => push(&mut st.buf, &chunk[..n]),
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return true,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(_) => return false,
