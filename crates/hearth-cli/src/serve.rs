@@ -131,6 +131,8 @@ pub struct CapacityConfig {
     /// Keep-alive of idle function-warm sandboxes: fixed (default, `idle_timeout_secs`),
     /// hybrid-histogram, greedy-dual.
     pub keepalive: Option<String>,
+    /// The hybrid histogram's range, minutes [default: 15; the paper's is 240] (ADR 0007).
+    pub histogram_range_mins: Option<u64>,
     /// The general sub-pools; `general = []` disables pooling (every start is cold).
     pub general: Option<Vec<GeneralPoolEntry>>,
 }
@@ -169,7 +171,13 @@ impl CapacityConfig {
             use hearth_capacity::keepalive::KeepAliveConfig;
             exec.keepalive = match k.as_str() {
                 "fixed" => None,
-                "hybrid-histogram" => Some(KeepAliveConfig::HybridHistogram(Default::default())),
+                "hybrid-histogram" => Some(KeepAliveConfig::HybridHistogram(
+                    hearth_capacity::keepalive::HybridHistogramConfig {
+                        range_ms: self.histogram_range_mins.unwrap_or(15).max(1)
+                            * hearth_capacity::clock::MS_PER_MINUTE,
+                        ..Default::default()
+                    },
+                )),
                 "greedy-dual" => Some(KeepAliveConfig::GreedyDual),
                 other => anyhow::bail!(
                     "unknown keepalive '{other}' (fixed, hybrid-histogram, greedy-dual)"
