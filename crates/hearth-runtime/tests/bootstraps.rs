@@ -701,6 +701,48 @@ def handler(event, context):
     assert_eq!(fields[3], "handling after");
 }
 
+/// The bootstrap decodes events and encodes results with the `_json` C
+/// accelerator instead of importing `json`: the same values, the same
+/// errors as `json.loads` / `json.dumps`.
+#[tokio::test]
+async fn python_json_matches_the_json_module() {
+    let app = r#"import sys
+
+def handler(event, context):
+    if event == "modules":
+        return sorted(m for m in ("json", "re", "enum") if m in sys.modules)
+    return event
+"#;
+    let Some(h) = start("python3.12", "app.handler", &[("app.py", app)]).await else {
+        return;
+    };
+    h.ready().await;
+    // Neither the runtime nor a no-op handler imports json (or re, enum).
+    assert_eq!(h.call(r#""modules""#).await, json!([]));
+    assert_eq!(
+        h.call(" {\"a\": [1, 2.5, null, true, \"\\u00e9\\ud83d\\ude00\"], \"b\": {}} ")
+            .await,
+        json!({"a": [1, 2.5, null, true, "\u{e9}\u{1f600}"], "b": {}})
+    );
+    for (event, message) in [
+        (r#"{"a":"#, "Expecting value: line 1 column 6 (char 5)"),
+        ("1 2", "Extra data: line 1 column 3 (char 2)"),
+        ("[1,]", "Expecting value: line 1 column 4 (char 3)"),
+    ] {
+        let (id, body, _) = h.call_error(event).await;
+        assert_eq!(
+            body,
+            json!({
+                "errorMessage": format!("Unable to unmarshal input: {message}"),
+                "errorType": "Runtime.UnmarshalError",
+                "requestId": id,
+                "stackTrace": [],
+            }),
+            "{event}"
+        );
+    }
+}
+
 // ------------------------------------------------------------------ node
 
 #[tokio::test]

@@ -263,6 +263,7 @@ fn outer(
                 let _ = nix::unistd::dup2_stdout(&null);
                 let _ = nix::unistd::dup2_stderr(&null);
             }
+            sys::release_free_heap();
             let ended = wait_for_init(pid1, status_r);
             Ok(match ended {
                 Ended::Code(c) => c,
@@ -323,6 +324,7 @@ fn init(
         let _ = nix::unistd::dup2_stdout(&null);
         let _ = nix::unistd::dup2_stderr(&null);
     }
+    sys::release_free_heap();
     let ended = reap_until(runtime);
     let _ = File::from(status_w).write_all(&ended.encode());
     ended.exit_code()
