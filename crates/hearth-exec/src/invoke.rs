@@ -1391,6 +1391,54 @@ mod tests {
     use super::*;
 
     #[test]
+    fn async_work_leaves_the_reserve_and_the_queue_to_synchronous_requests() {
+        use hearth_capacity::clock::Millis;
+        let budget = |used_mb| BudgetView {
+            limit_mb: 2048,
+            used_mb,
+            evictable_mb: 0,
+        };
+        let asynchronous = InvokeMode::Async { reserve_mb: 512 };
+        let cold = PlacementDecision::Cold { evict_mb: 0 };
+        // Room for 128 MB more and the reserve: async may start one cold.
+        assert!(asynchronous.allows(cold, &budget(1408), 128));
+        assert!(asynchronous.allows(PlacementDecision::GeneralRuntime, &budget(1408), 128));
+        // It would eat into the reserve: only what is already warm or the
+        // account's own.
+        assert!(!asynchronous.allows(cold, &budget(1409), 128));
+        assert!(!asynchronous.allows(PlacementDecision::GeneralShell, &budget(1409), 128));
+        assert!(asynchronous.allows(PlacementDecision::Warm, &budget(2048), 128));
+        assert!(asynchronous.allows(
+            PlacementDecision::Dedicated {
+                function_warm: false
+            },
+            &budget(2048),
+            128
+        ));
+        // Never a wait-queue slot.
+        assert!(!asynchronous.allows(
+            PlacementDecision::Queue {
+                deadline: Millis(10)
+            },
+            &budget(0),
+            128
+        ));
+        // Synchronous requests take anything; deferred events only what is
+        // function-warm.
+        assert!(InvokeMode::Sync.allows(cold, &budget(2048), 128));
+        assert!(InvokeMode::WarmOnly.allows(PlacementDecision::Warm, &budget(0), 128));
+        assert!(InvokeMode::WarmOnly.allows(
+            PlacementDecision::Dedicated {
+                function_warm: true
+            },
+            &budget(0),
+            128
+        ));
+        assert!(!InvokeMode::WarmOnly.allows(PlacementDecision::GeneralRuntime, &budget(0), 128));
+        assert!(!InvokeMode::WarmOnly.allows(cold, &budget(0), 128));
+    }
+
+    #[test]
     fn exit_reasons_read_like_lambda() {
         assert_eq!(
             exit_reason(Some(ExitStatus::Code(1)), false).1,
