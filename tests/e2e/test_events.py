@@ -312,6 +312,23 @@ def test_too_old_event_goes_to_the_dead_letter_store_and_redrives(srv, lam):
     assert m.value("hearth_event_retries_total", cause="throttled") >= 1
 
 
+def test_deleting_a_function_discards_its_pending_events(srv, lam):
+    name = make_fn(lam)
+    # Throttled (reserved concurrency 0): the event waits in the queue,
+    # retried every second at most (this module's throttle back-off).
+    lam.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=0)
+    rid = send_event(lam, name, {"id": "orphan"})
+    wait_until(lambda: srv.metrics().value("hearth_event_retries_total", cause="throttled") >= 1, 30,
+               what="the event to be throttled at least once")
+    lam.delete_function(FunctionName=name)
+    # A new function of the same name never sees the old event (Lambda
+    # discards it), though the back-off would have let it run by now.
+    create_fn(lam, name, zip_bytes=events_zip(), handler=HANDLER)
+    time.sleep(3)
+    assert runs_of(srv, name, rid) == []
+    assert json.loads(srv.cli("dlq", name, "--json").stdout)["DeadLetters"] == []
+
+
 # ---------------------------------------------------------------------------
 # Deferral
 

@@ -548,6 +548,12 @@ pub async fn delete_function(
                 None => {
                     s.registry.delete_function(caller.id(), fname)?;
                     s.logs.delete_function(caller.id(), fname)?;
+                    // Lambda discards a deleted function's pending events: they
+                    // must not run on a later function of the same name.
+                    s.events
+                        .queue()
+                        .purge_function(caller.id(), fname)
+                        .map_err(|e| LambdaError::service(e.to_string()))?;
                 }
                 Some(v) => s.registry.delete_version(caller.id(), fname, v)?,
             }

@@ -120,9 +120,17 @@ pub enum Dispatch {
     Expire,
 }
 
-/// Where a deferred event's window enters its final stretch.
-pub fn window_closing_at(t: &EventTiming, cfg: &EventSchedulerConfig) -> Option<i64> {
-    let end = t.window_end_ms?;
+/// Where a deferred event's window enters its final stretch. A window
+/// never outlasts the event's maximum age: it closes by then, so a deferred
+/// event runs before it would expire.
+pub fn window_closing_at(
+    t: &EventTiming,
+    limits: &RetryLimits,
+    cfg: &EventSchedulerConfig,
+) -> Option<i64> {
+    let end = t
+        .window_end_ms?
+        .min(t.received_ms.saturating_add(limits.max_event_age_ms));
     let window = (end - t.received_ms).max(0) as f64;
     let stretch = ((window * cfg.window_close_share) as i64).max(cfg.window_close_min_ms as i64);
     Some(end - stretch)
@@ -139,7 +147,7 @@ pub fn decide(
     if now_ms - t.received_ms > limits.max_event_age_ms {
         return Dispatch::Expire;
     }
-    match window_closing_at(t, cfg) {
+    match window_closing_at(t, limits, cfg) {
         None => Dispatch::Run(RunMode::Normal),
         Some(closing) if now_ms >= closing => Dispatch::Run(RunMode::Normal),
         Some(_) if load.is_quiet(cfg) && load.idle_function_warm > 0 => {
@@ -232,8 +240,9 @@ pub fn after_attempt(
             ran: false,
         },
         AttemptOutcome::NoWarmSandbox => AfterAttempt::Retry {
-            // Eligible again at once: the next pass decides afresh.
-            not_before_ms: now_ms,
+            // Not at once: the sandbox the scheduler saw went elsewhere (or
+            // is warm for another version); look again a little later.
+            not_before_ms: now_ms + cfg.throttle_min_ms as i64,
             attempts,
             ran: false,
         },
@@ -381,8 +390,8 @@ mod tests {
             received_ms: 0,
             window_end_ms: Some(100_000),
         };
-        assert_eq!(window_closing_at(&t, &cfg), Some(90_000));
         let lim = limits(2, 21_600);
+        assert_eq!(window_closing_at(&t, &lim, &cfg), Some(90_000));
         let quiet = quiet_with_warm();
         assert_eq!(
             decide(&t, &lim, &quiet, &cfg, 10),
@@ -424,11 +433,36 @@ mod tests {
             received_ms: 1_000,
             window_end_ms: Some(6_000),
         };
-        assert_eq!(window_closing_at(&t, &cfg), Some(4_000));
+        assert_eq!(window_closing_at(&t, &limits(2, 21_600), &cfg), Some(4_000));
     }
 
     #[test]
-    fn a_warm_only_miss_is_eligible_again_at_once_and_costs_nothing() {
+    fn a_window_longer_than_the_event_may_live_closes_before_it_expires() {
+        let cfg = EventSchedulerConfig::default();
+        // A day's window, a 60 s maximum age: it closes at 60 s, its last
+        // 10% (6 s) is the closing stretch, and it runs there, not expires.
+        let t = EventTiming {
+            received_ms: 0,
+            window_end_ms: Some(86_400_000),
+        };
+        let lim = limits(2, 60);
+        assert_eq!(window_closing_at(&t, &lim, &cfg), Some(54_000));
+        let nothing_warm = NodeLoad {
+            budget_limit_mb: 4096,
+            ..NodeLoad::default()
+        };
+        assert_eq!(
+            decide(&t, &lim, &nothing_warm, &cfg, 53_999),
+            Dispatch::Hold
+        );
+        assert_eq!(
+            decide(&t, &lim, &nothing_warm, &cfg, 54_000),
+            Dispatch::Run(RunMode::Normal)
+        );
+    }
+
+    #[test]
+    fn a_warm_only_miss_waits_a_moment_and_costs_no_attempt() {
         let cfg = EventSchedulerConfig::default();
         let t = EventTiming {
             received_ms: 0,
@@ -445,7 +479,7 @@ mod tests {
         assert_eq!(
             r,
             AfterAttempt::Retry {
-                not_before_ms: 500,
+                not_before_ms: 1_500,
                 attempts: 1,
                 ran: false
             }

@@ -372,6 +372,7 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         events_config,
     )
     .context("cannot start the event dispatcher")?;
+    let events_handle = events.clone();
     let state = AppState::start(
         registry,
         code,
@@ -395,6 +396,9 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     // Wait (bounded) until every sandbox is gone, so a stopped node leaves
     // no process, cgroup or mount behind; anything left after that is
     // reaped at the next start on this data dir.
+    // No new event attempt; the running ones end (bounded) and are recorded
+    // before their sandboxes go.
+    events_handle.stop(std::time::Duration::from_secs(15)).await;
     let gone = executor.shutdown();
     let all = async {
         for g in gone {

@@ -171,6 +171,8 @@ struct Inner {
     /// a read per pass).
     running: Mutex<HashSet<String>>,
     metrics: EventMetrics,
+    /// Set by [`Events::stop`]: no new attempt starts.
+    stopping: std::sync::atomic::AtomicBool,
 }
 
 /// The dispatcher. Cheap to clone.
@@ -256,6 +258,7 @@ impl Events {
             workers,
             running: Mutex::new(HashSet::new()),
             metrics,
+            stopping: std::sync::atomic::AtomicBool::new(false),
         }));
         let lp = me.clone();
         tokio::spawn(async move { lp.run().await });
@@ -286,6 +289,49 @@ impl Events {
     /// Wakes the loop (e.g. a dead-letter redrive).
     pub fn wake(&self) {
         self.0.wake.notify_one();
+    }
+
+    /// Starts no new attempt, and waits (at most `grace`) for the running
+    /// ones to end and be recorded. Whatever is still running after that is
+    /// re-run at the next start (at least once).
+    pub async fn stop(&self, grace: Duration) {
+        self.0
+            .stopping
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let all = u32::try_from(self.0.config.workers.max(1)).unwrap_or(u32::MAX);
+        if tokio::time::timeout(grace, self.0.workers.acquire_many(all))
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "event attempts were still running at shutdown; they run again at the next start"
+            );
+        }
+    }
+
+    /// Runs a queue write, retrying transient failures (bounded: about six
+    /// seconds), so that an attempt's end is not left unrecorded, which
+    /// would keep the event `running` until the next start.
+    async fn record(
+        &self,
+        what: &'static str,
+        op: impl Fn(&Inner) -> Result<(), hearth_store::StoreError> + Clone + Send + 'static,
+    ) -> Result<(), hearth_store::StoreError> {
+        let mut delay = Duration::from_millis(200);
+        let mut tries = 0;
+        loop {
+            match self.blocking(op.clone()).await {
+                Ok(()) => return Ok(()),
+                Err(e @ hearth_store::StoreError::EventNotFound { .. }) => return Err(e),
+                Err(e) if tries >= 5 => return Err(e),
+                Err(e) => {
+                    tracing::warn!(error = %e, what, "recording an event failed; trying again");
+                    tries += 1;
+                    tokio::time::sleep(delay).await;
+                    delay *= 2;
+                }
+            }
+        }
     }
 
     async fn run(self) {
@@ -347,9 +393,14 @@ impl Events {
 
     /// One pass over the due events.
     async fn pass(&self) -> Result<(), hearth_store::StoreError> {
-        if self.0.workers.available_permits() == 0 {
+        if self.0.workers.available_permits() == 0
+            || self.0.stopping.load(std::sync::atomic::Ordering::SeqCst)
+        {
             return Ok(());
         }
+        // Warm sandboxes already promised to deferred events in this pass,
+        // by function: one idle sandbox runs one of them, not all.
+        let mut warm_promised: HashMap<(String, String), u32> = HashMap::new();
         let now = epoch_ms();
         let batch = self.0.config.batch;
         let due = self.blocking(move |me| me.queue.due(now, batch)).await?;
@@ -387,7 +438,20 @@ impl Events {
             };
             let load = self.load_for(&ev.event);
             let now = epoch_ms();
-            match decide(&timing, &s.limits(), &load, &self.0.config.scheduler, now) {
+            let fkey = (ev.event.account_id.clone(), ev.event.function_name.clone());
+            let promised = warm_promised.get(&fkey).copied().unwrap_or(0);
+            let decision = match decide(&timing, &s.limits(), &load, &self.0.config.scheduler, now)
+            {
+                Dispatch::Run(RunMode::WarmOnly) if promised >= load.idle_function_warm => {
+                    Dispatch::Hold
+                }
+                Dispatch::Run(RunMode::WarmOnly) => {
+                    warm_promised.insert(fkey, promised + 1);
+                    Dispatch::Run(RunMode::WarmOnly)
+                }
+                other => other,
+            };
+            match decision {
                 Dispatch::Hold => {
                     self.0.metrics.deferrals.with_label_values(&["held"]).inc();
                 }
@@ -434,7 +498,12 @@ impl Events {
                     let me = self.clone();
                     tokio::spawn(async move {
                         let id = ev.event.id.clone();
-                        if let Err(e) = me.attempt(ev, s, mode, invoke_count).await {
+                        let result = me.attempt(ev, s, mode, invoke_count).await;
+                        if let Err(hearth_store::StoreError::EventNotFound { .. }) = result {
+                            // Its function was deleted meanwhile: Lambda
+                            // discards the event.
+                            tracing::info!(event = %id, "event discarded with its function");
+                        } else if let Err(e) = result {
                             // The event stays `running` in the queue; the
                             // next start of the node re-runs it.
                             tracing::error!(event = %id, error = %e, "cannot record an event attempt's end");
@@ -519,9 +588,10 @@ impl Events {
                 }
             }
             Err(e) => {
+                // The function may have run: count it as a failed attempt.
                 tracing::error!(event = %ev.event.id, error = %e, "event attempt task failed");
                 Attempt {
-                    outcome: AttemptOutcome::Throttled,
+                    outcome: AttemptOutcome::FunctionError,
                     executed_version: None,
                     response: None,
                     not_found: false,
@@ -570,7 +640,7 @@ impl Events {
                     )
                 });
                 let id = ev.event.id.clone();
-                self.blocking(move |me| me.queue.complete(&id, record))
+                self.record("complete", move |me| me.queue.complete(&id, record.clone()))
                     .await?;
                 if s.on_success.is_some() {
                     self.0.wake.notify_one();
@@ -592,7 +662,7 @@ impl Events {
                     .filter(|_| ran)
                     .map(|b| b.to_vec())
                     .or(ev.last_response);
-                self.blocking(move |me| {
+                self.record("reschedule", move |me| {
                     me.queue
                         .reschedule(&id, not_before_ms, attempts, ran, last.as_deref())
                 })
@@ -662,9 +732,10 @@ impl Events {
         let id = ev.event.id.clone();
         let now = epoch_ms();
         let resp = response.map(|b| b.to_vec());
-        self.blocking(move |me| {
+        let count = ev.invoke_count;
+        self.record("dead-letter", move |me| {
             me.queue
-                .dead_letter(&id, condition, resp.as_deref(), now, record)
+                .dead_letter(&id, condition, resp.as_deref(), count, now, record.clone())
         })
         .await?;
         self.0.wake.notify_one();

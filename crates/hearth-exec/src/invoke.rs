@@ -279,10 +279,13 @@ impl Executor {
             revision_id: version.revision_id.clone(),
         };
         let started = Instant::now();
-        self.0
-            .keepalive
-            .lock()
-            .on_invocation(&function_version(&key), self.now());
+        // An asynchronous attempt counts as an invocation for the keep-alive
+        // policy only once it has a sandbox: one held back or refused would
+        // otherwise skew the policy's history (and keep the function warm).
+        let fv_key = function_version(&key);
+        if input.mode == InvokeMode::Sync {
+            self.0.keepalive.lock().on_invocation(&fv_key, self.now());
+        }
         let (placement, mut instance) =
             match self.acquire(&version, key, &request_id, input.mode).await {
                 Ok(x) => x,
@@ -293,6 +296,9 @@ impl Executor {
                 }
                 Err(Acquire::Refused(e)) => return Err(e),
             };
+        if input.mode != InvokeMode::Sync {
+            self.0.keepalive.lock().on_invocation(&fv_key, self.now());
+        }
         let m = &self.0.metrics;
         m.placements.with_label_values(&[placement.metric]).inc();
         m.placement_seconds
@@ -364,6 +370,11 @@ impl Executor {
             };
             let (decision, drawn) = {
                 let mut pools = self.0.pools.lock();
+                if pools.closing {
+                    return Err(Acquire::Refused(LambdaError::service(
+                        "This Hearth node is shutting down.",
+                    )));
+                }
                 let view = PoolView {
                     active_idle_function_warm: pools.idle.count(&key),
                     dedicated_idle_function_warm: pools.provisioned_idle_for(&key),

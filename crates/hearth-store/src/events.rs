@@ -100,14 +100,22 @@ pub trait EventQueue: Send + Sync + fmt::Debug {
     /// recorded by [`reschedule`](Self::reschedule), if any), enqueuing
     /// `follow_up` (its OnFailure destination's record) in the same
     /// transaction.
+    ///
+    /// `invoke_count` is what the record reports: the times the function
+    /// really ran for it (an attempt cut short before the function started
+    /// is not one). A function keeps its newest [`DEAD_LETTERS_KEPT`].
     fn dead_letter(
         &self,
         id: &str,
         condition: FailureCondition,
         response: Option<&[u8]>,
+        invoke_count: u32,
         now_ms: i64,
         follow_up: Option<NewEvent>,
     ) -> Result<()>;
+    /// Drops a deleted function's events, waiting or running (a running
+    /// attempt's end then finds nothing to record). Returns how many.
+    fn purge_function(&self, account: &str, function: &str) -> Result<u64>;
     /// The function's dead letters, oldest first, at most `limit`.
     fn dead_letters(&self, account: &str, function: &str, limit: usize) -> Result<Vec<DeadLetter>>;
     /// Moves all of a function's dead letters back into the queue as fresh
@@ -187,6 +195,9 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// still amortising the fsync over hundreds of callers.
 const MAX_GROUP: usize = 512;
 
+/// Dead letters kept per function; older ones are dropped.
+pub const DEAD_LETTERS_KEPT: usize = 10_000;
+
 /// Writes waiting for the writer beyond those it is committing; callers
 /// past this block, which is the back-pressure acceptance should feel.
 const WRITE_BACKLOG: usize = 4 * MAX_GROUP;
@@ -213,6 +224,8 @@ pub struct SqliteEventQueue {
     writes: Option<SyncSender<Box<dyn QueuedWrite>>>,
     writer: Option<JoinHandle<()>>,
     reader: Mutex<Connection>,
+    /// Dead letters kept per function ([`DEAD_LETTERS_KEPT`]).
+    dead_letters_kept: usize,
 }
 
 impl fmt::Debug for SqliteEventQueue {
@@ -254,7 +267,15 @@ impl SqliteEventQueue {
             writes: Some(writes),
             writer: Some(writer),
             reader: Mutex::new(reader),
+            dead_letters_kept: DEAD_LETTERS_KEPT,
         })
+    }
+
+    /// Keeps at most `n` dead letters per function (at least 1).
+    #[must_use]
+    pub fn with_dead_letters_kept(mut self, n: usize) -> Self {
+        self.dead_letters_kept = n.max(1);
+        self
     }
 
     /// Runs `op` in the writer's next group and waits until that group has
@@ -564,32 +585,60 @@ impl EventQueue for SqliteEventQueue {
         id: &str,
         condition: FailureCondition,
         response: Option<&[u8]>,
+        invoke_count: u32,
         now_ms: i64,
         follow_up: Option<NewEvent>,
     ) -> Result<()> {
         let id = id.to_owned();
         let response = response.map(<[u8]>::to_vec);
+        let kept = self.dead_letters_kept;
         self.write(move |conn| {
+            let owner: (String, String) = match conn
+                .prepare_cached("SELECT account_id, function_name FROM events WHERE id = ?1")?
+                .query_row([&id], |r| Ok((r.get(0)?, r.get(1)?)))
+            {
+                Ok(o) => o,
+                Err(rusqlite::Error::QueryReturnedNoRows) => return Err(not_found(&id, "queued")),
+                Err(e) => return Err(e.into()),
+            };
             let sql = format!(
                 "INSERT INTO dead_letters ({EVENT_COLUMNS}, condition, invoke_count, response, \
-                 dead_ms) SELECT {EVENT_COLUMNS}, ?2, invoke_count, COALESCE(?3, last_response), \
+                 dead_ms) SELECT {EVENT_COLUMNS}, ?2, ?5, COALESCE(?3, last_response), \
                  ?4 FROM events WHERE id = ?1"
             );
             let n = conn.prepare_cached(&sql)?.execute(params![
                 id,
                 condition.as_str(),
                 response,
-                now_ms
+                now_ms,
+                invoke_count
             ])?;
             if n == 0 {
                 return Err(not_found(&id, "queued"));
             }
             conn.prepare_cached("DELETE FROM events WHERE id = ?1")?
                 .execute([&id])?;
+            // Bounded: the function keeps its newest dead letters.
+            conn.prepare_cached(
+                "DELETE FROM dead_letters WHERE account_id = ?1 AND function_name = ?2 \
+                 AND seq <= (SELECT seq FROM dead_letters WHERE account_id = ?1 \
+                 AND function_name = ?2 ORDER BY seq DESC LIMIT 1 OFFSET ?3)",
+            )?
+            .execute(params![owner.0, owner.1, int(kept)])?;
             if let Some(ev) = &follow_up {
                 insert_event(conn, ev)?;
             }
             Ok(())
+        })
+    }
+
+    fn purge_function(&self, account: &str, function: &str) -> Result<u64> {
+        let (account, function) = (account.to_owned(), function.to_owned());
+        self.write(move |conn| {
+            let n = conn
+                .prepare_cached("DELETE FROM events WHERE account_id = ?1 AND function_name = ?2")?
+                .execute(params![account, function])?;
+            Ok(n as u64)
         })
     }
 
@@ -940,6 +989,7 @@ mod tests {
             "a",
             FailureCondition::RetriesExhausted,
             Some(b"last err"),
+            3,
             T0 + 5,
             Some(record.clone()),
         )
@@ -947,10 +997,17 @@ mod tests {
         // "b" aged out while waiting: the recorded error stands in.
         q.start("b").unwrap();
         q.reschedule("b", T0, 1, true, Some(b"b err")).unwrap();
-        q.dead_letter("b", FailureCondition::EventAgeExceeded, None, T0 + 9, None)
-            .unwrap();
+        q.dead_letter(
+            "b",
+            FailureCondition::EventAgeExceeded,
+            None,
+            1,
+            T0 + 9,
+            None,
+        )
+        .unwrap();
         assert_not_found(
-            q.dead_letter("b", FailureCondition::EventAgeExceeded, None, T0, None),
+            q.dead_letter("b", FailureCondition::EventAgeExceeded, None, 1, T0, None),
             "queued",
         );
 
@@ -1027,8 +1084,15 @@ mod tests {
         q.enqueue(ev("running", T0, T0, None)).unwrap();
         q.enqueue(ev("dead", T0, T0, None)).unwrap();
         q.start("running").unwrap();
-        q.dead_letter("dead", FailureCondition::FunctionNotFound, None, at, None)
-            .unwrap();
+        q.dead_letter(
+            "dead",
+            FailureCondition::FunctionNotFound,
+            None,
+            0,
+            at,
+            None,
+        )
+        .unwrap();
         assert_eq!(
             q.counts(at).unwrap(),
             QueueCounts {
@@ -1119,5 +1183,36 @@ mod tests {
                 rate / base
             );
         }
+    }
+
+    #[test]
+    fn a_deleted_functions_waiting_events_are_purged_and_dead_letters_are_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = open(&dir).with_dead_letters_kept(2);
+        q.enqueue(ev("w1", T0, T0, None)).unwrap();
+        q.enqueue(ev("w2", T0, T0, None)).unwrap();
+        q.enqueue(ev("run", T0, T0, None)).unwrap();
+        q.start("run").unwrap();
+        assert_eq!(q.purge_function("111111111111", "f").unwrap(), 3);
+        assert!(q.due(T0, 10).unwrap().is_empty());
+        // The running one's end finds nothing to record.
+        assert_not_found(q.complete("run", None), "running");
+        // Dead letters: the newest (here 2) stay.
+        for i in 0..3 {
+            let id = format!("d{i}");
+            q.enqueue(ev(&id, T0, T0, None)).unwrap();
+            q.dead_letter(
+                &id,
+                FailureCondition::RetriesExhausted,
+                None,
+                0,
+                T0 + i,
+                None,
+            )
+            .unwrap();
+        }
+        let kept = q.dead_letters("111111111111", "f", 10).unwrap();
+        let kept: Vec<&str> = kept.iter().map(|d| d.event.id.as_str()).collect();
+        assert_eq!(kept, ["d1", "d2"]);
     }
 }
