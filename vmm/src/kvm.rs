@@ -1,0 +1,89 @@
+//! The KVM handle: `/dev/kvm`, the capabilities Hearth relies on, the CPUID
+//! it gives every vCPU, and a signature of that CPUID so that a snapshot
+//! taken on one CPU is never restored on another.
+
+use std::sync::Arc;
+
+use kvm_bindings::{CpuId, KVM_MAX_CPUID_ENTRIES};
+use kvm_ioctls::{Cap, Kvm as KvmFd};
+use sha2::{Digest, Sha256};
+
+/// Why KVM cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum KvmError {
+    /// `/dev/kvm` is missing: no hardware virtualisation, or the module is
+    /// not loaded.
+    #[error("/dev/kvm does not exist: this host has no KVM (hardware virtualisation off, or the kvm module not loaded)")]
+    Missing,
+    /// `/dev/kvm` exists but this process may not open it.
+    #[error("no access to /dev/kvm: run as root, or as a user in the group that owns /dev/kvm")]
+    Denied,
+    /// Another failure opening or querying KVM.
+    #[error("KVM: {0}")]
+    Other(#[source] std::io::Error),
+    /// A capability Hearth needs is not offered.
+    #[error("KVM lacks a capability Hearth needs: {0}")]
+    Capability(&'static str),
+}
+
+fn io(e: kvm_ioctls::Error) -> std::io::Error {
+    std::io::Error::from_raw_os_error(e.errno())
+}
+
+/// An open `/dev/kvm` with what Hearth learned from it. Shared by every VM.
+#[derive(Debug)]
+pub struct Kvm {
+    pub(crate) fd: KvmFd,
+    pub(crate) cpuid: CpuId,
+    /// SHA-256 of the CPUID entries: part of every snapshot's key.
+    cpu_signature: [u8; 32],
+    /// Whether memory slots can be read-only (`KVM_CAP_READONLY_MEM`).
+    pub(crate) readonly_mem: bool,
+}
+
+impl Kvm {
+    /// Opens `/dev/kvm`, checks it, and reads the supported CPUID.
+    pub fn open() -> Result<Arc<Kvm>, KvmError> {
+        let fd = KvmFd::new().map_err(|e| match e.errno() {
+            libc::ENOENT => KvmError::Missing,
+            libc::EACCES | libc::EPERM => KvmError::Denied,
+            _ => KvmError::Other(io(e)),
+        })?;
+        for (cap, name) in [
+            (Cap::UserMemory, "user memory"),
+            (Cap::Xsave, "xsave"),
+            (Cap::Xcrs, "xcrs"),
+        ] {
+            if !fd.check_extension(cap) {
+                return Err(KvmError::Capability(name));
+            }
+        }
+        let readonly_mem = fd.check_extension(Cap::ReadonlyMem);
+        let cpuid = fd
+            .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
+            .map_err(|e| KvmError::Other(io(e)))?;
+        let mut h = Sha256::new();
+        for e in cpuid.as_slice() {
+            for v in [e.function, e.index, e.flags, e.eax, e.ebx, e.ecx, e.edx] {
+                h.update(v.to_le_bytes());
+            }
+        }
+        Ok(Arc::new(Kvm {
+            fd,
+            cpuid,
+            cpu_signature: h.finalize().into(),
+            readonly_mem,
+        }))
+    }
+
+    /// Whether `/dev/kvm` can be opened here, and if not, why (for tests
+    /// and commands that skip or explain).
+    pub fn available() -> Result<(), KvmError> {
+        Kvm::open().map(|_| ())
+    }
+
+    /// The CPUID signature snapshots are keyed on.
+    pub fn cpu_signature(&self) -> [u8; 32] {
+        self.cpu_signature
+    }
+}

@@ -1,0 +1,548 @@
+//! One microVM: KVM VM, RAM, the module window, one vCPU. Created by
+//! booting a guest image or by restoring a snapshot; run with a deadline;
+//! snapshotted; reset to its snapshot in place.
+
+use std::fs::File;
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+
+use hearth_guest_abi::layout::{self, Layout};
+use hearth_guest_abi::mailbox::{BootInfo, MAILBOX_SIZE};
+use hearth_guest_abi::ABI_VERSION;
+use kvm_bindings::{kvm_userspace_memory_region, KVM_MEM_READONLY};
+use kvm_ioctls::VmFd;
+use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+
+use crate::accounting::RunStats;
+use crate::image::{GuestImage, ImageError};
+use crate::kvm::Kvm;
+use crate::memory::{GuestRam, MemoryError, ModuleMapping};
+use crate::snapshot::{self, Header, Kind, Snapshot, SnapshotError};
+use crate::sys::{self, Pagemap, ThreadTimer, PAGE};
+use crate::vcpu::{x86_64, Console, Stop, Vcpu, VcpuError};
+
+/// Why a VM operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum VmError {
+    /// A KVM ioctl on the VM failed.
+    #[error("{0}: {1}")]
+    Kvm(&'static str, #[source] std::io::Error),
+    /// Guest memory.
+    #[error(transparent)]
+    Memory(#[from] MemoryError),
+    /// The vCPU.
+    #[error(transparent)]
+    Vcpu(#[from] VcpuError),
+    /// The guest image.
+    #[error(transparent)]
+    Image(#[from] ImageError),
+    /// Building the boot state.
+    #[error(transparent)]
+    Boot(#[from] x86_64::BootError),
+    /// A snapshot.
+    #[error(transparent)]
+    Snapshot(#[from] SnapshotError),
+    /// The memory size.
+    #[error("a VM's memory must be a whole number of MiB from {} to {} MiB, and leave room for the image", layout::MIN_MEMORY_MIB, layout::MAX_MEMORY_MIB)]
+    MemorySize,
+    /// The module is larger than the module window.
+    #[error("the module is {0} bytes; the most a VM maps is {max}", max = layout::MODULE_WINDOW_SIZE)]
+    ModuleTooLarge(u64),
+    /// An operation that needs another kind of VM.
+    #[error("{0}")]
+    Unsupported(&'static str),
+    /// Reading or writing guest memory.
+    #[error("guest memory access at {0:#x}: {1}")]
+    GuestMemory(u64, String),
+}
+
+fn kvm_err(what: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> VmError {
+    move |e| VmError::Kvm(what, std::io::Error::from_raw_os_error(e.errno()))
+}
+
+/// The process-wide pagemap handle.
+fn pagemap() -> Result<&'static Pagemap, MemoryError> {
+    static PAGEMAP: OnceLock<Pagemap> = OnceLock::new();
+    if let Some(p) = PAGEMAP.get() {
+        return Ok(p);
+    }
+    let p = Pagemap::open().map_err(MemoryError::Scan)?;
+    Ok(PAGEMAP.get_or_init(|| p))
+}
+
+/// Where a VM came from, which decides what it can be snapshotted as and
+/// what a reset returns it to.
+#[derive(Debug)]
+enum Origin {
+    Booted,
+    Restored {
+        base: Arc<Snapshot>,
+        layer: Option<Arc<Snapshot>>,
+    },
+}
+
+/// The module a VM maps, and its identity for snapshots.
+#[derive(Clone, Debug)]
+pub struct ModuleFile {
+    /// The file (content-addressed in Hearth's code store).
+    pub file: Arc<File>,
+    /// Its SHA-256.
+    pub sha256: [u8; 32],
+}
+
+/// A microVM. Field order is drop order: the vCPU and the KVM VM go before
+/// the memory they map.
+#[derive(Debug)]
+pub struct Vm {
+    vcpu: Vcpu,
+    vm: VmFd,
+    module: Option<(ModuleMapping, [u8; 32])>,
+    ram: GuestRam,
+    kvm: Arc<Kvm>,
+    layout: Layout,
+    image_id: [u8; 32],
+    image_end: u64,
+    origin: Origin,
+    console: Console,
+    /// Private pages found by the last scan, valid until the next run.
+    scanned: Option<Vec<(u64, u64)>>,
+    /// How long `boot` or `restore` took, ns.
+    setup_ns: u64,
+}
+
+const RAM_SLOT: u32 = 0;
+const MODULE_SLOT: u32 = 1;
+
+impl Vm {
+    fn create(kvm: &Arc<Kvm>, ram: &GuestRam) -> Result<(VmFd, Vcpu), VmError> {
+        let vm = kvm.fd.create_vm().map_err(kvm_err("KVM_CREATE_VM"))?;
+        let region = kvm_userspace_memory_region {
+            slot: RAM_SLOT,
+            flags: 0,
+            guest_phys_addr: 0,
+            memory_size: ram.size(),
+            userspace_addr: ram.host_addr(),
+        };
+        #[allow(unsafe_code)]
+        // SAFETY: the region is `ram`'s live mapping of exactly
+        // `memory_size` bytes; `Vm` keeps `ram` alive until after the VM fd
+        // is closed (field order), so KVM never sees a dangling mapping.
+        unsafe { vm.set_user_memory_region(region) }
+            .map_err(kvm_err("KVM_SET_USER_MEMORY_REGION"))?;
+        let fd = vm.create_vcpu(0).map_err(kvm_err("KVM_CREATE_VCPU"))?;
+        fd.set_cpuid2(&kvm.cpuid)
+            .map_err(kvm_err("KVM_SET_CPUID2"))?;
+        Ok((vm, Vcpu::new(fd)))
+    }
+
+    fn map_module(&mut self, module: &ModuleFile) -> Result<(), VmError> {
+        if self.module.is_some() {
+            return Err(VmError::Unsupported("the VM already maps a module"));
+        }
+        let m = ModuleMapping::new(&module.file)?;
+        if m.len() > layout::MODULE_WINDOW_SIZE {
+            return Err(VmError::ModuleTooLarge(m.len()));
+        }
+        let region = kvm_userspace_memory_region {
+            slot: MODULE_SLOT,
+            flags: if self.kvm.readonly_mem {
+                KVM_MEM_READONLY
+            } else {
+                0
+            },
+            guest_phys_addr: layout::MODULE_WINDOW_GPA,
+            memory_size: m.mapped_len(),
+            userspace_addr: m.host_addr(),
+        };
+        #[allow(unsafe_code)]
+        // SAFETY: the region is the module mapping of exactly
+        // `memory_size` bytes, kept alive in `self.module` until after the
+        // VM fd is closed (field order).
+        unsafe { self.vm.set_user_memory_region(region) }
+            .map_err(kvm_err("KVM_SET_USER_MEMORY_REGION"))?;
+        self.module = Some((m, module.sha256));
+        Ok(())
+    }
+
+    /// Boots `image` in a new VM with `mem_mib` MiB of RAM. The guest is
+    /// ready to enter at its entry point with a `Boot` entry to write.
+    pub fn boot(kvm: &Arc<Kvm>, image: &GuestImage, mem_mib: u64) -> Result<Vm, VmError> {
+        let t0 = sys::monotonic_ns();
+        if !(layout::MIN_MEMORY_MIB..=layout::MAX_MEMORY_MIB).contains(&mem_mib) {
+            return Err(VmError::MemorySize);
+        }
+        let size = mem_mib << 20;
+        let ram = GuestRam::fresh(size)?;
+        let loaded = image.load(ram.memory(), size)?;
+        let layout = Layout::new(size, loaded.end).map_err(|_| VmError::MemorySize)?;
+        let handlers = x86_64::read_entry_header(ram.memory(), loaded.entry, size)?;
+        x86_64::write_tables(ram.memory(), size, &handlers)?;
+        let (vm, vcpu) = Self::create(kvm, &ram)?;
+        let sregs = vcpu.fd.get_sregs().map_err(kvm_err("KVM_GET_SREGS"))?;
+        vcpu.fd
+            .set_sregs(&x86_64::boot_sregs(sregs))
+            .map_err(kvm_err("KVM_SET_SREGS"))?;
+        vcpu.fd
+            .set_regs(&x86_64::boot_regs(loaded.entry))
+            .map_err(kvm_err("KVM_SET_REGS"))?;
+        let tsc_khz = vcpu.fd.get_tsc_khz().map(u64::from).unwrap_or(0);
+        let mut this = Vm {
+            vcpu,
+            vm,
+            module: None,
+            ram,
+            kvm: kvm.clone(),
+            layout,
+            image_id: image.id(),
+            image_end: loaded.end,
+            origin: Origin::Booted,
+            console: Console::default(),
+            scanned: None,
+            setup_ns: 0,
+        };
+        let boot = BootInfo {
+            mem_size: size,
+            event: layout.event,
+            stdout: layout.stdout,
+            stderr: layout.stderr,
+            heap: layout.heap,
+            tsc_khz,
+        };
+        this.edit_mailbox(|p| boot.encode(p))?;
+        this.setup_ns = sys::monotonic_ns() - t0;
+        Ok(this)
+    }
+
+    /// Restores a VM from `base`, and `layer` over it if given, mapping
+    /// `module` (which must be the layer's) into the module window. The
+    /// vCPU resumes where the snapshot was taken.
+    pub fn restore(
+        kvm: &Arc<Kvm>,
+        base: &Arc<Snapshot>,
+        layer: Option<&Arc<Snapshot>>,
+        module: Option<&ModuleFile>,
+    ) -> Result<Vm, VmError> {
+        let t0 = sys::monotonic_ns();
+        let b = &base.header;
+        let mismatch = |s: String| VmError::Snapshot(SnapshotError::Mismatch(s));
+        if b.kind != Kind::Base {
+            return Err(mismatch("the base snapshot is a layer".into()));
+        }
+        if b.cpu_signature != kvm.cpu_signature() {
+            return Err(mismatch("it was taken on a host with another CPU".into()));
+        }
+        if b.abi_version != ABI_VERSION {
+            return Err(mismatch(format!(
+                "it was taken with guest ABI {}, this VMM speaks {ABI_VERSION}",
+                b.abi_version
+            )));
+        }
+        let mut files: Vec<(&File, &[crate::memory::FileRun])> = vec![(base.file(), &base.runs)];
+        if let Some(l) = layer {
+            let h = &l.header;
+            if h.kind != Kind::Layer
+                || h.parent_id != b.id
+                || h.mem_size != b.mem_size
+                || h.image_id != b.image_id
+            {
+                return Err(mismatch("the layer is not over this base".into()));
+            }
+            match module {
+                Some(m) if m.sha256 == h.module_sha256 => {}
+                _ => {
+                    return Err(mismatch(
+                        "the layer needs the module it was taken with".into(),
+                    ))
+                }
+            }
+            files.push((l.file(), &l.runs));
+        }
+        let ram = GuestRam::restored(b.mem_size, &files)?;
+        let image_end = b.image_end;
+        let layout = Layout::new(b.mem_size, image_end).map_err(|_| VmError::MemorySize)?;
+        let (vm, vcpu) = Self::create(kvm, &ram)?;
+        let state = layer.map_or(&base.vcpu, |l| &l.vcpu);
+        vcpu.set_state(state)?;
+        let mut this = Vm {
+            vcpu,
+            vm,
+            module: None,
+            ram,
+            kvm: kvm.clone(),
+            layout,
+            image_id: b.image_id,
+            image_end,
+            origin: Origin::Restored {
+                base: base.clone(),
+                layer: layer.cloned(),
+            },
+            console: Console::default(),
+            scanned: None,
+            setup_ns: 0,
+        };
+        if let Some(m) = module {
+            this.map_module(m)?;
+        }
+        this.setup_ns = sys::monotonic_ns() - t0;
+        Ok(this)
+    }
+
+    /// Maps `module` into the module window (before a `Load` entry).
+    pub fn attach_module(&mut self, module: &ModuleFile) -> Result<u64, VmError> {
+        self.map_module(module)?;
+        Ok(self.module.as_ref().map_or(0, |(m, _)| m.len()))
+    }
+
+    /// How long creating this VM (`boot` or `restore`) took, ns.
+    pub fn setup_ns(&self) -> u64 {
+        self.setup_ns
+    }
+
+    /// The VM's memory layout.
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// Bounds-checked access to guest RAM.
+    pub fn memory(&self) -> &GuestMemoryMmap {
+        self.ram.memory()
+    }
+
+    /// The guest image's id.
+    pub fn image_id(&self) -> [u8; 32] {
+        self.image_id
+    }
+
+    /// Whether the VM was restored from a snapshot (and can be reset).
+    pub fn is_restored(&self) -> bool {
+        self.ram.is_restored()
+    }
+
+    /// The snapshot a reset returns to: (base, layer).
+    pub fn snapshot_origin(&self) -> Option<(&Arc<Snapshot>, Option<&Arc<Snapshot>>)> {
+        match &self.origin {
+            Origin::Booted => None,
+            Origin::Restored { base, layer } => Some((base, layer.as_ref())),
+        }
+    }
+
+    /// A copy of the mailbox page.
+    pub fn read_mailbox(&self) -> Result<[u8; MAILBOX_SIZE], VmError> {
+        let mut p = [0u8; MAILBOX_SIZE];
+        self.memory()
+            .read_slice(&mut p, GuestAddress(layout::MAILBOX_GPA))
+            .map_err(|e| VmError::GuestMemory(layout::MAILBOX_GPA, e.to_string()))?;
+        Ok(p)
+    }
+
+    /// Edits the mailbox page.
+    pub fn edit_mailbox(&mut self, f: impl FnOnce(&mut [u8; MAILBOX_SIZE])) -> Result<(), VmError> {
+        let mut p = self.read_mailbox()?;
+        f(&mut p);
+        self.memory()
+            .write_slice(&p, GuestAddress(layout::MAILBOX_GPA))
+            .map_err(|e| VmError::GuestMemory(layout::MAILBOX_GPA, e.to_string()))
+    }
+
+    /// Copies `len` bytes at `gpa` out of guest RAM.
+    pub fn read_guest(&self, gpa: u64, len: u64) -> Result<Vec<u8>, VmError> {
+        let mut v = vec![0u8; len as usize];
+        self.memory()
+            .read_slice(&mut v, GuestAddress(gpa))
+            .map_err(|e| VmError::GuestMemory(gpa, e.to_string()))?;
+        Ok(v)
+    }
+
+    /// Writes `bytes` into guest RAM at `gpa`.
+    pub fn write_guest(&mut self, gpa: u64, bytes: &[u8]) -> Result<(), VmError> {
+        self.memory()
+            .write_slice(bytes, GuestAddress(gpa))
+            .map_err(|e| VmError::GuestMemory(gpa, e.to_string()))
+    }
+
+    /// Runs the guest until it stops (see [`Stop`]) or `deadline_ns`
+    /// (`CLOCK_MONOTONIC`) passes. `timer` must belong to this thread.
+    pub fn run(
+        &mut self,
+        deadline_ns: u64,
+        timer: &ThreadTimer,
+        stats: &mut RunStats,
+    ) -> Result<Stop, VmError> {
+        self.scanned = None;
+        self.console.new_run();
+        Ok(self
+            .vcpu
+            .run(deadline_ns, timer, &mut self.console, stats)?)
+    }
+
+    /// The pages this VM copied on write since it was restored or reset
+    /// (0 for a booted VM, whose RAM is not copy-on-write). The scan is
+    /// kept for the next reset.
+    pub fn copied_pages(&mut self) -> Result<u64, VmError> {
+        if !self.ram.is_restored() {
+            return Ok(0);
+        }
+        let runs = match self.scanned.take() {
+            Some(r) => r,
+            None => self.ram.private_pages(pagemap()?)?,
+        };
+        let n = runs.iter().map(|r| r.1 / PAGE as u64).sum();
+        self.scanned = Some(runs);
+        Ok(n)
+    }
+
+    /// Brings a restored VM back to its snapshot in place: drops every
+    /// page it copied (they read the snapshot again) and restores the
+    /// vCPU state. Returns the pages dropped.
+    pub fn reset(&mut self) -> Result<u64, VmError> {
+        let state = match &self.origin {
+            Origin::Booted => {
+                return Err(VmError::Unsupported(
+                    "a booted VM has no snapshot to reset to",
+                ))
+            }
+            Origin::Restored { base, layer } => {
+                layer.as_ref().map_or(&base.vcpu, |l| &l.vcpu).clone()
+            }
+        };
+        let runs = match self.scanned.take() {
+            Some(r) => r,
+            None => self.ram.private_pages(pagemap()?)?,
+        };
+        self.ram.discard(&runs)?;
+        self.vcpu.set_state(&state)?;
+        Ok(runs.iter().map(|r| r.1 / PAGE as u64).sum())
+    }
+
+    /// Prefaults guest pages for writing (a pooled VM's working set).
+    pub fn prefault(&self, gpa: u64, len: u64) -> Result<(), VmError> {
+        Ok(self.ram.prefault(gpa, len)?)
+    }
+
+    /// Writes a base snapshot of a booted VM stopped at a doorbell: every
+    /// non-zero page and the vCPU state. `key` is recorded as given.
+    pub fn snapshot_base(&mut self, path: &Path, key: [u8; 32]) -> Result<(), VmError> {
+        if !matches!(self.origin, Origin::Booted) || self.module.is_some() {
+            return Err(VmError::Unsupported(
+                "a base snapshot is taken of a booted VM before it loads a module",
+            ));
+        }
+        self.vcpu.complete_pending_exit()?;
+        let state = self.vcpu.state()?;
+        let memfd = self
+            .ram
+            .memfd()
+            .ok_or(VmError::Unsupported("a booted VM's RAM is a memfd"))?;
+        let pages = nonzero_pages(memfd, self.ram.memory(), self.ram.size())?;
+        let runs = snapshot::coalesce(&pages, 8, 256);
+        let header = Header {
+            kind: Kind::Base,
+            abi_version: ABI_VERSION,
+            mem_size: self.ram.size(),
+            id: rand::random(),
+            parent_id: [0; 16],
+            image_id: self.image_id,
+            cpu_signature: self.kvm.cpu_signature(),
+            module_sha256: [0; 32],
+            module_len: 0,
+            key,
+            image_end: self.image_end,
+        };
+        let mem = self.ram.memory();
+        snapshot::write(path, &header, &state, &runs, |gpa, buf| {
+            mem.read_slice(buf, GuestAddress(gpa))
+                .map_err(|e| e.to_string())
+        })?;
+        Ok(())
+    }
+
+    /// Writes a function snapshot (a layer over the VM's base) of a VM
+    /// restored from a base, stopped at a doorbell: the pages that differ
+    /// from the base, the vCPU state, and the module's identity.
+    pub fn snapshot_layer(&mut self, path: &Path, key: [u8; 32]) -> Result<(), VmError> {
+        let base = match &self.origin {
+            Origin::Restored { base, layer: None } => base.clone(),
+            _ => {
+                return Err(VmError::Unsupported(
+                    "a layer is taken of a VM restored from a base snapshot",
+                ))
+            }
+        };
+        let (module_len, module_sha256) = self
+            .module
+            .as_ref()
+            .map_or((0, [0; 32]), |(m, sha)| (m.len(), *sha));
+        self.vcpu.complete_pending_exit()?;
+        let state = self.vcpu.state()?;
+        let written = self.ram.private_pages(pagemap()?)?;
+        // Keep only pages that differ from the base.
+        let mut pages = Vec::new();
+        let (mut mine, mut theirs) = (vec![0u8; PAGE], vec![0u8; PAGE]);
+        for (gpa, len) in written {
+            let mut a = gpa;
+            while a < gpa + len {
+                self.memory()
+                    .read_slice(&mut mine, GuestAddress(a))
+                    .map_err(|e| VmError::GuestMemory(a, e.to_string()))?;
+                base.read_page(a, &mut theirs)?;
+                if mine != theirs {
+                    pages.push(a);
+                }
+                a += PAGE as u64;
+            }
+        }
+        let runs = snapshot::coalesce(&pages, 4, 512);
+        let header = Header {
+            kind: Kind::Layer,
+            abi_version: ABI_VERSION,
+            mem_size: self.ram.size(),
+            id: rand::random(),
+            parent_id: base.header.id,
+            image_id: self.image_id,
+            cpu_signature: self.kvm.cpu_signature(),
+            module_sha256,
+            module_len,
+            key,
+            image_end: self.image_end,
+        };
+        let mem = self.ram.memory();
+        snapshot::write(path, &header, &state, &runs, |gpa, buf| {
+            mem.read_slice(buf, GuestAddress(gpa))
+                .map_err(|e| e.to_string())
+        })?;
+        Ok(())
+    }
+}
+
+/// The non-zero pages of a booted VM's RAM, found through the memfd's
+/// data extents (untouched ranges are holes and are skipped unread).
+fn nonzero_pages(memfd: &File, mem: &GuestMemoryMmap, size: u64) -> Result<Vec<u64>, VmError> {
+    use std::os::fd::AsRawFd;
+    let mut pages = Vec::new();
+    let mut buf = vec![0u8; PAGE];
+    let mut at: i64 = 0;
+    let fd = memfd.as_raw_fd();
+    while (at as u64) < size {
+        #[allow(unsafe_code)]
+        // SAFETY: lseek on a descriptor this VM owns; no memory is touched.
+        let data = unsafe { libc::lseek(fd, at, libc::SEEK_DATA) };
+        if data < 0 {
+            break; // ENXIO: no data past `at`.
+        }
+        #[allow(unsafe_code)]
+        // SAFETY: as above.
+        let hole = unsafe { libc::lseek(fd, data, libc::SEEK_HOLE) };
+        let end = if hole < 0 { size as i64 } else { hole };
+        let mut a = (data as u64) & !(PAGE as u64 - 1);
+        while a < end as u64 && a < size {
+            mem.read_slice(&mut buf, GuestAddress(a))
+                .map_err(|e| VmError::GuestMemory(a, e.to_string()))?;
+            if buf.iter().any(|b| *b != 0) {
+                pages.push(a);
+            }
+            a += PAGE as u64;
+        }
+        at = end;
+    }
+    Ok(pages)
+}
