@@ -18,7 +18,7 @@ use hearth_guest_abi::Doorbell;
 use crate::accounting::RunStats;
 use crate::sys::{self, ThreadTimer};
 use crate::vcpu::Stop;
-use crate::vm::{Vm, VmError};
+use crate::vm::{Phase, Vm, VmError};
 
 /// Why a guest step failed. The VM is unusable afterwards.
 #[derive(Debug, thiserror::Error)]
@@ -74,6 +74,15 @@ pub enum GuestError {
     /// The event is larger than the event region.
     #[error("the event is {0} bytes; the limit is {limit}", limit = layout::EVENT_CAP)]
     EventTooLarge(usize),
+    /// The VM is not where the step needs it (a second invoke without a
+    /// reset, a load into a VM that already has a module, …).
+    #[error("the VM is at {actual:?}; this step needs {expected:?}")]
+    Phase {
+        /// Where it must be.
+        expected: Phase,
+        /// Where it is.
+        actual: Phase,
+    },
     /// A VMM operation failed.
     #[error(transparent)]
     Vm(#[from] VmError),
@@ -224,6 +233,34 @@ impl Runner {
         }
     }
 
+    fn require(vm: &Vm, expected: Phase) -> Result<(), GuestError> {
+        if vm.phase() == expected {
+            Ok(())
+        } else {
+            Err(GuestError::Phase {
+                expected,
+                actual: vm.phase(),
+            })
+        }
+    }
+
+    /// Runs `step` and records the phase it leads to: `Broken` if it fails.
+    fn step<T>(
+        vm: &mut Vm,
+        step: impl FnOnce(&mut Vm) -> Result<(T, Phase), GuestError>,
+    ) -> Result<T, GuestError> {
+        match step(vm) {
+            Ok((t, phase)) => {
+                vm.set_phase(phase);
+                Ok(t)
+            }
+            Err(e) => {
+                vm.set_phase(Phase::Broken);
+                Err(e)
+            }
+        }
+    }
+
     /// Boots a fresh VM to `BaseReady`: the base snapshot point.
     pub fn boot(
         &self,
@@ -231,9 +268,13 @@ impl Runner {
         timeout_ns: u64,
         stats: &mut RunStats,
     ) -> Result<(), GuestError> {
-        self.enter(vm, Command::Boot, 0, (0, 0, 0), None)?;
-        let d = self.run_to_doorbell(vm, sys::monotonic_ns() + timeout_ns, stats)?;
-        Self::expect(d, Doorbell::BaseReady, "BaseReady")
+        Self::require(vm, Phase::Fresh)?;
+        Self::step(vm, |vm| {
+            self.enter(vm, Command::Boot, 0, (0, 0, 0), None)?;
+            let d = self.run_to_doorbell(vm, sys::monotonic_ns() + timeout_ns, stats)?;
+            Self::expect(d, Doorbell::BaseReady, "BaseReady")?;
+            Ok(((), Phase::Base))
+        })
     }
 
     /// Loads the module the VM maps (`module_len` bytes) with `config` (a
@@ -255,36 +296,47 @@ impl Runner {
                 "the config blob is larger than its region".into(),
             ));
         }
-        vm.write_guest(layout::CONFIG_GPA, config)?;
-        let (flags, event_len) = match event {
-            Some(inv) => {
-                self.write_event(vm, inv.event)?;
-                (FLAG_EVENT_PRESENT, inv.event.len() as u64)
-            }
-            None => (0, 0),
-        };
-        self.enter(
-            vm,
-            Command::Load,
-            flags,
-            (module_len, config.len() as u64, event_len),
-            event,
-        )?;
-        let timeout = event.map_or(timeout_ns, |i| i.timeout_ns.max(timeout_ns));
-        match self.run_to_doorbell(vm, sys::monotonic_ns() + timeout, stats)? {
-            Doorbell::StdinWait if event.is_none() => Ok(Loaded::Waiting),
-            Doorbell::Done => Ok(Loaded::Finished(self.finished(vm)?)),
-            d => Err(GuestError::Doorbell {
-                got: d as u32,
-                expected: "StdinWait or Done",
-            }),
+        if let Some(inv) = event {
+            Self::check_event(inv.event)?;
         }
+        Self::require(vm, Phase::Base)?;
+        Self::step(vm, |vm| {
+            vm.write_guest(layout::CONFIG_GPA, config)?;
+            let (flags, event_len) = match event {
+                Some(inv) => {
+                    self.write_event(vm, inv.event)?;
+                    (FLAG_EVENT_PRESENT, inv.event.len() as u64)
+                }
+                None => (0, 0),
+            };
+            self.enter(
+                vm,
+                Command::Load,
+                flags,
+                (module_len, config.len() as u64, event_len),
+                event,
+            )?;
+            let timeout = event.map_or(timeout_ns, |i| i.timeout_ns.max(timeout_ns));
+            match self.run_to_doorbell(vm, sys::monotonic_ns() + timeout, stats)? {
+                Doorbell::StdinWait if event.is_none() => Ok((Loaded::Waiting, Phase::Stdin)),
+                Doorbell::Done => Ok((Loaded::Finished(self.finished(vm)?), Phase::Done)),
+                d => Err(GuestError::Doorbell {
+                    got: d as u32,
+                    expected: "StdinWait or Done",
+                }),
+            }
+        })
     }
 
-    fn write_event(&self, vm: &mut Vm, event: &[u8]) -> Result<(), GuestError> {
+    fn check_event(event: &[u8]) -> Result<(), GuestError> {
         if event.len() as u64 > layout::EVENT_CAP {
             return Err(GuestError::EventTooLarge(event.len()));
         }
+        Ok(())
+    }
+
+    fn write_event(&self, vm: &mut Vm, event: &[u8]) -> Result<(), GuestError> {
+        Self::check_event(event)?;
         let at = vm.layout().event.start;
         vm.write_guest(at, event)?;
         Ok(())
@@ -298,17 +350,21 @@ impl Runner {
         inv: &Invocation<'_>,
         stats: &mut RunStats,
     ) -> Result<Finished, GuestError> {
-        self.write_event(vm, inv.event)?;
-        self.enter(
-            vm,
-            Command::Invoke,
-            0,
-            (0, 0, inv.event.len() as u64),
-            Some(inv),
-        )?;
-        let d = self.run_to_doorbell(vm, sys::monotonic_ns() + inv.timeout_ns, stats)?;
-        Self::expect(d, Doorbell::Done, "Done")?;
-        self.finished(vm)
+        Self::check_event(inv.event)?;
+        Self::require(vm, Phase::Stdin)?;
+        Self::step(vm, |vm| {
+            self.write_event(vm, inv.event)?;
+            self.enter(
+                vm,
+                Command::Invoke,
+                0,
+                (0, 0, inv.event.len() as u64),
+                Some(inv),
+            )?;
+            let d = self.run_to_doorbell(vm, sys::monotonic_ns() + inv.timeout_ns, stats)?;
+            Self::expect(d, Doorbell::Done, "Done")?;
+            Ok((self.finished(vm)?, Phase::Done))
+        })
     }
 
     /// Reads the report of a guest that rang `Done`.

@@ -81,6 +81,21 @@ enum Origin {
     },
 }
 
+/// Where a VM stands in Hearth's guest protocol.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// Booted, never entered.
+    Fresh,
+    /// At `BaseReady`: waits for a module (`Load`).
+    Base,
+    /// At `StdinWait`: a module waits for its event (`Invoke`).
+    Stdin,
+    /// The module ended; only a reset (or discarding the VM) follows.
+    Done,
+    /// A step failed; the VM must be discarded.
+    Broken,
+}
+
 /// The module a VM maps, and its identity for snapshots.
 #[derive(Clone, Debug)]
 pub struct ModuleFile {
@@ -108,6 +123,8 @@ pub struct Vm {
     scanned: Option<Vec<(u64, u64)>>,
     /// How long `boot` or `restore` took, ns.
     setup_ns: u64,
+    /// Where the guest stands.
+    phase: Phase,
 }
 
 const RAM_SLOT: u32 = 0;
@@ -199,6 +216,7 @@ impl Vm {
             console: Console::default(),
             scanned: None,
             setup_ns: 0,
+            phase: Phase::Fresh,
         };
         let boot = BootInfo {
             mem_size: size,
@@ -279,6 +297,11 @@ impl Vm {
             console: Console::default(),
             scanned: None,
             setup_ns: 0,
+            phase: if layer.is_some() {
+                Phase::Stdin
+            } else {
+                Phase::Base
+            },
         };
         if let Some(m) = module {
             this.map_module(m)?;
@@ -296,6 +319,16 @@ impl Vm {
     /// How long creating this VM (`boot` or `restore`) took, ns.
     pub fn setup_ns(&self) -> u64 {
         self.setup_ns
+    }
+
+    /// Where the guest stands in the protocol.
+    pub fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    /// Records where the guest stands (the protocol's driver does this).
+    pub fn set_phase(&mut self, phase: Phase) {
+        self.phase = phase;
     }
 
     /// The VM's memory layout.
@@ -409,8 +442,13 @@ impl Vm {
             Some(r) => r,
             None => self.ram.private_pages(pagemap()?)?,
         };
+        self.phase = Phase::Broken;
         self.ram.discard(&runs)?;
         self.vcpu.set_state(&state)?;
+        self.phase = match &self.origin {
+            Origin::Restored { layer: Some(_), .. } => Phase::Stdin,
+            _ => Phase::Base,
+        };
         Ok(runs.iter().map(|r| r.1 / PAGE as u64).sum())
     }
 
