@@ -62,16 +62,11 @@ impl Kvm {
         let cpuid = fd
             .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
             .map_err(|e| KvmError::Other(io(e)))?;
-        let mut h = Sha256::new();
-        for e in cpuid.as_slice() {
-            for v in [e.function, e.index, e.flags, e.eax, e.ebx, e.ecx, e.edx] {
-                h.update(v.to_le_bytes());
-            }
-        }
+        let cpu_signature = signature(cpuid.as_slice());
         Ok(Arc::new(Kvm {
             fd,
             cpuid,
-            cpu_signature: h.finalize().into(),
+            cpu_signature,
             readonly_mem,
         }))
     }
@@ -82,8 +77,61 @@ impl Kvm {
         Kvm::open().map(|_| ())
     }
 
-    /// The CPUID signature snapshots are keyed on.
+    /// The CPU signature snapshots are keyed on.
     pub fn cpu_signature(&self) -> [u8; 32] {
         self.cpu_signature
+    }
+}
+
+/// The CPUID leaves a snapshot's state depends on: the vendor, family and
+/// model, and the feature and XSAVE leaves. Fields that name the CPU the
+/// query ran on (APIC ids, core ids) are left out, or two processes on two
+/// cores of one host would disagree.
+fn signature(entries: &[kvm_bindings::kvm_cpuid_entry2]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    for e in entries {
+        let fields: &[u32] = match (e.function, e.index) {
+            (0, _) => &[e.ebx, e.ecx, e.edx],
+            (1, _) => &[e.eax, e.ecx, e.edx],
+            (7, 0) | (7, 1) => &[e.eax, e.ebx, e.ecx, e.edx],
+            (0xd, 0) => &[e.eax, e.ecx, e.edx],
+            (0xd, 1) => &[e.eax],
+            (0x8000_0001, _) => &[e.ecx, e.edx],
+            _ => continue,
+        };
+        h.update(e.function.to_le_bytes());
+        h.update(e.index.to_le_bytes());
+        for v in fields {
+            h.update(v.to_le_bytes());
+        }
+    }
+    h.finalize().into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kvm_bindings::kvm_cpuid_entry2;
+
+    fn leaf(function: u32, ebx: u32) -> kvm_cpuid_entry2 {
+        kvm_cpuid_entry2 {
+            function,
+            ebx,
+            eax: 0x0a0f11,
+            ecx: 1,
+            edx: 2,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn signature_ignores_the_apic_id_but_not_features() {
+        // Leaf 1's EBX holds the initial APIC id of the CPU that answered.
+        let a = signature(&[leaf(1, 0x0100_0800)]);
+        let b = signature(&[leaf(1, 0x0300_0800)]);
+        assert_eq!(a, b);
+        let mut c = leaf(1, 0x0100_0800);
+        c.ecx ^= 1 << 28; // AVX
+        assert_ne!(a, signature(&[c]));
     }
 }

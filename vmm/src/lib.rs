@@ -18,6 +18,7 @@
 //! | [`vcpu`] | vCPU state, the run loop with its deadline; [`vcpu::x86_64`] builds page tables, GDT, IDT, TSS |
 //! | [`vm`] | a VM: boot, restore, run, snapshot, reset |
 //! | [`snapshot`] | the snapshot file format: write atomically, verify, index |
+//! | [`cache`] | where snapshots live on disk and what they are keyed on |
 //! | [`guest`] | Hearth's guest protocol: boot, load, invoke, reports |
 //! | [`accounting`] | µs accounting of every run and phase |
 //! | [`seccomp`] | the vCPU thread's seccomp filter |
@@ -45,6 +46,7 @@
 #![warn(missing_docs)]
 
 pub mod accounting;
+pub mod cache;
 pub mod guest;
 pub mod image;
 pub mod kvm;

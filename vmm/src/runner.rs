@@ -113,6 +113,8 @@ impl VmThread {
                         stop: false,
                     });
                     if filtered {
+                        // Opened now: the filter forbids opening files.
+                        crate::vm::pagemap().map_err(|e| e.to_string())?;
                         seccomp::apply_to_this_thread().map_err(|e| e.to_string())?;
                     }
                     Ok((em, id))

@@ -60,8 +60,9 @@ fn kvm_err(what: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> VmError {
     move |e| VmError::Kvm(what, std::io::Error::from_raw_os_error(e.errno()))
 }
 
-/// The process-wide pagemap handle.
-fn pagemap() -> Result<&'static Pagemap, MemoryError> {
+/// The process-wide pagemap handle (opened before a thread's seccomp
+/// filter, which forbids opening files).
+pub(crate) fn pagemap() -> Result<&'static Pagemap, MemoryError> {
     static PAGEMAP: OnceLock<Pagemap> = OnceLock::new();
     if let Some(p) = PAGEMAP.get() {
         return Ok(p);

@@ -4,6 +4,7 @@ mod bench;
 mod client;
 mod commands;
 mod serve;
+mod vm;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -100,6 +101,11 @@ enum Command {
         #[arg(long)]
         watch: bool,
     },
+    /// Run WebAssembly modules in Hearth's own KVM microVMs.
+    Vm {
+        #[command(subcommand)]
+        command: vm::VmCommand,
+    },
     /// Show which host interpreter runs each runtime.
     Runtimes {
         #[command(flatten)]
@@ -142,6 +148,7 @@ fn main() -> Result<()> {
         Command::Ls { client, json } => commands::ls(&client::Client::new(client)?, json),
         Command::Rm { client, name } => commands::rm(&client::Client::new(client)?, &name),
         Command::Bench(args) => bench::run(args),
+        Command::Vm { command } => std::process::exit(vm::run(command)),
         Command::Pools {
             client,
             json,

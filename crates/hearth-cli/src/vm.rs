@@ -1,0 +1,507 @@
+//! `hearth vm run`: one module in one of Hearth's microVMs, from the command
+//! line. Boots a guest, or restores one from snapshots, runs the module with
+//! an event and prints the result (stdout), the module's logs (stderr) and
+//! the microsecond accounting (stderr, or all of it as JSON).
+//!
+//! With `--snapshot-dir`, the first run of a module boots a guest, writes the
+//! base snapshot (once per guest image and memory size), restores from it,
+//! loads the module up to its first stdin read, writes the function
+//! snapshot, and answers the event; every later run restores the function
+//! snapshot and answers at once. Without it, every run boots.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{anyhow, bail, Context, Result};
+use hearth_vmm::cache::{FunctionKey, SnapshotCache};
+use hearth_vmm::guest::{Ended, Finished, GuestError, Invocation, Loaded};
+use hearth_vmm::image::GuestImage;
+use hearth_vmm::kvm::Kvm;
+use hearth_vmm::runner::VmThread;
+use hearth_vmm::snapshot::Snapshot;
+use hearth_vmm::vm::{ModuleFile, Vm};
+use hearth_vmm::RunStats;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+#[derive(Debug, clap::Subcommand)]
+pub enum VmCommand {
+    /// Run a WebAssembly module (wasm32-wasip1 command, or .wat text) in a
+    /// microVM with an event on its stdin. Needs /dev/kvm (root, or the kvm group).
+    Run(RunArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// The module: a .wasm file (WASI command) or .wat text.
+    pub module: PathBuf,
+    /// The event, as JSON text, or @FILE to read it from a file (@- for stdin).
+    #[arg(long, default_value = "{}")]
+    pub event: String,
+    /// VM memory in MiB.
+    #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u64).range(64..=10240))]
+    pub memory: u64,
+    /// How long the module may run, in seconds.
+    #[arg(long, default_value_t = 3.0)]
+    pub timeout: f64,
+    /// Keep base and function snapshots here and restore from them.
+    #[arg(long, value_name = "DIR")]
+    pub snapshot_dir: Option<PathBuf>,
+    /// An environment variable for the module (repeatable).
+    #[arg(long = "env", value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+    /// Print everything (result, logs, accounting) as one JSON object on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs the command; returns the process exit code.
+pub fn run(cmd: VmCommand) -> i32 {
+    let VmCommand::Run(args) = cmd;
+    match run_module(&args) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("hearth vm run: {e:#}");
+            2
+        }
+    }
+}
+
+/// Timings of the steps this run took, µs.
+#[derive(Default)]
+struct Phases(Vec<(&'static str, f64)>);
+
+impl Phases {
+    fn time<T>(&mut self, name: &'static str, f: impl FnOnce() -> T) -> T {
+        let t0 = hearth_vmm::monotonic_ns();
+        let r = f();
+        self.0
+            .push((name, (hearth_vmm::monotonic_ns() - t0) as f64 / 1000.0));
+        r
+    }
+}
+
+fn read_event(arg: &str) -> Result<Vec<u8>> {
+    match arg.strip_prefix('@') {
+        Some("-") => {
+            let mut v = Vec::new();
+            std::io::stdin()
+                .read_to_end(&mut v)
+                .context("reading the event from stdin")?;
+            Ok(v)
+        }
+        Some(path) => std::fs::read(path).with_context(|| format!("reading the event from {path}")),
+        None => Ok(arg.as_bytes().to_vec()),
+    }
+}
+
+fn read_module(path: &Path) -> Result<Vec<u8>> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    if path.extension().is_some_and(|e| e == "wat") {
+        return wat::parse_bytes(&bytes)
+            .map(|c| c.into_owned())
+            .map_err(|e| anyhow!("{} is not valid WAT: {e}", path.display()));
+    }
+    Ok(bytes)
+}
+
+fn module_file(bytes: &[u8]) -> Result<ModuleFile> {
+    let mut f = tempfile::tempfile().context("creating a file for the module")?;
+    f.write_all(bytes).context("writing the module")?;
+    Ok(ModuleFile {
+        file: Arc::new(f),
+        sha256: Sha256::digest(bytes).into(),
+    })
+}
+
+fn config(module: &Path, env: &[String]) -> Result<Vec<u8>> {
+    let name = module
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("module.wasm");
+    let mut pairs = Vec::new();
+    for e in env {
+        let (k, v) = e
+            .split_once('=')
+            .ok_or_else(|| anyhow!("--env {e:?} is not KEY=VALUE"))?;
+        pairs.push((k, v));
+    }
+    let mut buf = vec![0u8; hearth_guest_abi::layout::CONFIG_CAP as usize];
+    let n =
+        hearth_guest_abi::config::encode(&[name], &pairs, &mut buf).map_err(|e| anyhow!("{e}"))?;
+    buf.truncate(n);
+    Ok(buf)
+}
+
+/// Opens a cached snapshot, removing it if it no longer verifies (it is
+/// then taken again).
+fn open_cached(path: &Path) -> Option<Arc<Snapshot>> {
+    match SnapshotCache::open(path) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("hearth vm run: discarding {}: {e}", path.display());
+            let _ = std::fs::remove_file(path);
+            None
+        }
+    }
+}
+
+/// How the run got its VM.
+#[derive(Clone, Copy)]
+enum Path_ {
+    Boot,
+    FirstRun,
+    Restore,
+}
+
+impl Path_ {
+    fn name(self) -> &'static str {
+        match self {
+            Path_::Boot => "boot (no snapshots)",
+            Path_::FirstRun => "first run: booted, snapshotted, restored",
+            Path_::Restore => "restored from the function snapshot",
+        }
+    }
+}
+
+struct Outcome {
+    how: Path_,
+    result: std::result::Result<Finished, GuestError>,
+    stats: RunStats,
+    phases: Phases,
+    snapshots: Vec<PathBuf>,
+}
+
+fn run_module(args: &RunArgs) -> Result<i32> {
+    let kvm = Kvm::open().map_err(|e| anyhow!("{e}"))?;
+    let bytes = read_module(&args.module)?;
+    let event = read_event(&args.event)?;
+    if event.len() as u64 > hearth_guest_abi::layout::EVENT_CAP {
+        bail!(
+            "the event is {} bytes; the limit is {}",
+            event.len(),
+            hearth_guest_abi::layout::EVENT_CAP
+        );
+    }
+    if !(args.timeout > 0.0 && args.timeout <= 900.0) {
+        bail!("--timeout must be between 0 and 900 seconds");
+    }
+    let cfg = config(&args.module, &args.env)?;
+    let module = module_file(&bytes)?;
+    let image = GuestImage::new(hearth_guest_image::ELF);
+    let thread = VmThread::spawn("hearth-vm", true).map_err(|e| anyhow!("{e}"))?;
+    let timeout_ns = (args.timeout * 1e9) as u64;
+    let outcome = match &args.snapshot_dir {
+        None => run_booted(
+            &kvm,
+            &image,
+            &thread,
+            args.memory,
+            &module,
+            &cfg,
+            &event,
+            timeout_ns,
+        )?,
+        Some(dir) => run_snapshotted(
+            &kvm,
+            &image,
+            &thread,
+            args.memory,
+            &module,
+            &cfg,
+            &event,
+            timeout_ns,
+            dir,
+        )?,
+    };
+    report(args, outcome)
+}
+
+const BOOT_TIMEOUT_NS: u64 = 10_000_000_000;
+const REQUEST_ID: &str = "00000000-0000-0000-0000-000000000000";
+
+#[allow(clippy::too_many_arguments)]
+fn run_booted(
+    kvm: &Arc<Kvm>,
+    image: &GuestImage,
+    thread: &VmThread,
+    mem: u64,
+    module: &ModuleFile,
+    cfg: &[u8],
+    event: &[u8],
+    timeout_ns: u64,
+) -> Result<Outcome> {
+    let mut phases = Phases::default();
+    let mut vm = phases.time("create", || Vm::boot(kvm, image, mem))?;
+    let create_ns = vm.setup_ns();
+    let (vm_back, booted) = phases.time("boot", || {
+        thread.call(move |r| {
+            let res = r.boot(&mut vm, BOOT_TIMEOUT_NS, &mut RunStats::default());
+            (vm, res)
+        })
+    })?;
+    vm = vm_back;
+    booted.context("booting the guest")?;
+    let len = vm.attach_module(module)?;
+    let (cfg, event) = (cfg.to_vec(), event.to_vec());
+    let (result, stats) = phases.time("load+run", || {
+        thread.call(move |r| {
+            let mut stats = RunStats::default();
+            let inv = Invocation {
+                event: &event,
+                request_id: REQUEST_ID,
+                timeout_ns,
+            };
+            let res = r
+                .load(&mut vm, len, &cfg, Some(&inv), timeout_ns, &mut stats)
+                .map(|l| match l {
+                    Loaded::Finished(f) => f,
+                    Loaded::Waiting => unreachable!("a load with its event runs to the end"),
+                });
+            (res, stats)
+        })
+    })?;
+    let mut stats = stats;
+    stats.create_ns = create_ns;
+    Ok(Outcome {
+        how: Path_::Boot,
+        result,
+        stats,
+        phases,
+        snapshots: Vec::new(),
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_snapshotted(
+    kvm: &Arc<Kvm>,
+    image: &GuestImage,
+    thread: &VmThread,
+    mem: u64,
+    module: &ModuleFile,
+    cfg: &[u8],
+    event: &[u8],
+    timeout_ns: u64,
+    dir: &Path,
+) -> Result<Outcome> {
+    let cache = SnapshotCache::new(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut phases = Phases::default();
+    let base_path = cache.base_path(&image.id(), mem);
+    let base = match open_cached(&base_path) {
+        Some(b) => b,
+        None => {
+            let mut vm = phases.time("create", || Vm::boot(kvm, image, mem))?;
+            let (vm_back, booted) = phases.time("boot", || {
+                thread.call(move |r| {
+                    let res = r.boot(&mut vm, BOOT_TIMEOUT_NS, &mut RunStats::default());
+                    (vm, res)
+                })
+            })?;
+            vm = vm_back;
+            booted.context("booting the guest")?;
+            phases.time("base snapshot", || vm.snapshot_base(&base_path, [0; 32]))?;
+            Arc::new(Snapshot::open(&base_path)?)
+        }
+    };
+    let key = FunctionKey {
+        module_sha256: module.sha256,
+        image_id: image.id(),
+        engine: hearth_guest_image::ENGINE,
+        config: cfg,
+        mem_mib: mem,
+        base_id: base.header.id,
+    }
+    .digest();
+    let fn_path = cache.function_path(&key);
+    let event = event.to_vec();
+    let invoke = move |vm: Vm, thread: &VmThread| {
+        thread.call(move |r| {
+            let mut vm = vm;
+            let mut stats = RunStats::default();
+            let inv = Invocation {
+                event: &event,
+                request_id: REQUEST_ID,
+                timeout_ns,
+            };
+            let res = r.invoke(&mut vm, &inv, &mut stats);
+            stats.cow_pages = vm.copied_pages().unwrap_or(0);
+            (res, stats)
+        })
+    };
+    if let Some(layer) = open_cached(&fn_path) {
+        let vm = phases.time("restore", || {
+            Vm::restore(kvm, &base, Some(&layer), Some(module))
+        })?;
+        let restore_ns = vm.setup_ns();
+        let (result, mut stats) = phases.time("invoke", || invoke(vm, thread))?;
+        stats.restore_ns = restore_ns;
+        return Ok(Outcome {
+            how: Path_::Restore,
+            result,
+            stats,
+            phases,
+            snapshots: vec![base_path, fn_path],
+        });
+    }
+    let mut vm = phases.time("restore base", || Vm::restore(kvm, &base, None, None))?;
+    let len = vm.attach_module(module)?;
+    let load_cfg = cfg.to_vec();
+    let (vm_back, loaded) = phases.time("load to stdin read", || {
+        thread.call(move |r| {
+            let res = r.load(
+                &mut vm,
+                len,
+                &load_cfg,
+                None,
+                BOOT_TIMEOUT_NS.max(timeout_ns),
+                &mut RunStats::default(),
+            );
+            (vm, res)
+        })
+    })?;
+    vm = vm_back;
+    match loaded {
+        Ok(Loaded::Waiting) => {}
+        Ok(Loaded::Finished(f)) => {
+            // The module never read stdin: there is no snapshot point, and
+            // this run is its whole answer.
+            return Ok(Outcome {
+                how: Path_::FirstRun,
+                result: Ok(f),
+                stats: RunStats::default(),
+                phases,
+                snapshots: vec![base_path],
+            });
+        }
+        Err(e) => {
+            return Ok(Outcome {
+                how: Path_::FirstRun,
+                result: Err(e),
+                stats: RunStats::default(),
+                phases,
+                snapshots: vec![base_path],
+            })
+        }
+    }
+    phases.time("function snapshot", || vm.snapshot_layer(&fn_path, key))?;
+    let (result, stats) = phases.time("invoke", || invoke(vm, thread))?;
+    Ok(Outcome {
+        how: Path_::FirstRun,
+        result,
+        stats,
+        phases,
+        snapshots: vec![base_path, fn_path],
+    })
+}
+
+/// Prints the outcome; returns the exit code: the module's own exit status
+/// (0 is success), 1 for any other function error.
+fn report(args: &RunArgs, o: Outcome) -> Result<i32> {
+    let (status, code, message, stdout, stderr, dropped) = match &o.result {
+        Ok(f) => {
+            let (status, code, message) = match &f.ended {
+                Ended::Exited(0) => ("exited", 0, String::new()),
+                Ended::Exited(n) => (
+                    "exited",
+                    (*n).clamp(1, 125),
+                    format!("the module exited with status {n}"),
+                ),
+                Ended::Trap(m) => ("trap", 1, m.clone()),
+                Ended::OutOfMemory => (
+                    "out-of-memory",
+                    1,
+                    "the module needs more memory than the VM has".into(),
+                ),
+                Ended::OutputTooLarge => (
+                    "output-too-large",
+                    1,
+                    "the module wrote more than 6 MB to stdout".into(),
+                ),
+                Ended::LoadError { kind, message } => {
+                    ("load-error", 1, format!("{kind:?}: {message}"))
+                }
+                Ended::GuestPanic(m) => ("guest-error", 1, m.clone()),
+            };
+            (
+                status,
+                code,
+                message,
+                f.stdout.as_slice(),
+                f.stderr.as_slice(),
+                f.stderr_dropped,
+            )
+        }
+        Err(GuestError::Timeout) => (
+            "timeout",
+            1,
+            format!("the module ran past its {} s timeout", args.timeout),
+            &[][..],
+            &[][..],
+            0,
+        ),
+        Err(e) => ("vm-error", 1, e.to_string(), &[][..], &[][..], 0),
+    };
+    let acct = o.stats.micros();
+    if args.json {
+        let phases: serde_json::Map<String, serde_json::Value> = o
+            .phases
+            .0
+            .iter()
+            .map(|(k, v)| (k.to_string(), json!(v)))
+            .collect();
+        let out = json!({
+            "module": args.module,
+            "path": o.how.name(),
+            "status": status,
+            "exit_code": code,
+            "error": if message.is_empty() { serde_json::Value::Null } else { json!(message) },
+            "stdout": String::from_utf8_lossy(stdout),
+            "stderr": String::from_utf8_lossy(stderr),
+            "stderr_dropped": dropped,
+            "phases_us": phases,
+            "accounting": acct,
+            "snapshots": o.snapshots,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(code);
+    }
+    std::io::stdout().write_all(stdout)?;
+    std::io::stdout().flush()?;
+    let mut err = std::io::stderr().lock();
+    err.write_all(stderr)?;
+    if dropped > 0 {
+        writeln!(err, "[{dropped} more bytes of stderr dropped]")?;
+    }
+    writeln!(
+        err,
+        "-- hearth vm: {} ({}, {} MiB): {}",
+        args.module.display(),
+        hearth_guest_image::ENGINE,
+        args.memory,
+        o.how.name()
+    )?;
+    let phases: Vec<String> = o
+        .phases
+        .0
+        .iter()
+        .map(|(k, v)| format!("{k} {v:.1} µs"))
+        .collect();
+    writeln!(err, "   phases   {}", phases.join(" · "))?;
+    writeln!(
+        err,
+        "   guest    run wall {:.1} µs · vCPU thread cpu {:.1} µs · exits {} · pages copied on write {}{}{}",
+        acct.run_wall_us,
+        acct.run_cpu_us,
+        acct.exits_total,
+        acct.cow_pages,
+        if acct.restore_us > 0.0 { format!(" · restore {:.1} µs", acct.restore_us) } else { String::new() },
+        if acct.create_us > 0.0 { format!(" · create {:.1} µs", acct.create_us) } else { String::new() },
+    )?;
+    if message.is_empty() {
+        writeln!(err, "   status   {status}")?;
+    } else {
+        writeln!(err, "   status   {status}: {message}")?;
+    }
+    Ok(code)
+}
