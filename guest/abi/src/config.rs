@@ -148,13 +148,16 @@ mod tests {
             Err(ConfigError::TooLarge)
         );
         assert_eq!(
-            Config::decode(b"\x01\0\0\0\0\0\0\0abc"),
-            Err(ConfigError::Malformed)
+            Config::decode(b"\x01\0\0\0\0\0\0\0abc").err(),
+            Some(ConfigError::Malformed)
         );
         assert_eq!(
-            Config::decode(b"\x02\0\0\0\0\0\0\0a\0"),
-            Err(ConfigError::Malformed)
+            Config::decode(b"\x02\0\0\0\0\0\0\0a\0").err(),
+            Some(ConfigError::Malformed)
         );
-        assert_eq!(Config::decode(b"\x01\0\0"), Err(ConfigError::Malformed));
+        assert_eq!(
+            Config::decode(b"\x01\0\0").err(),
+            Some(ConfigError::Malformed)
+        );
     }
 }

@@ -18,12 +18,17 @@
 //! checks: the host treats every byte the guest wrote as hostile.
 //!
 //! ```
-//! use hearth_guest_abi::mailbox::{Report, Status, MAILBOX_SIZE};
+//! use hearth_guest_abi::layout::{Layout, IMAGE_BASE};
+//! use hearth_guest_abi::mailbox::{BootInfo, Report, Status, MAILBOX_SIZE};
+//! let l = Layout::new(128 << 20, IMAGE_BASE + 0x10_0000).unwrap();
 //! let mut page = [0u8; MAILBOX_SIZE];
+//! BootInfo { mem_size: l.mem_size, event: l.event, stdout: l.stdout, stderr: l.stderr,
+//!            heap: l.heap, tsc_khz: 2_000_000 }.encode(&mut page);
 //! Report { status: Status::Exited, exit_code: 0, stdout_len: 5, stderr_len: 0,
 //!          stderr_dropped: 0, detail: 0, message: "" }.encode(&mut page);
 //! let got = Report::decode(&page).unwrap();
 //! assert_eq!(got.stdout_len, 5);
+//! got.check(l.stdout.len, l.stderr.len).unwrap();
 //! ```
 #![no_std]
 #![forbid(unsafe_code)]

@@ -96,3 +96,18 @@ pub trait Platform: 'static {
         0
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// The id snapshots are keyed on must name the wasmi actually built.
+    #[test]
+    fn engine_id_matches_the_locked_wasmi() {
+        let lock = include_str!("../../Cargo.lock");
+        let version = lock
+            .split("[[package]]")
+            .find(|p| p.contains("name = \"wasmi\"\n"))
+            .and_then(|p| p.lines().find_map(|l| l.strip_prefix("version = ")))
+            .expect("wasmi in guest/Cargo.lock");
+        assert_eq!(alloc::format!("wasmi {}", version.trim_matches('"')), super::WASMI_ENGINE_ID);
+    }
+}
