@@ -222,6 +222,17 @@ impl Runner {
         }
     }
 
+    /// Runs the guest once, outside the protocol, until it stops for any
+    /// reason (for benchmarks and hand-made guests).
+    pub fn run_raw(
+        &self,
+        vm: &mut Vm,
+        timeout_ns: u64,
+        stats: &mut RunStats,
+    ) -> Result<Stop, GuestError> {
+        Ok(vm.run(sys::monotonic_ns() + timeout_ns, &self.timer, stats)?)
+    }
+
     fn expect(got: Doorbell, want: Doorbell, name: &'static str) -> Result<(), GuestError> {
         if got == want {
             Ok(())

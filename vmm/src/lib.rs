@@ -19,6 +19,7 @@
 //! | [`vm`] | a VM: boot, restore, run, snapshot, reset |
 //! | [`snapshot`] | the snapshot file format: write atomically, verify, index |
 //! | [`cache`] | where snapshots live on disk and what they are keyed on |
+//! | [`floor`] | the machine's bare-KVM floor, for benchmarks |
 //! | [`guest`] | Hearth's guest protocol: boot, load, invoke, reports |
 //! | [`accounting`] | µs accounting of every run and phase |
 //! | [`seccomp`] | the vCPU thread's seccomp filter |
@@ -47,6 +48,7 @@
 
 pub mod accounting;
 pub mod cache;
+pub mod floor;
 pub mod guest;
 pub mod image;
 pub mod kvm;

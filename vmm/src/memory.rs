@@ -157,6 +157,19 @@ impl GuestRam {
             .collect())
     }
 
+    /// The runs of pages present in the host page tables (read or
+    /// written): after a run, the pages the guest touched.
+    pub fn present_pages(&self, pagemap: &Pagemap) -> Result<Vec<(u64, u64)>, MemoryError> {
+        let mut runs = Vec::new();
+        pagemap
+            .present_pages(self.map.as_ptr(), self.map.len(), &mut runs)
+            .map_err(MemoryError::Scan)?;
+        Ok(runs
+            .into_iter()
+            .map(|(a, l)| (a as u64, l as u64))
+            .collect())
+    }
+
     /// Drops the private copies of these runs: they read the snapshot again.
     pub fn discard(&self, runs: &[(u64, u64)]) -> Result<(), MemoryError> {
         for &(gpa, len) in runs {
@@ -165,6 +178,15 @@ impl GuestRam {
                 .map_err(MemoryError::Map)?;
         }
         Ok(())
+    }
+
+    /// Maps `[gpa, gpa + len)` into the host page tables now, read-only
+    /// (no copy): KVM then finds the pages without a host fault, and
+    /// prefetches neighbours when the guest faults on one.
+    pub fn populate_read(&self, gpa: u64, len: u64) -> Result<(), MemoryError> {
+        self.map
+            .populate_read(gpa as usize, len as usize)
+            .map_err(MemoryError::Map)
     }
 
     /// Faults `[gpa, gpa + len)` in for writing now, so that the guest's

@@ -26,6 +26,7 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use crate::memory::FileRun;
+use crate::sys::FileView;
 use crate::vcpu::VcpuState;
 
 /// "HRTHSNAP".
@@ -114,6 +115,8 @@ pub struct Header {
 pub struct Snapshot {
     path: PathBuf,
     file: File,
+    /// The whole file, mapped read-only: a reset copies pages back from it.
+    view: FileView,
     /// What it says about itself.
     pub header: Header,
     /// Its page runs, with their file offsets.
@@ -172,7 +175,7 @@ pub fn prefix_len(first: &[u8]) -> Result<u64, SnapshotError> {
         return Err(format_err("bad magic"));
     }
     let off = u64_at(first, 208);
-    if off < HEADER_LEN as u64 || off % PAGE != 0 || off > 64 << 20 {
+    if off < HEADER_LEN as u64 || !off.is_multiple_of(PAGE) || off > 64 << 20 {
         return Err(format_err(format!("bad data offset {off}")));
     }
     Ok(off)
@@ -211,7 +214,7 @@ pub fn decode_prefix(b: &[u8]) -> Result<Prefix, SnapshotError> {
     let vcpu_len = u32_at(b, 204) as usize;
     let data_len = u64_at(b, 216);
     let checksum = u32_at(b, CHECKSUM_AT);
-    if header.mem_size == 0 || header.mem_size % PAGE != 0 || header.mem_size > 1 << 40 {
+    if header.mem_size == 0 || !header.mem_size.is_multiple_of(PAGE) || header.mem_size > 1 << 40 {
         return Err(format_err(format!("memory size {}", header.mem_size)));
     }
     if n_runs > MAX_RUNS {
@@ -240,7 +243,7 @@ pub fn decode_prefix(b: &[u8]) -> Result<Prefix, SnapshotError> {
             .gpa
             .checked_add(r.len)
             .ok_or_else(|| index_err("run overflows"))?;
-        if r.len == 0 || r.gpa % PAGE != 0 || r.len % PAGE != 0 {
+        if r.len == 0 || !r.gpa.is_multiple_of(PAGE) || !r.len.is_multiple_of(PAGE) {
             return Err(index_err(format!("run {i} is not whole pages")));
         }
         if r.gpa < next_gpa || gpa_end > header.mem_size {
@@ -346,9 +349,11 @@ impl Snapshot {
                 expected: p.checksum,
             });
         }
+        let view = FileView::new(&file).map_err(io)?;
         Ok(Snapshot {
             path: path.to_path_buf(),
             file,
+            view,
             header: p.header,
             runs: p.runs,
             vcpu: p.vcpu,
@@ -366,23 +371,21 @@ impl Snapshot {
         &self.path
     }
 
+    /// The page at `gpa` if a run of this snapshot holds it.
+    pub fn page(&self, gpa: u64) -> Option<&[u8]> {
+        let i = self.runs.partition_point(|r| r.gpa + r.len <= gpa);
+        let r = self.runs.get(i).filter(|r| gpa >= r.gpa)?;
+        let at = (r.file_offset + (gpa - r.gpa)) as usize;
+        self.view.as_slice().get(at..at + PAGE as usize)
+    }
+
     /// Reads the page at `gpa` as this snapshot holds it (zero if no run
     /// covers it) into `buf` (one page).
     pub fn read_page(&self, gpa: u64, buf: &mut [u8]) -> Result<(), SnapshotError> {
-        use std::os::unix::fs::FileExt;
-        let run = self
-            .runs
-            .iter()
-            .find(|r| gpa >= r.gpa && gpa < r.gpa + r.len);
-        match run {
+        match self.page(gpa) {
+            Some(p) if p.len() == buf.len() => buf.copy_from_slice(p),
+            Some(_) => return Err(index_err("a page read of the wrong size")),
             None => buf.fill(0),
-            Some(r) => self
-                .file
-                .read_exact_at(buf, r.file_offset + (gpa - r.gpa))
-                .map_err(|source| SnapshotError::Io {
-                    path: self.path.clone(),
-                    source,
-                })?,
         }
         Ok(())
     }
@@ -567,6 +570,9 @@ mod tests {
         assert!(page.iter().all(|b| *b == 2));
         s.read_page(0x5000, &mut page).unwrap();
         assert!(page.iter().all(|b| *b == 0));
+        assert!(s.page(0x1000).unwrap().iter().all(|b| *b == 1));
+        assert!(s.page(0x10000).unwrap().iter().all(|b| *b == 16));
+        assert!(s.page(0x3000).is_none() && s.page(0x11000).is_none() && s.page(0).is_none());
         // No temporary file is left behind.
         assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 1);
         check_bytes(&std::fs::read(&p).unwrap()).unwrap();

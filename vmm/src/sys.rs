@@ -95,7 +95,7 @@ impl Mapping {
         file: &File,
         offset: u64,
     ) -> io::Result<()> {
-        if at.checked_add(len).is_none_or(|end| end > self.len) || at % PAGE != 0 || len % PAGE != 0
+        if at.checked_add(len).is_none_or(|end| end > self.len) || !at.is_multiple_of(PAGE) || !len.is_multiple_of(PAGE)
         {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -157,6 +157,26 @@ impl Mapping {
         Ok(())
     }
 
+    /// Faults `[at, at + len)` in for reading now (`MADV_POPULATE_READ`):
+    /// the host page tables then point at the snapshot's page-cache pages,
+    /// without copying them.
+    pub fn populate_read(&self, at: usize, len: usize) -> io::Result<()> {
+        if at.checked_add(len).is_none_or(|end| end > self.len) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "populate outside the mapping",
+            ));
+        }
+        const MADV_POPULATE_READ: libc::c_int = 22;
+        // SAFETY: the range lies inside this mapping (checked above).
+        let r =
+            unsafe { libc::madvise(self.addr.as_ptr().add(at).cast(), len, MADV_POPULATE_READ) };
+        if r != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
     /// The mapping's start, for the KVM memory slot and vm-memory.
     pub fn as_ptr(&self) -> *mut u8 {
         self.addr.as_ptr()
@@ -176,6 +196,31 @@ impl Drop for Mapping {
         unsafe {
             libc::munmap(self.addr.as_ptr().cast(), self.len);
         }
+    }
+}
+
+/// A whole file mapped read-only, readable as a byte slice.
+#[derive(Debug)]
+pub struct FileView {
+    map: Mapping,
+    len: usize,
+}
+
+impl FileView {
+    /// Maps all of `file` read-only (an empty file is not mapped).
+    pub fn new(file: &File) -> io::Result<FileView> {
+        let len = file.metadata()?.len() as usize;
+        let map = Mapping::file(file, 0, len.max(1), false, false)?;
+        Ok(FileView { map, len })
+    }
+
+    /// The file's bytes.
+    pub fn as_slice(&self) -> &[u8] {
+        // SAFETY: the mapping is a live, read-only, private view of `len`
+        // bytes of a file that Hearth never writes in place or truncates
+        // (snapshots are replaced by rename, which leaves this mapping on
+        // the old inode); nothing can write through it.
+        unsafe { std::slice::from_raw_parts(self.map.as_ptr(), self.len) }
     }
 }
 
@@ -243,6 +288,17 @@ impl Pagemap {
         Ok(Pagemap(File::open("/proc/self/pagemap")?))
     }
 
+    /// The pages of `[addr, addr + len)` present in this process's page
+    /// tables (read or written), as (offset, len) runs relative to `addr`.
+    pub fn present_pages(
+        &self,
+        addr: *const u8,
+        len: usize,
+        out: &mut Vec<(usize, usize)>,
+    ) -> io::Result<()> {
+        self.scan(addr, len, 0, PAGE_IS_PRESENT, out)
+    }
+
     /// The pages of `[addr, addr + len)` that this process wrote since they
     /// were mapped or last discarded: present, private (anonymous), and not
     /// the shared zero page. For a copy-on-write mapping of a snapshot,
@@ -252,6 +308,25 @@ impl Pagemap {
         &self,
         addr: *const u8,
         len: usize,
+        out: &mut Vec<(usize, usize)>,
+    ) -> io::Result<()> {
+        self.scan(
+            addr,
+            len,
+            PAGE_IS_FILE | PAGE_IS_PFNZERO,
+            PAGE_IS_PRESENT | PAGE_IS_FILE | PAGE_IS_PFNZERO,
+            out,
+        )
+    }
+
+    /// Appends the runs of pages of `[addr, addr + len)` whose categories,
+    /// masked by `mask` and flipped by `inverted`, are all set.
+    fn scan(
+        &self,
+        addr: *const u8,
+        len: usize,
+        inverted: u64,
+        mask: u64,
         out: &mut Vec<(usize, usize)>,
     ) -> io::Result<()> {
         let mut regions = [PageRegion::default(); 256];
@@ -265,8 +340,8 @@ impl Pagemap {
                 end,
                 vec: regions.as_mut_ptr() as u64,
                 vec_len: regions.len() as u64,
-                category_inverted: PAGE_IS_FILE | PAGE_IS_PFNZERO,
-                category_mask: PAGE_IS_PRESENT | PAGE_IS_FILE | PAGE_IS_PFNZERO,
+                category_inverted: inverted,
+                category_mask: mask,
                 return_mask: PAGE_IS_PRESENT,
                 ..PmScanArg::default()
             };

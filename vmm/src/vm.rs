@@ -97,6 +97,16 @@ pub enum Phase {
     Broken,
 }
 
+/// How a reset treats the pages a VM copied.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResetMode {
+    /// Rewrite them with the snapshot's content and keep them: the VM stays
+    /// warm (no faults on its next run), and keeps that memory.
+    Restore,
+    /// Drop them: the memory is freed, and the next run faults them in.
+    Discard,
+}
+
 /// The module a VM maps, and its identity for snapshots.
 #[derive(Clone, Debug)]
 pub struct ModuleFile {
@@ -425,32 +435,84 @@ impl Vm {
         Ok(n)
     }
 
-    /// Brings a restored VM back to its snapshot in place: drops every
-    /// page it copied (they read the snapshot again) and restores the
-    /// vCPU state. Returns the pages dropped.
-    pub fn reset(&mut self) -> Result<u64, VmError> {
-        let state = match &self.origin {
+    /// The pages present in the host page tables, read or written: after a
+    /// run of a freshly restored VM, its working set.
+    pub fn touched_pages(&self) -> Result<Vec<(u64, u64)>, VmError> {
+        Ok(self.ram.present_pages(pagemap()?)?)
+    }
+
+    /// Brings a restored VM back to its snapshot in place and restores the
+    /// vCPU state. Every page the VM holds a private copy of is either
+    /// rewritten with the snapshot's content ([`ResetMode::Restore`]: the
+    /// copy stays mapped, in the host and in KVM, so the next run takes no
+    /// fault on it) or dropped ([`ResetMode::Discard`]: the memory is
+    /// freed and the page reads the snapshot again, at the cost of a fault
+    /// when next touched). Pages below the user area (descriptor and page
+    /// tables, which KVM shadows) are always dropped. Returns the pages
+    /// reset.
+    pub fn reset(&mut self, mode: ResetMode) -> Result<u64, VmError> {
+        let (base, layer) = match &self.origin {
             Origin::Booted => {
                 return Err(VmError::Unsupported(
                     "a booted VM has no snapshot to reset to",
                 ))
             }
-            Origin::Restored { base, layer } => {
-                layer.as_ref().map_or(&base.vcpu, |l| &l.vcpu).clone()
-            }
+            Origin::Restored { base, layer } => (base.clone(), layer.clone()),
         };
         let runs = match self.scanned.take() {
             Some(r) => r,
             None => self.ram.private_pages(pagemap()?)?,
         };
         self.phase = Phase::Broken;
-        self.ram.discard(&runs)?;
-        self.vcpu.set_state(&state)?;
-        self.phase = match &self.origin {
-            Origin::Restored { layer: Some(_), .. } => Phase::Stdin,
-            _ => Phase::Base,
+        let zero = [0u8; PAGE];
+        let mut dropped = Vec::new();
+        for &(gpa, len) in &runs {
+            if mode == ResetMode::Discard {
+                dropped.push((gpa, len));
+                continue;
+            }
+            let mut a = gpa;
+            while a < gpa + len {
+                if a < layout::USER_START {
+                    dropped.push((a, PAGE as u64));
+                } else {
+                    let src = layer
+                        .as_ref()
+                        .and_then(|l| l.page(a))
+                        .or_else(|| base.page(a))
+                        .unwrap_or(&zero);
+                    self.memory()
+                        .write_slice(src, GuestAddress(a))
+                        .map_err(|e| VmError::GuestMemory(a, e.to_string()))?;
+                }
+                a += PAGE as u64;
+            }
+        }
+        self.ram.discard(&dropped)?;
+        let state = layer.as_ref().map_or(&base.vcpu, |l| &l.vcpu);
+        self.vcpu.set_state(state)?;
+        self.phase = if layer.is_some() {
+            Phase::Stdin
+        } else {
+            Phase::Base
         };
         Ok(runs.iter().map(|r| r.1 / PAGE as u64).sum())
+    }
+
+    /// Maps every page of the VM's snapshot into the host page tables
+    /// (read-only, no copy), so the guest's first touches cost KVM no host
+    /// fault.
+    pub fn populate_snapshot(&self) -> Result<(), VmError> {
+        if let Origin::Restored { base, layer } = &self.origin {
+            for r in base
+                .runs
+                .iter()
+                .chain(layer.iter().flat_map(|l| l.runs.iter()))
+            {
+                self.ram.populate_read(r.gpa, r.len)?;
+            }
+        }
+        Ok(())
     }
 
     /// Prefaults guest pages for writing (a pooled VM's working set).

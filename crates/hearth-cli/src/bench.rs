@@ -23,6 +23,7 @@ mod events;
 mod first;
 mod http;
 mod node;
+mod vm;
 mod warm;
 
 use anyhow::{bail, Context, Result};
@@ -74,15 +75,17 @@ pub enum SectionName {
     Density,
     Replay,
     Async,
+    Vm,
 }
 
 impl SectionName {
-    const ALL: [Self; 5] = [
+    const ALL: [Self; 6] = [
         Self::Warm,
         Self::FirstInvoke,
         Self::Density,
         Self::Replay,
         Self::Async,
+        Self::Vm,
     ];
 
     /// The id of the section it writes.
@@ -93,6 +96,7 @@ impl SectionName {
             Self::Density => "density",
             Self::Replay => "policy-replay",
             Self::Async => "async",
+            Self::Vm => "vm",
         }
     }
 }
@@ -231,6 +235,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
             SectionName::Density => density::run(&ctx),
             SectionName::Replay => replay_section(&args),
             SectionName::Async => events::run(&ctx),
+            SectionName::Vm => vm::run(&ctx),
         };
         check_stop()?;
         match result {

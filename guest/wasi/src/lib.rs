@@ -108,6 +108,9 @@ mod tests {
             .find(|p| p.contains("name = \"wasmi\"\n"))
             .and_then(|p| p.lines().find_map(|l| l.strip_prefix("version = ")))
             .expect("wasmi in guest/Cargo.lock");
-        assert_eq!(alloc::format!("wasmi {}", version.trim_matches('"')), super::WASMI_ENGINE_ID);
+        assert_eq!(
+            alloc::format!("wasmi {}", version.trim_matches('"')),
+            super::WASMI_ENGINE_ID
+        );
     }
 }

@@ -52,6 +52,6 @@ fn cpu_time_of_a_busy_loop() {
         );
         assert!(wall >= cpu * 0.9, "wall {wall} < cpu {cpu}");
         assert_eq!(stats.exits.doorbell, 1);
-        vm.reset().unwrap();
+        vm.reset(hearth_vmm::vm::ResetMode::Restore).unwrap();
     }
 }

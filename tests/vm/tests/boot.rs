@@ -143,7 +143,7 @@ fn a_vm_runs_on_a_thread_behind_the_seccomp_filter() {
                     .map(|f| f.stdout);
                 outs.push(f.map_err(|e| e.to_string()));
                 vm.copied_pages().unwrap();
-                vm.reset().unwrap();
+                vm.reset(hearth_vmm::vm::ResetMode::Restore).unwrap();
             }
             (vm, outs)
         })

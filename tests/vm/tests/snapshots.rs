@@ -5,7 +5,7 @@
 
 use hearth_vm_tests::*;
 use hearth_vmm::guest::{Ended, Runner};
-use hearth_vmm::vm::Vm;
+use hearth_vmm::vm::{ResetMode, Vm};
 use hearth_vmm::RunStats;
 
 /// Reads up to 8 event bytes; writes to stdout the 8-byte marker at 4096
@@ -103,7 +103,7 @@ fn a_reset_brings_back_the_snapshot_state() {
             o.marker, b"initial!",
             "run {i} sees the snapshot's marker, not the last run's"
         );
-        let dropped = vm.reset().unwrap();
+        let dropped = vm.reset(hearth_vmm::vm::ResetMode::Restore).unwrap();
         assert!(dropped > 0);
     }
     // Without a reset the state carries on, as in any process.
@@ -138,7 +138,7 @@ fn every_restore_and_reset_gets_fresh_entropy() {
         ra, rb,
         "two forks of one snapshot drew the same random bytes"
     );
-    a.reset().unwrap();
+    a.reset(hearth_vmm::vm::ResetMode::Restore).unwrap();
     let ra2 = invoke(&runner, &mut a, b"a").random;
     assert_ne!(ra, ra2, "a reset VM drew the same random bytes again");
     assert!(ra.iter().any(|x| *x != 0));
