@@ -31,7 +31,12 @@ SECTIONS = {
     "density": [],
     "policy-replay": [],
     "async": ["accept-idle", "accept-c8", "start-after-202"],
+    "vm": [
+        "floor-create", "vm-create", "floor-first-run", "vm-boot", "floor-exit", "vm-exit",
+        "in-process", "fork-restore", "fork", "reset", "reset-rerun",
+    ],
 }
+VM_FIGURES = {"cow-page", "fork-pages", "forks-alive-ms", "forks-alive-memavailable", "accounting-error", "accounting-cost"}
 # Measured, or skipped with the reason (a host without bwrap or crun).
 PEERS = {"first-invoke": ["fork-exec", "bwrap", "crun"], "warm": ["runtime-api"]}
 
@@ -99,6 +104,10 @@ def test_every_scenario_has_numbers(report: dict):
     for section in report["sections"]:
         have = {sc["id"] for sc in section["scenarios"]}
         skipped = {sk["id"] for sk in section["skipped"]}
+        if section["id"] == "vm" and "vm" in skipped:
+            # A host without /dev/kvm: the whole section says why.
+            assert not os.path.exists("/dev/kvm"), section["skipped"]
+            continue
         missing = [i for i in SECTIONS[section["id"]] if i not in have]
         assert not missing, (section["id"], missing, have)
         for peer in PEERS.get(section["id"], []):
@@ -115,6 +124,9 @@ def test_every_scenario_has_numbers(report: dict):
 
 def test_figures_and_curves(report: dict):
     by_id = {s["id"]: s for s in report["sections"]}
+    if os.path.exists("/dev/kvm"):
+        vm = {f["id"] for f in by_id["vm"]["figures"]}
+        assert VM_FIGURES <= vm, vm
     warm = {f["id"] for f in by_id["warm"]["figures"]}
     assert {"throughput-hearth-c8", "throughput-direct-c8"} <= warm, warm
     density = {f["id"] for f in by_id["density"]["figures"]}

@@ -95,7 +95,9 @@ impl Mapping {
         file: &File,
         offset: u64,
     ) -> io::Result<()> {
-        if at.checked_add(len).is_none_or(|end| end > self.len) || !at.is_multiple_of(PAGE) || !len.is_multiple_of(PAGE)
+        if at.checked_add(len).is_none_or(|end| end > self.len)
+            || !at.is_multiple_of(PAGE)
+            || !len.is_multiple_of(PAGE)
         {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,

@@ -107,6 +107,15 @@ pub enum ResetMode {
     Discard,
 }
 
+/// What a reset did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Reset {
+    /// Pages rewritten or dropped.
+    pub pages: u64,
+    /// How long it took, ns.
+    pub ns: u64,
+}
+
 /// The module a VM maps, and its identity for snapshots.
 #[derive(Clone, Debug)]
 pub struct ModuleFile {
@@ -448,9 +457,9 @@ impl Vm {
     /// fault on it) or dropped ([`ResetMode::Discard`]: the memory is
     /// freed and the page reads the snapshot again, at the cost of a fault
     /// when next touched). Pages below the user area (descriptor and page
-    /// tables, which KVM shadows) are always dropped. Returns the pages
-    /// reset.
-    pub fn reset(&mut self, mode: ResetMode) -> Result<u64, VmError> {
+    /// tables, which KVM shadows) are always dropped.
+    pub fn reset(&mut self, mode: ResetMode) -> Result<Reset, VmError> {
+        let t0 = sys::monotonic_ns();
         let (base, layer) = match &self.origin {
             Origin::Booted => {
                 return Err(VmError::Unsupported(
@@ -496,7 +505,10 @@ impl Vm {
         } else {
             Phase::Base
         };
-        Ok(runs.iter().map(|r| r.1 / PAGE as u64).sum())
+        Ok(Reset {
+            pages: runs.iter().map(|r| r.1 / PAGE as u64).sum(),
+            ns: sys::monotonic_ns() - t0,
+        })
     }
 
     /// Maps every page of the VM's snapshot into the host page tables

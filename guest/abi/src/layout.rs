@@ -148,7 +148,9 @@ impl Layout {
     /// `image_end`.
     pub fn new(mem_size: u64, image_end: u64) -> Result<Layout, LayoutError> {
         let mib = mem_size / (1024 * 1024);
-        if !mem_size.is_multiple_of(1024 * 1024) || !(MIN_MEMORY_MIB..=MAX_MEMORY_MIB).contains(&mib) {
+        if !mem_size.is_multiple_of(1024 * 1024)
+            || !(MIN_MEMORY_MIB..=MAX_MEMORY_MIB).contains(&mib)
+        {
             return Err(LayoutError::MemorySize);
         }
         if image_end < IMAGE_BASE {

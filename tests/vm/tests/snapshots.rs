@@ -92,7 +92,9 @@ fn a_reset_brings_back_the_snapshot_state() {
     let dir = tempfile::tempdir().unwrap();
     let s = function_snapshot(&kvm, &runner, &wat(STATEFUL), dir.path());
     let mut vm = fork(&kvm, &s);
-    for i in 0..5u8 {
+    // Both ways of resetting, alternately: rewriting the copied pages with
+    // the snapshot's content, and dropping them.
+    for i in 0..6u8 {
         let ev = [b'a' + i; 8];
         let o = invoke(&runner, &mut vm, &ev);
         assert_eq!(
@@ -103,8 +105,13 @@ fn a_reset_brings_back_the_snapshot_state() {
             o.marker, b"initial!",
             "run {i} sees the snapshot's marker, not the last run's"
         );
-        let dropped = vm.reset(hearth_vmm::vm::ResetMode::Restore).unwrap();
-        assert!(dropped > 0);
+        let mode = if i % 2 == 0 {
+            ResetMode::Restore
+        } else {
+            ResetMode::Discard
+        };
+        let reset = vm.reset(mode).unwrap();
+        assert!(reset.pages > 0 && reset.ns > 0);
     }
     // Without a reset the state carries on, as in any process.
     let o1 = invoke(&runner, &mut vm, b"xxxxxxxx");

@@ -74,6 +74,25 @@ fn writer_wat(pages: u32) -> String {
     )
 }
 
+/// Reads the event, then spins until the guest's monotonic clock says
+/// `ms` milliseconds have passed.
+fn busy_wat(ms: u64) -> String {
+    format!(
+        r#"(module
+  (import "wasi_snapshot_preview1" "clock_time_get" (func $now (param i32 i64 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_read" (func $read (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (func $t (result i64) (drop (call $now (i32.const 1) (i64.const 1) (i32.const 0))) (i64.load (i32.const 0)))
+  (func (export "_start") (local $start i64)
+    (i32.store (i32.const 16) (i32.const 64))
+    (i32.store (i32.const 20) (i32.const 8))
+    (drop (call $read (i32.const 0) (i32.const 16) (i32.const 1) (i32.const 24)))
+    (local.set $start (call $t))
+    (loop $spin (br_if $spin (i64.lt_u (i64.sub (call $t) (local.get $start)) (i64.const {ns}))))))"#,
+        ns = ms * 1_000_000
+    )
+}
+
 const EVENT: &[u8] = br#"{"bench":true}"#;
 const TIMEOUT: u64 = 10_000_000_000;
 
@@ -409,6 +428,40 @@ pub fn run(ctx: &Ctx) -> Result<Section> {
         }
     }
 
+    // Accounting: a 10 ms guest busy loop against the vCPU thread's CPU
+    // time; and what the accounting's clock reads cost per invocation.
+    eprintln!("[vm] accounting…");
+    let busy = snapshots(
+        &kvm,
+        &runner,
+        &cache,
+        &base,
+        module_file(&dir, "busy.wasm", &wat::parse_str(busy_wat(10))?)?,
+    )?;
+    let mut busy_vm = fork_once(&kvm, &runner, &busy)?.2;
+    let mut acct_err = Vec::new();
+    for _ in 0..(n / 3).max(10) {
+        check_stop()?;
+        busy_vm.reset(ResetMode::Restore)?;
+        let mut stats = RunStats::default();
+        runner.invoke(&mut busy_vm, &invocation(), &mut stats)?;
+        acct_err.push((stats.run_cpu_ns as f64 - 10e6).abs() / 10e6 * 100.0);
+    }
+    drop(busy_vm);
+    let reads = 100_000u64;
+    let t0 = monotonic_ns();
+    let mut sink = 0u64;
+    for _ in 0..reads {
+        sink = sink
+            .wrapping_add(monotonic_ns())
+            .wrapping_add(hearth_vmm::thread_cpu_ns());
+    }
+    // Two of each per run (before and after).
+    let acct_cost_ns = (monotonic_ns() - t0) as f64 / reads as f64 * 2.0;
+    std::hint::black_box(sink);
+    acct_err.sort_by(f64::total_cmp);
+    let acct_err_p50 = acct_err.get(acct_err.len() / 2).copied().unwrap_or(0.0);
+
     // N forks alive at once.
     let alive = if ctx.quick { 50 } else { 1000 };
     eprintln!("[vm] {alive} forks kept alive…");
@@ -446,6 +499,9 @@ pub fn run(ctx: &Ctx) -> Result<Section> {
         .figure(Figure::new("forks-alive-private", "per kept-alive VM: private memory of this process", (priv1.saturating_sub(priv0)) as f64 / alive as f64, "KiB")
             .with_note("user-space pages only (the VM's copied pages and the VMM's own); KVM's kernel structures are in the MemAvailable figure"))
         .figure(Figure::new("forks-alive-memavailable", "per kept-alive VM: MemAvailable drop", (avail0.saturating_sub(avail1)) as f64 / alive as f64, "KiB"))
+        .figure(Figure::new("accounting-error", "accounting: |vCPU thread CPU time - 10 ms| for a 10 ms guest busy loop (p50)", acct_err_p50, "%"))
+        .figure(Figure::new("accounting-cost", "accounting: clock reads added per run", acct_cost_ns / 1000.0, "µs")
+            .with_note("two CLOCK_MONOTONIC and two CLOCK_THREAD_CPUTIME_ID reads; the copied-page count is the reset's own page scan"))
         .figure(Figure::new("reset-rerun-over-in-process", "reset + re-run minus in-process (p50)", us(&reset_rerun) - us(&inproc), "µs"))
         .chart(ChartSpec::latency_cdf("vm.svg", "MicroVM: fork, reset + re-run, in-process", &["fork", "reset-rerun", "in-process", "floor-create"]));
     Ok(section)
