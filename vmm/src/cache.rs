@@ -1,7 +1,7 @@
 //! Where snapshots live on disk, and what they are keyed on.
 //!
 //! ```text
-//! <dir>/base-<image id>-<MiB>m.snap        a booted guest at BaseReady
+//! <dir>/base-<image id>-<cpu>-<MiB>m.snap  a booted guest at BaseReady
 //! <dir>/fn-<function key>.snap              a function layer over that base
 //! ```
 //!
@@ -73,11 +73,18 @@ impl SnapshotCache {
         &self.dir
     }
 
-    /// Where the base snapshot of `image_id` with `mem_mib` MiB lives.
-    pub fn base_path(&self, image_id: &[u8; 32], mem_mib: u64) -> PathBuf {
+    /// Where the base snapshot of `image_id` with `mem_mib` MiB, taken on a
+    /// CPU with `cpu_signature`, lives.
+    pub fn base_path(
+        &self,
+        image_id: &[u8; 32],
+        cpu_signature: &[u8; 32],
+        mem_mib: u64,
+    ) -> PathBuf {
         self.dir.join(format!(
-            "base-{}-{mem_mib}m.snap",
-            &hex::encode(image_id)[..16]
+            "base-{}-{}-{mem_mib}m.snap",
+            &hex::encode(image_id)[..16],
+            &hex::encode(cpu_signature)[..8]
         ))
     }
 
@@ -147,8 +154,8 @@ mod tests {
     fn paths_and_missing_files() {
         let d = tempfile::tempdir().unwrap();
         let c = SnapshotCache::new(&d.path().join("snaps")).unwrap();
-        let p = c.base_path(&[0xab; 32], 128);
-        assert!(p.ends_with("base-abababababababab-128m.snap"));
+        let p = c.base_path(&[0xab; 32], &[0xcd; 32], 128);
+        assert!(p.ends_with("base-abababababababab-cdcdcdcd-128m.snap"));
         assert!(SnapshotCache::open(&p).unwrap().is_none());
         assert!(c
             .function_path(&[0; 32])

@@ -168,7 +168,7 @@ impl Runner {
         inv: Option<&Invocation<'_>>,
     ) -> Result<(), GuestError> {
         let realtime = sys::realtime_ns();
-        let deadline_ms = inv.map_or(0, |i| (realtime + i.timeout_ns) / 1_000_000);
+        let deadline_ms = inv.map_or(0, |i| realtime.saturating_add(i.timeout_ns) / 1_000_000);
         let entropy: [u8; ENTROPY_LEN] = rand::random();
         let entry = Entry {
             command,
@@ -178,7 +178,11 @@ impl Runner {
             event_len: lens.2,
             deadline_unix_ms: deadline_ms,
             realtime_ns: realtime,
-            monotonic_ns: sys::monotonic_ns(),
+            // The guest's monotonic clock is anchored to the host's wall
+            // clock, not to CLOCK_MONOTONIC: a function snapshot outlives
+            // host reboots, after which CLOCK_MONOTONIC starts again below
+            // what the module saw during its init.
+            monotonic_ns: realtime,
             entropy,
             request_id: inv.map_or("", |i| i.request_id),
         };
@@ -230,7 +234,11 @@ impl Runner {
         timeout_ns: u64,
         stats: &mut RunStats,
     ) -> Result<Stop, GuestError> {
-        Ok(vm.run(sys::monotonic_ns() + timeout_ns, &self.timer, stats)?)
+        Ok(vm.run(
+            sys::monotonic_ns().saturating_add(timeout_ns),
+            &self.timer,
+            stats,
+        )?)
     }
 
     fn expect(got: Doorbell, want: Doorbell, name: &'static str) -> Result<(), GuestError> {
@@ -282,7 +290,8 @@ impl Runner {
         Self::require(vm, Phase::Fresh)?;
         Self::step(vm, |vm| {
             self.enter(vm, Command::Boot, 0, (0, 0, 0), None)?;
-            let d = self.run_to_doorbell(vm, sys::monotonic_ns() + timeout_ns, stats)?;
+            let d =
+                self.run_to_doorbell(vm, sys::monotonic_ns().saturating_add(timeout_ns), stats)?;
             Self::expect(d, Doorbell::BaseReady, "BaseReady")?;
             Ok(((), Phase::Base))
         })
@@ -328,7 +337,7 @@ impl Runner {
                 event,
             )?;
             let timeout = event.map_or(timeout_ns, |i| i.timeout_ns.max(timeout_ns));
-            match self.run_to_doorbell(vm, sys::monotonic_ns() + timeout, stats)? {
+            match self.run_to_doorbell(vm, sys::monotonic_ns().saturating_add(timeout), stats)? {
                 Doorbell::StdinWait if event.is_none() => Ok((Loaded::Waiting, Phase::Stdin)),
                 Doorbell::Done => Ok((Loaded::Finished(self.finished(vm)?), Phase::Done)),
                 d => Err(GuestError::Doorbell {
@@ -372,7 +381,11 @@ impl Runner {
                 (0, 0, inv.event.len() as u64),
                 Some(inv),
             )?;
-            let d = self.run_to_doorbell(vm, sys::monotonic_ns() + inv.timeout_ns, stats)?;
+            let d = self.run_to_doorbell(
+                vm,
+                sys::monotonic_ns().saturating_add(inv.timeout_ns),
+                stats,
+            )?;
             Self::expect(d, Doorbell::Done, "Done")?;
             Ok((self.finished(vm)?, Phase::Done))
         })

@@ -89,6 +89,7 @@ impl GuestRam {
     pub fn fresh(size: u64) -> Result<GuestRam, MemoryError> {
         let file = sys::memfd("hearth-vm-ram", size).map_err(MemoryError::Map)?;
         let map = Mapping::file(&file, 0, size as usize, true, true).map_err(MemoryError::Map)?;
+        map.no_huge_pages().map_err(MemoryError::Map)?;
         let mem = view(&map, libc::MAP_SHARED)?;
         Ok(GuestRam {
             mem,
@@ -193,7 +194,10 @@ impl GuestRam {
     /// first writes there cost no copy-on-write exit.
     pub fn prefault(&self, gpa: u64, len: u64) -> Result<(), MemoryError> {
         let start = gpa as usize & !(PAGE - 1);
-        let end = (gpa + len) as usize;
+        let end = gpa
+            .checked_add(len)
+            .ok_or_else(|| MemoryError::Map(std::io::ErrorKind::InvalidInput.into()))?
+            as usize;
         self.map
             .populate_write(start, end.div_ceil(PAGE) * PAGE - start)
             .map_err(MemoryError::Map)

@@ -60,8 +60,10 @@ pub fn apply_to_this_thread() -> Result<(), SeccompError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kvm_bindings::{kvm_regs, kvm_sregs, kvm_xcrs, kvm_xsave};
-    use vmm_sys_util::{ioctl_io_nr, ioctl_ior_nr, ioctl_iow_nr};
+    use kvm_bindings::{
+        kvm_debugregs, kvm_msrs, kvm_regs, kvm_sregs, kvm_vcpu_events, kvm_xcrs, kvm_xsave,
+    };
+    use vmm_sys_util::{ioctl_io_nr, ioctl_ior_nr, ioctl_iow_nr, ioctl_iowr_nr};
 
     const KVMIO: u32 = 0xAE;
     ioctl_io_nr!(KVM_RUN, KVMIO, 0x80);
@@ -73,6 +75,12 @@ mod tests {
     ioctl_iow_nr!(KVM_SET_XSAVE, KVMIO, 0xa5, kvm_xsave);
     ioctl_ior_nr!(KVM_GET_XCRS, KVMIO, 0xa6, kvm_xcrs);
     ioctl_iow_nr!(KVM_SET_XCRS, KVMIO, 0xa7, kvm_xcrs);
+    ioctl_ior_nr!(KVM_GET_VCPU_EVENTS, KVMIO, 0x9f, kvm_vcpu_events);
+    ioctl_iow_nr!(KVM_SET_VCPU_EVENTS, KVMIO, 0xa0, kvm_vcpu_events);
+    ioctl_ior_nr!(KVM_GET_DEBUGREGS, KVMIO, 0xa1, kvm_debugregs);
+    ioctl_iow_nr!(KVM_SET_DEBUGREGS, KVMIO, 0xa2, kvm_debugregs);
+    ioctl_iowr_nr!(KVM_GET_MSRS, KVMIO, 0x88, kvm_msrs);
+    ioctl_iow_nr!(KVM_SET_MSRS, KVMIO, 0x89, kvm_msrs);
 
     #[test]
     fn policy_compiles() {
@@ -99,6 +107,12 @@ mod tests {
             KVM_SET_XSAVE(),
             KVM_GET_XCRS(),
             KVM_SET_XCRS(),
+            KVM_GET_VCPU_EVENTS(),
+            KVM_SET_VCPU_EVENTS(),
+            KVM_GET_DEBUGREGS(),
+            KVM_SET_DEBUGREGS(),
+            KVM_GET_MSRS(),
+            KVM_SET_MSRS(),
         ] {
             assert!(
                 listed.contains(&u64::from(want as u32)),
@@ -116,5 +130,32 @@ mod tests {
         .join()
         .unwrap();
         assert_eq!(r.unwrap_err().raw_os_error(), Some(libc::EPERM));
+    }
+
+    #[test]
+    fn a_filtered_thread_cannot_map_executable_memory() {
+        let r = std::thread::spawn(|| {
+            apply_to_this_thread().unwrap();
+            #[allow(unsafe_code)]
+            // SAFETY: a fresh anonymous mapping at an address the kernel
+            // picks; it is refused (the point of the test).
+            let p = unsafe {
+                libc::mmap(
+                    std::ptr::null_mut(),
+                    4096,
+                    libc::PROT_READ | libc::PROT_EXEC,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                    -1,
+                    0,
+                )
+            };
+            (
+                p == libc::MAP_FAILED,
+                std::io::Error::last_os_error().raw_os_error(),
+            )
+        })
+        .join()
+        .unwrap();
+        assert_eq!(r, (true, Some(libc::EPERM)));
     }
 }

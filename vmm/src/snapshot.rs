@@ -32,7 +32,7 @@ use crate::vcpu::VcpuState;
 /// "HRTHSNAP".
 const MAGIC: &[u8; 8] = b"HRTHSNAP";
 /// Bumped whenever the format changes; older files are refused.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 const HEADER_LEN: usize = 256;
 const CHECKSUM_AT: usize = 224;
 const PAGE: u64 = 4096;

@@ -8,7 +8,7 @@ use std::fs::File;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd};
 use std::ptr::NonNull;
-use std::sync::Once;
+use std::sync::OnceLock;
 
 /// A page.
 pub const PAGE: usize = 4096;
@@ -159,6 +159,19 @@ impl Mapping {
         Ok(())
     }
 
+    /// Keeps transparent huge pages out of the mapping: a guest page is
+    /// copied on write 4 KiB at a time, not 2 MiB (with THP on, one write
+    /// could copy 512 pages).
+    pub fn no_huge_pages(&self) -> io::Result<()> {
+        // SAFETY: the range is exactly this mapping.
+        let r =
+            unsafe { libc::madvise(self.addr.as_ptr().cast(), self.len, libc::MADV_NOHUGEPAGE) };
+        if r != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
     /// Faults `[at, at + len)` in for reading now (`MADV_POPULATE_READ`):
     /// the host page tables then point at the snapshot's page-cache pages,
     /// without copying them.
@@ -270,6 +283,7 @@ struct PmScanArg {
 
 const PAGE_IS_FILE: u64 = 1 << 2;
 const PAGE_IS_PRESENT: u64 = 1 << 3;
+const PAGE_IS_SWAPPED: u64 = 1 << 4;
 const PAGE_IS_PFNZERO: u64 = 1 << 5;
 /// `_IOWR('f', 16, struct pm_scan_arg)`.
 const PAGEMAP_SCAN: libc::c_ulong =
@@ -298,7 +312,7 @@ impl Pagemap {
         len: usize,
         out: &mut Vec<(usize, usize)>,
     ) -> io::Result<()> {
-        self.scan(addr, len, 0, PAGE_IS_PRESENT, out)
+        self.scan(addr, len, 0, PAGE_IS_PRESENT, 0, out)
     }
 
     /// The pages of `[addr, addr + len)` that this process wrote since they
@@ -312,23 +326,29 @@ impl Pagemap {
         len: usize,
         out: &mut Vec<(usize, usize)>,
     ) -> io::Result<()> {
+        // Present or swapped out (a written page may be on swap, or a
+        // migration entry, when the scan runs), and neither a file page nor
+        // the zero page.
         self.scan(
             addr,
             len,
             PAGE_IS_FILE | PAGE_IS_PFNZERO,
-            PAGE_IS_PRESENT | PAGE_IS_FILE | PAGE_IS_PFNZERO,
+            PAGE_IS_FILE | PAGE_IS_PFNZERO,
+            PAGE_IS_PRESENT | PAGE_IS_SWAPPED,
             out,
         )
     }
 
     /// Appends the runs of pages of `[addr, addr + len)` whose categories,
-    /// masked by `mask` and flipped by `inverted`, are all set.
+    /// flipped by `inverted`, have every bit of `mask` and (if non-zero) one
+    /// of `anyof`.
     fn scan(
         &self,
         addr: *const u8,
         len: usize,
         inverted: u64,
         mask: u64,
+        anyof: u64,
         out: &mut Vec<(usize, usize)>,
     ) -> io::Result<()> {
         let mut regions = [PageRegion::default(); 256];
@@ -344,7 +364,8 @@ impl Pagemap {
                 vec_len: regions.len() as u64,
                 category_inverted: inverted,
                 category_mask: mask,
-                return_mask: PAGE_IS_PRESENT,
+                category_anyof_mask: anyof,
+                return_mask: PAGE_IS_PRESENT | PAGE_IS_SWAPPED,
                 ..PmScanArg::default()
             };
             // SAFETY: `arg` is a valid pm_scan_arg whose `vec` points at
@@ -392,15 +413,16 @@ extern "C" fn on_kick(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_v
     });
 }
 
-/// Installs the kick handler (once per process).
+/// Installs the kick handler (once per process; a failure is reported to
+/// every caller, since a kick without the handler would kill the process).
 pub fn install_kick_handler() -> io::Result<()> {
-    static ONCE: Once = Once::new();
-    let mut result = Ok(());
-    ONCE.call_once(|| {
-        result = vmm_sys_util::signal::register_signal_handler(kick_signal(), on_kick)
-            .map_err(|e| io::Error::from_raw_os_error(e.errno()));
-    });
-    result
+    static INSTALLED: OnceLock<Result<(), i32>> = OnceLock::new();
+    INSTALLED
+        .get_or_init(|| {
+            vmm_sys_util::signal::register_signal_handler(kick_signal(), on_kick)
+                .map_err(|e| e.errno())
+        })
+        .map_err(io::Error::from_raw_os_error)
 }
 
 /// While alive, a kick of this thread sets `immediate_exit` at `target`.
@@ -421,14 +443,14 @@ impl Drop for KickGuard {
     }
 }
 
-/// A one-shot timer that sends the kick signal to one thread.
+/// A one-shot timer that sends the kick signal to the thread that created
+/// it. Neither `Send` nor `Sync` (the raw `timer_t` makes it so): armed from
+/// another thread it would kick the wrong one, and a deadline would pass
+/// unnoticed.
 #[derive(Debug)]
 pub struct ThreadTimer {
     id: libc::timer_t,
 }
-
-// SAFETY: a timer id is a plain handle; it may be armed from any thread.
-unsafe impl Send for ThreadTimer {}
 
 impl ThreadTimer {
     /// A timer on `CLOCK_MONOTONIC` that signals the calling thread.

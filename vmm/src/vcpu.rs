@@ -7,8 +7,10 @@
 
 pub mod x86_64;
 
-use kvm_bindings::{kvm_regs, kvm_sregs, kvm_xcrs, kvm_xsave};
-use kvm_ioctls::{VcpuExit, VcpuFd};
+use kvm_bindings::{
+    kvm_debugregs, kvm_msr_entry, kvm_regs, kvm_sregs, kvm_vcpu_events, kvm_xcrs, kvm_xsave, Msrs,
+};
+use kvm_ioctls::{SyncReg, VcpuExit, VcpuFd};
 use zerocopy::{FromBytes, IntoBytes};
 
 use crate::accounting::{ExitKind, RunStats};
@@ -29,8 +31,28 @@ fn kvm(what: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> VcpuError {
     move |e| VcpuError::Kvm(what, std::io::Error::from_raw_os_error(e.errno()))
 }
 
-/// Everything of the vCPU a snapshot keeps. The guest uses no MSR beyond
-/// EFER (in the sregs), no interrupt controller and no debug registers.
+/// The MSRs a guest's ring 0 can set (the syscall and segment-base MSRs,
+/// the sysenter MSRs, PAT, TSC_AUX): kept in snapshots and restored at every
+/// reset, so that nothing a compromised guest kernel sets outlives an
+/// invocation. (EFER is in the sregs.)
+pub const SAVED_MSRS: [u32; 11] = [
+    0xc000_0100, // FS_BASE
+    0xc000_0101, // GS_BASE
+    0xc000_0102, // KERNEL_GS_BASE
+    0xc000_0081, // STAR
+    0xc000_0082, // LSTAR
+    0xc000_0083, // CSTAR
+    0xc000_0084, // SFMASK
+    0xc000_0103, // TSC_AUX
+    0x0000_0174, // SYSENTER_CS
+    0x0000_0175, // SYSENTER_ESP
+    0x0000_0176, // SYSENTER_EIP
+];
+
+/// Everything of the vCPU a snapshot keeps and a reset restores: the
+/// registers, the FPU/SSE state, pending exception and interrupt state,
+/// debug registers, and the MSRs a guest kernel can change ([`SAVED_MSRS`]).
+/// The guest has no interrupt controller.
 #[derive(Debug, Default)]
 pub struct VcpuState {
     /// General registers.
@@ -41,6 +63,12 @@ pub struct VcpuState {
     pub xsave: kvm_xsave,
     /// Extended control registers.
     pub xcrs: kvm_xcrs,
+    /// Pending exceptions, interrupt shadow, NMI state.
+    pub events: kvm_vcpu_events,
+    /// Debug registers.
+    pub debugregs: kvm_debugregs,
+    /// The values of [`SAVED_MSRS`], in that order.
+    pub msrs: [u64; SAVED_MSRS.len()],
 }
 
 impl Clone for VcpuState {
@@ -55,6 +83,9 @@ impl Clone for VcpuState {
                 ..Default::default()
             },
             xcrs: self.xcrs,
+            events: self.events,
+            debugregs: self.debugregs,
+            msrs: self.msrs,
         }
     }
 }
@@ -64,36 +95,53 @@ impl VcpuState {
     pub const SIZE: usize = std::mem::size_of::<kvm_regs>()
         + std::mem::size_of::<kvm_sregs>()
         + std::mem::size_of::<kvm_xsave>()
-        + std::mem::size_of::<kvm_xcrs>();
+        + std::mem::size_of::<kvm_xcrs>()
+        + std::mem::size_of::<kvm_vcpu_events>()
+        + std::mem::size_of::<kvm_debugregs>()
+        + 8 * SAVED_MSRS.len();
 
-    /// The state as bytes (the structs' own layouts, back to back).
+    /// The state as bytes (the structs' own layouts, back to back, then
+    /// the MSR values little-endian).
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(Self::SIZE);
         out.extend_from_slice(self.regs.as_bytes());
         out.extend_from_slice(self.sregs.as_bytes());
         out.extend_from_slice(self.xsave.as_bytes());
         out.extend_from_slice(self.xcrs.as_bytes());
+        out.extend_from_slice(self.events.as_bytes());
+        out.extend_from_slice(self.debugregs.as_bytes());
+        for v in self.msrs {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
         out
     }
 
     /// The state from `to_bytes`' output.
     pub fn from_bytes(b: &[u8]) -> Result<VcpuState, VcpuError> {
+        let size = || VcpuError::StateSize(b.len(), Self::SIZE);
         if b.len() != Self::SIZE {
-            return Err(VcpuError::StateSize(b.len(), Self::SIZE));
+            return Err(size());
         }
-        let (regs, rest) =
-            kvm_regs::read_from_prefix(b).map_err(|_| VcpuError::StateSize(b.len(), Self::SIZE))?;
-        let (sregs, rest) = kvm_sregs::read_from_prefix(rest)
-            .map_err(|_| VcpuError::StateSize(b.len(), Self::SIZE))?;
-        let (xsave, rest) = kvm_xsave::read_from_prefix(rest)
-            .map_err(|_| VcpuError::StateSize(b.len(), Self::SIZE))?;
-        let xcrs = kvm_xcrs::read_from_bytes(rest)
-            .map_err(|_| VcpuError::StateSize(b.len(), Self::SIZE))?;
+        let (regs, rest) = kvm_regs::read_from_prefix(b).map_err(|_| size())?;
+        let (sregs, rest) = kvm_sregs::read_from_prefix(rest).map_err(|_| size())?;
+        let (xsave, rest) = kvm_xsave::read_from_prefix(rest).map_err(|_| size())?;
+        let (xcrs, rest) = kvm_xcrs::read_from_prefix(rest).map_err(|_| size())?;
+        let (events, rest) = kvm_vcpu_events::read_from_prefix(rest).map_err(|_| size())?;
+        let (debugregs, rest) = kvm_debugregs::read_from_prefix(rest).map_err(|_| size())?;
+        let mut msrs = [0u64; SAVED_MSRS.len()];
+        for (m, chunk) in msrs.iter_mut().zip(rest.chunks_exact(8)) {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(chunk);
+            *m = u64::from_le_bytes(a);
+        }
         Ok(VcpuState {
             regs,
             sregs,
             xsave,
             xcrs,
+            events,
+            debugregs,
+            msrs,
         })
     }
 }
@@ -171,11 +219,37 @@ impl Vcpu {
 
     /// Reads the whole state.
     pub fn state(&self) -> Result<VcpuState, VcpuError> {
+        let entries: Vec<kvm_msr_entry> = SAVED_MSRS
+            .iter()
+            .map(|&index| kvm_msr_entry {
+                index,
+                ..Default::default()
+            })
+            .collect();
+        let mut msrs = Msrs::from_entries(&entries)
+            .map_err(|_| VcpuError::Kvm("KVM_GET_MSRS", std::io::Error::other("MSR list")))?;
+        let n = self.fd.get_msrs(&mut msrs).map_err(kvm("KVM_GET_MSRS"))?;
+        if n != SAVED_MSRS.len() {
+            return Err(VcpuError::Kvm(
+                "KVM_GET_MSRS",
+                std::io::Error::other(format!("read {n} of {} MSRs", SAVED_MSRS.len())),
+            ));
+        }
+        let mut values = [0u64; SAVED_MSRS.len()];
+        for (v, e) in values.iter_mut().zip(msrs.as_slice()) {
+            *v = e.data;
+        }
         Ok(VcpuState {
             regs: self.fd.get_regs().map_err(kvm("KVM_GET_REGS"))?,
             sregs: self.fd.get_sregs().map_err(kvm("KVM_GET_SREGS"))?,
             xsave: self.fd.get_xsave().map_err(kvm("KVM_GET_XSAVE"))?,
             xcrs: self.fd.get_xcrs().map_err(kvm("KVM_GET_XCRS"))?,
+            events: self
+                .fd
+                .get_vcpu_events()
+                .map_err(kvm("KVM_GET_VCPU_EVENTS"))?,
+            debugregs: self.fd.get_debug_regs().map_err(kvm("KVM_GET_DEBUGREGS"))?,
+            msrs: values,
         })
     }
 
@@ -189,6 +263,65 @@ impl Vcpu {
         // (AMX) for its VMs, so the kernel reads at most the 4 KiB
         // `kvm_xsave` it is given.
         unsafe { self.fd.set_xsave(&s.xsave) }.map_err(kvm("KVM_SET_XSAVE"))?;
+        self.fd
+            .set_vcpu_events(&s.events)
+            .map_err(kvm("KVM_SET_VCPU_EVENTS"))?;
+        self.fd
+            .set_debug_regs(&s.debugregs)
+            .map_err(kvm("KVM_SET_DEBUGREGS"))?;
+        self.set_msrs(&s.msrs)?;
+        Ok(())
+    }
+
+    /// Writes the whole state for the next `KVM_RUN`: the FPU, XCRs, debug
+    /// registers and MSRs by ioctl now, and (with `sync_regs`) the
+    /// registers, special registers and events through `kvm_run`, which KVM
+    /// applies on entry, saving three ioctls.
+    pub fn set_state_for_next_run(
+        &mut self,
+        s: &VcpuState,
+        sync_regs: bool,
+    ) -> Result<(), VcpuError> {
+        if !sync_regs {
+            return self.set_state(s);
+        }
+        self.fd.set_xcrs(&s.xcrs).map_err(kvm("KVM_SET_XCRS"))?;
+        #[allow(unsafe_code)]
+        // SAFETY: as in `set_state`: no dynamically-sized XSTATE features.
+        unsafe { self.fd.set_xsave(&s.xsave) }.map_err(kvm("KVM_SET_XSAVE"))?;
+        self.fd
+            .set_debug_regs(&s.debugregs)
+            .map_err(kvm("KVM_SET_DEBUGREGS"))?;
+        self.set_msrs(&s.msrs)?;
+        let sync = self.fd.sync_regs_mut();
+        sync.regs = s.regs;
+        sync.sregs = s.sregs;
+        sync.events = s.events;
+        self.fd.set_sync_dirty_reg(SyncReg::Register);
+        self.fd.set_sync_dirty_reg(SyncReg::SystemRegister);
+        self.fd.set_sync_dirty_reg(SyncReg::VcpuEvents);
+        Ok(())
+    }
+
+    fn set_msrs(&self, values: &[u64; SAVED_MSRS.len()]) -> Result<(), VcpuError> {
+        let entries: Vec<kvm_msr_entry> = SAVED_MSRS
+            .iter()
+            .zip(values)
+            .map(|(&index, &data)| kvm_msr_entry {
+                index,
+                data,
+                ..Default::default()
+            })
+            .collect();
+        let msrs = Msrs::from_entries(&entries)
+            .map_err(|_| VcpuError::Kvm("KVM_SET_MSRS", std::io::Error::other("MSR list")))?;
+        let n = self.fd.set_msrs(&msrs).map_err(kvm("KVM_SET_MSRS"))?;
+        if n != SAVED_MSRS.len() {
+            return Err(VcpuError::Kvm(
+                "KVM_SET_MSRS",
+                std::io::Error::other(format!("set {n} of {} MSRs", SAVED_MSRS.len())),
+            ));
+        }
         Ok(())
     }
 
@@ -325,6 +458,8 @@ mod tests {
         s.sregs.cr3 = 0x3000;
         s.xsave.region[7] = 9;
         s.xcrs.nr_xcrs = 1;
+        s.debugregs.dr7 = 0x400;
+        s.msrs[4] = 0xdead_beef;
         let b = s.to_bytes();
         assert_eq!(b.len(), VcpuState::SIZE);
         let t = VcpuState::from_bytes(&b).unwrap();
@@ -332,6 +467,7 @@ mod tests {
             (t.regs.rip, t.sregs.cr3, t.xsave.region[7], t.xcrs.nr_xcrs),
             (0x1234, 0x3000, 9, 1)
         );
+        assert_eq!((t.debugregs.dr7, t.msrs[4]), (0x400, 0xdead_beef));
         assert!(VcpuState::from_bytes(&b[1..]).is_err());
     }
 

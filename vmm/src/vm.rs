@@ -145,7 +145,16 @@ pub struct Vm {
     setup_ns: u64,
     /// Where the guest stands.
     phase: Phase,
+    /// Whether the last run stopped somewhere other than a doorbell ring,
+    /// so KVM may hold an instruction half done.
+    mid_instruction: bool,
 }
+
+/// The most runs a snapshot written here holds: each is one mapping in
+/// every VM restored from it, and a process may hold at most
+/// `vm.max_map_count` (65,530 by default) mappings. Runs farther apart are
+/// merged, storing the pages between them.
+const MAX_RUNS_PER_SNAPSHOT: usize = 32;
 
 const RAM_SLOT: u32 = 0;
 const MODULE_SLOT: u32 = 1;
@@ -237,6 +246,7 @@ impl Vm {
             scanned: None,
             setup_ns: 0,
             phase: Phase::Fresh,
+            mid_instruction: false,
         };
         let boot = BootInfo {
             mem_size: size,
@@ -295,9 +305,10 @@ impl Vm {
             }
             files.push((l.file(), &l.runs));
         }
+        // Checked before anything is mapped: the header's sizes are data.
+        let layout = Layout::new(b.mem_size, b.image_end).map_err(|_| VmError::MemorySize)?;
         let ram = GuestRam::restored(b.mem_size, &files)?;
         let image_end = b.image_end;
-        let layout = Layout::new(b.mem_size, image_end).map_err(|_| VmError::MemorySize)?;
         let (vm, vcpu) = Self::create(kvm, &ram)?;
         let state = layer.map_or(&base.vcpu, |l| &l.vcpu);
         vcpu.set_state(state)?;
@@ -317,6 +328,7 @@ impl Vm {
             console: Console::default(),
             scanned: None,
             setup_ns: 0,
+            mid_instruction: false,
             phase: if layer.is_some() {
                 Phase::Stdin
             } else {
@@ -390,6 +402,7 @@ impl Vm {
 
     /// Edits the mailbox page.
     pub fn edit_mailbox(&mut self, f: impl FnOnce(&mut [u8; MAILBOX_SIZE])) -> Result<(), VmError> {
+        self.scanned = None;
         let mut p = self.read_mailbox()?;
         f(&mut p);
         self.memory()
@@ -408,6 +421,7 @@ impl Vm {
 
     /// Writes `bytes` into guest RAM at `gpa`.
     pub fn write_guest(&mut self, gpa: u64, bytes: &[u8]) -> Result<(), VmError> {
+        self.scanned = None;
         self.memory()
             .write_slice(bytes, GuestAddress(gpa))
             .map_err(|e| VmError::GuestMemory(gpa, e.to_string()))
@@ -423,9 +437,16 @@ impl Vm {
     ) -> Result<Stop, VmError> {
         self.scanned = None;
         self.console.new_run();
-        Ok(self
+        self.mid_instruction = true;
+        let stop = self
             .vcpu
-            .run(deadline_ns, timer, &mut self.console, stats)?)
+            .run(deadline_ns, timer, &mut self.console, stats)?;
+        // A doorbell `out` leaves KVM a completion that only skips the `out`
+        // if RIP has not moved since (Linux checks the linear RIP), so a
+        // state set afterwards is safe. Any other stop may leave an emulated
+        // access half done.
+        self.mid_instruction = !matches!(stop, Stop::Doorbell(_));
+        Ok(stop)
     }
 
     /// The pages this VM copied on write since it was restored or reset
@@ -499,7 +520,15 @@ impl Vm {
         }
         self.ram.discard(&dropped)?;
         let state = layer.as_ref().map_or(&base.vcpu, |l| &l.vcpu);
-        self.vcpu.set_state(state)?;
+        // An exit KVM is in the middle of (an emulated access) would
+        // otherwise be completed after the state is set, moving the restored
+        // vCPU past an instruction.
+        if self.mid_instruction {
+            self.vcpu.complete_pending_exit()?;
+            self.mid_instruction = false;
+        }
+        self.vcpu
+            .set_state_for_next_run(state, self.kvm.sync_regs)?;
         self.phase = if layer.is_some() {
             Phase::Stdin
         } else {
@@ -528,13 +557,19 @@ impl Vm {
     }
 
     /// Prefaults guest pages for writing (a pooled VM's working set).
-    pub fn prefault(&self, gpa: u64, len: u64) -> Result<(), VmError> {
+    pub fn prefault(&mut self, gpa: u64, len: u64) -> Result<(), VmError> {
+        self.scanned = None;
         Ok(self.ram.prefault(gpa, len)?)
     }
 
     /// Writes a base snapshot of a booted VM stopped at a doorbell: every
     /// non-zero page and the vCPU state. `key` is recorded as given.
     pub fn snapshot_base(&mut self, path: &Path, key: [u8; 32]) -> Result<(), VmError> {
+        if self.phase != Phase::Base {
+            return Err(VmError::Unsupported(
+                "a base snapshot is taken at BaseReady",
+            ));
+        }
         if !matches!(self.origin, Origin::Booted) || self.module.is_some() {
             return Err(VmError::Unsupported(
                 "a base snapshot is taken of a booted VM before it loads a module",
@@ -547,7 +582,7 @@ impl Vm {
             .memfd()
             .ok_or(VmError::Unsupported("a booted VM's RAM is a memfd"))?;
         let pages = nonzero_pages(memfd, self.ram.memory(), self.ram.size())?;
-        let runs = snapshot::coalesce(&pages, 8, 256);
+        let runs = snapshot::coalesce(&pages, 8, MAX_RUNS_PER_SNAPSHOT);
         let header = Header {
             kind: Kind::Base,
             abi_version: ABI_VERSION,
@@ -573,6 +608,11 @@ impl Vm {
     /// restored from a base, stopped at a doorbell: the pages that differ
     /// from the base, the vCPU state, and the module's identity.
     pub fn snapshot_layer(&mut self, path: &Path, key: [u8; 32]) -> Result<(), VmError> {
+        if self.phase != Phase::Stdin {
+            return Err(VmError::Unsupported(
+                "a function snapshot is taken at the module's first stdin read",
+            ));
+        }
         let base = match &self.origin {
             Origin::Restored { base, layer: None } => base.clone(),
             _ => {
@@ -604,7 +644,7 @@ impl Vm {
                 a += PAGE as u64;
             }
         }
-        let runs = snapshot::coalesce(&pages, 4, 512);
+        let runs = snapshot::coalesce(&pages, 4, MAX_RUNS_PER_SNAPSHOT);
         let header = Header {
             kind: Kind::Layer,
             abi_version: ABI_VERSION,

@@ -285,9 +285,49 @@ fn run_snapshotted(
     timeout_ns: u64,
     dir: &Path,
 ) -> Result<Outcome> {
+    match run_from_cache(kvm, image, thread, mem, module, cfg, event, timeout_ns, dir) {
+        Err(e) if is_mismatch(&e) => {
+            // Snapshots that verify but do not fit this host (another CPU,
+            // another KVM): discard them and take new ones.
+            eprintln!(
+                "hearth vm run: discarding snapshots in {}: {e:#}",
+                dir.display()
+            );
+            for f in std::fs::read_dir(dir)?.flatten() {
+                if f.file_name().to_string_lossy().ends_with(".snap") {
+                    let _ = std::fs::remove_file(f.path());
+                }
+            }
+            run_from_cache(kvm, image, thread, mem, module, cfg, event, timeout_ns, dir)
+        }
+        other => other,
+    }
+}
+
+fn is_mismatch(e: &anyhow::Error) -> bool {
+    matches!(
+        e.downcast_ref::<hearth_vmm::vm::VmError>(),
+        Some(hearth_vmm::vm::VmError::Snapshot(
+            hearth_vmm::snapshot::SnapshotError::Mismatch(_)
+        ))
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_from_cache(
+    kvm: &Arc<Kvm>,
+    image: &GuestImage,
+    thread: &VmThread,
+    mem: u64,
+    module: &ModuleFile,
+    cfg: &[u8],
+    event: &[u8],
+    timeout_ns: u64,
+    dir: &Path,
+) -> Result<Outcome> {
     let cache = SnapshotCache::new(dir).with_context(|| format!("creating {}", dir.display()))?;
     let mut phases = Phases::default();
-    let base_path = cache.base_path(&image.id(), mem);
+    let base_path = cache.base_path(&image.id(), &kvm.cpu_signature(), mem);
     let base = match open_cached(&base_path) {
         Some(b) => b,
         None => {

@@ -153,7 +153,9 @@ impl Layout {
         {
             return Err(LayoutError::MemorySize);
         }
-        if image_end < IMAGE_BASE {
+        // The image must leave room for the regions and the least heap;
+        // checked first, so nothing below can overflow.
+        if image_end < IMAGE_BASE || image_end > mem_size {
             return Err(LayoutError::Image);
         }
         let event = Region {
@@ -169,7 +171,7 @@ impl Layout {
             len: STDERR_CAP,
         };
         let heap_start = stderr.end();
-        if heap_start + MIN_HEAP > mem_size {
+        if heap_start.saturating_add(MIN_HEAP) > mem_size {
             return Err(LayoutError::Image);
         }
         let heap = Region {
@@ -217,6 +219,11 @@ mod tests {
         );
         assert_eq!(Layout::new(64 << 20, 60 << 20), Err(LayoutError::Image));
         assert_eq!(Layout::new(128 << 20, 0), Err(LayoutError::Image));
+        assert_eq!(Layout::new(128 << 20, u64::MAX), Err(LayoutError::Image));
+        assert_eq!(
+            Layout::new(128 << 20, u64::MAX - 4095),
+            Err(LayoutError::Image)
+        );
     }
 
     #[test]

@@ -99,7 +99,7 @@ impl core::fmt::Display for DecodeError {
             DecodeError::Header => write!(f, "the mailbox header was overwritten"),
             DecodeError::Unknown(what, v) => write!(f, "unknown {what} {v:#x}"),
             DecodeError::Length(what, v) => write!(f, "{what} of {v} bytes is out of bounds"),
-            DecodeError::Utf8 => write!(f, "the report message is not UTF-8"),
+            DecodeError::Utf8 => write!(f, "a string in the mailbox is not UTF-8"),
         }
     }
 }
@@ -235,7 +235,7 @@ pub struct Entry<'a> {
 
 impl<'a> Entry<'a> {
     /// Writes the entry section (the VMM's side). A request id longer than
-    /// `REQUEST_ID_CAP` is cut.
+    /// `REQUEST_ID_CAP` bytes is cut at a character boundary.
     pub fn encode(&self, p: &mut [u8; MAILBOX_SIZE]) {
         put_u32(p, off::COMMAND, self.command as u32);
         put_u32(p, off::FLAGS, self.flags);
@@ -247,7 +247,10 @@ impl<'a> Entry<'a> {
         put_u64(p, off::MONOTONIC_NS, self.monotonic_ns);
         p[off::ENTROPY..off::ENTROPY + ENTROPY_LEN].copy_from_slice(&self.entropy);
         let id = self.request_id.as_bytes();
-        let n = id.len().min(REQUEST_ID_CAP);
+        let mut n = id.len().min(REQUEST_ID_CAP);
+        while !self.request_id.is_char_boundary(n) {
+            n -= 1;
+        }
         put_u32(p, off::REQUEST_ID_LEN, n as u32);
         p[off::REQUEST_ID..off::REQUEST_ID + n].copy_from_slice(&id[..n]);
     }
@@ -535,6 +538,15 @@ mod tests {
         let d = Entry::decode(&p).unwrap();
         assert_eq!(d.command, Command::Invoke);
         assert_eq!(d.request_id.len(), REQUEST_ID_CAP);
+        // A multi-byte character across the cut is dropped whole.
+        let accented = "é".repeat(40);
+        Entry {
+            request_id: &accented,
+            ..e
+        }
+        .encode(&mut p);
+        let d = Entry::decode(&p).unwrap();
+        assert_eq!(d.request_id, "é".repeat(32));
         assert_eq!(d.entropy, [7; ENTROPY_LEN]);
         assert_eq!((d.module_len, d.config_len, d.event_len), (1, 2, 3));
     }

@@ -304,8 +304,11 @@ impl<P: Platform> Wasi<P> {
         }
         let (len, mut pos) = match self.stdin {
             Stdin::Unread => {
-                // The snapshot point: the module's init is over.
+                // The snapshot point: the module's init is over. Marked open
+                // at once, so a read that then fails on a bad buffer does not
+                // wait for the event a second time.
                 let len = self.platform.wait_event();
+                self.stdin = Stdin::Open { len, pos: 0 };
                 (len, 0)
             }
             Stdin::Open { len, pos } => (len, pos),
@@ -559,6 +562,25 @@ mod tests {
         assert_eq!(read_u32(&mem, 16), Some(1));
         assert_eq!(w.fd_read(&mut mem, 0, 0, 1, 16), Ok(0));
         assert_eq!(read_u32(&mem, 16), Some(0), "end of file");
+        assert_eq!(w.platform.waits, 1);
+    }
+
+    #[test]
+    fn a_failed_first_read_still_counts_as_the_wait() {
+        let mut w = Wasi::new(
+            Host {
+                event: b"ev".to_vec(),
+                ..Host::default()
+            },
+            &[],
+            &[],
+        );
+        let mut mem = vec![0u8; 64];
+        iov(&mut mem, 0, 60, 10);
+        assert_eq!(w.fd_read(&mut mem, 0, 0, 1, 16), Ok(errno::FAULT));
+        iov(&mut mem, 0, 32, 10);
+        assert_eq!(w.fd_read(&mut mem, 0, 0, 1, 16), Ok(0));
+        assert_eq!(&mem[32..34], b"ev");
         assert_eq!(w.platform.waits, 1);
     }
 

@@ -150,3 +150,75 @@ fn every_restore_and_reset_gets_fresh_entropy() {
     assert_ne!(ra, ra2, "a reset VM drew the same random bytes again");
     assert!(ra.iter().any(|x| *x != 0));
 }
+
+#[test]
+fn a_reset_after_a_stop_mid_instruction_restarts_from_the_snapshot() {
+    use hearth_guest_abi::{layout, Doorbell};
+    use hearth_vmm::snapshot::Snapshot;
+    use std::sync::Arc;
+    let Some(kvm) = kvm() else { return };
+    let runner = Runner::for_this_thread().unwrap();
+    // Rings BaseReady (the snapshot point), then reads outside memory: KVM
+    // stops with the read half done. If a reset let KVM finish it, the
+    // guest would go on to ring Done.
+    let mut user = asm::ring(Doorbell::BaseReady);
+    user.extend(asm::load(layout::MODULE_WINDOW_GPA + 0x1000));
+    user.extend(asm::ring(Doorbell::Done));
+    user.extend(asm::SPIN);
+    let mut vm = Vm::boot(&kvm, &raw_image(&user, &asm::HLT), 64).unwrap();
+    runner
+        .boot(&mut vm, secs(5), &mut RunStats::default())
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("raw.snap");
+    vm.snapshot_base(&path, [0; 32]).unwrap();
+    let base = Arc::new(Snapshot::open(&path).unwrap());
+    let mut vm = Vm::restore(&kvm, &base, None, None).unwrap();
+    for round in 0..3 {
+        let stop = runner.run_raw(&mut vm, secs(5), &mut RunStats::default());
+        assert!(
+            matches!(
+                stop,
+                Ok(hearth_vmm::vcpu::Stop::OutsideMemory { write: false, .. })
+            ),
+            "round {round}: {stop:?}"
+        );
+        vm.reset(ResetMode::Restore).unwrap();
+    }
+}
+
+#[test]
+fn a_timed_out_vm_is_reset_and_serves_again() {
+    let Some(kvm) = kvm() else { return };
+    let runner = Runner::for_this_thread().unwrap();
+    // Spins forever on an event starting with 'x'; echoes anything else.
+    let m = wat(r#"(module
+      (import "wasi_snapshot_preview1" "fd_read" (func $read (param i32 i32 i32 i32) (result i32)))
+      (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+      (memory (export "memory") 1)
+      (func (export "_start")
+        (i32.store (i32.const 0) (i32.const 100))
+        (i32.store (i32.const 4) (i32.const 16))
+        (drop (call $read (i32.const 0) (i32.const 0) (i32.const 1) (i32.const 8)))
+        (if (i32.eq (i32.load8_u (i32.const 100)) (i32.const 120)) (then (loop (br 0))))
+        (i32.store (i32.const 4) (i32.load (i32.const 8)))
+        (drop (call $write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))"#);
+    let dir = tempfile::tempdir().unwrap();
+    let s = function_snapshot(&kvm, &runner, &m, dir.path());
+    let mut vm = fork(&kvm, &s);
+    let inv = hearth_vmm::guest::Invocation {
+        event: b"x",
+        request_id: "r",
+        timeout_ns: 200_000_000,
+    };
+    let r = runner.invoke(&mut vm, &inv, &mut RunStats::default());
+    assert!(
+        matches!(r, Err(hearth_vmm::guest::GuestError::Timeout)),
+        "{r:?}"
+    );
+    vm.reset(ResetMode::Restore).unwrap();
+    let f = runner
+        .invoke(&mut vm, &invocation(b"ok"), &mut RunStats::default())
+        .unwrap();
+    assert_eq!(f.stdout, b"ok");
+}

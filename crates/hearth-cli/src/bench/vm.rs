@@ -353,7 +353,7 @@ pub fn run(ctx: &Ctx) -> Result<Section> {
     // Snapshots: one base, function layers for the echo and the writers.
     let mut vm = Vm::boot(&kvm, &image, 128)?;
     runner.boot(&mut vm, TIMEOUT, &mut RunStats::default())?;
-    let base_path = cache.base_path(&image.id(), 128);
+    let base_path = cache.base_path(&image.id(), &kvm.cpu_signature(), 128);
     vm.snapshot_base(&base_path, [0; 32])?;
     drop(vm);
     let base = Arc::new(Snapshot::open(&base_path)?);
