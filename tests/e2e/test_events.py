@@ -5,7 +5,7 @@ deferral within an execution window, and durability across kill -9.
 One server runs the module with short retry back-offs (`[events]
 retry_delays_secs = [1, 2]`, throttle back-off 0.2–1 s) so that a retried
 event takes seconds, not minutes; the back-off arithmetic itself (about one
-minute, then two) is unit-tested in `hearth-capacity` with a fake clock.
+minute, then two) is unit-tested in `hearth-pool` with a fake clock.
 
 What ran is read from the functions' logs: `events_app.py` prints one
 `EVENT {...}` line per invocation with its event, request id and start time.

@@ -1,6 +1,6 @@
 //! The policy-replay suite: the capacity policies of `POLICIES.md`, each
 //! swept over its main parameter, replayed over one trace on a simulated
-//! clock ([`hearth_capacity::replay`]).
+//! clock ([`hearth_pool::replay`]).
 //!
 //! Each replay gives one [`CurvePoint`]: cold starts (percentage of
 //! invocations, and the 75th percentile of per-function cold-start rate)
@@ -8,18 +8,18 @@
 //! policy whose curve lies below and left of another's dominates it.
 //!
 //! The trace is either synthetic, with the published shape of the Azure
-//! Functions 2019 trace ([`hearth_capacity::replay::synthetic_trace`]
+//! Functions 2019 trace ([`hearth_pool::replay::synthetic_trace`]
 //! documents the model), or one day of the Azure 2019 files
 //! ([`TraceSource::Azure`]).
 
 use crate::report::{ChartSpec, Curve, CurvePoint, Section};
-use hearth_capacity::clock::{MS_PER_HOUR, MS_PER_MINUTE};
-use hearth_capacity::keepalive::{HybridHistogramConfig, KeepAliveConfig};
-use hearth_capacity::replay::{
+use hearth_pool::clock::{MS_PER_HOUR, MS_PER_MINUTE};
+use hearth_pool::keepalive::{HybridHistogramConfig, KeepAliveConfig};
+use hearth_pool::replay::{
     replay, AzureOptions, AzureTraceBuilder, ReplayConfig, ReplayReport, SyntheticConfig, Trace,
     TraceError,
 };
-use hearth_capacity::sizing::{ForecastConfig, SizerConfig};
+use hearth_pool::sizing::{ForecastConfig, SizerConfig};
 use std::fs::File;
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
@@ -98,7 +98,7 @@ pub struct LoadedTrace {
 pub fn load_trace(source: &TraceSource) -> Result<LoadedTrace, ReplayError> {
     let loaded = match source {
         TraceSource::Synthetic(c) => LoadedTrace {
-            trace: hearth_capacity::replay::synthetic_trace(c),
+            trace: hearth_pool::replay::synthetic_trace(c),
             notes: Vec::new(),
         },
         TraceSource::Azure {
@@ -212,7 +212,7 @@ impl SuiteOptions {
 /// at 10^3.5 (about 56 000 invocations), about 1 s (10 s unoptimised). Use
 /// [`SuiteOptions::for_trace`] for the warm-up (24 h and 12 h). The shape
 /// of the generated functions (rates, triggers, durations, memory,
-/// runtimes) is documented at [`hearth_capacity::replay::synthetic_trace`].
+/// runtimes) is documented at [`hearth_pool::replay::synthetic_trace`].
 pub fn default_synthetic(quick: bool) -> SyntheticConfig {
     if quick {
         SyntheticConfig {

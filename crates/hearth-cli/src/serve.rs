@@ -153,7 +153,7 @@ impl CapacityConfig {
             exec.memory_budget_mb = mb;
         }
         if let Some(s) = &self.sizer {
-            use hearth_capacity::sizing::SizerConfig;
+            use hearth_pool::sizing::SizerConfig;
             exec.sizer = match s.as_str() {
                 "forecast" => SizerConfig::default(),
                 "fixed" => SizerConfig::Fixed,
@@ -168,13 +168,13 @@ impl CapacityConfig {
             };
         }
         if let Some(k) = &self.keepalive {
-            use hearth_capacity::keepalive::KeepAliveConfig;
+            use hearth_pool::keepalive::KeepAliveConfig;
             exec.keepalive = match k.as_str() {
                 "fixed" => None,
                 "hybrid-histogram" => Some(KeepAliveConfig::HybridHistogram(
-                    hearth_capacity::keepalive::HybridHistogramConfig {
+                    hearth_pool::keepalive::HybridHistogramConfig {
                         range_ms: self.histogram_range_mins.unwrap_or(15).max(1)
-                            * hearth_capacity::clock::MS_PER_MINUTE,
+                            * hearth_pool::clock::MS_PER_MINUTE,
                         ..Default::default()
                     },
                 )),
@@ -197,7 +197,7 @@ impl CapacityConfig {
                     let class: u32 = class
                         .parse()
                         .context("the memory class must be a number of MB")?;
-                    if hearth_capacity::profile::memory_class_for(class) != Some(class) {
+                    if hearth_pool::profile::memory_class_for(class) != Some(class) {
                         anyhow::bail!("{class} MB is not a memory class (128, 256, 512, 1024, …)");
                     }
                     if e.min > e.max {

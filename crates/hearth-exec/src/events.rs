@@ -3,19 +3,19 @@
 //!
 //! One loop wakes when an event is accepted, when an attempt ends, when a
 //! sandbox is released, or every [`EventsConfig::poll`]. It reads the due
-//! events in deadline order and asks `hearth_capacity::events::decide`
+//! events in deadline order and asks `hearth_pool::events::decide`
 //! what to do with each: run it now (with the capacity it may take), hold
 //! it (deferred, node busy), or fail it as too old. An attempt is recorded
 //! durably as started *before* the function runs, so a crash of the node
 //! re-runs it after restart (at least once) and `approximateInvokeCount`
 //! counts it; an event is removed only after its function answered.
 //! What follows an attempt — done, retry after a back-off, dead letter —
-//! is `hearth_capacity::events::after_attempt`'s decision; destination
+//! is `hearth_pool::events::after_attempt`'s decision; destination
 //! records are enqueued in the same transaction that ends the event.
 
 use crate::{Executor, InvokeInput, InvokeMode};
 use bytes::Bytes;
-use hearth_capacity::events::{
+use hearth_pool::events::{
     after_attempt, decide, AfterAttempt, AttemptOutcome, Dispatch, EventSchedulerConfig,
     EventTiming, Failure, NodeLoad, RetryLimits, RunMode,
 };

@@ -24,7 +24,7 @@ pub enum Origin {
 pub struct Instance {
     pub id: String,
     /// The id the keep-alive policy knows this sandbox by.
-    pub sid: hearth_capacity::ids::SandboxId,
+    pub sid: hearth_pool::ids::SandboxId,
     /// What its init cost, for cost-aware keep-alive (Greedy-Dual).
     pub init_cost_ms: u64,
     pub key: WarmKey,

@@ -7,10 +7,8 @@ use crate::pools::{family_of, GeneralHold, MemoryCharge, PoolKey, Unspecialised,
 use crate::Executor;
 use base64::Engine;
 use bytes::Bytes;
-use hearth_capacity::placement::{
-    place, BudgetView, PlacementDecision, PlacementRequest, PoolView,
-};
-use hearth_capacity::profile::{memory_class_for, RuntimeProfile, Warmth};
+use hearth_pool::placement::{place, BudgetView, PlacementDecision, PlacementRequest, PoolView};
+use hearth_pool::profile::{memory_class_for, RuntimeProfile, Warmth};
 use hearth_runtime::api::{Assignment, InitializationType, RuntimeEnv, RuntimeReady};
 use hearth_runtime::api::{InitOutcome, Invocation, InvokeOutcome, RuntimeApi};
 use hearth_sandbox::{ExitStatus, SandboxSpec};
@@ -351,8 +349,8 @@ impl Executor {
             memory_class_mb: class,
         };
         let profile = RuntimeProfile::new(family, class);
-        let fv = hearth_capacity::ids::FunctionVersion::new(
-            hearth_capacity::ids::AccountId::new(&version.account_id),
+        let fv = hearth_pool::ids::FunctionVersion::new(
+            hearth_pool::ids::AccountId::new(&version.account_id),
             &version.function_name,
             &version.version,
         );
@@ -464,7 +462,7 @@ impl Executor {
                                 .inc();
                             self.0.keepalive.lock().on_removed(
                                 i.sid,
-                                hearth_capacity::keepalive::RemovalCause::Evicted,
+                                hearth_pool::keepalive::RemovalCause::Evicted,
                                 now,
                             );
                             let (handle, old) = i.destroy_handing_over_charge();
@@ -883,7 +881,7 @@ impl Executor {
         };
         match init {
             Some(Some(InitOutcome::Ready)) => Ok(Instance {
-                sid: hearth_capacity::ids::SandboxId(
+                sid: hearth_pool::ids::SandboxId(
                     self.0.sandbox_seq.fetch_add(1, Ordering::Relaxed),
                 ),
                 init_cost_ms: init_duration.as_millis() as u64,
@@ -1281,9 +1279,9 @@ fn throttle() -> LambdaError {
 }
 
 /// The capacity crate's name for what a sandbox is warm for.
-pub(crate) fn function_version(key: &WarmKey) -> hearth_capacity::ids::FunctionVersion {
-    hearth_capacity::ids::FunctionVersion::new(
-        hearth_capacity::ids::AccountId::new(&key.account_id),
+pub(crate) fn function_version(key: &WarmKey) -> hearth_pool::ids::FunctionVersion {
+    hearth_pool::ids::FunctionVersion::new(
+        hearth_pool::ids::AccountId::new(&key.account_id),
         &key.function_name,
         &key.version,
     )
@@ -1403,7 +1401,7 @@ mod tests {
 
     #[test]
     fn async_work_leaves_the_reserve_and_the_queue_to_synchronous_requests() {
-        use hearth_capacity::clock::Millis;
+        use hearth_pool::clock::Millis;
         let budget = |used_mb| BudgetView {
             limit_mb: 2048,
             used_mb,

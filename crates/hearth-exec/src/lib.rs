@@ -3,7 +3,7 @@
 //! It starts sandboxes through a [`SandboxBackend`], keeps the warming pool
 //! (general sub-pools of shell- and runtime-warm sandboxes, provisioned
 //! function-warm ones) and the active pool, places each invocation with
-//! `hearth_capacity::placement::place`, specialises pooled sandboxes to a
+//! `hearth_pool::placement::place`, specialises pooled sandboxes to a
 //! function without copying its code or restarting its interpreter, enforces
 //! timeouts, concurrency and the node's memory budget, and frames each
 //! invocation's log as Lambda does.
@@ -22,9 +22,9 @@ pub use invoke::{InvokeInput, InvokeMode, InvokeOutput};
 pub use pools::{default_general_pools, GeneralPoolConfig, PoolKey};
 
 use concurrency::Concurrency;
-use hearth_capacity::keepalive::{IdleSandbox, KeepAliveConfig, KeepAlivePolicy, RemovalCause};
-use hearth_capacity::policy::CapacityPolicy;
-use hearth_capacity::sizing::{PoolSizer, SizerConfig};
+use hearth_pool::keepalive::{IdleSandbox, KeepAliveConfig, KeepAlivePolicy, RemovalCause};
+use hearth_pool::policy::CapacityPolicy;
+use hearth_pool::sizing::{PoolSizer, SizerConfig};
 use hearth_runtime::RuntimeCatalog;
 use hearth_sandbox::SandboxBackend;
 use hearth_store::{CodeStore, LogStore, Registry};
@@ -187,7 +187,7 @@ impl Executor {
             .map(|g| {
                 (
                     g.key.clone(),
-                    config.sizer.build(hearth_capacity::clock::Millis(0)),
+                    config.sizer.build(hearth_pool::clock::Millis(0)),
                 )
             })
             .collect();
@@ -230,8 +230,8 @@ impl Executor {
     }
 
     /// Milliseconds since the supervisor started: the capacity logic's clock.
-    fn now(&self) -> hearth_capacity::clock::Millis {
-        hearth_capacity::clock::Millis(self.0.epoch.elapsed().as_millis() as u64)
+    fn now(&self) -> hearth_pool::clock::Millis {
+        hearth_pool::clock::Millis(self.0.epoch.elapsed().as_millis() as u64)
     }
 
     pub fn metrics(&self) -> &Metrics {
@@ -525,7 +525,7 @@ impl Executor {
 
 /// The capacity crate's policy from the registry's account settings.
 fn policy_of(c: &hearth_types::capacity::AccountCapacity) -> CapacityPolicy {
-    use hearth_capacity::policy::CapacityMode as M;
+    use hearth_pool::policy::CapacityMode as M;
     use hearth_types::capacity::CapacityMode as S;
     CapacityPolicy {
         mode: match c.policy {

@@ -9,7 +9,7 @@ use crate::invoke::representative_runtime;
 use crate::placement::WarmKey;
 use crate::pools::{MemoryCharge, PoolKey, ProvisionedKey};
 use crate::Executor;
-use hearth_capacity::sizing::SizeBounds;
+use hearth_pool::sizing::SizeBounds;
 use hearth_runtime::api::InitializationType;
 use hearth_store::VersionSelector;
 use hearth_types::function::ProvisionedStatus;
@@ -432,7 +432,7 @@ impl Executor {
         origin: Origin,
         init_type: InitializationType,
     ) -> Result<crate::instance::Instance, String> {
-        let class = hearth_capacity::profile::memory_class_for(v.config.memory_size)
+        let class = hearth_pool::profile::memory_class_for(v.config.memory_size)
             .unwrap_or(v.config.memory_size);
         let family = crate::pools::family_of(&v.config.runtime);
         let pool = if representative_runtime(family).is_some() {
@@ -503,7 +503,7 @@ impl Executor {
                     Ok(i) => {
                         let fv = crate::invoke::function_version(&i.key);
                         me.0.keepalive.lock().on_prewarmed(
-                            hearth_capacity::keepalive::IdleSandbox {
+                            hearth_pool::keepalive::IdleSandbox {
                                 id: i.sid,
                                 function: &fv,
                                 memory_mb: i.memory_mb,

@@ -1,6 +1,6 @@
 //! The active pool's idle function-warm sandboxes, keyed by what they are
 //! warm for. The placement decision itself is
-//! `hearth_capacity::placement::place`; this is the store it draws from.
+//! `hearth_pool::placement::place`; this is the store it draws from.
 
 use crate::instance::Instance;
 use std::collections::HashMap;
@@ -62,7 +62,7 @@ impl IdlePool {
     /// is freed, or nothing is left.
     pub fn evict_in_order(
         &mut self,
-        order: &[hearth_capacity::ids::SandboxId],
+        order: &[hearth_pool::ids::SandboxId],
         need_mb: u64,
     ) -> Vec<Instance> {
         let mut out = Vec::new();
@@ -83,7 +83,7 @@ impl IdlePool {
     }
 
     /// Removes the idle sandbox with this keep-alive id, if it is here.
-    pub fn take_sid(&mut self, sid: hearth_capacity::ids::SandboxId) -> Option<Instance> {
+    pub fn take_sid(&mut self, sid: hearth_pool::ids::SandboxId) -> Option<Instance> {
         let key = self
             .by_key
             .iter()

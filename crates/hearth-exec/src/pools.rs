@@ -2,12 +2,12 @@
 //! unassigned shell- and runtime-warm sandboxes, provisioned (dedicated,
 //! function-warm) sandboxes, and the active pool's idle function-warm ones —
 //! all under one lock, so a placement decision and the draw it implies are
-//! one step. The decision itself is `hearth_capacity::placement::place`.
+//! one step. The decision itself is `hearth_pool::placement::place`.
 
 use crate::instance::Instance;
 use crate::logs::LogPump;
 use crate::placement::{IdlePool, WarmKey};
-use hearth_capacity::profile::Warmth;
+use hearth_pool::profile::Warmth;
 use hearth_runtime::api::RuntimeApi;
 use hearth_sandbox::SandboxControl;
 use parking_lot::Mutex;

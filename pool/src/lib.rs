@@ -46,15 +46,15 @@
 //! # Example: one invocation, as the supervisor drives it
 //!
 //! ```
-//! use hearth_capacity::budget::{DedicatedFloors, MemoryBudget};
-//! use hearth_capacity::clock::{Clock, ManualClock, Millis};
-//! use hearth_capacity::ids::{AccountId, FunctionVersion};
-//! use hearth_capacity::inventory::{Inventory, SandboxRecord};
-//! use hearth_capacity::keepalive::{IdleSandbox, KeepAliveConfig};
-//! use hearth_capacity::manager::{GeneralPoolSpec, ManagerConfig, PoolAction, PoolManager, StepInputs};
-//! use hearth_capacity::placement::{on_release, PlacementDecision, PlacementRequest, ReleaseContext};
-//! use hearth_capacity::policy::CapacityPolicy;
-//! use hearth_capacity::profile::RuntimeProfile;
+//! use hearth_pool::budget::{DedicatedFloors, MemoryBudget};
+//! use hearth_pool::clock::{Clock, ManualClock, Millis};
+//! use hearth_pool::ids::{AccountId, FunctionVersion};
+//! use hearth_pool::inventory::{Inventory, SandboxRecord};
+//! use hearth_pool::keepalive::{IdleSandbox, KeepAliveConfig};
+//! use hearth_pool::manager::{GeneralPoolSpec, ManagerConfig, PoolAction, PoolManager, StepInputs};
+//! use hearth_pool::placement::{on_release, PlacementDecision, PlacementRequest, ReleaseContext};
+//! use hearth_pool::policy::CapacityPolicy;
+//! use hearth_pool::profile::RuntimeProfile;
 //! use std::collections::BTreeMap;
 //!
 //! let clock = ManualClock::new(Millis(0));
@@ -104,8 +104,8 @@
 //! # Example: replaying policies over a trace
 //!
 //! ```
-//! use hearth_capacity::keepalive::KeepAliveConfig;
-//! use hearth_capacity::replay::{replay, synthetic_trace, ReplayConfig, SyntheticConfig};
+//! use hearth_pool::keepalive::KeepAliveConfig;
+//! use hearth_pool::replay::{replay, synthetic_trace, ReplayConfig, SyntheticConfig};
 //!
 //! let trace = synthetic_trace(&SyntheticConfig { functions: 20, duration_ms: 3_600_000, rate_log10_max: 3.0, ..Default::default() });
 //! let fixed = replay(&trace, &ReplayConfig::keepalive_only(KeepAliveConfig::default()));

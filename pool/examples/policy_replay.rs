@@ -3,16 +3,16 @@
 //! POLICIES.md as each policy's main parameter varies.
 //!
 //! ```text
-//! cargo run --release -p hearth-capacity --example policy_replay -- \
+//! cargo run --release -p hearth-pool --example policy_replay -- \
 //!     [functions=200] [hours=48] [max log10 daily rate=4] [warm-up hours=24] [seed=2019]
 //! ```
 
-use hearth_capacity::clock::{MS_PER_HOUR, MS_PER_MINUTE};
-use hearth_capacity::keepalive::{HybridHistogramConfig, KeepAliveConfig};
-use hearth_capacity::replay::{
+use hearth_pool::clock::{MS_PER_HOUR, MS_PER_MINUTE};
+use hearth_pool::keepalive::{HybridHistogramConfig, KeepAliveConfig};
+use hearth_pool::replay::{
     replay, synthetic_trace, ReplayConfig, ReplayReport, SyntheticConfig, Trace,
 };
-use hearth_capacity::sizing::{ForecastConfig, SizerConfig};
+use hearth_pool::sizing::{ForecastConfig, SizerConfig};
 use std::time::Instant;
 
 fn arg<T: std::str::FromStr>(n: usize, default: T) -> T {
