@@ -43,6 +43,10 @@ pub struct Kvm {
     /// next `KVM_RUN` through `kvm_run` (`KVM_CAP_SYNC_REGS`), saving three
     /// ioctls per reset.
     pub(crate) sync_regs: bool,
+    /// Whether the "zap every shadow page when a memslot goes" quirk can be
+    /// turned off (`KVM_CAP_DISABLE_QUIRKS2`), so that unmapping one slot
+    /// invalidates only that slot's mappings.
+    pub(crate) slot_zap_quirk: bool,
 }
 
 impl Kvm {
@@ -68,12 +72,16 @@ impl Kvm {
             .map_err(|e| KvmError::Other(io(e)))?;
         let cpu_signature = signature(cpuid.as_slice());
         let sync_regs = fd.check_extension_int(Cap::SyncRegs) & 7 == 7;
+        let quirks = fd.check_extension_raw(u64::from(kvm_bindings::KVM_CAP_DISABLE_QUIRKS2));
+        let slot_zap_quirk =
+            quirks > 0 && quirks as u32 & kvm_bindings::KVM_X86_QUIRK_SLOT_ZAP_ALL != 0;
         Ok(Arc::new(Kvm {
             fd,
             cpuid,
             cpu_signature,
             readonly_mem,
             sync_regs,
+            slot_zap_quirk,
         }))
     }
 

@@ -152,6 +152,17 @@ impl VmThread {
         }
     }
 
+    /// Queues `f` to run on the thread and returns at once; `f` reports its
+    /// own result (through a channel it captured). Jobs run in order.
+    pub fn submit(&self, f: impl FnOnce(&Runner) + Send + 'static) -> Result<(), RunnerError> {
+        self.queue
+            .lock()
+            .map_err(|_| RunnerError::Gone)?
+            .push_back(Message::Run(Box::new(f)));
+        self.wake.write(1).map_err(|_| RunnerError::Gone)?;
+        Ok(())
+    }
+
     /// Runs `f` on the thread and waits for its result.
     pub fn call<R: Send + 'static>(
         &self,

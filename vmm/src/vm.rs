@@ -162,6 +162,18 @@ const MODULE_SLOT: u32 = 1;
 impl Vm {
     fn create(kvm: &Arc<Kvm>, ram: &GuestRam) -> Result<(VmFd, Vcpu), VmError> {
         let vm = kvm.fd.create_vm().map_err(kvm_err("KVM_CREATE_VM"))?;
+        if kvm.slot_zap_quirk {
+            // Without this, removing the module window's slot would throw
+            // away every shadow page table of the VM, and a pooled VM would
+            // lose all its warmth when it changes function.
+            let cap = kvm_bindings::kvm_enable_cap {
+                cap: kvm_bindings::KVM_CAP_DISABLE_QUIRKS2,
+                args: [u64::from(kvm_bindings::KVM_X86_QUIRK_SLOT_ZAP_ALL), 0, 0, 0],
+                ..Default::default()
+            };
+            vm.enable_cap(&cap)
+                .map_err(kvm_err("KVM_CAP_DISABLE_QUIRKS2"))?;
+        }
         let region = kvm_userspace_memory_region {
             slot: RAM_SLOT,
             flags: 0,
@@ -463,6 +475,100 @@ impl Vm {
         let n = runs.iter().map(|r| r.1 / PAGE as u64).sum();
         self.scanned = Some(runs);
         Ok(n)
+    }
+
+    /// Turns a VM restored from a base snapshot into one at a function
+    /// snapshot over that base, in place: maps the layer's module (unless
+    /// it is already mapped), writes every page of the layer into the VM,
+    /// and resets it (every page it holds a copy of gets the layer's or the
+    /// base's content, the vCPU the layer's state). From then on a reset
+    /// returns it to the layer. This is how a pooled VM becomes
+    /// function-warm without a new KVM VM, and how a VM that just took a
+    /// function snapshot adopts it. Returns the pages written.
+    pub fn adopt_layer(
+        &mut self,
+        layer: &Arc<Snapshot>,
+        module: &ModuleFile,
+    ) -> Result<u64, VmError> {
+        let base = match &self.origin {
+            Origin::Restored { base, layer: None } => base.clone(),
+            _ => {
+                return Err(VmError::Unsupported(
+                    "only a VM restored from a base snapshot adopts a layer",
+                ))
+            }
+        };
+        let h = &layer.header;
+        if h.kind != Kind::Layer
+            || h.parent_id != base.header.id
+            || module.sha256 != h.module_sha256
+        {
+            return Err(VmError::Snapshot(SnapshotError::Mismatch(
+                "the layer is not over this VM's base, or not of this module".into(),
+            )));
+        }
+        match &self.module {
+            None => self.map_module(module)?,
+            Some((_, sha)) if *sha == module.sha256 => {}
+            Some(_) => return Err(VmError::Unsupported("the VM maps another module")),
+        }
+        let mut written = 0;
+        for r in &layer.runs {
+            let mut a = r.gpa;
+            while a < r.gpa + r.len {
+                if let Some(p) = layer.page(a) {
+                    self.memory()
+                        .write_slice(p, GuestAddress(a))
+                        .map_err(|e| VmError::GuestMemory(a, e.to_string()))?;
+                    written += 1;
+                }
+                a += PAGE as u64;
+            }
+        }
+        self.scanned = None;
+        self.origin = Origin::Restored {
+            base,
+            layer: Some(layer.clone()),
+        };
+        self.reset(ResetMode::Restore)?;
+        Ok(written)
+    }
+
+    /// Takes a VM that adopted a layer back to its base snapshot: the
+    /// module window is unmapped, the layer forgotten, and a reset gives
+    /// every page it copied the base's content and the vCPU the base's
+    /// state. What the run touched stays mapped (warm), so a pool can warm
+    /// a VM with one function and later hand it to another.
+    pub fn revert_to_base(&mut self) -> Result<(), VmError> {
+        let base = match &self.origin {
+            Origin::Restored { base, .. } => base.clone(),
+            Origin::Booted => return Err(VmError::Unsupported("a booted VM has no base snapshot")),
+        };
+        self.detach_module()?;
+        self.origin = Origin::Restored { base, layer: None };
+        self.reset(ResetMode::Restore)?;
+        Ok(())
+    }
+
+    /// Removes the module window's memory slot and unmaps the module.
+    fn detach_module(&mut self) -> Result<(), VmError> {
+        if let Some((m, _)) = &self.module {
+            let region = kvm_userspace_memory_region {
+                slot: MODULE_SLOT,
+                flags: 0,
+                guest_phys_addr: layout::MODULE_WINDOW_GPA,
+                memory_size: 0,
+                userspace_addr: m.host_addr(),
+            };
+            #[allow(unsafe_code)]
+            // SAFETY: a zero-sized region deletes the slot; KVM stops using
+            // the module mapping before the call returns, so dropping the
+            // mapping afterwards is safe.
+            unsafe { self.vm.set_user_memory_region(region) }
+                .map_err(kvm_err("KVM_SET_USER_MEMORY_REGION"))?;
+        }
+        self.module = None;
+        Ok(())
     }
 
     /// The pages present in the host page tables, read or written: after a

@@ -222,3 +222,92 @@ fn a_timed_out_vm_is_reset_and_serves_again() {
         .unwrap();
     assert_eq!(f.stdout, b"ok");
 }
+
+#[test]
+fn a_base_vm_adopts_a_function_snapshot_in_place() {
+    use hearth_vmm::snapshot::Snapshot;
+    use std::sync::Arc;
+    let Some(kvm) = kvm() else { return };
+    let runner = Runner::for_this_thread().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let s = function_snapshot(&kvm, &runner, &wat(STATEFUL), dir.path());
+
+    // A pooled VM (restored from the base, never loaded) becomes the
+    // function without a new KVM VM.
+    let mut vm = Vm::restore(&kvm, &s.base, None, None).unwrap();
+    let written = vm.adopt_layer(&s.layer, &s.module).unwrap();
+    assert!(written > 0);
+    for ev in [&b"11111111"[..], b"22222222"] {
+        let o = invoke(&runner, &mut vm, ev);
+        assert_eq!((o.marker.as_slice(), o.count), (&b"initial!"[..], b'1'));
+        vm.reset(ResetMode::Restore).unwrap();
+    }
+
+    // A VM that just took a function snapshot adopts its own, and a reset
+    // then returns it to that snapshot (not to the base).
+    let mut vm = Vm::restore(&kvm, &s.base, None, None).unwrap();
+    let len = vm.attach_module(&s.module).unwrap();
+    runner
+        .load(
+            &mut vm,
+            len,
+            &config(&["fn.wasm"], &[]),
+            None,
+            secs(10),
+            &mut RunStats::default(),
+        )
+        .unwrap();
+    let path = dir.path().join("again.snap");
+    vm.snapshot_layer(&path, [0; 32]).unwrap();
+    let again = Arc::new(Snapshot::open(&path).unwrap());
+    vm.adopt_layer(&again, &s.module).unwrap();
+    for _ in 0..2 {
+        let o = invoke(&runner, &mut vm, b"xxxxxxxx");
+        assert_eq!((o.marker.as_slice(), o.count), (&b"initial!"[..], b'1'));
+        vm.reset(ResetMode::Restore).unwrap();
+    }
+
+    // A layer of another module is refused.
+    let mut vm = Vm::restore(&kvm, &s.base, None, None).unwrap();
+    let other = module(b"\0asm\x01\0\0\0");
+    assert!(vm.adopt_layer(&s.layer, &other).is_err());
+}
+
+#[test]
+fn a_vm_reverts_to_its_base_and_adopts_another_function() {
+    let Some(kvm) = kvm() else { return };
+    let runner = Runner::for_this_thread().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let stateful = function_snapshot(&kvm, &runner, &wat(STATEFUL), dir.path());
+    // The echo's layer over the same base.
+    let mut vm = Vm::restore(&kvm, &stateful.base, None, None).unwrap();
+    let echo = module(&wat(ECHO_WAT));
+    let len = vm.attach_module(&echo).unwrap();
+    runner
+        .load(
+            &mut vm,
+            len,
+            &config(&["fn.wasm"], &[]),
+            None,
+            secs(10),
+            &mut RunStats::default(),
+        )
+        .unwrap();
+    let path = dir.path().join("echo.snap");
+    vm.snapshot_layer(&path, [0; 32]).unwrap();
+    let echo_layer = std::sync::Arc::new(hearth_vmm::snapshot::Snapshot::open(&path).unwrap());
+    drop(vm);
+
+    // One VM: warmed with the echo, back to the base, then the stateful
+    // module, which must find its own initial state.
+    let mut vm = Vm::restore(&kvm, &stateful.base, None, None).unwrap();
+    vm.adopt_layer(&echo_layer, &echo).unwrap();
+    let f = runner
+        .invoke(&mut vm, &invocation(b"warm"), &mut RunStats::default())
+        .unwrap();
+    assert_eq!(f.stdout, b"warm");
+    vm.revert_to_base().unwrap();
+    vm.adopt_layer(&stateful.layer, &stateful.module).unwrap();
+    let o = invoke(&runner, &mut vm, b"yyyyyyyy");
+    assert_eq!((o.marker.as_slice(), o.count), (&b"initial!"[..], b'1'));
+}
