@@ -1,7 +1,8 @@
-//! Hearth's capacity logic: pools, placement, the pool manager, keep-alive and
-//! sizing policies — pure and clock-injected.
+//! Hearth's pools: the capacity logic (placement, the pool manager,
+//! keep-alive and sizing policies; pure and clock-injected) and, in [`vm`],
+//! the microVM sub-pools.
 //!
-//! Nothing here starts a process, opens a socket or sleeps. The sandbox
+//! Outside [`vm`], nothing here starts a process, opens a socket or sleeps. The sandbox
 //! supervisor (`hearth-exec`) owns the real sandboxes and mirrors each of
 //! their state changes into an [`Inventory`](inventory::Inventory); every
 //! decision is a function of that inventory, a policy, and a `now` read from
@@ -42,6 +43,9 @@
 //!   refill / evict / expire / pre-warm / provision / replace actions.
 //! - [`replay`]: trace-driven simulation, a seedable synthetic trace shaped
 //!   like Azure Functions 2019, and a reader for that trace's files.
+//! - [`vm`]: the microVM sub-pools (general, dedicated, provisioned, idle),
+//!   the snapshot cache, restore/specialise/reset, the VM threads, and
+//!   per-phase accounting.
 //!
 //! # Example: one invocation, as the supervisor drives it
 //!
@@ -144,3 +148,4 @@ pub mod profile;
 pub mod replay;
 mod rng;
 pub mod sizing;
+pub mod vm;
