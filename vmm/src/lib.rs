@@ -35,7 +35,7 @@
 //! let mut stats = RunStats::default();
 //! let mut vm = Vm::boot(&kvm, &image, 128)?;
 //! runner.boot(&mut vm, 1_000_000_000, &mut stats)?;
-//! let module = ModuleFile { file: Arc::new(std::fs::File::open("echo.wasm")?), sha256: [0; 32] };
+//! let module = ModuleFile::open(std::path::Path::new("echo.wasm"))?;
 //! let len = vm.attach_module(&module)?;
 //! let config = [0u8; 8]; // no arguments, no environment
 //! let inv = Invocation { event: b"{}", request_id: "r1", timeout_ns: 3_000_000_000 };

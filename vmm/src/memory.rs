@@ -212,9 +212,8 @@ pub struct ModuleMapping {
 }
 
 impl ModuleMapping {
-    /// Maps `file` (its whole length, rounded up to pages) read-only.
-    pub fn new(file: &File) -> Result<ModuleMapping, MemoryError> {
-        let len = file.metadata().map_err(MemoryError::Map)?.len();
+    /// Maps `len` bytes of `file` (rounded up to pages) read-only.
+    pub fn new(file: &File, len: u64) -> Result<ModuleMapping, MemoryError> {
         let pages = len.max(1).div_ceil(PAGE as u64) * PAGE as u64;
         let map = Mapping::file(file, 0, pages as usize, false, false).map_err(MemoryError::Map)?;
         Ok(ModuleMapping { map, len })

@@ -1,11 +1,13 @@
 //! The vCPU thread's seccomp filter: data in `resources/seccomp/vcpu.json`,
 //! compiled by seccompiler once per process.
 //!
-//! It is an allow list of what a thread that runs a VM needs and nothing
-//! else: `KVM_RUN` and the vCPU state ioctls (by request number), the
-//! dirty-page scan, `madvise` for resets, the deadline timer, its event loop
-//! and the allocator. Opening files, sockets, new processes or threads, new
-//! VMs and memory slots are all refused. A refused call fails with `EPERM`
+//! It is an allow list of what a thread that runs VMs needs and nothing
+//! else: `KVM_RUN` and the vCPU state ioctls (by request number), creating a
+//! VM from already-open files (the VM, its vCPU, its memory slots, CPUID),
+//! mapping those files, the dirty-page scan, `madvise` for resets, the
+//! deadline timer, its event loop and the allocator. Opening files, sockets,
+//! new processes or threads, signals to others and executable memory are all
+//! refused: files are opened, and snapshots written, on other threads. A refused call fails with `EPERM`
 //! instead of killing the process: `hearth serve` hosts many tenants' VMs,
 //! and a bug on one VM's thread must not take the others down (the allow
 //! list, not the action, is what confines).
@@ -81,6 +83,17 @@ mod tests {
     ioctl_iow_nr!(KVM_SET_DEBUGREGS, KVMIO, 0xa2, kvm_debugregs);
     ioctl_iowr_nr!(KVM_GET_MSRS, KVMIO, 0x88, kvm_msrs);
     ioctl_iow_nr!(KVM_SET_MSRS, KVMIO, 0x89, kvm_msrs);
+    ioctl_io_nr!(KVM_CREATE_VM, KVMIO, 0x01);
+    ioctl_io_nr!(KVM_GET_VCPU_MMAP_SIZE, KVMIO, 0x04);
+    ioctl_io_nr!(KVM_CREATE_VCPU, KVMIO, 0x41);
+    ioctl_iow_nr!(
+        KVM_SET_USER_MEMORY_REGION,
+        KVMIO,
+        0x46,
+        kvm_bindings::kvm_userspace_memory_region
+    );
+    ioctl_iow_nr!(KVM_SET_CPUID2, KVMIO, 0x90, kvm_bindings::kvm_cpuid2);
+    ioctl_iow_nr!(KVM_ENABLE_CAP, KVMIO, 0xa3, kvm_bindings::kvm_enable_cap);
 
     #[test]
     fn policy_compiles() {
@@ -113,6 +126,12 @@ mod tests {
             KVM_SET_DEBUGREGS(),
             KVM_GET_MSRS(),
             KVM_SET_MSRS(),
+            KVM_CREATE_VM(),
+            KVM_GET_VCPU_MMAP_SIZE(),
+            KVM_CREATE_VCPU(),
+            KVM_SET_USER_MEMORY_REGION(),
+            KVM_SET_CPUID2(),
+            KVM_ENABLE_CAP(),
         ] {
             assert!(
                 listed.contains(&u64::from(want as u32)),

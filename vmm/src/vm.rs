@@ -123,6 +123,31 @@ pub struct ModuleFile {
     pub file: Arc<File>,
     /// Its SHA-256.
     pub sha256: [u8; 32],
+    /// Its length in bytes, read when it was opened (a VM thread, behind
+    /// its seccomp filter, cannot `stat` files).
+    pub len: u64,
+}
+
+impl ModuleFile {
+    /// A module from an open file: reads it once, from its start, for its
+    /// SHA-256 and length.
+    pub fn new(mut file: File) -> std::io::Result<ModuleFile> {
+        use sha2::Digest;
+        use std::io::Seek;
+        let mut h = sha2::Sha256::new();
+        file.rewind()?;
+        let len = std::io::copy(&mut file, &mut h)?;
+        Ok(ModuleFile {
+            file: Arc::new(file),
+            sha256: h.finalize().into(),
+            len,
+        })
+    }
+
+    /// The module at `path`.
+    pub fn open(path: &Path) -> std::io::Result<ModuleFile> {
+        ModuleFile::new(File::open(path)?)
+    }
 }
 
 /// A microVM. Field order is drop order: the vCPU and the KVM VM go before
@@ -197,7 +222,7 @@ impl Vm {
         if self.module.is_some() {
             return Err(VmError::Unsupported("the VM already maps a module"));
         }
-        let m = ModuleMapping::new(&module.file)?;
+        let m = ModuleMapping::new(&module.file, module.len)?;
         if m.len() > layout::MODULE_WINDOW_SIZE {
             return Err(VmError::ModuleTooLarge(m.len()));
         }

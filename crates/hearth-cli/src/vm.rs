@@ -23,7 +23,6 @@ use hearth_vmm::snapshot::Snapshot;
 use hearth_vmm::vm::{ModuleFile, Vm};
 use hearth_vmm::RunStats;
 use serde_json::json;
-use sha2::{Digest, Sha256};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum VmCommand {
@@ -109,10 +108,8 @@ fn read_module(path: &Path) -> Result<Vec<u8>> {
 fn module_file(bytes: &[u8]) -> Result<ModuleFile> {
     let mut f = tempfile::tempfile().context("creating a file for the module")?;
     f.write_all(bytes).context("writing the module")?;
-    Ok(ModuleFile {
-        file: Arc::new(f),
-        sha256: Sha256::digest(bytes).into(),
-    })
+    f.flush().context("writing the module")?;
+    ModuleFile::new(f).context("reading the module back")
 }
 
 fn config(module: &Path, env: &[String]) -> Result<Vec<u8>> {

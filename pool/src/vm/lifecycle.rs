@@ -1,6 +1,5 @@
 //! Restore, specialise, invoke, reset: what happens to a pooled VM, in
-//! order. Every step here enters the guest, so it runs on a VM thread (the
-//! `Runner` argument), never on an async thread.
+//! order.
 //!
 //! 1. **General**: a VM restored from its memory class's base snapshot,
 //!    then warmed ([`Prewarm`]) so that its runtime's pages are mapped before
@@ -15,6 +14,15 @@
 //!
 //! A **cold start** is a new VM restored straight from the function snapshot
 //! when there is one, or a new general VM specialised when there is not.
+//!
+//! Two kinds of step, on two kinds of thread:
+//! - steps that **enter the guest** (and restore VMs from snapshot files
+//!   already open) take a `Runner` and run on the seccomp'd VM threads
+//!   ([`Workers`](super::Workers)): they open no file;
+//! - steps that **open or write files** (a module, a snapshot) run where
+//!   files may be opened: [`VmHost::prepare`], [`VmHost::write_function_snapshot`],
+//!   and the base and warm-up snapshots ([`VmHost::ensure_base`]), whose
+//!   guest is Hearth's own.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -22,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use hearth_vmm::guest::{Ended, Finished, GuestError, Invocation, Loaded, Runner};
 use hearth_vmm::snapshot::{Snapshot, SnapshotError};
-use hearth_vmm::vm::{ModuleFile, ResetMode, Vm, VmError};
+use hearth_vmm::vm::{ModuleFile, Phase, ResetMode, Vm, VmError};
 use hearth_vmm::RunStats;
 
 use super::snapshots::function_key;
@@ -74,20 +82,36 @@ pub struct FunctionSpec {
     pub init_timeout: Duration,
 }
 
+/// A function made ready for VM threads: its module open, its base, and its
+/// snapshot if it has one yet.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    /// The function.
+    pub spec: FunctionSpec,
+    /// Its module, open.
+    pub module: ModuleFile,
+    /// The base of its memory class.
+    pub base: Arc<Snapshot>,
+    /// Its function snapshot's key.
+    pub key: [u8; 32],
+    /// Its function snapshot, if taken.
+    pub layer: Option<Arc<Snapshot>>,
+}
+
 /// How specialising went.
 #[derive(Debug)]
 pub enum Specialised {
-    /// The VM is at the function's stdin read. `took_snapshot` if this was
-    /// the function's first time.
-    Ready {
-        /// Whether the function snapshot was taken now.
-        took_snapshot: bool,
-    },
+    /// The VM is at the function's stdin read.
+    Ready,
+    /// The function had no snapshot: the VM is at its first stdin read, to
+    /// be snapshotted ([`VmHost::write_function_snapshot`]) and then to
+    /// adopt that snapshot ([`VmHost::adopt`]).
+    NeedsSnapshot,
     /// The module ended before reading stdin (it ignores events): this is
     /// its whole run, and the VM cannot be reused.
     EndedEarly(Finished),
-    /// The module's init failed in the guest (it could not be loaded, it
-    /// trapped, it timed out).
+    /// The module's initialisation failed (it could not be loaded, trapped,
+    /// exited, ran out of memory or time).
     Failed(String),
 }
 
@@ -96,22 +120,52 @@ impl VmHost {
         self.seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// The base snapshot of a memory class: opened (and verified) from its
-    /// file, or taken now by booting the guest.
-    pub fn base(&self, runner: &Runner, mem_mib: u32) -> Result<Arc<Snapshot>, VmPoolError> {
-        if let Some(b) = self.store.base(mem_mib) {
-            return Ok(b);
+    fn pooled(&self, vm: Vm, mem_mib: u32, function: Option<[u8; 32]>) -> PooledVm {
+        PooledVm {
+            id: self.next_id(),
+            vm,
+            memory_class_mb: mem_mib,
+            created: Instant::now(),
+            function,
+            private_pages: 0,
         }
+    }
+
+    /// [files; Hearth's guest only] Makes sure the base snapshot of a
+    /// memory class (and, with [`Prewarm::Rehearse`], the warm-up
+    /// module's snapshot over it) exists and is open: opened and verified
+    /// from its file, or taken now by booting the guest. `runner` must be
+    /// of a thread that may open files.
+    pub fn ensure_base(&self, runner: &Runner, mem_mib: u32) -> Result<Arc<Snapshot>, VmPoolError> {
+        let _taking = self
+            .taking
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let base = match self.store.base(mem_mib) {
+            Some(b) => b,
+            None => {
+                let b = self.open_or_take_base(runner, mem_mib)?;
+                self.store.set_base(mem_mib, b.clone());
+                b
+            }
+        };
+        if self.config.prewarm == Prewarm::Rehearse && self.warmup_layer(&base).is_none() {
+            self.take_warmup(runner, &base)?;
+        }
+        Ok(base)
+    }
+
+    fn open_or_take_base(
+        &self,
+        runner: &Runner,
+        mem_mib: u32,
+    ) -> Result<Arc<Snapshot>, VmPoolError> {
         let path = self
             .store
             .base_path(&self.image.id(), &self.kvm.cpu_signature(), mem_mib);
         if path.exists() {
             match Snapshot::open(&path) {
-                Ok(s) => {
-                    let s = Arc::new(s);
-                    self.store.set_base(mem_mib, s.clone());
-                    return Ok(s);
-                }
+                Ok(s) => return Ok(Arc::new(s)),
                 Err(e) => {
                     tracing::warn!(path = %path.display(), error = %e, "retaking a base snapshot");
                     let _ = std::fs::remove_file(&path);
@@ -126,60 +180,44 @@ impl VmHost {
         )?;
         vm.snapshot_base(&path, [0; 32])?;
         drop(vm);
-        let s = Arc::new(Snapshot::open(&path)?);
-        self.store.set_base(mem_mib, s.clone());
-        Ok(s)
+        Ok(Arc::new(Snapshot::open(&path)?))
     }
 
-    /// A new general VM of a memory class, warmed as configured.
-    pub fn new_general(&self, runner: &Runner, mem_mib: u32) -> Result<PooledVm, VmPoolError> {
-        let base = self.base(runner, mem_mib)?;
-        let mut vm = Vm::restore(&self.kvm, &base, None, None)?;
-        match self.config.prewarm {
-            Prewarm::None => {}
-            Prewarm::Populate => vm.populate_snapshot()?,
-            Prewarm::Rehearse => {
-                let (layer, module) = self.warmup(runner, &base)?;
-                vm.adopt_layer(&layer, &module)?;
-                let inv = Invocation {
-                    event: b"{}",
-                    request_id: "warm-up",
-                    timeout_ns: 5_000_000_000,
-                };
-                runner.invoke(&mut vm, &inv, &mut RunStats::default())?;
-                vm.revert_to_base()?;
-            }
-        }
-        Ok(PooledVm {
-            id: self.next_id(),
-            vm,
-            memory_class_mb: mem_mib,
-            created: Instant::now(),
-            function: None,
-            private_pages: 0,
-        })
+    fn warmup_config() -> Result<Vec<u8>, VmPoolError> {
+        super::config_blob(&["warmup.wasm"], &[])
     }
 
-    /// The warm-up module's function snapshot over `base` (taken once).
-    fn warmup(
-        &self,
-        runner: &Runner,
-        base: &Arc<Snapshot>,
-    ) -> Result<(Arc<Snapshot>, ModuleFile), VmPoolError> {
+    /// The warm-up module's snapshot over `base` and its module, if open.
+    fn warmup_layer(&self, base: &Arc<Snapshot>) -> Option<(Arc<Snapshot>, ModuleFile)> {
+        let module = self
+            .warmup
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()?;
+        let config = Self::warmup_config().ok()?;
+        let key = function_key(&module, base, self.engine, &config);
+        self.store.cached_function(&key).map(|l| (l, module))
+    }
+
+    fn take_warmup(&self, runner: &Runner, base: &Arc<Snapshot>) -> Result<(), VmPoolError> {
         let path = self.store.dir().join("warmup.wasm");
-        if !path.exists() {
+        let bytes = super::warmup_module();
+        if std::fs::read(&path).ok().as_deref() != Some(&bytes[..]) {
             let tmp = self.store.dir().join(".warmup.wasm.tmp");
-            std::fs::write(&tmp, super::warmup_module())
+            std::fs::write(&tmp, &bytes)
                 .map_err(|e| VmPoolError::Io("writing the warm-up module".into(), e))?;
             std::fs::rename(&tmp, &path)
                 .map_err(|e| VmPoolError::Io("writing the warm-up module".into(), e))?;
         }
         let module = self.store.module(&path)?;
-        let config = super::config_blob(&["warmup.wasm"], &[])?;
+        *self
+            .warmup
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(module.clone());
+        let config = Self::warmup_config()?;
         let key = function_key(&module, base, self.engine, &config);
-        let code = "warmup";
-        if let Some(layer) = self.store.function(code, &key) {
-            return Ok((layer, module));
+        if self.store.function("warmup", &key).is_some() {
+            return Ok(());
         }
         let mut vm = Vm::restore(&self.kvm, base, None, None)?;
         let len = vm.attach_module(&module)?;
@@ -199,125 +237,162 @@ impl VmHost {
                 )))
             }
         }
-        let path = self.store.function_path(code, &key);
+        let path = self.store.function_path("warmup", &key);
         vm.snapshot_layer(&path, key)?;
-        let layer = Arc::new(Snapshot::open(&path)?);
-        self.store.insert_function(key, layer.clone());
-        Ok((layer, module))
+        self.store
+            .insert_function(key, Arc::new(Snapshot::open(&path)?));
+        Ok(())
     }
 
-    /// Turns a general (or dedicated) VM into `f`, at its stdin read.
+    /// [files] Opens `spec`'s module and looks up its snapshot. The memory
+    /// class's base must have been ensured.
+    pub fn prepare(&self, spec: &FunctionSpec, mem_mib: u32) -> Result<Prepared, VmPoolError> {
+        let base = self
+            .store
+            .base(mem_mib)
+            .ok_or_else(|| VmPoolError::Guest(format!("no base snapshot for {mem_mib} MiB yet")))?;
+        let module = self.store.module(&spec.module_path)?;
+        let key = function_key(&module, &base, self.engine, &spec.config);
+        let layer = self.store.function(&spec.code_sha256_hex, &key);
+        Ok(Prepared {
+            spec: spec.clone(),
+            module,
+            base,
+            key,
+            layer,
+        })
+    }
+
+    /// [files] Writes the function snapshot of a VM that stopped at the
+    /// function's first stdin read ([`Specialised::NeedsSnapshot`]), opens
+    /// it, and records it in `prepared`.
+    pub fn write_function_snapshot(
+        &self,
+        p: &mut PooledVm,
+        prepared: &mut Prepared,
+    ) -> Result<(), VmPoolError> {
+        let path = self
+            .store
+            .function_path(&prepared.spec.code_sha256_hex, &prepared.key);
+        p.vm.snapshot_layer(&path, prepared.key)?;
+        let layer = Arc::new(Snapshot::open(&path)?);
+        self.store.insert_function(prepared.key, layer.clone());
+        prepared.layer = Some(layer);
+        Ok(())
+    }
+
+    /// [VM thread] A new general VM of a memory class, warmed as configured.
+    pub fn new_general(
+        &self,
+        runner: &Runner,
+        base: &Arc<Snapshot>,
+    ) -> Result<PooledVm, VmPoolError> {
+        let mut vm = Vm::restore(&self.kvm, base, None, None)?;
+        match self.config.prewarm {
+            Prewarm::None => {}
+            Prewarm::Populate => vm.populate_snapshot()?,
+            Prewarm::Rehearse => {
+                if let Some((layer, module)) = self.warmup_layer(base) {
+                    vm.adopt_layer(&layer, &module)?;
+                    let inv = Invocation {
+                        event: b"{}",
+                        request_id: "warm-up",
+                        timeout_ns: 5_000_000_000,
+                    };
+                    runner.invoke(&mut vm, &inv, &mut RunStats::default())?;
+                    vm.revert_to_base()?;
+                }
+            }
+        }
+        Ok(self.pooled(vm, (base.header.mem_size >> 20) as u32, None))
+    }
+
+    /// [VM thread] Turns a general (or dedicated) VM into the prepared
+    /// function: adopts its snapshot, or loads it up to its first stdin
+    /// read when it has none yet.
     pub fn specialise(
         &self,
         runner: &Runner,
         p: &mut PooledVm,
-        f: &FunctionSpec,
+        f: &Prepared,
     ) -> Result<Specialised, VmPoolError> {
-        let base = self.base(runner, p.memory_class_mb)?;
-        let module = self.store.module(&f.module_path)?;
-        let key = function_key(&module, &base, self.engine, &f.config);
-        if let Some(layer) = self.store.function(&f.code_sha256_hex, &key) {
-            match p.vm.adopt_layer(&layer, &module) {
+        if let Some(layer) = &f.layer {
+            match p.vm.adopt_layer(layer, &f.module) {
                 Ok(_) => {
-                    p.function = Some(key);
-                    return Ok(Specialised::Ready {
-                        took_snapshot: false,
-                    });
+                    p.function = Some(f.key);
+                    return Ok(Specialised::Ready);
                 }
                 Err(VmError::Snapshot(SnapshotError::Mismatch(why))) => {
-                    tracing::warn!(%why, "discarding a function snapshot that does not fit");
-                    self.store.discard_function(&f.code_sha256_hex, &key);
+                    return Ok(Specialised::Failed(format!(
+                        "the function snapshot does not fit: {why}"
+                    )));
                 }
                 Err(e) => return Err(e.into()),
             }
         }
-        let len = p.vm.attach_module(&module)?;
-        let loaded = runner.load(
+        let len = p.vm.attach_module(&f.module)?;
+        let timeout = f.spec.init_timeout.as_nanos() as u64;
+        match runner.load(
             &mut p.vm,
             len,
-            &f.config,
+            &f.spec.config,
             None,
-            f.init_timeout.as_nanos() as u64,
+            timeout,
             &mut RunStats::default(),
-        );
-        match loaded {
-            Ok(Loaded::Waiting) => {}
-            Ok(Loaded::Finished(done)) => {
-                return Ok(match done.ended {
-                    Ended::Exited(_) | Ended::OutputTooLarge => Specialised::EndedEarly(done),
-                    ref other => Specialised::Failed(describe(other)),
-                })
-            }
-            Err(GuestError::Timeout) => {
-                return Ok(Specialised::Failed(format!(
-                    "the module's initialisation ran past {:.2} seconds",
-                    f.init_timeout.as_secs_f64()
-                )))
-            }
-            Err(e) => return Err(e.into()),
+        ) {
+            Ok(Loaded::Waiting) => Ok(Specialised::NeedsSnapshot),
+            Ok(Loaded::Finished(done)) => Ok(match done.ended {
+                Ended::Exited(0) | Ended::OutputTooLarge => Specialised::EndedEarly(done),
+                ref other => Specialised::Failed(describe(other)),
+            }),
+            Err(GuestError::Timeout) => Ok(Specialised::Failed(format!(
+                "the module's initialisation ran past {:.2} seconds",
+                f.spec.init_timeout.as_secs_f64()
+            ))),
+            Err(e) => Err(e.into()),
         }
-        let path = self.store.function_path(&f.code_sha256_hex, &key);
-        p.vm.snapshot_layer(&path, key)?;
-        let layer = Arc::new(Snapshot::open(&path)?);
-        self.store.insert_function(key, layer.clone());
-        p.vm.adopt_layer(&layer, &module)?;
-        p.function = Some(key);
-        Ok(Specialised::Ready {
-            took_snapshot: true,
-        })
     }
 
-    /// A cold start: a new VM restored straight from `f`'s function
-    /// snapshot, or a new general VM specialised.
+    /// [VM thread] After its snapshot was written, the VM that took it
+    /// adopts it, so that resets return it there.
+    pub fn adopt(&self, p: &mut PooledVm, f: &Prepared) -> Result<(), VmPoolError> {
+        let layer = f
+            .layer
+            .as_ref()
+            .ok_or_else(|| VmPoolError::Guest("the function snapshot was not taken".into()))?;
+        p.vm.adopt_layer(layer, &f.module)?;
+        p.function = Some(f.key);
+        Ok(())
+    }
+
+    /// [VM thread] A cold start: a new VM restored straight from the
+    /// function snapshot, or a new (unwarmed) general VM specialised.
     pub fn cold(
         &self,
         runner: &Runner,
-        mem_mib: u32,
-        f: &FunctionSpec,
+        f: &Prepared,
     ) -> Result<(PooledVm, Specialised), VmPoolError> {
-        let base = self.base(runner, mem_mib)?;
-        let module = self.store.module(&f.module_path)?;
-        let key = function_key(&module, &base, self.engine, &f.config);
-        if let Some(layer) = self.store.function(&f.code_sha256_hex, &key) {
-            match Vm::restore(&self.kvm, &base, Some(&layer), Some(&module)) {
-                Ok(vm) => {
-                    let p = PooledVm {
-                        id: self.next_id(),
-                        vm,
-                        memory_class_mb: mem_mib,
-                        created: Instant::now(),
-                        function: Some(key),
-                        private_pages: 0,
-                    };
+        let mem = (f.base.header.mem_size >> 20) as u32;
+        if let Some(layer) = &f.layer {
+            match Vm::restore(&self.kvm, &f.base, Some(layer), Some(&f.module)) {
+                Ok(vm) => return Ok((self.pooled(vm, mem, Some(f.key)), Specialised::Ready)),
+                Err(VmError::Snapshot(SnapshotError::Mismatch(why))) => {
                     return Ok((
-                        p,
-                        Specialised::Ready {
-                            took_snapshot: false,
-                        },
+                        self.pooled(Vm::restore(&self.kvm, &f.base, None, None)?, mem, None),
+                        Specialised::Failed(format!("the function snapshot does not fit: {why}")),
                     ));
-                }
-                Err(VmError::Snapshot(SnapshotError::Mismatch(_))) => {
-                    self.store.discard_function(&f.code_sha256_hex, &key);
                 }
                 Err(e) => return Err(e.into()),
             }
         }
-        let vm = Vm::restore(&self.kvm, &base, None, None)?;
-        let mut p = PooledVm {
-            id: self.next_id(),
-            vm,
-            memory_class_mb: mem_mib,
-            created: Instant::now(),
-            function: None,
-            private_pages: 0,
-        };
+        let mut p = self.pooled(Vm::restore(&self.kvm, &f.base, None, None)?, mem, None);
         let s = self.specialise(runner, &mut p, f)?;
         Ok((p, s))
     }
 
-    /// Runs one invocation on a VM at its stdin read. Returns the outcome
-    /// (a `GuestError` is a timeout or a broken guest) and its figures,
-    /// pages copied on write included.
+    /// [VM thread] Runs one invocation on a VM at its stdin read. Returns
+    /// the outcome (a `GuestError` is a timeout or a broken guest) and its
+    /// figures, pages copied on write included.
     pub fn invoke(
         &self,
         runner: &Runner,
@@ -330,12 +405,17 @@ impl VmHost {
         (r, stats)
     }
 
-    /// Resets a VM to its function snapshot after an invocation (after a
-    /// timeout or a guest fault too). Returns how long it took.
+    /// [VM thread] Resets a VM to its function snapshot after an invocation
+    /// (after a timeout or a guest fault too). Returns how long it took.
     pub fn reset(&self, p: &mut PooledVm) -> Result<Duration, VmPoolError> {
         let r = p.vm.reset(ResetMode::Restore)?;
         p.private_pages = r.pages;
         Ok(Duration::from_nanos(r.ns))
+    }
+
+    /// Whether a VM is at a function's stdin read (ready to invoke).
+    pub fn is_ready(p: &PooledVm) -> bool {
+        p.vm.phase() == Phase::Stdin
     }
 }
 

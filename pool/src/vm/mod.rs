@@ -29,7 +29,7 @@ use hearth_vmm::image::GuestImage;
 use hearth_vmm::kvm::Kvm;
 
 pub use accounting::Usage;
-pub use lifecycle::{FunctionSpec, PooledVm, Prewarm, Specialised};
+pub use lifecycle::{FunctionSpec, PooledVm, Prepared, Prewarm, Specialised};
 pub use snapshots::SnapshotStore;
 pub use subpools::VmSubPools;
 pub use workers::Workers;
@@ -89,6 +89,11 @@ pub struct VmHost {
     /// Settings.
     pub config: VmHostConfig,
     seq: AtomicU64,
+    /// Held while a base or the warm-up snapshot is being taken, so two
+    /// threads never take the same one.
+    taking: std::sync::Mutex<()>,
+    /// The warm-up module, once written and opened.
+    warmup: std::sync::Mutex<Option<hearth_vmm::vm::ModuleFile>>,
 }
 
 impl VmHost {
@@ -109,6 +114,8 @@ impl VmHost {
             workers: Workers::new(config.workers),
             config,
             seq: AtomicU64::new(1),
+            taking: std::sync::Mutex::new(()),
+            warmup: std::sync::Mutex::new(None),
         })
     }
 }

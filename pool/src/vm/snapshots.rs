@@ -16,14 +16,12 @@
 //! ([`SnapshotStore::delete_code`], [`SnapshotStore::sweep`]).
 
 use std::collections::HashMap;
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use hearth_vmm::cache::FunctionKey;
 use hearth_vmm::snapshot::Snapshot;
 use hearth_vmm::vm::ModuleFile;
-use sha2::{Digest, Sha256};
 
 use super::VmPoolError;
 
@@ -107,6 +105,11 @@ impl SnapshotStore {
         }
     }
 
+    /// The function snapshot with `key` if it is open (no file is read).
+    pub fn cached_function(&self, key: &[u8; 32]) -> Option<Arc<Snapshot>> {
+        lock(&self.functions).get(key).cloned()
+    }
+
     /// Records a function snapshot just written to its path.
     pub fn insert_function(&self, key: [u8; 32], snapshot: Arc<Snapshot>) {
         lock(&self.functions).insert(key, snapshot);
@@ -175,14 +178,8 @@ impl SnapshotStore {
         if let Some(m) = lock(&self.modules).get(path) {
             return Ok(m.clone());
         }
-        let bytes = std::fs::read(path)
+        let m = ModuleFile::open(path)
             .map_err(|e| VmPoolError::Io(format!("reading {}", path.display()), e))?;
-        let file = File::open(path)
-            .map_err(|e| VmPoolError::Io(format!("opening {}", path.display()), e))?;
-        let m = ModuleFile {
-            file: Arc::new(file),
-            sha256: Sha256::digest(&bytes).into(),
-        };
         lock(&self.modules).insert(path.to_path_buf(), m.clone());
         Ok(m)
     }

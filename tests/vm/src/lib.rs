@@ -33,11 +33,7 @@ pub fn image() -> GuestImage {
 pub fn module(bytes: &[u8]) -> ModuleFile {
     let mut f = tempfile::tempfile().expect("tempfile");
     f.write_all(bytes).expect("write module");
-    let sha256 = sha256(bytes);
-    ModuleFile {
-        file: Arc::new(f),
-        sha256,
-    }
+    ModuleFile::new(f).expect("read the module back")
 }
 
 /// SHA-256 of `b`.

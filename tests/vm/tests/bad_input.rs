@@ -57,6 +57,7 @@ fn module_too_large_for_the_window() {
     let m = hearth_vmm::vm::ModuleFile {
         file: std::sync::Arc::new(f),
         sha256: [0; 32],
+        len: layout::MODULE_WINDOW_SIZE + 1,
     };
     let mut vm = booted(&kvm, &runner, 128);
     assert!(matches!(

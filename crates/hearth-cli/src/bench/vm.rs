@@ -33,7 +33,6 @@ use hearth_vmm::snapshot::Snapshot;
 use hearth_vmm::vm::{ModuleFile, ResetMode, Vm};
 use hearth_vmm::{monotonic_ns, RunStats};
 use hearth_wasi::{Engine, Outcome, Platform, Wasi, WasmiEngine};
-use sha2::{Digest, Sha256};
 
 use super::{check_stop, Ctx};
 
@@ -109,10 +108,7 @@ fn median(v: &[u64]) -> f64 {
 fn module_file(dir: &Path, name: &str, bytes: &[u8]) -> Result<ModuleFile> {
     let path = dir.join(name);
     std::fs::File::create(&path)?.write_all(bytes)?;
-    Ok(ModuleFile {
-        file: Arc::new(std::fs::File::open(&path)?),
-        sha256: Sha256::digest(bytes).into(),
-    })
+    Ok(ModuleFile::open(&path)?)
 }
 
 /// A base snapshot and a function snapshot of `module`.
