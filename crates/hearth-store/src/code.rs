@@ -105,7 +105,7 @@ pub enum CodeError {
         expected: String,
     },
     #[error(
-        "Runtime {runtime} needs an executable file named 'bootstrap' at the root of the code"
+        "Runtime {runtime} needs an executable file named 'bootstrap' at the root of the code, or a WebAssembly module named by the handler"
     )]
     MissingBootstrap { runtime: String },
     #[error("Runtime {runtime} needs an executable file named 'bootstrap' at the root of the code, but 'bootstrap' {problem}")]
@@ -325,6 +325,13 @@ impl CodeStore {
             });
         }
         check_entrypoint_in(&root, runtime, handler)
+    }
+
+    /// The WebAssembly module of a `provided*` function's code, if it is one
+    /// ([`wasm_module_in`]): such a function runs in a microVM.
+    pub fn wasm_module(&self, sha256_hex: &str, runtime: &Runtime, handler: &str) -> Result<Option<PathBuf>, CodeError> {
+        check_digest(sha256_hex)?;
+        wasm_module_in(&self.unpacked_dir(sha256_hex), runtime, handler)
     }
 
     /// Where the unpacked tree of `sha256_hex` lives. The digest is not
@@ -964,7 +971,7 @@ fn check_entrypoint_in(root: &Path, runtime: &Runtime, handler: &str) -> Result<
     match runtime {
         Runtime::Python { .. } => check_python_handler(root, handler),
         Runtime::Node { .. } => check_node_handler(root, handler),
-        Runtime::Provided(_) => check_bootstrap(root, runtime),
+        Runtime::Provided(_) => check_bootstrap(root, runtime, handler),
     }
 }
 
@@ -1130,7 +1137,64 @@ fn check_node_handler(root: &Path, handler: &str) -> Result<(), CodeError> {
     })
 }
 
-fn check_bootstrap(root: &Path, runtime: &Runtime) -> Result<(), CodeError> {
+/// The file at `rel` (a `/`-separated path) inside `root`, resolved without
+/// leaving it, if it is a regular file.
+fn regular_file_in(root: &Path, rel: &str) -> Result<Option<PathBuf>, CodeError> {
+    if rel.is_empty() || rel.contains('\0') {
+        return Ok(None);
+    }
+    let target: PathBuf = rel.split('/').filter(|p| !p.is_empty()).collect();
+    let mut hops = 0;
+    let resolved = match resolve_inside(root, Vec::new(), &target, &mut hops) {
+        Ok(resolved) => resolved,
+        Err(Unresolved::Escapes | Unresolved::Loop) => return Ok(None),
+        Err(Unresolved::Io(e)) => {
+            return Err(CodeError::Io { op: format!("look up {} in {}", target.display(), root.display()), source: e })
+        }
+    };
+    let mut path = root.to_path_buf();
+    path.extend(&resolved);
+    match fs::symlink_metadata(&path) {
+        Ok(meta) if meta.is_file() => Ok(Some(path)),
+        Ok(_) => Ok(None),
+        Err(e) if matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::NotADirectory) => Ok(None),
+        Err(e) => Err(CodeError::Io { op: format!("stat {}", path.display()), source: e }),
+    }
+}
+
+/// Whether the file at `path` starts with WebAssembly's magic number.
+fn is_wasm(path: &Path) -> Result<bool, CodeError> {
+    use std::io::Read;
+    let mut magic = [0u8; 4];
+    let mut f = File::open(path).map_err(|e| CodeError::Io { op: format!("open {}", path.display()), source: e })?;
+    match f.read_exact(&mut magic) {
+        Ok(()) => Ok(&magic == b"\0asm"),
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(false),
+        Err(e) => Err(CodeError::Io { op: format!("read {}", path.display()), source: e }),
+    }
+}
+
+/// The WebAssembly module of a `provided*` function, if its code is one:
+/// the file the handler names (e.g. `function.wasm`), or a `bootstrap`
+/// whose bytes are Wasm. Such a function runs in a microVM.
+pub fn wasm_module_in(root: &Path, runtime: &Runtime, handler: &str) -> Result<Option<PathBuf>, CodeError> {
+    if !matches!(runtime, Runtime::Provided(_)) {
+        return Ok(None);
+    }
+    for rel in [handler, "bootstrap"] {
+        if let Some(path) = regular_file_in(root, rel)? {
+            if is_wasm(&path)? {
+                return Ok(Some(path));
+            }
+        }
+    }
+    Ok(None)
+}
+
+fn check_bootstrap(root: &Path, runtime: &Runtime, handler: &str) -> Result<(), CodeError> {
+    if wasm_module_in(root, runtime, handler)?.is_some() {
+        return Ok(());
+    }
     let runtime_name = runtime.to_string();
     match lookup(root, &["bootstrap"])? {
         None => Err(CodeError::MissingBootstrap {
@@ -1737,8 +1801,22 @@ mod tests {
         let err = store.check_entrypoint(&missing, &AL2023, "x").unwrap_err();
         assert_eq!(
             err.to_string(),
-            "Runtime provided.al2023 needs an executable file named 'bootstrap' at the root of the code"
+            "Runtime provided.al2023 needs an executable file named 'bootstrap' at the root of the code, or a WebAssembly module named by the handler"
         );
+
+        // A WebAssembly module: named by the handler, or as the bootstrap
+        // (executable or not). It runs in a microVM.
+        let wasm = staged(&store, &[F("function.wasm", b"\0asm\x01\0\0\0", 0o644)]);
+        store.check_entrypoint(&wasm, &AL2023, "function.wasm").unwrap();
+        assert!(store.wasm_module(&wasm, &AL2023, "function.wasm").unwrap().is_some_and(|p| p.ends_with("function.wasm")));
+        assert!(store.check_entrypoint(&wasm, &AL2023, "other.wasm").is_err());
+        let boot = staged(&store, &[F("bootstrap", b"\0asm\x01\0\0\0", 0o644)]);
+        store.check_entrypoint(&boot, &AL2023, "x").unwrap();
+        assert!(store.wasm_module(&boot, &AL2023, "x").unwrap().is_some_and(|p| p.ends_with("bootstrap")));
+        // A native bootstrap is not Wasm; nor is a handler path escaping the tree.
+        let native = staged(&store, &[F("bootstrap", b"#!/bin/sh\n", 0o755)]);
+        assert_eq!(store.wasm_module(&native, &AL2023, "bootstrap").unwrap(), None);
+        assert_eq!(store.wasm_module(&wasm, &AL2023, "../function.wasm").unwrap(), None);
 
         let dir = staged(&store, &[F("bootstrap/x", b"", 0o755)]);
         let err = store.check_entrypoint(&dir, &AL2023, "x").unwrap_err();
