@@ -76,10 +76,13 @@ impl RuntimeProfile {
     }
 
     /// Whether a runtime-warm sandbox exists for this runtime: Hearth boots
-    /// Python and Node ahead of time; `provided` functions exec their own
-    /// bootstrap in a shell-warm sandbox.
+    /// Python and Node ahead of time, and microVMs (`microvm`) with their
+    /// WebAssembly engine; `provided` functions exec their own bootstrap in
+    /// a shell-warm sandbox.
     pub fn supports_runtime_warm(&self) -> bool {
-        self.runtime_family.starts_with("python") || self.runtime_family.starts_with("nodejs")
+        self.runtime_family.starts_with("python")
+            || self.runtime_family.starts_with("nodejs")
+            || self.runtime_family == "microvm"
     }
 }
 

@@ -4,7 +4,6 @@
 use crate::caller::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::request::{json_body, resolve, PageQuery, QualifierQuery};
-use crate::shapes::{function_configuration, function_configuration_as};
 use crate::state::AppState;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -247,11 +246,7 @@ pub async fn create_function(
             Ok(published.unwrap_or(latest))
         })
         .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(function_configuration(&state.node, &created)),
-    )
-        .into_response())
+    Ok((StatusCode::CREATED, Json(state.config_of(&created))).into_response())
 }
 
 /// A signed, unguessable URL from which the code zip can be fetched
@@ -330,7 +325,7 @@ pub async fn get_function(
         })
         .await?;
     let mut out = json!({
-        "Configuration": function_configuration_as(&state.node, &v, shown.as_deref()),
+        "Configuration": state.config_as(&v, shown.as_deref()),
         "Code": {
             "RepositoryType": "S3",
             "Location": code_location(&state, &headers, &v.account_id, &v.code.sha256_hex),
@@ -360,11 +355,7 @@ pub async fn get_function_configuration(
                 .get_version(caller.id(), fref.name.as_str(), &sel)?)
         })
         .await?;
-    Ok(Json(function_configuration_as(
-        &state.node,
-        &v,
-        shown.as_deref(),
-    )))
+    Ok(Json(state.config_as(&v, shown.as_deref())))
 }
 
 pub async fn list_functions(
@@ -379,11 +370,7 @@ pub async fn list_functions(
                 .list_functions(caller.id(), q.marker.as_deref(), max)?)
         })
         .await?;
-    let functions: Vec<Value> = page
-        .items
-        .iter()
-        .map(|v| function_configuration(&state.node, v))
-        .collect();
+    let functions: Vec<Value> = page.items.iter().map(|v| state.config_of(v)).collect();
     let mut out = json!({ "Functions": functions });
     if let Some(m) = page.next_marker {
         out["NextMarker"] = json!(m);
@@ -455,7 +442,7 @@ pub async fn update_function_code(
             Ok(published.unwrap_or(latest))
         })
         .await?;
-    Ok(Json(function_configuration(&state.node, &v)))
+    Ok(Json(state.config_of(&v)))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -531,7 +518,7 @@ pub async fn update_function_configuration(
             Ok(v)
         })
         .await?;
-    Ok(Json(function_configuration(&state.node, &v)))
+    Ok(Json(state.config_of(&v)))
 }
 
 pub async fn delete_function(
@@ -599,11 +586,7 @@ pub async fn publish_version(
             Ok(v)
         })
         .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(function_configuration(&state.node, &v)),
-    )
-        .into_response())
+    Ok((StatusCode::CREATED, Json(state.config_of(&v))).into_response())
 }
 
 pub async fn list_versions(
@@ -628,7 +611,7 @@ pub async fn list_versions(
     let versions: Vec<Value> = page
         .items
         .iter()
-        .map(|v| function_configuration_as(&state.node, v, Some(&v.version)))
+        .map(|v| state.config_as(v, Some(&v.version)))
         .collect();
     let mut out = json!({ "Versions": versions });
     if let Some(m) = page.next_marker {

@@ -238,6 +238,13 @@ pub async fn invoke(
             HeaderValue::from_static(out.placement),
         );
     }
+    if let Some(v) = out
+        .usage
+        .as_deref()
+        .and_then(|u| HeaderValue::from_str(u).ok())
+    {
+        h.insert("x-hearth-usage", v);
+    }
     if out.function_error {
         h.insert(
             "x-amz-function-error",

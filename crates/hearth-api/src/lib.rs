@@ -30,6 +30,7 @@ pub mod provisioned;
 pub mod request;
 pub mod shapes;
 pub mod state;
+pub mod usage;
 
 pub use state::{ApiSettings, AppState, Services};
 
@@ -91,6 +92,7 @@ pub fn app(state: AppState) -> Router {
             axum::routing::post(dead_letters::redrive),
         )
         .route("/hearth/v1/pools", get(pools::pools))
+        .route("/hearth/v1/usage", get(usage::get_usage))
         .route(
             "/2015-03-31/functions/{name}/versions",
             get(f::list_versions).post(f::publish_version),

@@ -91,11 +91,15 @@ async fn node() -> Node {
     ]);
     let runtimes = RuntimeCatalog::new(&rules, None);
     let logs = Arc::new(LogStore::open_in_memory(100).unwrap());
+    let usage = Arc::new(hearth_store::UsageStore::open_in_memory().unwrap());
     let executor = Executor::start(
         Arc::new(NoSandboxes),
-        registry.clone(),
-        code.clone(),
-        logs.clone(),
+        hearth_exec::ExecStores {
+            registry: registry.clone(),
+            code: code.clone(),
+            logs: logs.clone(),
+            usage: usage.clone(),
+        },
         runtimes.clone(),
         node.clone(),
         ExecConfig::new(dir.path().join("runtime")),
@@ -119,6 +123,7 @@ async fn node() -> Node {
             executor,
             events,
             logs,
+            usage,
         },
     )
     .unwrap();

@@ -55,9 +55,99 @@ pub struct Config {
     pub capacity: Option<CapacityConfig>,
     /// Asynchronous invocation (see README).
     pub events: Option<EventsSection>,
+    /// MicroVMs for WebAssembly functions (see README).
+    pub microvm: Option<MicroVmSection>,
     /// Runtime → interpreter rules, e.g. `"python3.*" = "/usr/bin/python3"`.
     #[serde(default)]
     pub runtimes: BTreeMap<String, String>,
+}
+
+/// `[microvm]` of the config file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MicroVmSection {
+    /// Run WebAssembly functions in microVMs [default: true; needs /dev/kvm].
+    pub enabled: Option<bool>,
+    /// Threads that run guests [default: the number of CPUs, at least 2].
+    pub workers: Option<usize>,
+    /// How general VMs are warmed: none, populate, rehearse [default: rehearse].
+    pub prewarm: Option<String>,
+    /// The general VM pools; `general = []` makes every VM start cold.
+    pub general: Option<Vec<VmPoolEntry>>,
+}
+
+/// One `[[microvm.general]]` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VmPoolEntry {
+    /// A memory class, MB (128, 256, 512, …).
+    pub memory_class_mb: u32,
+    pub min: u32,
+    pub max: u32,
+}
+
+impl MicroVmSection {
+    /// The node's microVM side: on where KVM works, off (with the reason)
+    /// where it does not or is disabled.
+    pub fn build(&self, data_dir: &Path) -> Result<hearth_exec::MicroVm> {
+        use hearth_exec::MicroVm;
+        use hearth_pool::vm::{Prewarm, VmHost, VmHostConfig};
+        if self.enabled == Some(false) {
+            return Ok(MicroVm::Off(
+                "microVMs are disabled in the config file ([microvm] enabled = false)".into(),
+            ));
+        }
+        let prewarm = match self.prewarm.as_deref().unwrap_or("rehearse") {
+            "none" => Prewarm::None,
+            "populate" => Prewarm::Populate,
+            "rehearse" => Prewarm::Rehearse,
+            other => anyhow::bail!("unknown prewarm '{other}' (none, populate, rehearse)"),
+        };
+        let general = match &self.general {
+            None => hearth_exec::default_vm_pools(),
+            Some(list) => list
+                .iter()
+                .map(|e| {
+                    let c = e.memory_class_mb;
+                    if hearth_pool::profile::memory_class_for(c) != Some(c) {
+                        anyhow::bail!("{c} MB is not a memory class (128, 256, 512, 1024, …)");
+                    }
+                    if e.min > e.max {
+                        anyhow::bail!("VM pool {c} MB: min {} exceeds max {}", e.min, e.max);
+                    }
+                    Ok(hearth_exec::VmPoolConfig {
+                        memory_class_mb: c,
+                        min: e.min,
+                        max: e.max,
+                    })
+                })
+                .collect::<Result<_>>()?,
+        };
+        let workers = self.workers.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2)
+                .max(2)
+        });
+        anyhow::ensure!(workers >= 1, "[microvm] workers must be at least 1");
+        let config = VmHostConfig {
+            snapshot_dir: data_dir.join("vm").join("snapshots"),
+            workers,
+            prewarm,
+            boot_timeout: std::time::Duration::from_secs(30),
+        };
+        match VmHost::new(
+            config,
+            hearth_vmm::image::GuestImage::new(hearth_guest_image::ELF),
+            hearth_guest_image::ENGINE,
+        ) {
+            Ok(host) => Ok(MicroVm::On {
+                host: Arc::new(host),
+                general,
+            }),
+            Err(e) => Ok(MicroVm::Off(format!("KVM is not usable here: {e}"))),
+        }
+    }
 }
 
 /// `[events]` of the config file.
@@ -346,11 +436,36 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         c.apply(&mut exec_config)
             .context("invalid [capacity] in the config file")?;
     }
+    exec_config.microvm = config
+        .microvm
+        .as_ref()
+        .map_or_else(
+            || MicroVmSection::default().build(&data_dir),
+            |m| m.build(&data_dir),
+        )
+        .context("invalid [microvm] in the config file")?;
+    match &exec_config.microvm {
+        hearth_exec::MicroVm::On { host, general } => tracing::info!(
+            engine = host.engine,
+            workers = host.config.workers,
+            prewarm = ?host.config.prewarm,
+            pools = ?general,
+            "microVMs for WebAssembly functions"
+        ),
+        hearth_exec::MicroVm::Off(why) => tracing::warn!("WebAssembly functions cannot run: {why}"),
+    }
+    let usage = Arc::new(
+        hearth_store::UsageStore::open(&data_dir.join("usage.sqlite"))
+            .context("cannot open the usage store")?,
+    );
     let executor = Executor::start(
         backend,
-        registry.clone(),
-        code.clone(),
-        logs.clone(),
+        hearth_exec::ExecStores {
+            registry: registry.clone(),
+            code: code.clone(),
+            logs: logs.clone(),
+            usage: usage.clone(),
+        },
         runtimes.clone(),
         node.clone(),
         exec_config,
@@ -383,6 +498,7 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
             executor: executor.clone(),
             events,
             logs,
+            usage,
         },
     )
     .map_err(|e| anyhow::anyhow!("cannot start: {}", e.0))?;

@@ -57,7 +57,12 @@ pub enum InvokeMode {
 
 impl InvokeMode {
     /// Whether this mode may act on `decision` given the budget.
-    fn allows(self, decision: PlacementDecision, budget: &BudgetView, memory_mb: u64) -> bool {
+    pub(crate) fn allows(
+        self,
+        decision: PlacementDecision,
+        budget: &BudgetView,
+        memory_mb: u64,
+    ) -> bool {
         match self {
             Self::Sync => true,
             Self::WarmOnly => matches!(
@@ -96,15 +101,17 @@ pub struct InvokeOutput {
     pub log_result: Option<String>,
     /// `X-Hearth-Placement`: where the sandbox came from.
     pub placement: &'static str,
+    /// `X-Hearth-Usage`: a microVM invocation's cost, phase by phase (µs).
+    pub usage: Option<String>,
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
-fn error_body(error_type: &str, message: &str) -> Bytes {
+pub(crate) fn error_body(error_type: &str, message: &str) -> Bytes {
     Bytes::from(serde_json::json!({"errorType": error_type, "errorMessage": message}).to_string())
 }
 
@@ -255,6 +262,7 @@ impl Executor {
                 body: Bytes::new(),
                 log_result: None,
                 placement: "",
+                usage: None,
             });
         }
         let _slot = self.0.concurrency.admit(
@@ -264,6 +272,9 @@ impl Executor {
             self.0.config.account_concurrency,
             u32::try_from(reserved_total).unwrap_or(u32::MAX),
         )?;
+        if let Some(module) = self.wasm_module(&version).await? {
+            return self.invoke_vm(&input, &version, module, request_id).await;
+        }
         if let Some(why) = &self.0.cannot_isolate {
             return Err(LambdaError::service(format!(
                 "This Hearth node cannot isolate functions, so it runs none: {why}"
@@ -388,11 +399,7 @@ impl Executor {
                     account_general_held: self.0.held.lock().get(&account).copied().unwrap_or(0),
                     account_queue_len: pools.queued.get(&account).copied().unwrap_or(0),
                 };
-                let budget = BudgetView {
-                    limit_mb: self.0.config.memory_budget_mb,
-                    used_mb: self.0.memory_used.load(Ordering::Relaxed),
-                    evictable_mb: pools.idle.memory_mb() + pools.general_surplus_mb(),
-                };
+                let budget = self.budget_view(&pools);
                 let decision = place(&req, &view, &policy, &budget);
                 if !mode.allows(decision, &budget, u64::from(c.memory_size)) {
                     drop(pools);
@@ -427,48 +434,10 @@ impl Executor {
                         .take_general(&shell_pool)
                         .map(|u| Drawn::Pooled(Box::new(u))),
                     PlacementDecision::Cold { evict_mb } => {
-                        let order = self.0.keepalive.lock().eviction_order(now);
-                        // The defined order: general surplus first, then idle
-                        // function-warm sandboxes in the keep-alive policy's
-                        // order; dedicated and provisioned ones never.
-                        let surplus = pools.take_general_surplus(evict_mb);
-                        let freed: u64 = surplus
-                            .iter()
-                            .map(|u| u64::from(u.key.memory_class_mb))
-                            .sum();
-                        let evicted = pools
-                            .idle
-                            .evict_in_order(&order, evict_mb.saturating_sub(freed));
                         // Reserved under the lock, so two cold starts cannot
                         // both fit in the same free memory; the evicted
-                        // sandboxes' charges are handed over, not added to.
-                        let mut charge = MemoryCharge::new(&self.0.memory_used, 0);
-                        let mut gone = Vec::new();
-                        for u in surplus {
-                            self.0
-                                .metrics
-                                .evictions
-                                .with_label_values(&["general-surplus"])
-                                .inc();
-                            let (handle, old) = u.destroy_handing_over_charge();
-                            charge.absorb(old);
-                            gone.push(handle);
-                        }
-                        for i in evicted {
-                            self.0
-                                .metrics
-                                .evictions
-                                .with_label_values(&["memory-budget"])
-                                .inc();
-                            self.0.keepalive.lock().on_removed(
-                                i.sid,
-                                hearth_pool::keepalive::RemovalCause::Evicted,
-                                now,
-                            );
-                            let (handle, old) = i.destroy_handing_over_charge();
-                            charge.absorb(old);
-                            gone.push(handle);
-                        }
+                        // capacity's charges are handed over, not added to.
+                        let (gone, mut charge) = self.evict_for(&mut pools, evict_mb, now);
                         charge.set(u64::from(c.memory_size));
                         Some(Drawn::Evicted(gone, charge))
                     }
@@ -1127,13 +1096,14 @@ impl Finished {
             body,
             log_result: None,
             placement: "",
+            usage: None,
         }
         .with_log(&log)
     }
 }
 
 impl InvokeOutput {
-    fn with_log(mut self, log: &str) -> Self {
+    pub(crate) fn with_log(mut self, log: &str) -> Self {
         self.log_result = Some(base64::engine::general_purpose::STANDARD.encode(tail(log)));
         self
     }
@@ -1236,6 +1206,7 @@ impl FailedStart {
             body,
             log_result: None,
             placement: "",
+            usage: None,
         }
         .with_log(&log)
     }
@@ -1243,9 +1214,9 @@ impl FailedStart {
 
 /// Where an invocation's sandbox came from, as the header and the metric say.
 #[derive(Debug, Clone, Copy)]
-struct Placed {
-    source: &'static str,
-    metric: &'static str,
+pub(crate) struct Placed {
+    pub(crate) source: &'static str,
+    pub(crate) metric: &'static str,
 }
 
 /// What placement drew under the lock.
@@ -1268,12 +1239,12 @@ enum Acquire {
 /// The 429 a node without capacity for the account answers.
 /// An asynchronous event that may not take the capacity on offer now: it
 /// waits in its queue (not an attempt).
-fn not_now() -> LambdaError {
+pub(crate) fn not_now() -> LambdaError {
     LambdaError::new(hearth_types::ErrorKind::TooManyRequests, "Rate Exceeded.")
         .with_reason("HearthAsyncCapacityHeldBack")
 }
 
-fn throttle() -> LambdaError {
+pub(crate) fn throttle() -> LambdaError {
     LambdaError::new(hearth_types::ErrorKind::TooManyRequests, "Rate Exceeded.")
         .with_reason("ConcurrentInvocationLimitExceeded")
 }
@@ -1387,7 +1358,7 @@ fn rand_unit() -> f64 {
     n as f64 / (1u64 << 53) as f64
 }
 
-fn iso_now() -> String {
+pub(crate) fn iso_now() -> String {
     let t = time::OffsetDateTime::now_utc();
     let f = time::macros::format_description!(
         "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"

@@ -17,9 +17,12 @@ pub mod manager;
 pub mod metrics;
 pub mod placement;
 pub mod pools;
+pub mod usage;
+pub mod vm;
 
 pub use invoke::{InvokeInput, InvokeMode, InvokeOutput};
 pub use pools::{default_general_pools, GeneralPoolConfig, PoolKey};
+pub use vm::{default_vm_pools, MicroVm, VmPoolConfig};
 
 use concurrency::Concurrency;
 use hearth_pool::keepalive::{IdleSandbox, KeepAliveConfig, KeepAlivePolicy, RemovalCause};
@@ -64,8 +67,11 @@ pub struct ExecConfig {
     /// How long idle function-warm sandboxes are kept: fixed TTL (default,
     /// `idle_timeout`), hybrid histogram or Greedy-Dual.
     pub keepalive: Option<KeepAliveConfig>,
-    /// The most the sum of sandbox memory limits may reach, MiB.
+    /// The most the sum of sandbox memory limits and microVM memory may
+    /// reach, MiB.
     pub memory_budget_mb: u64,
+    /// Whether (and with which pools) WebAssembly functions run in microVMs.
+    pub microvm: MicroVm,
 }
 
 impl ExecConfig {
@@ -81,6 +87,7 @@ impl ExecConfig {
             sizer: SizerConfig::default(),
             keepalive: None,
             memory_budget_mb: default_memory_budget_mb(),
+            microvm: MicroVm::Off("microVMs are not configured on this node".to_owned()),
         }
     }
 }
@@ -95,6 +102,17 @@ pub fn default_memory_budget_mb() -> u64 {
                 .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         })
         .map_or(4096, |kb| kb / 1024 * 3 / 4)
+}
+
+/// The stores the supervisor reads and writes.
+#[derive(Debug, Clone)]
+pub struct ExecStores {
+    pub registry: Arc<dyn Registry>,
+    pub code: Arc<CodeStore>,
+    /// Where invocation logs go.
+    pub logs: Arc<LogStore>,
+    /// Where usage totals go.
+    pub usage: Arc<hearth_store::UsageStore>,
 }
 
 /// A provisioned-concurrency configuration the pool manager keeps filled.
@@ -112,6 +130,8 @@ struct Inner {
     node: NodeIdentity,
     config: ExecConfig,
     logs: LogWriter,
+    /// Usage totals (microVM invocations), batched into the usage store.
+    usage: usage::UsageWriter,
     pools: Mutex<Pools>,
     /// Per general sub-pool: the sizing policy's state.
     sizers: Mutex<HashMap<PoolKey, Box<dyn PoolSizer>>>,
@@ -143,6 +163,11 @@ struct Inner {
     epoch: Instant,
     /// Why this node cannot run functions, if it cannot isolate them.
     cannot_isolate: Option<String>,
+    /// The microVM side, or why this node has none.
+    vm: Result<Arc<vm::VmSide>, String>,
+    /// The WebAssembly module of each code package and handler (`None`:
+    /// not a Wasm function), by (code SHA-256, handler).
+    modules: Mutex<HashMap<(String, String), Option<PathBuf>>>,
 }
 
 /// What the invoke path read from the registry for one (account, function,
@@ -168,13 +193,17 @@ impl Executor {
     /// concurrency) and the idle reaper.
     pub fn start(
         backend: Arc<dyn SandboxBackend>,
-        registry: Arc<dyn Registry>,
-        code: Arc<CodeStore>,
-        log_store: Arc<LogStore>,
+        stores: ExecStores,
         runtimes: RuntimeCatalog,
         node: NodeIdentity,
         config: ExecConfig,
     ) -> Self {
+        let ExecStores {
+            registry,
+            code,
+            logs: log_store,
+            usage: usage_store,
+        } = stores;
         let p = backend.protections();
         let cannot_isolate = (!p.can_isolate).then(|| p.warnings.join(" "));
         // Fresh metrics in a fresh registry; registration cannot collide.
@@ -198,7 +227,17 @@ impl Executor {
                 ttl_ms: config.idle_timeout.as_millis() as u64,
             })
             .build();
+        let vm = match &config.microvm {
+            MicroVm::Off(why) => Err(why.clone()),
+            MicroVm::On { host, general } => Ok(Arc::new(vm::VmSide::new(
+                host.clone(),
+                general.clone(),
+                &config.sizer,
+            ))),
+        };
         let exec = Self(Arc::new(Inner {
+            vm,
+            modules: Mutex::new(HashMap::new()),
             keepalive: Mutex::new(keepalive),
             backend,
             registry,
@@ -206,6 +245,7 @@ impl Executor {
             runtimes,
             node,
             logs: LogWriter::start(log_store),
+            usage: usage::UsageWriter::start(usage_store),
             pools: Mutex::new(Pools::default()),
             sizers: Mutex::new(sizers),
             memory_used: Arc::new(AtomicU64::new(0)),
@@ -234,6 +274,11 @@ impl Executor {
         hearth_pool::clock::Millis(self.0.epoch.elapsed().as_millis() as u64)
     }
 
+    /// The WebAssembly engine inside this node's microVMs, if it runs any.
+    pub fn vm_engine(&self) -> Option<&'static str> {
+        self.0.vm.as_ref().ok().map(|s| s.host.engine)
+    }
+
     pub fn metrics(&self) -> &Metrics {
         &self.0.metrics
     }
@@ -245,14 +290,24 @@ impl Executor {
             Ok(all) => {
                 let mut p = self.0.policies.lock();
                 let mut d = self.0.dedicated.lock();
+                let mut vm_dedicated = HashMap::new();
                 p.clear();
                 d.clear();
                 for c in all {
                     for (profile, n) in c.dedicated_profiles().unwrap_or_default() {
-                        *d.entry((c.account_id.clone(), pools::pool_for_profile(&profile)))
-                            .or_default() += n;
+                        match pools::pool_for_profile(&profile) {
+                            Some(k) => *d.entry((c.account_id.clone(), k)).or_default() += n,
+                            None => {
+                                *vm_dedicated
+                                    .entry((c.account_id.clone(), profile.memory_class_mb))
+                                    .or_default() += n
+                            }
+                        }
                     }
                     p.insert(c.account_id.clone(), policy_of(&c));
+                }
+                if let Ok(side) = &self.0.vm {
+                    *side.dedicated.lock() = vm_dedicated;
                 }
             }
             Err(e) => tracing::warn!(error = %e, "cannot read capacity settings"),
@@ -295,13 +350,26 @@ impl Executor {
         if expired.is_empty() {
             return;
         }
-        let gone: Vec<Instance> = {
+        let (gone, vms): (Vec<Instance>, Vec<vm::VmInstance>) = {
             let mut pools = self.0.pools.lock();
-            expired
+            let gone = expired
                 .iter()
                 .filter_map(|sid| pools.idle.take_sid(*sid))
-                .collect()
+                .collect();
+            let vms = pools
+                .vm
+                .sub
+                .take_idle_where(|_, v| expired.contains(&v.sid));
+            (gone, vms)
         };
+        for v in vms {
+            self.0
+                .metrics
+                .evictions
+                .with_label_values(&["keep-alive"])
+                .inc();
+            drop(v.destroy());
+        }
         for i in gone {
             tracing::debug!(sandbox = %i.id, "keep-alive ran out: destroying");
             self.0
@@ -322,6 +390,24 @@ impl Executor {
             .lock()
             .entry((account_id.to_owned(), function_name.to_owned()))
             .or_default() += 1;
+        let retired_vms: Vec<vm::VmInstance> = {
+            let mut pools = self.0.pools.lock();
+            let same = |k: &placement::WarmKey| {
+                k.account_id == account_id && k.function_name == function_name
+            };
+            let mut out = pools.vm.sub.take_idle_where(|k, _| same(k));
+            out.extend(pools.vm.sub.take_provisioned_where(|k, _| same(k)));
+            out
+        };
+        for v in retired_vms {
+            self.0
+                .keepalive
+                .lock()
+                .on_removed(v.sid, RemovalCause::Retired, self.now());
+            self.forget_vm(&v);
+            drop(v.destroy());
+        }
+        self.vm_sweep_snapshots();
         let retired: Vec<Instance> = {
             let mut pools = self.0.pools.lock();
             let mut out = pools.idle.take_where(|i| {
@@ -368,6 +454,9 @@ impl Executor {
             for i in list {
                 gone.push(i.destroy());
             }
+        }
+        for v in pools.vm.sub.drain_all() {
+            gone.push(v.destroy());
         }
         gone
     }
@@ -511,7 +600,11 @@ impl Executor {
                 })
             })
             .collect();
+        drop(pools);
+        let microvm = self.vm_pools_snapshot();
+        let pools = self.0.pools.lock();
         json!({
+            "MicroVm": microvm,
             "General": general,
             "Dedicated": dedicated,
             "Provisioned": provisioned,

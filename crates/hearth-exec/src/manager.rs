@@ -42,6 +42,12 @@ impl Slot {
     }
 }
 
+/// What a provisioned-concurrency build made.
+enum Provisioned {
+    Sandbox(Box<crate::instance::Instance>),
+    Vm(Box<crate::vm::VmInstance>),
+}
+
 /// How often the manager looks at the pools when nothing wakes it.
 const TICK: Duration = Duration::from_millis(250);
 /// Surplus general sandboxes (above target) older than this are destroyed.
@@ -73,6 +79,7 @@ impl Executor {
         self.fill_dedicated();
         self.prewarm();
         self.publish_sizes();
+        self.vm_tick();
     }
 
     /// Replaces idle pooled sandboxes whose processes died.
@@ -280,8 +287,8 @@ impl Executor {
             .iter()
             .map(|(k, t)| (k.clone(), t.requested))
             .collect();
-        // Configurations that went away: destroy their idle sandboxes.
-        let gone: Vec<_> = {
+        // Configurations that went away: destroy their idle sandboxes and VMs.
+        let gone = {
             let mut pools = self.0.pools.lock();
             let keys: Vec<_> = pools
                 .provisioned_idle
@@ -294,10 +301,23 @@ impl Executor {
                 out.extend(pools.provisioned_idle.remove(&k).unwrap_or_default());
                 pools.provisioned_owned.remove(&k);
             }
-            out
+            let vms = pools.vm.sub.take_provisioned_where(|_, v| match &v.origin {
+                Origin::Provisioned(k) => !configs.iter().any(|(c, _)| c == k),
+                Origin::Active => false,
+            });
+            for v in &vms {
+                if let Origin::Provisioned(k) = &v.origin {
+                    pools.provisioned_owned.remove(k);
+                }
+            }
+            (out, vms)
         };
+        let (gone, gone_vms) = gone;
         for i in gone {
             i.destroy();
+        }
+        for v in gone_vms {
+            drop(v.destroy());
         }
         for (key, requested) in configs {
             let (owned, building) = {
@@ -313,14 +333,26 @@ impl Executor {
                     let n = (owned + building - requested) as usize;
                     let list = pools.provisioned_idle.entry(key.clone()).or_default();
                     let take: Vec<_> = list.drain(..n.min(list.len())).collect();
-                    let taken = take.len() as u32;
+                    let mut left = n - take.len();
+                    let vms = pools.vm.sub.take_provisioned_where(|_, v| {
+                        let pick = left > 0 && v.origin == Origin::Provisioned(key.clone());
+                        if pick {
+                            left -= 1;
+                        }
+                        pick
+                    });
+                    let taken = (take.len() + vms.len()) as u32;
                     if let Some(o) = pools.provisioned_owned.get_mut(&key) {
                         *o = o.saturating_sub(taken);
                     }
-                    take
+                    (take, vms)
                 };
+                let (extra, extra_vms) = extra;
                 for i in extra {
                     i.destroy();
+                }
+                for v in extra_vms {
+                    drop(v.destroy());
                 }
             }
             for _ in (owned + building)..requested {
@@ -351,7 +383,17 @@ impl Executor {
         })
         .await;
         let result = match version {
-            Ok(Ok(v)) => self.provision_version(&key, &v).await,
+            Ok(Ok(v)) => match self.wasm_module(&v).await {
+                Ok(Some(module)) => self
+                    .build_vm_function_warm(&v, &module, Origin::Provisioned(key.clone()))
+                    .await
+                    .map(|v| Provisioned::Vm(Box::new(v))),
+                Ok(None) => self
+                    .provision_version(&key, &v)
+                    .await
+                    .map(|i| Provisioned::Sandbox(Box::new(i))),
+                Err(e) => Err(e.message),
+            },
             Ok(Err(e)) => Err(e.to_string()),
             Err(e) => Err(e.to_string()),
         };
@@ -361,10 +403,22 @@ impl Executor {
                 *n = n.saturating_sub(1);
             }
             match result {
-                Ok(instance) if pools.closing => {
+                Ok(Provisioned::Sandbox(instance)) if pools.closing => {
                     instance.destroy();
                 }
-                Ok(instance) => {
+                Ok(Provisioned::Vm(v)) if pools.closing => {
+                    drop(v.destroy());
+                }
+                Ok(Provisioned::Vm(v)) => {
+                    let me = self.clone();
+                    let k = key.clone();
+                    tokio::spawn(async move { me.prime_resolved(&k).await });
+                    *pools.provisioned_owned.entry(key.clone()).or_default() += 1;
+                    if let Some(warm) = v.key.clone() {
+                        pools.vm.sub.put_provisioned(warm, *v);
+                    }
+                }
+                Ok(Provisioned::Sandbox(instance)) => {
                     // The first invocation on provisioned capacity should
                     // find the invoke path's view of the registry ready too.
                     let me = self.clone();
@@ -375,7 +429,7 @@ impl Executor {
                         .provisioned_idle
                         .entry(key.clone())
                         .or_default()
-                        .push(instance);
+                        .push(*instance);
                 }
                 Err(ref e) => {
                     tracing::warn!(function = %key.function_name, error = %e, "provisioning failed")
@@ -496,6 +550,33 @@ impl Executor {
                 })
                 .await;
                 let Ok(Ok(v)) = record else { return };
+                if let Ok(Some(module)) = me.wasm_module(&v).await {
+                    match me.build_vm_function_warm(&v, &module, Origin::Active).await {
+                        Ok(vm) => {
+                            let Some(key) = vm.key.clone() else { return };
+                            let fv = crate::invoke::function_version(&key);
+                            me.0.keepalive.lock().on_prewarmed(
+                                hearth_pool::keepalive::IdleSandbox {
+                                    id: vm.sid,
+                                    function: &fv,
+                                    memory_mb: vm.memory_mb,
+                                    init_cost_ms: vm.init_cost_ms,
+                                },
+                                me.now(),
+                            );
+                            me.0.metrics
+                                .placements
+                                .with_label_values(&["prewarm"])
+                                .inc();
+                            me.0.pools.lock().vm.sub.put_idle(key, vm);
+                            me.0.released.notify_waiters();
+                        }
+                        Err(e) => {
+                            tracing::debug!(function = %f.name(), error = %e, "pre-warm failed")
+                        }
+                    }
+                    return;
+                }
                 match me
                     .build_function_warm(&v, Origin::Active, InitializationType::OnDemand)
                     .await

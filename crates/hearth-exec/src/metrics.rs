@@ -27,7 +27,20 @@ pub struct Metrics {
     pub queue_wait_seconds: HistogramVec,
     /// `hearth_invocations_total{outcome}`.
     pub invocations: IntCounterVec,
+    /// `hearth_vm_phase_seconds{phase}`: a microVM invocation's phases
+    /// (queue, restore, specialise, reset, guest, guest_cpu).
+    pub vm_phase_seconds: HistogramVec,
+    /// `hearth_vm_exits_total`: exits from microVM guests while invoked.
+    pub vm_exits: prometheus::IntCounter,
+    /// `hearth_vm_cow_pages_total`: pages microVMs copied on write while invoked.
+    pub vm_cow_pages: prometheus::IntCounter,
 }
+
+/// Microsecond-scale phases: 5 µs to 10 s.
+const VM_PHASE_BUCKETS: &[f64] = &[
+    0.000005, 0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
+    0.025, 0.05, 0.1, 0.25, 1.0, 10.0,
+];
 
 const LATENCY_BUCKETS: &[f64] = &[
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
@@ -110,6 +123,25 @@ impl Metrics {
             Opts::new("hearth_invocations_total", "Invocations by outcome"),
             &["outcome"],
         )?;
+        let vm_phase_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "hearth_vm_phase_seconds",
+                "MicroVM invocations: time in each phase (queue, restore, specialise, reset, guest, guest_cpu)",
+            )
+            .buckets(VM_PHASE_BUCKETS.to_vec()),
+            &["phase"],
+        )?;
+        let vm_exits = prometheus::IntCounter::new(
+            "hearth_vm_exits_total",
+            "Exits from microVM guests during invocations",
+        )?;
+        let vm_cow_pages = prometheus::IntCounter::new(
+            "hearth_vm_cow_pages_total",
+            "Pages microVMs copied on write during invocations",
+        )?;
+        registry.register(Box::new(vm_phase_seconds.clone()))?;
+        registry.register(Box::new(vm_exits.clone()))?;
+        registry.register(Box::new(vm_cow_pages.clone()))?;
         registry.register(Box::new(placements.clone()))?;
         registry.register(Box::new(placement_seconds.clone()))?;
         registry.register(Box::new(init_seconds.clone()))?;
@@ -132,6 +164,9 @@ impl Metrics {
             queue_depth,
             queue_wait_seconds,
             invocations,
+            vm_phase_seconds,
+            vm_exits,
+            vm_cow_pages,
         })
     }
 

@@ -42,23 +42,25 @@ impl PoolKey {
 pub const SHELL: &str = "shell";
 
 /// The pool a dedicated-capacity profile fills: its family's runtime-warm
-/// pool for Python and Node, shell-warm for `provided`.
-pub fn pool_for_profile(p: &hearth_types::capacity::Profile) -> PoolKey {
+/// pool for Python and Node, shell-warm for `provided`; `None` for
+/// `microvm` (the VM pools).
+pub fn pool_for_profile(p: &hearth_types::capacity::Profile) -> Option<PoolKey> {
     use hearth_types::capacity::ProfileRuntime;
     use hearth_types::runtime::RuntimeFamily;
     let family = match &p.runtime {
         ProfileRuntime::Family(f) => *f,
         ProfileRuntime::Exact(r) => r.family(),
+        ProfileRuntime::MicroVm => return None,
     };
     let family = match family {
         RuntimeFamily::Python => "python",
         RuntimeFamily::Node => "nodejs",
         RuntimeFamily::Provided => SHELL,
     };
-    PoolKey {
+    Some(PoolKey {
         family: family.to_owned(),
         memory_class_mb: p.memory_class_mb,
-    }
+    })
 }
 
 /// The language family whose runtime-warm pool can serve `runtime`.
@@ -132,6 +134,11 @@ impl MemoryCharge {
     pub fn absorb(&mut self, mut other: MemoryCharge) {
         self.mb += other.mb;
         other.mb = 0;
+    }
+
+    /// What it charges now, MiB.
+    pub fn mb(&self) -> u64 {
+        self.mb
     }
 
     /// Re-charges at a new limit (assignment sets the exact MemorySize).
@@ -251,6 +258,8 @@ pub struct Pools {
     /// The node is shutting down: sandboxes finishing a build or an
     /// invocation are destroyed, not pooled.
     pub closing: bool,
+    /// The microVM side: general, dedicated, provisioned and idle VMs.
+    pub(crate) vm: crate::vm::VmPools,
     /// Each general sub-pool's current target (what the sizer asked for).
     pub general_targets: HashMap<PoolKey, u32>,
     /// The sum of the general sub-pools' current targets (the size the

@@ -329,7 +329,12 @@ impl CodeStore {
 
     /// The WebAssembly module of a `provided*` function's code, if it is one
     /// ([`wasm_module_in`]): such a function runs in a microVM.
-    pub fn wasm_module(&self, sha256_hex: &str, runtime: &Runtime, handler: &str) -> Result<Option<PathBuf>, CodeError> {
+    pub fn wasm_module(
+        &self,
+        sha256_hex: &str,
+        runtime: &Runtime,
+        handler: &str,
+    ) -> Result<Option<PathBuf>, CodeError> {
         check_digest(sha256_hex)?;
         wasm_module_in(&self.unpacked_dir(sha256_hex), runtime, handler)
     }
@@ -1149,7 +1154,10 @@ fn regular_file_in(root: &Path, rel: &str) -> Result<Option<PathBuf>, CodeError>
         Ok(resolved) => resolved,
         Err(Unresolved::Escapes | Unresolved::Loop) => return Ok(None),
         Err(Unresolved::Io(e)) => {
-            return Err(CodeError::Io { op: format!("look up {} in {}", target.display(), root.display()), source: e })
+            return Err(CodeError::Io {
+                op: format!("look up {} in {}", target.display(), root.display()),
+                source: e,
+            })
         }
     };
     let mut path = root.to_path_buf();
@@ -1157,8 +1165,18 @@ fn regular_file_in(root: &Path, rel: &str) -> Result<Option<PathBuf>, CodeError>
     match fs::symlink_metadata(&path) {
         Ok(meta) if meta.is_file() => Ok(Some(path)),
         Ok(_) => Ok(None),
-        Err(e) if matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::NotADirectory) => Ok(None),
-        Err(e) => Err(CodeError::Io { op: format!("stat {}", path.display()), source: e }),
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+            ) =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(CodeError::Io {
+            op: format!("stat {}", path.display()),
+            source: e,
+        }),
     }
 }
 
@@ -1166,18 +1184,28 @@ fn regular_file_in(root: &Path, rel: &str) -> Result<Option<PathBuf>, CodeError>
 fn is_wasm(path: &Path) -> Result<bool, CodeError> {
     use std::io::Read;
     let mut magic = [0u8; 4];
-    let mut f = File::open(path).map_err(|e| CodeError::Io { op: format!("open {}", path.display()), source: e })?;
+    let mut f = File::open(path).map_err(|e| CodeError::Io {
+        op: format!("open {}", path.display()),
+        source: e,
+    })?;
     match f.read_exact(&mut magic) {
         Ok(()) => Ok(&magic == b"\0asm"),
         Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(false),
-        Err(e) => Err(CodeError::Io { op: format!("read {}", path.display()), source: e }),
+        Err(e) => Err(CodeError::Io {
+            op: format!("read {}", path.display()),
+            source: e,
+        }),
     }
 }
 
 /// The WebAssembly module of a `provided*` function, if its code is one:
 /// the file the handler names (e.g. `function.wasm`), or a `bootstrap`
 /// whose bytes are Wasm. Such a function runs in a microVM.
-pub fn wasm_module_in(root: &Path, runtime: &Runtime, handler: &str) -> Result<Option<PathBuf>, CodeError> {
+pub fn wasm_module_in(
+    root: &Path,
+    runtime: &Runtime,
+    handler: &str,
+) -> Result<Option<PathBuf>, CodeError> {
     if !matches!(runtime, Runtime::Provided(_)) {
         return Ok(None);
     }
@@ -1807,16 +1835,34 @@ mod tests {
         // A WebAssembly module: named by the handler, or as the bootstrap
         // (executable or not). It runs in a microVM.
         let wasm = staged(&store, &[F("function.wasm", b"\0asm\x01\0\0\0", 0o644)]);
-        store.check_entrypoint(&wasm, &AL2023, "function.wasm").unwrap();
-        assert!(store.wasm_module(&wasm, &AL2023, "function.wasm").unwrap().is_some_and(|p| p.ends_with("function.wasm")));
-        assert!(store.check_entrypoint(&wasm, &AL2023, "other.wasm").is_err());
+        store
+            .check_entrypoint(&wasm, &AL2023, "function.wasm")
+            .unwrap();
+        assert!(store
+            .wasm_module(&wasm, &AL2023, "function.wasm")
+            .unwrap()
+            .is_some_and(|p| p.ends_with("function.wasm")));
+        assert!(store
+            .check_entrypoint(&wasm, &AL2023, "other.wasm")
+            .is_err());
         let boot = staged(&store, &[F("bootstrap", b"\0asm\x01\0\0\0", 0o644)]);
         store.check_entrypoint(&boot, &AL2023, "x").unwrap();
-        assert!(store.wasm_module(&boot, &AL2023, "x").unwrap().is_some_and(|p| p.ends_with("bootstrap")));
+        assert!(store
+            .wasm_module(&boot, &AL2023, "x")
+            .unwrap()
+            .is_some_and(|p| p.ends_with("bootstrap")));
         // A native bootstrap is not Wasm; nor is a handler path escaping the tree.
         let native = staged(&store, &[F("bootstrap", b"#!/bin/sh\n", 0o755)]);
-        assert_eq!(store.wasm_module(&native, &AL2023, "bootstrap").unwrap(), None);
-        assert_eq!(store.wasm_module(&wasm, &AL2023, "../function.wasm").unwrap(), None);
+        assert_eq!(
+            store.wasm_module(&native, &AL2023, "bootstrap").unwrap(),
+            None
+        );
+        assert_eq!(
+            store
+                .wasm_module(&wasm, &AL2023, "../function.wasm")
+                .unwrap(),
+            None
+        );
 
         let dir = staged(&store, &[F("bootstrap/x", b"", 0o755)]);
         let err = store.check_entrypoint(&dir, &AL2023, "x").unwrap_err();

@@ -21,6 +21,7 @@ pub mod events;
 pub mod logs;
 pub mod registry;
 pub mod sqlite;
+pub mod usage;
 
 pub use code::{CodeError, CodeStore, StagedCode};
 pub use events::{EventQueue, SqliteEventQueue};
@@ -29,3 +30,4 @@ pub use registry::{
     AliasSpec, ConfigPatch, NewFunction, Page, Registry, StoreError, VersionSelector,
 };
 pub use sqlite::SqliteRegistry;
+pub use usage::{UsageDelta, UsageQuery, UsageStore, UsageTotals};

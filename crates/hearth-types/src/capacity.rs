@@ -14,6 +14,9 @@
 //!   function fits the smallest class at least as large as its `MemorySize`
 //!   ([`memory_class`]); its sandbox's limit is then set to the exact size.
 //!
+//! `microvm:MEMORY` names Hearth's KVM microVMs of that memory class, which
+//! any WebAssembly function of the class can take.
+//!
 //! Entries of a dedicated sub-pool are separate: `python:256=2` and
 //! `python3.12:256=1` hold three sandboxes, the first two usable by any
 //! Python runtime of that memory class, the third only by `python3.12`.
@@ -96,6 +99,9 @@ pub enum ProfileRuntime {
     Family(RuntimeFamily),
     /// Exactly this runtime (`python3.12`).
     Exact(Runtime),
+    /// A microVM (`microvm`), for functions whose code is a WebAssembly
+    /// module (runtime `provided*`).
+    MicroVm,
 }
 
 /// A runtime profile: runtime (or family) plus memory class. See the
@@ -122,6 +128,7 @@ impl Profile {
         let runtime_ok = match &self.runtime {
             ProfileRuntime::Family(f) => runtime.family() == *f,
             ProfileRuntime::Exact(r) => r == runtime,
+            ProfileRuntime::MicroVm => runtime.family() == RuntimeFamily::Provided,
         };
         runtime_ok && memory_class(memory_mb) == self.memory_class_mb
     }
@@ -130,7 +137,7 @@ impl Profile {
     pub fn malformed_message(input: &str) -> String {
         let classes: Vec<String> = MEMORY_CLASSES_MB.iter().map(u32::to_string).collect();
         format!(
-            "Profile '{input}' is invalid: write RUNTIME:MEMORY, where RUNTIME is a runtime (python3.12, nodejs20.x, provided.al2023) or a runtime family (python, nodejs, provided) and MEMORY a memory class in MB ({}).",
+            "Profile '{input}' is invalid: write RUNTIME:MEMORY, where RUNTIME is a runtime (python3.12, nodejs20.x, provided.al2023) or a runtime family (python, nodejs, provided), or microvm, and MEMORY a memory class in MB ({}).",
             classes.join(", ")
         )
     }
@@ -144,6 +151,7 @@ impl FromStr for Profile {
         let (runtime, memory) = s.split_once(':').ok_or_else(bad)?;
         let runtime = match parse_family(runtime) {
             Some(f) => ProfileRuntime::Family(f),
+            None if runtime == "microvm" => ProfileRuntime::MicroVm,
             None => ProfileRuntime::Exact(Runtime::parse(runtime).ok_or_else(bad)?),
         };
         // Digits only: `u32::from_str` would also take a leading `+`.
@@ -166,6 +174,7 @@ impl fmt::Display for Profile {
         match &self.runtime {
             ProfileRuntime::Family(fam) => write!(f, "{}:", family_name(*fam))?,
             ProfileRuntime::Exact(r) => write!(f, "{r}:")?,
+            ProfileRuntime::MicroVm => f.write_str("microvm:")?,
         }
         write!(f, "{}", self.memory_class_mb)
     }
@@ -313,6 +322,9 @@ mod tests {
         let p: Profile = "python:256".parse().expect("well-formed");
         assert_eq!(p.runtime, ProfileRuntime::Family(RuntimeFamily::Python));
         assert_eq!(p.memory_class_mb, 256);
+        let vm: Profile = "microvm:128".parse().unwrap();
+        assert_eq!(vm.runtime, ProfileRuntime::MicroVm);
+        assert_eq!(vm.to_string(), "microvm:128");
         for bad in [
             "",
             "python",

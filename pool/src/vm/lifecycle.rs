@@ -111,8 +111,9 @@ pub enum Specialised {
     /// its whole run, and the VM cannot be reused.
     EndedEarly(Finished),
     /// The module's initialisation failed (it could not be loaded, trapped,
-    /// exited, ran out of memory or time).
-    Failed(String),
+    /// exited, ran out of memory or time): Lambda's `errorType` for it, and
+    /// why.
+    Failed(&'static str, String),
 }
 
 impl VmHost {
@@ -304,7 +305,9 @@ impl VmHost {
                 }
             }
         }
-        Ok(self.pooled(vm, (base.header.mem_size >> 20) as u32, None))
+        let mut p = self.pooled(vm, (base.header.mem_size >> 20) as u32, None);
+        p.private_pages = p.vm.copied_pages()?;
+        Ok(p)
     }
 
     /// [VM thread] Turns a general (or dedicated) VM into the prepared
@@ -323,9 +326,10 @@ impl VmHost {
                     return Ok(Specialised::Ready);
                 }
                 Err(VmError::Snapshot(SnapshotError::Mismatch(why))) => {
-                    return Ok(Specialised::Failed(format!(
-                        "the function snapshot does not fit: {why}"
-                    )));
+                    return Ok(Specialised::Failed(
+                        "Runtime.Unknown",
+                        format!("the function snapshot does not fit: {why}"),
+                    ));
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -343,12 +347,18 @@ impl VmHost {
             Ok(Loaded::Waiting) => Ok(Specialised::NeedsSnapshot),
             Ok(Loaded::Finished(done)) => Ok(match done.ended {
                 Ended::Exited(0) | Ended::OutputTooLarge => Specialised::EndedEarly(done),
-                ref other => Specialised::Failed(describe(other)),
+                ref other => {
+                    let (kind, why) = describe(other);
+                    Specialised::Failed(kind, why)
+                }
             }),
-            Err(GuestError::Timeout) => Ok(Specialised::Failed(format!(
-                "the module's initialisation ran past {:.2} seconds",
-                f.spec.init_timeout.as_secs_f64()
-            ))),
+            Err(GuestError::Timeout) => Ok(Specialised::Failed(
+                "Sandbox.Timedout",
+                format!(
+                    "the module's initialisation ran past {:.2} seconds",
+                    f.spec.init_timeout.as_secs_f64()
+                ),
+            )),
             Err(e) => Err(e.into()),
         }
     }
@@ -379,7 +389,10 @@ impl VmHost {
                 Err(VmError::Snapshot(SnapshotError::Mismatch(why))) => {
                     return Ok((
                         self.pooled(Vm::restore(&self.kvm, &f.base, None, None)?, mem, None),
-                        Specialised::Failed(format!("the function snapshot does not fit: {why}")),
+                        Specialised::Failed(
+                            "Runtime.Unknown",
+                            format!("the function snapshot does not fit: {why}"),
+                        ),
                     ));
                 }
                 Err(e) => return Err(e.into()),
@@ -419,18 +432,30 @@ impl VmHost {
     }
 }
 
-/// A failed init, for the function's log and error body.
-fn describe(e: &Ended) -> String {
+/// A failed init, for the function's log and error body: Lambda's
+/// `errorType` and why.
+pub fn describe(e: &Ended) -> (&'static str, String) {
     match e {
-        Ended::Exited(code) => {
-            format!("the module exited with status {code} during its initialisation")
-        }
-        Ended::Trap(m) => format!("the module trapped during its initialisation: {m}"),
-        Ended::OutOfMemory => "the module needs more memory than the function has".into(),
-        Ended::OutputTooLarge => "the module wrote more than 6 MB to stdout".into(),
-        Ended::LoadError { kind, message } => {
-            format!("the module could not be loaded ({kind:?}): {message}")
-        }
-        Ended::GuestPanic(m) => format!("the guest failed: {m}"),
+        Ended::Exited(code) => (
+            "Runtime.ExitError",
+            format!("Runtime exited with error: exit status {code}"),
+        ),
+        Ended::Trap(m) => ("Runtime.Trap", format!("WebAssembly trap: {m}")),
+        Ended::OutOfMemory => (
+            "Runtime.OutOfMemory",
+            "the module needs more memory than the function has".into(),
+        ),
+        Ended::OutputTooLarge => (
+            "Function.ResponseSizeTooLarge",
+            "the module wrote more than 6 MB to stdout".into(),
+        ),
+        Ended::LoadError { kind, message } => (
+            "Runtime.InvalidEntrypoint",
+            format!("the module could not be loaded ({kind:?}): {message}"),
+        ),
+        Ended::GuestPanic(m) => (
+            "Runtime.ExitError",
+            format!("the guest runtime failed: {m}"),
+        ),
     }
 }

@@ -163,7 +163,11 @@ impl SnapshotStore {
                     let _ = std::fs::remove_file(entry.path());
                 } else if let Some(rest) = name.strip_prefix("fn-") {
                     let sha = rest.split('-').next().unwrap_or("");
-                    if !referenced(sha) && !unused.iter().any(|u: &String| u == sha) {
+                    // The warm-up module's snapshot is Hearth's own.
+                    if sha != "warmup"
+                        && !referenced(sha)
+                        && !unused.iter().any(|u: &String| u == sha)
+                    {
                         unused.push(sha.to_owned());
                     }
                 }

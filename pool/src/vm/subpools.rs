@@ -66,7 +66,8 @@ impl<K: Hash + Eq + Clone, V> VmSubPools<K, V> {
         self.general.entry(class).or_default().push(vm);
     }
 
-    /// Draws a general VM.
+    /// Draws a general VM (the newest: the oldest are the pool's own,
+    /// which surplus expiry leaves).
     pub fn take_general(&mut self, class: u32) -> Option<V> {
         take(self.general.get_mut(&class))
     }
@@ -187,6 +188,43 @@ impl<K: Hash + Eq + Clone, V> VmSubPools<K, V> {
             }
         }
         self.idle.retain(|_, v| !v.is_empty());
+        out
+    }
+
+    /// Every idle VM.
+    pub fn idle_iter(&self) -> impl Iterator<Item = &V> {
+        self.idle.values().flatten()
+    }
+
+    /// Every general VM, by memory class (oldest first).
+    pub fn general_iter(&self) -> impl Iterator<Item = (u32, &Vec<V>)> {
+        self.general.iter().map(|(k, v)| (*k, v))
+    }
+
+    /// Every dedicated VM, by (account, memory class).
+    pub fn dedicated_iter(&self) -> impl Iterator<Item = (&(String, u32), &Vec<V>)> {
+        self.dedicated.iter()
+    }
+
+    /// Every provisioned VM, by function version.
+    pub fn provisioned_iter(&self) -> impl Iterator<Item = (&K, &Vec<V>)> {
+        self.provisioned.iter()
+    }
+
+    /// Removes the provisioned VMs `pick` chooses.
+    pub fn take_provisioned_where(&mut self, mut pick: impl FnMut(&K, &V) -> bool) -> Vec<V> {
+        let mut out = Vec::new();
+        for (k, v) in &mut self.provisioned {
+            let mut i = 0;
+            while i < v.len() {
+                if pick(k, &v[i]) {
+                    out.push(v.swap_remove(i));
+                } else {
+                    i += 1;
+                }
+            }
+        }
+        self.provisioned.retain(|_, v| !v.is_empty());
         out
     }
 

@@ -187,7 +187,7 @@ fn a_module_that_fails_its_init_or_ignores_stdin() {
         )
     });
     assert!(
-        got.0.starts_with("Failed(") && got.0.contains("trapped"),
+        got.0.starts_with("Failed(\"Runtime.Trap\"") && got.0.contains("unreachable"),
         "{}",
         got.0
     );

@@ -1,0 +1,1187 @@
+//! One invocation of a WebAssembly function on a microVM: placement (the
+//! same decision as for sandboxes, over the VM sub-pools), specialisation
+//! or a cold start, the run, Lambda's answer, and the reset that returns the
+//! VM to the function's idle list off the response path.
+
+use super::{measured_mb, running_mb, VmInstance, VmSide};
+use crate::instance::Origin;
+use crate::invoke::{
+    error_body, function_version, iso_now, not_now, now_ms, throttle, InvokeInput, InvokeMode,
+    InvokeOutput, Placed,
+};
+use crate::logs::{frame, Report};
+use crate::placement::WarmKey;
+use crate::pools::{GeneralHold, MemoryCharge, Pools};
+use crate::Executor;
+use bytes::Bytes;
+use hearth_pool::keepalive::{IdleSandbox, RemovalCause};
+use hearth_pool::placement::{place, BudgetView, PlacementDecision, PlacementRequest, PoolView};
+use hearth_pool::profile::{memory_class_for, RuntimeProfile};
+use hearth_pool::vm::lifecycle::describe;
+use hearth_pool::vm::{FunctionSpec, Prepared, Specialised, Usage, VmHost};
+use hearth_types::function::VersionRecord;
+use hearth_types::LambdaError;
+use hearth_vmm::guest::{Ended, Finished, GuestError, Invocation, Runner};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// What placement drew for a VM invocation under the lock.
+enum Drawn {
+    /// A VM at this version's stdin read (idle or provisioned).
+    Ready(Box<VmInstance>),
+    /// A general or dedicated VM to specialise.
+    Pooled(Box<VmInstance>, bool),
+    /// Room for a new VM: the idle capacity evicted for it, and its charge.
+    Cold(Vec<tokio::task::JoinHandle<()>>, MemoryCharge),
+}
+
+/// Why a VM could not be made ready for the function.
+pub(crate) enum VmStartFailed {
+    /// The module's initialisation failed: Lambda's `errorType`, why, and
+    /// how long it ran.
+    Init {
+        error_type: &'static str,
+        message: String,
+        init: Duration,
+    },
+    /// The module ended before it read stdin: that run is its answer.
+    EndedEarly { finished: Finished, init: Duration },
+    /// Hearth could not (not the function's fault).
+    Error(LambdaError),
+}
+
+enum VmAcquire {
+    Failed(VmStartFailed, &'static str),
+    Refused(LambdaError),
+}
+
+/// Runs `f` on one of the host's VM threads and waits for it.
+pub(crate) async fn on_vm<R: Send + 'static>(
+    host: &Arc<VmHost>,
+    f: impl FnOnce(&VmHost, &Runner) -> R + Send + 'static,
+) -> Result<R, LambdaError> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let h = host.clone();
+    host.workers
+        .submit(move |r| {
+            let _ = tx.send(f(&h, r));
+        })
+        .map_err(|e| LambdaError::service(format!("cannot reach a VM thread: {e}")))?;
+    rx.await
+        .map_err(|_| LambdaError::service("a VM thread failed"))
+}
+
+/// The config blob of a function version: its module's name as `argv[0]`
+/// and Lambda's environment (no per-VM values: the function snapshot is
+/// keyed on it).
+pub(crate) fn config_blob(
+    v: &VersionRecord,
+    module: &Path,
+    region: &str,
+) -> Result<Vec<u8>, LambdaError> {
+    let c = &v.config;
+    let name = module
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("function.wasm");
+    let memory = c.memory_size.to_string();
+    let group = format!("/aws/lambda/{}", v.function_name);
+    let user = c.environment.clone().unwrap_or_default();
+    let mut env: Vec<(&str, &str)> = user.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    env.extend([
+        ("AWS_LAMBDA_FUNCTION_NAME", v.function_name.as_str()),
+        ("AWS_LAMBDA_FUNCTION_VERSION", v.version.as_str()),
+        ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", memory.as_str()),
+        ("AWS_LAMBDA_LOG_GROUP_NAME", group.as_str()),
+        ("AWS_REGION", region),
+        ("AWS_DEFAULT_REGION", region),
+        ("_HANDLER", c.handler.as_str()),
+        ("LAMBDA_TASK_ROOT", "/var/task"),
+        ("TZ", ":UTC"),
+        ("LANG", "en_US.UTF-8"),
+    ]);
+    hearth_pool::vm::config_blob(&[name], &env).map_err(|e| {
+        LambdaError::invalid(format!(
+            "The function's environment does not fit in a microVM: {e}"
+        ))
+    })
+}
+
+impl Executor {
+    /// The function's WebAssembly module, if its code is one (then it runs
+    /// in a microVM). Code is immutable per digest, so the answer is kept.
+    pub(crate) async fn wasm_module(
+        &self,
+        v: &VersionRecord,
+    ) -> Result<Option<PathBuf>, LambdaError> {
+        if !matches!(
+            v.config.runtime,
+            hearth_types::runtime::Runtime::Provided(_)
+        ) {
+            return Ok(None);
+        }
+        let key = (v.code.sha256_hex.clone(), v.config.handler.clone());
+        if let Some(m) = self.0.modules.lock().get(&key) {
+            return Ok(m.clone());
+        }
+        let code = self.0.code.clone();
+        let (sha, runtime, handler) = (
+            key.0.clone(),
+            v.config.runtime.clone(),
+            v.config.handler.clone(),
+        );
+        let m = tokio::task::spawn_blocking(move || code.wasm_module(&sha, &runtime, &handler))
+            .await
+            .map_err(|e| LambdaError::service(format!("worker failed: {e}")))?
+            .map_err(|e| LambdaError::service(e.to_string()))?;
+        let mut cache = self.0.modules.lock();
+        if cache.len() >= 10_000 {
+            cache.clear();
+        }
+        cache.insert(key, m.clone());
+        Ok(m)
+    }
+
+    /// The VM side, or the error an invocation of a Wasm function gets on a
+    /// node without one.
+    pub(crate) fn vm_side(&self) -> Result<Arc<VmSide>, LambdaError> {
+        self.0.vm.clone().map_err(|why| {
+            LambdaError::service(format!(
+                "This function's code is a WebAssembly module, which runs in a microVM, and this node runs no microVMs: {why}"
+            ))
+        })
+    }
+
+    /// The budget as placement sees it: every sandbox and VM charge, and
+    /// what eviction could free.
+    pub(crate) fn budget_view(&self, pools: &Pools) -> BudgetView {
+        BudgetView {
+            limit_mb: self.0.config.memory_budget_mb,
+            used_mb: self.0.memory_used.load(Ordering::Relaxed),
+            evictable_mb: pools.idle.memory_mb()
+                + pools.general_surplus_mb()
+                + pools.vm.idle_mb()
+                + pools.vm.general_surplus_mb(),
+        }
+    }
+
+    /// Frees at least `need_mb` (if it can) in the defined order: general
+    /// surplus first (sandboxes, then VMs), then idle function-warm
+    /// sandboxes and VMs in the keep-alive policy's order, then the least
+    /// recently used; dedicated and provisioned capacity never. The evicted
+    /// charges are handed over to the returned one, so the budget counts
+    /// them free only once the caller re-charges after they are gone.
+    pub(crate) fn evict_for(
+        &self,
+        pools: &mut Pools,
+        need_mb: u64,
+        now: hearth_pool::clock::Millis,
+    ) -> (Vec<tokio::task::JoinHandle<()>>, MemoryCharge) {
+        let mut charge = MemoryCharge::new(&self.0.memory_used, 0);
+        let mut gone = Vec::new();
+        if need_mb == 0 {
+            return (gone, charge);
+        }
+        let evicted = |cause: &str| {
+            self.0.metrics.evictions.with_label_values(&[cause]).inc();
+        };
+        for u in pools.take_general_surplus(need_mb) {
+            evicted("general-surplus");
+            let (h, c) = u.destroy_handing_over_charge();
+            charge.absorb(c);
+            gone.push(h);
+        }
+        let classes: Vec<u32> = pools.vm.general_targets.keys().copied().collect();
+        for class in classes {
+            if charge.mb() >= need_mb {
+                break;
+            }
+            let target = pools.vm.general_targets.get(&class).copied().unwrap_or(0);
+            let extra = pools.vm.sub.general_idle(class).saturating_sub(target);
+            for _ in 0..extra {
+                if charge.mb() >= need_mb {
+                    break;
+                }
+                let Some(v) = pools.vm.sub.take_general(class) else {
+                    break;
+                };
+                evicted("general-surplus");
+                let (h, c) = v.destroy_handing_over_charge();
+                charge.absorb(c);
+                gone.push(h);
+            }
+        }
+        let order = self.0.keepalive.lock().eviction_order(now);
+        for sid in order {
+            if charge.mb() >= need_mb {
+                break;
+            }
+            let found = pools
+                .idle
+                .take_sid(sid)
+                .map(|i| i.destroy_handing_over_charge());
+            let found = found.or_else(|| {
+                pools
+                    .vm
+                    .sub
+                    .take_idle_where(|_, v| v.sid == sid)
+                    .pop()
+                    .map(VmInstance::destroy_handing_over_charge)
+            });
+            if let Some((h, c)) = found {
+                evicted("memory-budget");
+                self.0
+                    .keepalive
+                    .lock()
+                    .on_removed(sid, RemovalCause::Evicted, now);
+                charge.absorb(c);
+                gone.push(h);
+            }
+        }
+        if charge.mb() < need_mb {
+            for i in pools.idle.evict_lru(need_mb - charge.mb()) {
+                evicted("memory-budget");
+                self.0
+                    .keepalive
+                    .lock()
+                    .on_removed(i.sid, RemovalCause::Evicted, now);
+                let (h, c) = i.destroy_handing_over_charge();
+                charge.absorb(c);
+                gone.push(h);
+            }
+        }
+        while charge.mb() < need_mb {
+            let mut oldest: Option<(Instant, hearth_pool::ids::SandboxId)> = None;
+            for v in pools.vm.sub.idle_iter() {
+                if oldest.is_none_or(|(t, _)| v.last_used < t) {
+                    oldest = Some((v.last_used, v.sid));
+                }
+            }
+            let Some((_, sid)) = oldest else { break };
+            for v in pools.vm.sub.take_idle_where(|_, v| v.sid == sid) {
+                evicted("memory-budget");
+                self.0
+                    .keepalive
+                    .lock()
+                    .on_removed(sid, RemovalCause::Evicted, now);
+                let (h, c) = v.destroy_handing_over_charge();
+                charge.absorb(c);
+                gone.push(h);
+            }
+        }
+        (gone, charge)
+    }
+
+    /// Runs one invocation of a WebAssembly function.
+    pub(crate) async fn invoke_vm(
+        &self,
+        input: &InvokeInput,
+        version: &VersionRecord,
+        module: PathBuf,
+        request_id: String,
+    ) -> Result<InvokeOutput, LambdaError> {
+        let side = self.vm_side()?;
+        let key = WarmKey {
+            account_id: version.account_id.clone(),
+            function_name: version.function_name.clone(),
+            version: version.version.clone(),
+            revision_id: version.revision_id.clone(),
+        };
+        let started = Instant::now();
+        let fv_key = function_version(&key);
+        if input.mode == InvokeMode::Sync {
+            self.0.keepalive.lock().on_invocation(&fv_key, self.now());
+        }
+        let (placed, instance, usage) = match self
+            .acquire_vm(&side, version, &key, &module, input.mode)
+            .await
+        {
+            Ok(x) => x,
+            Err(VmAcquire::Failed(f, label)) => {
+                let mut out = self.vm_start_failed(f, version, &request_id);
+                out.placement = label;
+                return Ok(out);
+            }
+            Err(VmAcquire::Refused(e)) => return Err(e),
+        };
+        if input.mode != InvokeMode::Sync {
+            self.0.keepalive.lock().on_invocation(&fv_key, self.now());
+        }
+        let m = &self.0.metrics;
+        m.placements.with_label_values(&[placed.metric]).inc();
+        m.placement_seconds
+            .with_label_values(&[placed.metric])
+            .observe(started.elapsed().as_secs_f64());
+        let mut out = self
+            .run_vm(&side, instance, version, input, request_id, usage)
+            .await;
+        out.placement = placed.source;
+        m.invocations
+            .with_label_values(&[if out.function_error { "error" } else { "ok" }])
+            .inc();
+        Ok(out)
+    }
+
+    /// Finds a VM for one invocation, as [`Executor::invoke`]'s placement
+    /// does for sandboxes, and makes it ready for the function.
+    async fn acquire_vm(
+        &self,
+        side: &Arc<VmSide>,
+        version: &VersionRecord,
+        key: &WarmKey,
+        module: &Path,
+        mode: InvokeMode,
+    ) -> Result<(Placed, VmInstance, Usage), VmAcquire> {
+        let c = &version.config;
+        let class = memory_class_for(c.memory_size).unwrap_or(c.memory_size);
+        let profile = RuntimeProfile::new("microvm", class);
+        let fv = function_version(key);
+        let policy = self.policy_for(&version.account_id);
+        let account = version.account_id.clone();
+        let mut usage = Usage {
+            memory_mb: c.memory_size,
+            ..Usage::default()
+        };
+        let mut queued_since: Option<Instant> = None;
+        let placed = |d: PlacementDecision, queued: bool| {
+            if queued {
+                Placed {
+                    source: "queued",
+                    metric: "queued",
+                }
+            } else {
+                vm_placed(d)
+            }
+        };
+        let mut reset_waits = 0;
+        // Bounded: a queued invocation re-places at most this often before
+        // its deadline turns the wait into a 429.
+        for _ in 0..10_000 {
+            // A VM of this version finishing its reset is as good as idle:
+            // wait for it (briefly) rather than take another.
+            let notified = self.0.released.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let resetting = {
+                let pools = self.0.pools.lock();
+                pools.vm.sub.idle(key) == 0 && pools.vm.resetting.get(key).copied().unwrap_or(0) > 0
+            };
+            if resetting && reset_waits < 5 {
+                reset_waits += 1;
+                let _ = tokio::time::timeout(Duration::from_millis(200), notified).await;
+                continue;
+            }
+            let now = self.now();
+            let req = PlacementRequest {
+                function: &fv,
+                profile: &profile,
+                memory_mb: c.memory_size,
+                now,
+            };
+            let (decision, drawn) = {
+                let mut guard = self.0.pools.lock();
+                let pools = &mut *guard;
+                if pools.closing {
+                    return Err(VmAcquire::Refused(LambdaError::service(
+                        "This Hearth node is shutting down.",
+                    )));
+                }
+                let vp = &pools.vm;
+                let view = PoolView {
+                    active_idle_function_warm: vp.sub.idle(key),
+                    dedicated_idle_function_warm: vp.sub.provisioned_idle(key),
+                    dedicated_idle_unspecialised: vp.sub.dedicated_idle(&account, class),
+                    general_idle_runtime_warm: vp.sub.general_idle(class),
+                    general_idle_shell_warm: 0,
+                    general_pool_size: vp.general_target_total,
+                    account_general_held: side.held.lock().get(&account).copied().unwrap_or(0),
+                    account_queue_len: pools.queued.get(&account).copied().unwrap_or(0),
+                };
+                let budget = self.budget_view(pools);
+                let decision = place(&req, &view, &policy, &budget);
+                if !mode.allows(decision, &budget, running_mb(class)) {
+                    drop(guard);
+                    self.0
+                        .metrics
+                        .placements
+                        .with_label_values(&["async-held-back"])
+                        .inc();
+                    return Err(VmAcquire::Refused(not_now()));
+                }
+                let drawn = match decision {
+                    PlacementDecision::Warm => pools
+                        .vm
+                        .sub
+                        .take_idle(key)
+                        .map(|v| Drawn::Ready(Box::new(v))),
+                    PlacementDecision::Dedicated {
+                        function_warm: true,
+                    } => pools
+                        .vm
+                        .sub
+                        .take_provisioned(key)
+                        .map(|v| Drawn::Ready(Box::new(v))),
+                    PlacementDecision::Dedicated {
+                        function_warm: false,
+                    } => pools
+                        .vm
+                        .sub
+                        .take_dedicated(&account, class)
+                        .map(|v| Drawn::Pooled(Box::new(v), false)),
+                    PlacementDecision::GeneralRuntime => pools
+                        .vm
+                        .sub
+                        .take_general(class)
+                        .map(|v| Drawn::Pooled(Box::new(v), true)),
+                    PlacementDecision::GeneralShell => None,
+                    PlacementDecision::Cold { evict_mb } => {
+                        let (gone, mut charge) = self.evict_for(pools, evict_mb, now);
+                        // Reserved under the lock, so two cold starts cannot
+                        // both fit in the same free memory.
+                        charge.set(running_mb(class).max(charge.mb()));
+                        Some(Drawn::Cold(gone, charge))
+                    }
+                    PlacementDecision::Queue { .. } => {
+                        *pools.queued.entry(account.clone()).or_default() += 1;
+                        None
+                    }
+                    PlacementDecision::Reject { .. } => None,
+                };
+                // A drawn VM is about to run: it is charged its whole class
+                // from now on, room made (under the lock) if need be.
+                let drawn = match drawn {
+                    Some(Drawn::Ready(mut v)) => {
+                        let gone = self.charge_running(pools, &mut v, class, now);
+                        Some((Drawn::Ready(v), gone))
+                    }
+                    Some(Drawn::Pooled(mut v, general)) => {
+                        let gone = self.charge_running(pools, &mut v, class, now);
+                        pools.vm.assign(v.vm.id, &account);
+                        Some((Drawn::Pooled(v, general), gone))
+                    }
+                    Some(d) => Some((d, Vec::new())),
+                    None => None,
+                };
+                (decision, drawn)
+            };
+            let queued = queued_since.is_some();
+            if let Some(t) = queued_since {
+                usage.queue_wait_us = t.elapsed().as_secs_f64() * 1e6;
+            }
+            match (decision, drawn) {
+                (_, Some((Drawn::Ready(mut v), gone))) => {
+                    for g in gone {
+                        let _ = g.await;
+                    }
+                    v.charge.set(running_mb(class));
+                    if decision == PlacementDecision::Warm {
+                        self.0.keepalive.lock().on_busy(v.sid, now);
+                    }
+                    return Ok((placed(decision, queued), *v, usage));
+                }
+                (_, Some((Drawn::Pooled(mut v, general), gone))) => {
+                    for g in gone {
+                        let _ = g.await;
+                    }
+                    v.charge.set(running_mb(class));
+                    if general {
+                        if let Some(s) = side.sizers.lock().get_mut(&class) {
+                            s.record_draw(now);
+                        }
+                        v.hold = Some(GeneralHold::new(&side.held, &account));
+                    }
+                    self.0.wake.notify_one();
+                    let started = Instant::now();
+                    let r = self
+                        .specialise_vm(side, *v, version, key, module, Origin::Active)
+                        .await;
+                    usage.specialise_us = started.elapsed().as_secs_f64() * 1e6;
+                    return r
+                        .map(|v| (placed(decision, queued), v, usage))
+                        .map_err(|f| VmAcquire::Failed(f, vm_placed(decision).source));
+                }
+                (_, Some((Drawn::Cold(gone, mut charge), _))) => {
+                    for g in gone {
+                        let _ = g.await;
+                    }
+                    charge.set(running_mb(class));
+                    if let Some(s) = side.sizers.lock().get_mut(&class) {
+                        s.record_cold_start(now);
+                    }
+                    self.0.wake.notify_one();
+                    let r = self
+                        .cold_vm(
+                            side,
+                            charge,
+                            version,
+                            key,
+                            module,
+                            Origin::Active,
+                            &mut usage,
+                        )
+                        .await;
+                    return r
+                        .map(|v| (placed(decision, queued), v, usage))
+                        .map_err(|f| VmAcquire::Failed(f, vm_placed(decision).source));
+                }
+                (PlacementDecision::Queue { deadline }, None) => {
+                    queued_since.get_or_insert_with(Instant::now);
+                    let wait = Duration::from_millis(deadline.0.saturating_sub(now.0));
+                    let waited = Instant::now();
+                    let timed_out = tokio::time::timeout(wait, notified).await.is_err();
+                    {
+                        let mut pools = self.0.pools.lock();
+                        if let Some(n) = pools.queued.get_mut(&account) {
+                            *n = n.saturating_sub(1);
+                        }
+                    }
+                    let outcome = if timed_out { "timeout" } else { "woken" };
+                    self.0
+                        .metrics
+                        .queue_wait_seconds
+                        .with_label_values(&[outcome])
+                        .observe(waited.elapsed().as_secs_f64());
+                    if timed_out {
+                        self.0
+                            .metrics
+                            .placements
+                            .with_label_values(&["rejected"])
+                            .inc();
+                        return Err(VmAcquire::Refused(throttle()));
+                    }
+                }
+                (PlacementDecision::Reject { .. }, None) => {
+                    self.0
+                        .metrics
+                        .placements
+                        .with_label_values(&["rejected"])
+                        .inc();
+                    return Err(VmAcquire::Refused(throttle()));
+                }
+                // The view said yes but the draw found nothing: place again.
+                _ => {}
+            }
+        }
+        Err(VmAcquire::Refused(throttle()))
+    }
+
+    /// Makes room (under the pools' lock) for a drawn VM to be charged its
+    /// whole class while it runs; returns the evicted capacity's handles,
+    /// whose charges `v` took over.
+    fn charge_running(
+        &self,
+        pools: &mut Pools,
+        v: &mut VmInstance,
+        class: u32,
+        now: hearth_pool::clock::Millis,
+    ) -> Vec<tokio::task::JoinHandle<()>> {
+        let need = running_mb(class).saturating_sub(v.charge.mb());
+        let used = self.0.memory_used.load(Ordering::Relaxed);
+        let over = (used + need).saturating_sub(self.0.config.memory_budget_mb);
+        let (gone, freed) = self.evict_for(pools, over, now);
+        v.charge.absorb(freed);
+        gone
+    }
+
+    /// The function made ready for VM threads: its module open, its
+    /// memory class's base ensured, its snapshot looked up (kept, and
+    /// updated once the snapshot is taken).
+    async fn vm_prepared(
+        &self,
+        side: &Arc<VmSide>,
+        version: &VersionRecord,
+        module: &Path,
+    ) -> Result<(super::PreparedKey, Prepared), LambdaError> {
+        let c = &version.config;
+        let class = memory_class_for(c.memory_size).unwrap_or(c.memory_size);
+        let config = config_blob(version, module, &self.0.node.region)?;
+        let pk = (version.code.sha256_hex.clone(), config.clone(), class);
+        if let Some(p) = side.prepared.lock().get(&pk) {
+            return Ok((pk, p.clone()));
+        }
+        let spec = FunctionSpec {
+            code_sha256_hex: version.code.sha256_hex.clone(),
+            module_path: module.to_path_buf(),
+            config,
+            init_timeout: self.0.config.init_timeout,
+        };
+        let host = side.host.clone();
+        let p = tokio::task::spawn_blocking(move || {
+            if host.store.base(class).is_none() {
+                let runner = Runner::for_this_thread().map_err(|e| e.to_string())?;
+                host.ensure_base(&runner, class)
+                    .map_err(|e| format!("cannot make the {class} MB base snapshot: {e}"))?;
+            }
+            host.prepare(&spec, class).map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|e| LambdaError::service(format!("worker failed: {e}")))?
+        .map_err(LambdaError::service)?;
+        let mut cache = side.prepared.lock();
+        if cache.len() >= 10_000 {
+            cache.clear();
+        }
+        cache.insert(pk.clone(), p.clone());
+        Ok((pk, p))
+    }
+
+    /// Turns a general or dedicated VM into the function (at its stdin
+    /// read), taking the function snapshot the first time.
+    pub(crate) async fn specialise_vm(
+        &self,
+        side: &Arc<VmSide>,
+        mut v: VmInstance,
+        version: &VersionRecord,
+        key: &WarmKey,
+        module: &Path,
+        origin: Origin,
+    ) -> Result<VmInstance, VmStartFailed> {
+        let started = Instant::now();
+        let (pk, prepared) = self
+            .vm_prepared(side, version, module)
+            .await
+            .map_err(VmStartFailed::Error)?;
+        v.account = Some(version.account_id.clone());
+        let p = prepared.clone();
+        let (v, outcome) = on_vm(&side.host, move |h, r| {
+            let s = h.specialise(r, &mut v.vm, &p);
+            (v, s)
+        })
+        .await
+        .map_err(VmStartFailed::Error)?;
+        let v = self
+            .after_specialise(side, v, outcome, pk, prepared, started)
+            .await?;
+        Ok(self.ready_instance(v, version, key, origin, started.elapsed()))
+    }
+
+    /// A cold start: a new VM restored from the function snapshot, or from
+    /// the base and specialised.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn cold_vm(
+        &self,
+        side: &Arc<VmSide>,
+        charge: MemoryCharge,
+        version: &VersionRecord,
+        key: &WarmKey,
+        module: &Path,
+        origin: Origin,
+        usage: &mut Usage,
+    ) -> Result<VmInstance, VmStartFailed> {
+        let started = Instant::now();
+        let (pk, prepared) = self
+            .vm_prepared(side, version, module)
+            .await
+            .map_err(VmStartFailed::Error)?;
+        let p = prepared.clone();
+        let (made, restore) = on_vm(&side.host, move |h, r| {
+            let t = Instant::now();
+            let made = h.cold(r, &p);
+            (made, t.elapsed())
+        })
+        .await
+        .map_err(VmStartFailed::Error)?;
+        usage.restore_us = restore.as_secs_f64() * 1e6;
+        let (pooled, outcome) = made.map_err(|e| {
+            VmStartFailed::Error(LambdaError::service(format!(
+                "cannot restore a microVM: {e}"
+            )))
+        })?;
+        let v = VmInstance {
+            sid: self.next_sid(),
+            vm: pooled,
+            charge,
+            hold: None,
+            account: Some(version.account_id.clone()),
+            key: None,
+            generation: 0,
+            origin: origin.clone(),
+            init_duration: None,
+            init_cost_ms: 0,
+            memory_mb: version.config.memory_size,
+            last_used: Instant::now(),
+        };
+        self.0.pools.lock().vm.assign(v.vm.id, &version.account_id);
+        let t = Instant::now();
+        let v = self
+            .after_specialise(side, v, Ok(outcome), pk, prepared, started)
+            .await?;
+        usage.specialise_us = t.elapsed().as_secs_f64() * 1e6;
+        Ok(self.ready_instance(v, version, key, origin, started.elapsed()))
+    }
+
+    /// A fresh keep-alive id.
+    pub(crate) fn next_sid(&self) -> hearth_pool::ids::SandboxId {
+        hearth_pool::ids::SandboxId(self.0.sandbox_seq.fetch_add(1, Ordering::Relaxed))
+    }
+
+    fn ready_instance(
+        &self,
+        mut v: VmInstance,
+        version: &VersionRecord,
+        key: &WarmKey,
+        origin: Origin,
+        init: Duration,
+    ) -> VmInstance {
+        v.key = Some(key.clone());
+        v.account = Some(version.account_id.clone());
+        v.generation = self.generation(&version.account_id, &version.function_name);
+        v.origin = origin;
+        v.init_duration = Some(init);
+        v.init_cost_ms = init.as_millis() as u64;
+        v.memory_mb = version.config.memory_size;
+        v
+    }
+
+    /// What follows a specialisation: the function snapshot taken and
+    /// adopted the first time, or the failure.
+    async fn after_specialise(
+        &self,
+        side: &Arc<VmSide>,
+        v: VmInstance,
+        outcome: Result<Specialised, hearth_pool::vm::VmPoolError>,
+        pk: super::PreparedKey,
+        prepared: Prepared,
+        started: Instant,
+    ) -> Result<VmInstance, VmStartFailed> {
+        match outcome {
+            Ok(Specialised::Ready) => Ok(v),
+            Ok(Specialised::NeedsSnapshot) => {
+                let host = side.host.clone();
+                let mut v = v;
+                let mut prepared = prepared;
+                let (v, prepared, wrote) = tokio::task::spawn_blocking(move || {
+                    // Another invocation may have taken it meanwhile.
+                    let wrote = match host.store.cached_function(&prepared.key) {
+                        Some(layer) => {
+                            prepared.layer = Some(layer);
+                            Ok(())
+                        }
+                        None => host.write_function_snapshot(&mut v.vm, &mut prepared),
+                    };
+                    (v, prepared, wrote)
+                })
+                .await
+                .map_err(|e| VmStartFailed::Error(LambdaError::service(e.to_string())))?;
+                if let Err(e) = wrote {
+                    // The VM is at the function's stdin read all the same:
+                    // it serves this invocation and is then dropped.
+                    tracing::warn!(error = %e, "cannot take a function snapshot");
+                    return Ok(v);
+                }
+                side.prepared.lock().insert(pk, prepared.clone());
+                let (v, adopted) = on_vm(&side.host, move |h, _| {
+                    let mut v = v;
+                    let r = h.adopt(&mut v.vm, &prepared);
+                    (v, r)
+                })
+                .await
+                .map_err(VmStartFailed::Error)?;
+                adopted.map_err(|e| {
+                    VmStartFailed::Error(LambdaError::service(format!(
+                        "cannot adopt the function snapshot: {e}"
+                    )))
+                })?;
+                Ok(v)
+            }
+            Ok(Specialised::EndedEarly(finished)) => {
+                drop(v.destroy());
+                Err(VmStartFailed::EndedEarly {
+                    finished,
+                    init: started.elapsed(),
+                })
+            }
+            Ok(Specialised::Failed(error_type, message)) => {
+                drop(v.destroy());
+                Err(VmStartFailed::Init {
+                    error_type,
+                    message,
+                    init: started.elapsed(),
+                })
+            }
+            Err(e) => {
+                drop(v.destroy());
+                Err(VmStartFailed::Error(LambdaError::service(format!(
+                    "cannot specialise a microVM: {e}"
+                ))))
+            }
+        }
+    }
+
+    /// Runs the invocation on a ready VM, answers, and resets the VM off
+    /// the response path (then returns it to where it came from).
+    async fn run_vm(
+        &self,
+        side: &Arc<VmSide>,
+        mut v: VmInstance,
+        version: &VersionRecord,
+        input: &InvokeInput,
+        request_id: String,
+        mut usage: Usage,
+    ) -> InvokeOutput {
+        let timeout = Duration::from_secs(u64::from(version.config.timeout));
+        let init_duration = v.init_duration.take();
+        let key = v.key.clone();
+        if let Some(k) = &key {
+            *self
+                .0
+                .pools
+                .lock()
+                .vm
+                .resetting
+                .entry(k.clone())
+                .or_default() += 1;
+        }
+        let (tx_done, rx_done) = tokio::sync::oneshot::channel();
+        let (tx_back, rx_back) = tokio::sync::oneshot::channel();
+        let payload = input.payload.clone();
+        let rid = request_id.clone();
+        let timeout_ns = timeout.as_nanos() as u64;
+        let started = Instant::now();
+        let host = side.host.clone();
+        let submitted = side.host.workers.submit(move |r| {
+            let inv = Invocation {
+                event: &payload,
+                request_id: &rid,
+                timeout_ns,
+            };
+            let before = v.vm.private_pages;
+            let (res, mut stats) = host.invoke(r, &mut v.vm, &inv);
+            // Pages this invocation copied: the VM's private pages now,
+            // less those it held when last measured (its last reset).
+            stats.cow_pages = stats.cow_pages.saturating_sub(before);
+            let reusable = v.vm.function.is_some()
+                && match &res {
+                    Ok(f) => !matches!(f.ended, Ended::GuestPanic(_)),
+                    Err(GuestError::Timeout) => true,
+                    Err(_) => false,
+                };
+            let _ = tx_done.send((res, stats));
+            let reset = reusable.then(|| host.reset(&mut v.vm));
+            let _ = tx_back.send((v, reset));
+        });
+        let done = match submitted {
+            Ok(()) => tokio::time::timeout(timeout + Duration::from_secs(30), rx_done)
+                .await
+                .ok()
+                .and_then(Result::ok),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot reach a VM thread");
+                None
+            }
+        };
+        let duration = started.elapsed();
+        let me = self.clone();
+        let side2 = side.clone();
+        tokio::spawn(async move {
+            let back = rx_back.await.ok();
+            me.release_vm(&side2, key, back);
+        });
+        let id = &request_id;
+        let mut extra = Vec::new();
+        let (function_error, body, stderr) = match done {
+            Some((res, stats)) => {
+                usage.guest_wall_us = stats.run_wall_ns as f64 / 1e3;
+                usage.guest_cpu_us = stats.run_cpu_ns as f64 / 1e3;
+                usage.exits = stats.exits.total();
+                usage.cow_pages = stats.cow_pages;
+                match res {
+                    Ok(f) => match f.ended {
+                        Ended::Exited(0) => (false, Bytes::from(f.stdout), f.stderr),
+                        Ended::OutputTooLarge => {
+                            let msg = format!(
+                                "Response payload size exceeded maximum allowed payload size ({} bytes).",
+                                hearth_types::limits::SYNC_PAYLOAD_MAX_BYTES
+                            );
+                            (
+                                true,
+                                error_body("Function.ResponseSizeTooLarge", &msg),
+                                f.stderr,
+                            )
+                        }
+                        ref ended => {
+                            let (etype, why) = describe(ended);
+                            let msg = format!("RequestId: {id} Error: {why}");
+                            extra.push(msg.clone());
+                            extra.push(etype.to_owned());
+                            (true, error_body(etype, &msg), f.stderr)
+                        }
+                    },
+                    Err(GuestError::Timeout) => {
+                        let secs = timeout.as_secs_f64();
+                        extra.push(format!(
+                            "{} {id} Task timed out after {secs:.2} seconds",
+                            iso_now()
+                        ));
+                        (
+                            true,
+                            error_body(
+                                "Sandbox.Timedout",
+                                &format!(
+                                    "RequestId: {id} Error: Task timed out after {secs:.2} seconds"
+                                ),
+                            ),
+                            Vec::new(),
+                        )
+                    }
+                    Err(e) => {
+                        let msg = format!("RequestId: {id} Error: the microVM failed: {e}");
+                        extra.push(msg.clone());
+                        (true, error_body("Runtime.ExitError", &msg), Vec::new())
+                    }
+                }
+            }
+            None => {
+                let msg = format!("RequestId: {id} Error: the microVM did not answer");
+                extra.push(msg.clone());
+                (true, error_body("Runtime.ExitError", &msg), Vec::new())
+            }
+        };
+        self.observe_usage(&usage);
+        let report = Report {
+            duration,
+            memory_mb: version.config.memory_size,
+            max_memory_used_mb: (usage.cow_pages * 4).div_ceil(1024),
+            init_duration,
+        };
+        let mut log = frame(id, &version.version, b"", &stderr, &extra, &report);
+        log.push_str(&usage.log_line(id));
+        log.push('\n');
+        self.0
+            .logs
+            .write(&version.account_id, &version.function_name, now_ms(), &log);
+        self.record_usage(version, &usage);
+        InvokeOutput {
+            request_id: request_id.clone(),
+            executed_version: version.version.clone(),
+            function_error,
+            body,
+            log_result: None,
+            placement: "",
+            usage: Some(usage.header()),
+        }
+        .with_log(&log)
+    }
+
+    /// Returns a VM to where it came from once it is reset: the function's
+    /// idle list, or its provisioned configuration; or destroys it (it
+    /// could not be reset, its function was retired, the node is closing).
+    /// Never to the general pool: a VM serves one account in its life.
+    fn release_vm(
+        &self,
+        side: &Arc<VmSide>,
+        key: Option<WarmKey>,
+        back: Option<(
+            VmInstance,
+            Option<Result<Duration, hearth_pool::vm::VmPoolError>>,
+        )>,
+    ) {
+        if let Some(k) = &key {
+            let mut pools = self.0.pools.lock();
+            if let Some(n) = pools.vm.resetting.get_mut(k) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    pools.vm.resetting.remove(k);
+                }
+            }
+        }
+        let _ = side;
+        let Some((mut v, reset)) = back else {
+            self.0.released.notify_waiters();
+            return;
+        };
+        let keep = match reset {
+            Some(Ok(d)) => {
+                self.0
+                    .metrics
+                    .vm_phase_seconds
+                    .with_label_values(&["reset"])
+                    .observe(d.as_secs_f64());
+                true
+            }
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "cannot reset a microVM: dropping it");
+                false
+            }
+            None => false,
+        };
+        let stale = match &v.key {
+            Some(k) => v.generation != self.generation(&k.account_id, &k.function_name),
+            None => true,
+        };
+        if !keep || stale {
+            self.forget_vm(&v);
+            drop(v.destroy());
+            self.0.wake.notify_one();
+            self.0.released.notify_waiters();
+            return;
+        }
+        v.last_used = Instant::now();
+        v.charge.set(measured_mb(v.vm.private_pages));
+        let Some(k) = v.key.clone() else { return };
+        {
+            let mut pools = self.0.pools.lock();
+            if pools.closing {
+                drop(pools);
+                drop(v.destroy());
+                return;
+            }
+            match v.origin.clone() {
+                Origin::Active => {
+                    let fv = function_version(&k);
+                    self.0.keepalive.lock().on_idle(
+                        IdleSandbox {
+                            id: v.sid,
+                            function: &fv,
+                            memory_mb: v.memory_mb,
+                            init_cost_ms: v.init_cost_ms,
+                        },
+                        self.now(),
+                    );
+                    pools.vm.sub.put_idle(k, v);
+                }
+                Origin::Provisioned(p) => {
+                    if self.0.provisioned.lock().contains_key(&p) {
+                        pools.vm.sub.put_provisioned(k, v);
+                    } else {
+                        if let Some(n) = pools.provisioned_owned.get_mut(&p) {
+                            *n = n.saturating_sub(1);
+                        }
+                        drop(pools);
+                        drop(v.destroy());
+                    }
+                }
+            }
+        }
+        self.0.released.notify_waiters();
+    }
+
+    /// A provisioned VM that goes away no longer counts for its
+    /// configuration.
+    pub(crate) fn forget_vm(&self, v: &VmInstance) {
+        if let Origin::Provisioned(p) = &v.origin {
+            if let Some(n) = self.0.pools.lock().provisioned_owned.get_mut(p) {
+                *n = n.saturating_sub(1);
+            }
+        }
+    }
+
+    /// Adds the invocation to the usage totals.
+    fn record_usage(&self, v: &VersionRecord, u: &Usage) {
+        self.0
+            .usage
+            .record(&v.account_id, &v.function_name, now_ms(), u);
+    }
+
+    /// The per-phase histograms.
+    fn observe_usage(&self, u: &Usage) {
+        let h = &self.0.metrics.vm_phase_seconds;
+        for (phase, us) in [
+            ("queue", u.queue_wait_us),
+            ("restore", u.restore_us),
+            ("specialise", u.specialise_us),
+            ("guest", u.guest_wall_us),
+            ("guest_cpu", u.guest_cpu_us),
+        ] {
+            if us > 0.0 || phase.starts_with("guest") {
+                h.with_label_values(&[phase]).observe(us / 1e6);
+            }
+        }
+        self.0.metrics.vm_exits.inc_by(u64::from(u.exits));
+        self.0.metrics.vm_cow_pages.inc_by(u.cow_pages);
+    }
+
+    /// An invocation whose VM could not be made ready: Lambda's answer
+    /// and log.
+    fn vm_start_failed(
+        &self,
+        f: VmStartFailed,
+        v: &VersionRecord,
+        request_id: &str,
+    ) -> InvokeOutput {
+        let id = request_id;
+        let (function_error, body, output, extra, init) = match f {
+            VmStartFailed::Error(e) => {
+                tracing::error!(error = %e, "a microVM start failed");
+                (
+                    true,
+                    error_body(e.kind.code(), &e.message),
+                    Vec::new(),
+                    vec![e.message],
+                    None,
+                )
+            }
+            VmStartFailed::Init {
+                error_type,
+                message,
+                init,
+            } => {
+                let msg = format!("RequestId: {id} Error: {message}");
+                (
+                    true,
+                    error_body(error_type, &msg),
+                    Vec::new(),
+                    vec![msg, error_type.to_owned()],
+                    Some(init),
+                )
+            }
+            VmStartFailed::EndedEarly { finished, init } => match finished.ended {
+                Ended::Exited(0) => (
+                    false,
+                    Bytes::from(finished.stdout),
+                    finished.stderr,
+                    Vec::new(),
+                    Some(init),
+                ),
+                ref ended => {
+                    let (etype, why) = describe(ended);
+                    let msg = format!("RequestId: {id} Error: {why}");
+                    (
+                        true,
+                        error_body(etype, &msg),
+                        finished.stderr.clone(),
+                        vec![msg, etype.to_owned()],
+                        Some(init),
+                    )
+                }
+            },
+        };
+        let report = Report {
+            duration: Duration::ZERO,
+            memory_mb: v.config.memory_size,
+            max_memory_used_mb: 0,
+            init_duration: init,
+        };
+        let log = frame(id, &v.version, b"", &output, &extra, &report);
+        self.0
+            .logs
+            .write(&v.account_id, &v.function_name, now_ms(), &log);
+        InvokeOutput {
+            request_id: id.to_owned(),
+            executed_version: v.version.clone(),
+            function_error,
+            body,
+            log_result: None,
+            placement: "",
+            usage: None,
+        }
+        .with_log(&log)
+    }
+}
+
+/// The `X-Hearth-Placement` and metric label of a VM's source.
+fn vm_placed(d: PlacementDecision) -> Placed {
+    let (source, metric) = match d {
+        PlacementDecision::Warm => ("vm-warm", "vm_warm"),
+        PlacementDecision::Dedicated { .. } => ("vm-dedicated", "vm_dedicated"),
+        PlacementDecision::GeneralRuntime | PlacementDecision::GeneralShell => {
+            ("vm-general", "vm_general")
+        }
+        PlacementDecision::Cold { .. } => ("vm-cold", "vm_cold"),
+        PlacementDecision::Queue { .. } => ("queued", "queued"),
+        PlacementDecision::Reject { .. } => ("rejected", "rejected"),
+    };
+    Placed { source, metric }
+}

@@ -1,0 +1,213 @@
+//! Functions whose code is a WebAssembly module run in Hearth's own KVM
+//! microVMs (`hearth_pool::vm`), through the same placement, concurrency,
+//! budget, keep-alive and log framing as process sandboxes:
+//!
+//! - [`VmPools`]: the VM sub-pools (general per memory class, dedicated per
+//!   account, provisioned, and the active pool's idle VMs), held under the
+//!   same lock as the sandbox pools, so that one decision over both and the
+//!   draw it implies are one step, and the memory budget has one owner;
+//! - `invoke`: placement, specialisation, the run, reset and release, the
+//!   answer and its accounting;
+//! - `manager`: base snapshots, refilling the general VM pools, dedicated
+//!   and provisioned VMs, snapshot deletion.
+//!
+//! A VM is charged against the memory budget by what it really holds: the
+//! guest pages it copied on write (measured after each reset) plus what KVM
+//! keeps for it ([`KVM_OVERHEAD_KIB`]). While it runs it is charged its
+//! whole memory class, the most its guest can touch, so a load of concurrent
+//! invocations cannot overshoot the budget.
+
+pub(crate) mod invoke;
+pub(crate) mod manager;
+
+use crate::instance::Origin;
+use crate::placement::WarmKey;
+use crate::pools::{GeneralHold, MemoryCharge};
+use hearth_pool::vm::{PooledVm, VmHost, VmSubPools};
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// One general microVM sub-pool: a memory class and its bounds.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct VmPoolConfig {
+    pub memory_class_mb: u32,
+    pub min: u32,
+    pub max: u32,
+}
+
+/// The general VM pools of a fresh node: 128 MB, 2 to 32 VMs.
+pub fn default_vm_pools() -> Vec<VmPoolConfig> {
+    vec![VmPoolConfig {
+        memory_class_mb: 128,
+        min: 2,
+        max: 32,
+    }]
+}
+
+/// Whether this node runs WebAssembly functions in microVMs.
+#[derive(Debug, Clone)]
+pub enum MicroVm {
+    /// It does not, and this says why (invocations of such functions are
+    /// told).
+    Off(String),
+    /// It does.
+    On {
+        host: Arc<VmHost>,
+        /// The general VM sub-pools (empty: every VM start is cold).
+        general: Vec<VmPoolConfig>,
+    },
+}
+
+/// What KVM itself holds for each VM beyond the guest's private pages (the
+/// vCPU, its shadow page tables, memory slots), KiB. `hearth bench --only
+/// vm` measures it ("kept VMs, kernel memory"): 881 KiB per VM on PVM; this
+/// rounds it up.
+pub const KVM_OVERHEAD_KIB: u64 = 1024;
+
+/// The budget charge of a VM holding `private_pages` guest pages, MiB.
+pub(crate) fn measured_mb(private_pages: u64) -> u64 {
+    (private_pages * 4 + KVM_OVERHEAD_KIB).div_ceil(1024)
+}
+
+/// The budget charge of a running VM of a memory class (all its guest RAM
+/// may become private), MiB.
+pub(crate) fn running_mb(class_mb: u32) -> u64 {
+    u64::from(class_mb) + KVM_OVERHEAD_KIB.div_ceil(1024)
+}
+
+/// A VM as the supervisor holds it.
+#[derive(Debug)]
+pub(crate) struct VmInstance {
+    /// The id the keep-alive policy knows it by.
+    pub sid: hearth_pool::ids::SandboxId,
+    pub vm: PooledVm,
+    pub charge: MemoryCharge,
+    /// Counted against the account's share of the general VM pool.
+    pub hold: Option<GeneralHold>,
+    /// The account it serves, from the moment it leaves the general pool.
+    pub account: Option<String>,
+    /// The function version it is warm for.
+    pub key: Option<WarmKey>,
+    pub generation: u64,
+    pub origin: Origin,
+    /// Set until the first invocation reports it.
+    pub init_duration: Option<Duration>,
+    pub init_cost_ms: u64,
+    /// The function's MemorySize.
+    pub memory_mb: u32,
+    pub last_used: Instant,
+}
+
+impl VmInstance {
+    /// Drops the VM off the async threads (closing KVM's descriptors frees
+    /// its memory, which takes a moment), then its charge and hold.
+    pub fn destroy(self) -> tokio::task::JoinHandle<()> {
+        tokio::task::spawn_blocking(move || drop(self))
+    }
+
+    /// Destroys the VM but hands its memory charge to the caller.
+    pub fn destroy_handing_over_charge(self) -> (tokio::task::JoinHandle<()>, MemoryCharge) {
+        let VmInstance {
+            vm, charge, hold, ..
+        } = self;
+        let h = tokio::task::spawn_blocking(move || {
+            drop(vm);
+            drop(hold);
+        });
+        (h, charge)
+    }
+}
+
+/// The VM side of the pools (inside `Pools`, under its lock).
+#[derive(Debug, Default)]
+pub(crate) struct VmPools {
+    pub sub: VmSubPools<WarmKey, VmInstance>,
+    /// Function-warm VMs being reset after an invocation, by version: an
+    /// invocation of that version waits for one rather than take a general VM.
+    pub resetting: HashMap<WarmKey, u32>,
+    /// Each general VM pool's current target, by memory class.
+    pub general_targets: HashMap<u32, u32>,
+    pub general_target_total: u32,
+    /// Which account each VM was handed to, most recent last (bounded): the
+    /// admin API shows it, so that a test can check no VM served two.
+    pub assignments: VecDeque<(u64, String)>,
+}
+
+/// How many assignments [`VmPools::assignments`] keeps.
+const ASSIGNMENTS_KEPT: usize = 10_000;
+
+impl VmPools {
+    /// Records that VM `id` now serves `account`.
+    pub fn assign(&mut self, id: u64, account: &str) {
+        if self.assignments.len() >= ASSIGNMENTS_KEPT {
+            self.assignments.pop_front();
+        }
+        self.assignments.push_back((id, account.to_owned()));
+    }
+
+    /// Memory the idle VMs are charged, MiB (what eviction could free).
+    pub fn idle_mb(&self) -> u64 {
+        self.sub.idle_iter().map(|v| v.charge.mb()).sum()
+    }
+
+    /// Memory of general VMs above their pools' targets, MiB.
+    pub fn general_surplus_mb(&self) -> u64 {
+        let mut mb = 0;
+        for (class, list) in self.sub.general_iter() {
+            let target = self.general_targets.get(&class).copied().unwrap_or(0) as usize;
+            mb += list.iter().skip(target).map(|v| v.charge.mb()).sum::<u64>();
+        }
+        mb
+    }
+}
+
+/// The node's VM side: the host (KVM, the image, the snapshot cache, the VM
+/// threads) and what the supervisor keeps beside the pools.
+#[derive(Debug)]
+pub(crate) struct VmSide {
+    pub host: Arc<VmHost>,
+    pub general: Vec<VmPoolConfig>,
+    /// Functions made ready for VM threads (module open, snapshot looked
+    /// up), by (code SHA-256, config blob, memory class).
+    pub prepared: parking_lot::Mutex<HashMap<PreparedKey, hearth_pool::vm::Prepared>>,
+    /// Memory classes whose base snapshot is open, and why others failed.
+    /// (`None`: being made.)
+    pub bases: parking_lot::Mutex<HashMap<u32, Option<Result<(), String>>>>,
+    /// General VMs each account holds.
+    pub held: Arc<parking_lot::Mutex<HashMap<String, u32>>>,
+    /// Per general VM pool: the sizing policy's state.
+    pub sizers: parking_lot::Mutex<HashMap<u32, Box<dyn hearth_pool::sizing::PoolSizer>>>,
+    /// Dedicated VM sub-pool sizes, by (account, memory class): the
+    /// accounts' `microvm:CLASS` capacity settings.
+    pub dedicated: parking_lot::Mutex<HashMap<(String, u32), u32>>,
+}
+
+pub(crate) type PreparedKey = (String, Vec<u8>, u32);
+
+impl VmSide {
+    pub(crate) fn new(
+        host: Arc<VmHost>,
+        general: Vec<VmPoolConfig>,
+        sizer: &hearth_pool::sizing::SizerConfig,
+    ) -> Self {
+        let sizers = general
+            .iter()
+            .map(|g| {
+                (
+                    g.memory_class_mb,
+                    sizer.build(hearth_pool::clock::Millis(0)),
+                )
+            })
+            .collect();
+        VmSide {
+            host,
+            general,
+            prepared: parking_lot::Mutex::new(HashMap::new()),
+            bases: parking_lot::Mutex::new(HashMap::new()),
+            held: Arc::new(parking_lot::Mutex::new(HashMap::new())),
+            sizers: parking_lot::Mutex::new(sizers),
+            dedicated: parking_lot::Mutex::new(HashMap::new()),
+        }
+    }
+}
