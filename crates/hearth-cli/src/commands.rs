@@ -222,7 +222,9 @@ fn print_capacity(r: &Value, json_out: bool) {
 
 #[derive(Debug, clap::Args)]
 pub struct DeployArgs {
-    /// A directory (zipped for you) or a .zip file.
+    /// A directory (zipped for you), a .zip file, or a single WebAssembly
+    /// module (`.wasm`: zipped under its handler's name; the runtime and
+    /// handler default to `provided.al2023` and the file's name).
     pub source: PathBuf,
     #[arg(long)]
     pub name: String,
@@ -298,11 +300,38 @@ fn collect(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
     Ok(())
 }
 
-pub fn deploy(c: &Client, a: DeployArgs) -> Result<()> {
+/// A zip holding one WebAssembly module under `name`.
+pub fn zip_module(module: &[u8], name: &str) -> Result<Vec<u8>> {
+    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let opts = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated)
+        .unix_permissions(0o644);
+    w.start_file(name, opts)?;
+    w.write_all(module)?;
+    Ok(w.finish()?.into_inner())
+}
+
+pub fn deploy(c: &Client, mut a: DeployArgs) -> Result<()> {
     let zip = if a.source.is_dir() {
         zip_dir(&a.source)?
     } else {
-        std::fs::read(&a.source).with_context(|| format!("cannot read {}", a.source.display()))?
+        let bytes = std::fs::read(&a.source)
+            .with_context(|| format!("cannot read {}", a.source.display()))?;
+        if bytes.starts_with(b"\0asm") {
+            // A WebAssembly module: it runs in a microVM.
+            let file = a
+                .source
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("function.wasm")
+                .to_owned();
+            let handler = a.handler.get_or_insert(file).clone();
+            a.runtime
+                .get_or_insert_with(|| "provided.al2023".to_owned());
+            zip_module(&bytes, &handler)?
+        } else {
+            bytes
+        }
     };
     let zip_b64 = base64::engine::general_purpose::STANDARD.encode(&zip);
     let path = format!("/2015-03-31/functions/{}", segment(&a.name));
@@ -410,6 +439,7 @@ pub fn ls(c: &Client, json_out: bool) -> Result<()> {
                 f["MemorySize"].to_string(),
                 f["Timeout"].to_string(),
                 str_of(&f["State"]),
+                str_of(&f["HearthIsolation"]),
                 str_of(&f["LastModified"]),
             ]
         })
@@ -421,6 +451,7 @@ pub fn ls(c: &Client, json_out: bool) -> Result<()> {
             "MEMORY",
             "TIMEOUT",
             "STATE",
+            "RUNS IN",
             "LAST MODIFIED",
         ],
         rows,
@@ -626,6 +657,101 @@ pub fn dlq(c: &Client, name: &str, redrive: bool, json_out: bool) -> Result<()> 
     Ok(())
 }
 
+/// The table rows of the microVM pools.
+fn vm_pool_rows(vm: &Value) -> Vec<Vec<String>> {
+    let list = |k: &str| vm[k].as_array().cloned().unwrap_or_default();
+    let mut rows = Vec::new();
+    for g in list("General") {
+        rows.push(vec![
+            "general".to_owned(),
+            str_of(&g["Profile"]),
+            "microvm".to_owned(),
+            g["Idle"].to_string(),
+            g["Building"].to_string(),
+            format!("{}..{} (target {})", g["Min"], g["Max"], g["Target"]),
+        ]);
+    }
+    for d in list("Dedicated") {
+        rows.push(vec![
+            "dedicated".to_owned(),
+            str_of(&d["Profile"]),
+            "microvm".to_owned(),
+            d["Idle"].to_string(),
+            String::new(),
+            format!("{} for account {}", d["Target"], str_of(&d["AccountId"])),
+        ]);
+    }
+    for p in list("Provisioned") {
+        rows.push(vec![
+            "dedicated".to_owned(),
+            format!("{}:{}", str_of(&p["FunctionName"]), str_of(&p["Version"])),
+            "microvm-function".to_owned(),
+            p["Idle"].to_string(),
+            String::new(),
+            format!("account {}", str_of(&p["AccountId"])),
+        ]);
+    }
+    rows
+}
+
+/// Usage totals: `hearth usage [--account A] [--function F] [--since MS] [--json]`.
+pub fn usage(
+    c: &Client,
+    account: Option<&str>,
+    function: Option<&str>,
+    since_ms: Option<i64>,
+    json_out: bool,
+) -> Result<()> {
+    let mut q = Vec::new();
+    if let Some(a) = account {
+        q.push(format!("account={}", segment(a)));
+    }
+    if let Some(f) = function {
+        q.push(format!("function={}", segment(f)));
+    }
+    if let Some(s) = since_ms {
+        q.push(format!("since={s}"));
+    }
+    let path = if q.is_empty() {
+        "/hearth/v1/usage".to_owned()
+    } else {
+        format!("/hearth/v1/usage?{}", q.join("&"))
+    };
+    let r = c.call("GET", &path, None)?;
+    if json_out {
+        println!("{r}");
+        return Ok(());
+    }
+    let rows = r["Usage"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|u| {
+            vec![
+                str_of(&u["AccountId"]),
+                str_of(&u["FunctionName"]),
+                u["Invocations"].to_string(),
+                format!("{:.1}", u["GuestCpuUs"].as_f64().unwrap_or(0.0)),
+                format!("{:.1}", u["GuestWallUs"].as_f64().unwrap_or(0.0)),
+                format!("{:.1}", u["GbUs"].as_f64().unwrap_or(0.0)),
+            ]
+        })
+        .collect();
+    print_table(
+        &[
+            "ACCOUNT",
+            "FUNCTION",
+            "INVOCATIONS",
+            "GUEST CPU µs",
+            "GUEST WALL µs",
+            "GB-µs",
+        ],
+        rows,
+    );
+    Ok(())
+}
+
 /// Prints the node's pools (admin accounts); with `watch`, every second.
 pub fn pools(c: &Client, json_out: bool, watch: bool) -> Result<()> {
     // Bounded: a watch runs at most a day of one-second refreshes.
@@ -674,14 +800,23 @@ pub fn pools(c: &Client, json_out: bool, watch: bool) -> Result<()> {
                         }),
                 )
                 .collect();
+            let mut rows: Vec<Vec<String>> = rows;
+            rows.extend(vm_pool_rows(&r["MicroVm"]));
             print_table(
                 &["POOL", "PROFILE", "WARMTH", "IDLE", "BUILDING", "BOUNDS"],
                 rows,
             );
             println!(
-                "active idle: {}  queued: {}  memory: {} / {} MB",
-                r["ActiveIdle"], r["Queued"], r["MemoryUsedMb"], r["MemoryBudgetMb"]
+                "active idle: {} sandboxes, {} microVMs  queued: {}  memory: {} / {} MB",
+                r["ActiveIdle"],
+                r["MicroVm"]["ActiveIdle"].as_array().map_or(0, Vec::len),
+                r["Queued"],
+                r["MemoryUsedMb"],
+                r["MemoryBudgetMb"]
             );
+            if r["MicroVm"]["Available"] == json!(false) {
+                println!("microVMs: off ({})", str_of(&r["MicroVm"]["Reason"]));
+            }
         }
         if !watch {
             return Ok(());

@@ -101,6 +101,26 @@ enum Command {
         #[arg(long)]
         watch: bool,
     },
+    /// Usage totals of microVM invocations per account and function:
+    /// invocations, µs of guest CPU and wall time, GB-µs (an account sees
+    /// its own; admins every account's).
+    Usage {
+        #[command(flatten)]
+        client: client::ClientArgs,
+        /// One account (admins).
+        #[arg(long)]
+        account: Option<String>,
+        /// One function.
+        #[arg(long)]
+        function: Option<String>,
+        /// Only usage since this time, milliseconds since the epoch (from
+        /// the start of its minute).
+        #[arg(long)]
+        since: Option<i64>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Run WebAssembly modules in Hearth's own KVM microVMs.
     Vm {
         #[command(subcommand)]
@@ -149,6 +169,19 @@ fn main() -> Result<()> {
         Command::Rm { client, name } => commands::rm(&client::Client::new(client)?, &name),
         Command::Bench(args) => bench::run(args),
         Command::Vm { command } => std::process::exit(vm::run(command)),
+        Command::Usage {
+            client,
+            account,
+            function,
+            since,
+            json,
+        } => commands::usage(
+            &client::Client::new(client)?,
+            account.as_deref(),
+            function.as_deref(),
+            since,
+            json,
+        ),
         Command::Pools {
             client,
             json,

@@ -377,7 +377,8 @@ impl Executor {
             let req = PlacementRequest {
                 function: &fv,
                 profile: &profile,
-                memory_mb: c.memory_size,
+                // What a running VM of the class is charged.
+                memory_mb: u32::try_from(running_mb(class)).unwrap_or(u32::MAX),
                 now,
             };
             let (decision, drawn) = {
@@ -388,18 +389,26 @@ impl Executor {
                         "This Hearth node is shutting down.",
                     )));
                 }
+                let budget = self.budget_view(pools);
+                // A pooled VM is charged what it holds, a running one its
+                // whole class: a VM can be drawn only where the budget has
+                // room for it to run. Where it has none, placement sees no
+                // VM to draw (and goes on to a cold start, the queue or a
+                // 429, whose budget check is the same).
+                let room = budget.used_mb + running_mb(class)
+                    <= budget.limit_mb.saturating_add(budget.evictable_mb);
                 let vp = &pools.vm;
+                let n = |count: u32| if room { count } else { 0 };
                 let view = PoolView {
-                    active_idle_function_warm: vp.sub.idle(key),
-                    dedicated_idle_function_warm: vp.sub.provisioned_idle(key),
-                    dedicated_idle_unspecialised: vp.sub.dedicated_idle(&account, class),
-                    general_idle_runtime_warm: vp.sub.general_idle(class),
+                    active_idle_function_warm: n(vp.sub.idle(key)),
+                    dedicated_idle_function_warm: n(vp.sub.provisioned_idle(key)),
+                    dedicated_idle_unspecialised: n(vp.sub.dedicated_idle(&account, class)),
+                    general_idle_runtime_warm: n(vp.sub.general_idle(class)),
                     general_idle_shell_warm: 0,
                     general_pool_size: vp.general_target_total,
                     account_general_held: side.held.lock().get(&account).copied().unwrap_or(0),
                     account_queue_len: pools.queued.get(&account).copied().unwrap_or(0),
                 };
-                let budget = self.budget_view(pools);
                 let decision = place(&req, &view, &policy, &budget);
                 if !mode.allows(decision, &budget, running_mb(class)) {
                     drop(guard);

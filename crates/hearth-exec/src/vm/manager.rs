@@ -235,7 +235,14 @@ impl Executor {
     /// memory budget has no room.
     fn spawn_vm_build(&self, side: &Arc<VmSide>, slot: Slot) -> bool {
         let class = slot.class();
-        let mb = running_mb(class);
+        // Charged, while it is made, what the last pooled VM of its class
+        // held once made (its class, the first time).
+        let mb = side
+            .pooled_mb
+            .lock()
+            .get(&class)
+            .copied()
+            .unwrap_or_else(|| running_mb(class));
         if self.0.memory_used.load(Ordering::Relaxed) + mb > self.0.config.memory_budget_mb {
             return false;
         }
@@ -288,7 +295,9 @@ impl Executor {
                 .with_label_values(&["build-microvm"])
                 .observe(started.elapsed().as_secs_f64());
             let mut charge = charge;
-            charge.set(measured_mb(vm.private_pages));
+            let held = measured_mb(vm.private_pages);
+            charge.set(held);
+            side.pooled_mb.lock().insert(class, held);
             let mut v = VmInstance {
                 sid: me.next_sid(),
                 vm,

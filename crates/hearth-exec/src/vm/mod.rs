@@ -178,6 +178,9 @@ pub(crate) struct VmSide {
     pub held: Arc<parking_lot::Mutex<HashMap<String, u32>>>,
     /// Per general VM pool: the sizing policy's state.
     pub sizers: parking_lot::Mutex<HashMap<u32, Box<dyn hearth_pool::sizing::PoolSizer>>>,
+    /// What the last pooled VM of each class held once made, MiB: what a
+    /// pooled VM is charged while it is made.
+    pub pooled_mb: parking_lot::Mutex<HashMap<u32, u64>>,
     /// Dedicated VM sub-pool sizes, by (account, memory class): the
     /// accounts' `microvm:CLASS` capacity settings.
     pub dedicated: parking_lot::Mutex<HashMap<(String, u32), u32>>,
@@ -208,6 +211,7 @@ impl VmSide {
             held: Arc::new(parking_lot::Mutex::new(HashMap::new())),
             sizers: parking_lot::Mutex::new(sizers),
             dedicated: parking_lot::Mutex::new(HashMap::new()),
+            pooled_mb: parking_lot::Mutex::new(HashMap::new()),
         }
     }
 }
