@@ -153,14 +153,17 @@ KEEP_SECRET = module("""
                      memory_pages=16, data='(data (i32.const 0x100) "stored")')
 
 # Account B: its event is A's secret (a JSON string) with every byte plus
-# one; it keeps the
-# decoded first 8 bytes only in a local, wipes the event, grows its memory,
-# and scans every byte offset of it for the secret.
-SCAN_SECRET = module("""
+# one; it keeps the decoded first 8 bytes only in a local, wipes the event
+# (unless `wipe` is off: the positive control, whose event also carries the
+# secret itself), grows its memory, and scans every byte offset of it for
+# the secret.
+def scan_secret(wipe: bool = True) -> str:
+    fill = "(memory.fill (i32.const 0x10000) (i32.const 0) (i32.const 0x10000))" if wipe else ""
+    return module(f"""
     (local $want i64) (local $i i32) (local $end i32)
     (call $read_all)
     (local.set $want (i64.sub (i64.load (i32.const 0x10001)) (i64.const 0x0101010101010101)))
-    (memory.fill (i32.const 0x10000) (i32.const 0) (i32.const 0x10000))
+    {fill}
     (drop (memory.grow (i32.const 16)))
     (local.set $end (i32.sub (i32.mul (memory.size) (i32.const 65536)) (i32.const 8)))
     (block $done (loop $scan
@@ -170,7 +173,7 @@ SCAN_SECRET = module("""
       (local.set $i (i32.add (local.get $i) (i32.const 1)))
       (br $scan)))
     (call $out (i32.const 1) (i32.const 0x100) (i32.const 5))""",
-                    memory_pages=16, data='(data (i32.const 0x100) "clean") (data (i32.const 0x110) "FOUND")')
+                  memory_pages=16, data='(data (i32.const 0x100) "clean") (data (i32.const 0x110) "FOUND")')
 
 
 def wat2wasm(src: str) -> bytes:
@@ -652,13 +655,20 @@ def test_no_vm_serves_two_accounts_and_no_secret_crosses(vmsrv):
     b = vmsrv.create_account()
     ca, cb = vmsrv.account_client(a), vmsrv.account_client(b)
     keep = create_wasm(ca, KEEP_SECRET)
-    scan = create_wasm(cb, SCAN_SECRET)
+    scan = create_wasm(cb, scan_secret())
+    control = create_wasm(cb, scan_secret(wipe=False))
     secret = ("S" + nonce())[:16].encode()
     shifted = bytes(x + 1 for x in secret)
+    # B runs before A ever has, then after each of A's invocations.
+    got = invoke_ok(cb, scan, raw_payload=b'"' + shifted + b'"')
+    assert got.payload == b"clean", got.describe()
     for _ in range(3):
         assert invoke_ok(ca, keep, raw_payload=b'"' + secret + b'"').payload == b"stored"
         got = invoke_ok(cb, scan, raw_payload=b'"' + shifted + b'"')
         assert got.payload == b"clean", got.describe()
+    # The scan finds the secret where it is: in the control's own event.
+    found = invoke_ok(cb, control, raw_payload=b'"' + shifted[:8] + secret[:8] + b'"')
+    assert found.payload == b"FOUND", found.describe()
     p = vm_pools(vmsrv)
     owners: dict[int, set[str]] = {}
     for x in p["Assignments"]:
