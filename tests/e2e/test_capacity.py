@@ -95,6 +95,8 @@ TIGHT_CONFIG = """
 memory_budget_mb = 256
 sizer = "fixed"
 general = [ { profile = "python:128", min = 1, max = 1 } ]
+[microvm]
+general = []   # no pooled microVMs in this budget (test_vm_pools.py has theirs)
 """
 
 
@@ -361,7 +363,7 @@ def test_fresh_server_fills_its_general_sub_pool(servers):
         cgs = srv.cgroup.memory_sandbox_cgroups() if is_root() and srv.cgroup else None
         b = srv.pools()
         state.update(pools=b, metrics=m, cgroups=cgs)
-        if a != b or any(g["Building"] for g in b["General"]):
+        if a != b or any(g["Building"] for g in b["General"] + b["MicroVm"].get("General", [])):
             return False
         idle = sum(g["Idle"] for g in b["General"])
         for g in b["General"]:
@@ -376,7 +378,10 @@ def test_fresh_server_fills_its_general_sub_pool(servers):
             f"hearth_pool_sandboxes {metric}\ncgroups {state['cgroups']}")
     p = state["pools"]
     idle = sum(g["Idle"] for g in p["General"])
-    assert p["MemoryUsedMb"] == 128 * idle, f"{idle} pooled 128 MB sandboxes but MemoryUsedMb {p['MemoryUsedMb']}"
+    # Pooled microVMs are charged what they hold (a few MB each).
+    vm_mb = sum(g["IdleMemoryMb"] for g in p["MicroVm"].get("General", []))
+    assert p["MemoryUsedMb"] == 128 * idle + vm_mb, \
+        f"{idle} pooled 128 MB sandboxes and {vm_mb} MB of pooled VMs but MemoryUsedMb {p['MemoryUsedMb']}"
     assert "hearth_pool_sandboxes" in state["metrics"].names(), sorted(state["metrics"].names())
 
     if not (is_root() and srv.cgroup):
@@ -477,7 +482,7 @@ def test_provided_first_invoke_is_general_shell(cap, acct_client):
 
 
 def test_without_general_pools_the_first_invoke_is_cold(servers):
-    srv = servers("nopool", config="[capacity]\ngeneral = []\n")
+    srv = servers("nopool", config="[capacity]\ngeneral = []\n[microvm]\ngeneral = []\n")
     p = srv.pools()
     assert p["General"] == [] and p["MemoryUsedMb"] == 0, p
     if is_root() and srv.cgroup:
@@ -711,6 +716,8 @@ general = [
   {{ profile = "python:128", min = 1, max = 2 }},
   {{ profile = "shell:128", min = 0, max = 1 }},
 ]
+[microvm]
+general = []
 """
 
 

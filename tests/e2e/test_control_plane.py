@@ -34,8 +34,9 @@ from hearth_e2e import (
 LAST_MODIFIED = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+0000$")
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
-# Fields of AWS's FunctionConfiguration that Hearth does not produce.
-HEARTH_OMITS = {"RuntimeVersionConfig"}
+# Fields of AWS's FunctionConfiguration that Hearth does not produce (it
+# now produces them all: RuntimeVersionConfig names where the function runs).
+HEARTH_OMITS: set[str] = set()
 
 
 def arn(name: str, qualifier: str | None = None, account: str = DEV_ACCOUNT) -> str:
