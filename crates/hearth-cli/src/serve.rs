@@ -68,7 +68,8 @@ pub struct Config {
 pub struct MicroVmSection {
     /// Run WebAssembly functions in microVMs [default: true; needs /dev/kvm].
     pub enabled: Option<bool>,
-    /// Threads that run guests [default: the number of CPUs, at least 2].
+    /// Threads that run guests, started on demand: the most VMs that run at
+    /// once [default: 64].
     pub workers: Option<usize>,
     /// How general VMs are warmed: none, populate, rehearse [default: rehearse].
     pub prewarm: Option<String>,
@@ -123,12 +124,9 @@ impl MicroVmSection {
                 })
                 .collect::<Result<_>>()?,
         };
-        let workers = self.workers.unwrap_or_else(|| {
-            std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(2)
-                .max(2)
-        });
+        // A guest that runs (or sleeps in WASI's poll) holds its thread:
+        // as many threads as VMs may run at once, started on demand.
+        let workers = self.workers.unwrap_or(64);
         anyhow::ensure!(workers >= 1, "[microvm] workers must be at least 1");
         let config = VmHostConfig {
             snapshot_dir: data_dir.join("vm").join("snapshots"),
