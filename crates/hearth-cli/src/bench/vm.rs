@@ -14,17 +14,39 @@
 //!   against the floor's bare `KVM_RUN`;
 //! - the cost of a page copied on write, from forks that write 256 fresh
 //!   pages against forks that write none;
-//! - N forks kept alive at once: the time for all, and their memory.
+//! - N forks kept alive at once (50 quick, 1,000 full; stopped early, saying
+//!   why, past 120 s, under 2 GiB MemAvailable, near the open-file limit or
+//!   on a failed fork): the time for all, and their memory.
+//!
+//! The microVM pools (`hearth_pool::vm::VmHost`, driven here as the node
+//! drives it, guest steps on its seccomp'd VM threads):
+//! - specialising a warmed general VM: with no function snapshot yet (load,
+//!   write the snapshot, adopt it) and with one (`adopt_layer`), against
+//!   the fork's restore;
+//! - idle VMs kept at once, general (prewarm rehearse) and function-warm
+//!   (after an invocation and its reset): private pages, the memory budget's
+//!   charge, the kernel's memory (MemAvailable's drop minus private memory,
+//!   and the kernel's own counters), and how many fit in 24 GiB.
+//!
+//! And through the Lambda API, on a node of this binary: a WebAssembly
+//! function's warm invoke (`vm-warm`) against a Python function's warm
+//! invoke in a process sandbox on the same node, and a fresh WebAssembly
+//! function's first invoke from the general VM pool (`vm-general`, no
+//! snapshot yet) against a fresh Python function's from the general
+//! runtime-warm pool, alternating trial by trial.
 //!
 //! Nothing here asserts a speed.
 
 use std::io::Write;
 use std::path::Path;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context, Result};
 use hearth_bench::report::{ChartSpec, Figure, Scenario, Section};
+use hearth_pool::vm::{
+    config_blob, FunctionSpec, PooledVm, Prepared, Prewarm, Specialised, VmHost, VmHostConfig,
+};
 use hearth_vmm::cache::{FunctionKey, SnapshotCache};
 use hearth_vmm::guest::{Ended, Invocation, Loaded, Runner};
 use hearth_vmm::image::GuestImage;
@@ -34,7 +56,9 @@ use hearth_vmm::vm::{ModuleFile, ResetMode, Vm};
 use hearth_vmm::{monotonic_ns, RunStats};
 use hearth_wasi::{Engine, Outcome, Platform, Wasi, WasmiEngine};
 
-use super::{check_stop, Ctx};
+use super::http::{Conn, Signer};
+use super::node::{zip_b64, Node};
+use super::{check_stop, thin, Ctx, HANDLER};
 
 /// The echo module: stdin to stdout.
 const ECHO_WAT: &str = r#"(module
@@ -305,13 +329,28 @@ fn mem_available_kib() -> u64 {
         .unwrap_or(0)
 }
 
+/// Descriptors this process has open.
+fn open_fds() -> Option<u64> {
+    Some(std::fs::read_dir("/proc/self/fd").ok()?.count() as u64)
+}
+
+/// This process's soft limit on open files.
+fn open_files_limit() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = text.lines().find(|l| l.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
+}
+
 pub fn run(ctx: &Ctx) -> Result<Section> {
     let mut section = Section::new(
         "vm",
         "MicroVM core",
         "Hearth's own KVM VMM: VM create, fork from a function snapshot to the result, reset + re-run, the exit \
          round trip and the copy-on-write page, beside this machine's bare-KVM floor and the same module run \
-         in-process with the same engine (wasmi), all in one run.",
+         in-process with the same engine (wasmi), all in one run. The microVM pools: specialising a warmed \
+         general VM with and without the function snapshot, idle VMs' memory and how many fit in 24 GiB; and \
+         through the Lambda API on a node, a WebAssembly function's warm and first invokes against a Python \
+         function's in a process sandbox on the same node.",
     );
     let kvm = match Kvm::open() {
         Ok(k) => k,
@@ -381,6 +420,7 @@ pub fn run(ctx: &Ctx) -> Result<Section> {
     let engine = WasmiEngine::new();
     let (mut fork_total, mut fork_restore, mut reset_rerun, mut reset_only, mut inproc) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut rerun_only = Vec::new();
     let (mut cow0, mut cow256, mut cow_pages, mut fork_cow) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut exit_trips = Vec::new();
@@ -406,6 +446,7 @@ pub fn run(ctx: &Ctx) -> Result<Section> {
         warm.copied_pages()?;
         reset_only.push(t1 - t0);
         reset_rerun.push(t2 - t0);
+        rerun_only.push(t2 - t1);
 
         inproc.push(in_process(&engine, &echo_wasm)?);
 
@@ -458,30 +499,107 @@ pub fn run(ctx: &Ctx) -> Result<Section> {
     acct_err.sort_by(f64::total_cmp);
     let acct_err_p50 = acct_err.get(acct_err.len() / 2).copied().unwrap_or(0.0);
 
-    // N forks alive at once.
-    // N forks alive at once, in this one process. Bounded: every KVM VM
-    // registers an MMU notifier on the process, so host page-table work in
-    // the process grows with the VMs it holds (measured by the last fork
-    // below, against the first); pools shard VMs across processes.
-    let alive = if ctx.quick { 50 } else { 200 };
-    eprintln!("[vm] {alive} forks kept alive…");
-    let (priv0, avail0) = (private_kib(), mem_available_kib());
+    // N forks alive at once, in this one process. Bounded in count, time,
+    // memory and open files: every KVM VM registers an MMU notifier on the
+    // process, so host page-table work in the process grows with the VMs it
+    // holds (measured by the last fork below, against the first); pools
+    // shard VMs across processes.
+    let want = if ctx.quick { 50 } else { 1000 };
+    let alive_budget = Duration::from_secs(if ctx.quick { 20 } else { 120 });
+    const MEM_FLOOR_KIB: u64 = 2 << 20;
+    eprintln!("[vm] {want} forks kept alive…");
+    settle(ctx);
+    let fds0 = open_fds();
+    let mark_every = if ctx.quick { 10 } else { 50 };
+    let (mut marks, mut marking_ns) = (MemRounds::default(), 0);
+    let fd_limit = open_files_limit();
+    let started = Instant::now();
     let t0 = monotonic_ns();
-    let mut vms = Vec::with_capacity(alive);
-    for _ in 0..alive {
+    let mut vms = Vec::with_capacity(want);
+    let mut stopped = None;
+    for i in 0..want {
         check_stop()?;
-        let mut vm = Vm::restore(&kvm, &echo.base, Some(&echo.layer), Some(&echo.module))?;
-        runner.invoke(&mut vm, &invocation(), &mut RunStats::default())?;
-        vm.reset(ResetMode::Discard)?;
-        vms.push(vm);
+        if started.elapsed() > alive_budget {
+            stopped = Some(format!(
+                "the {} s time budget passed",
+                alive_budget.as_secs()
+            ));
+            break;
+        }
+        if i % mark_every == 0 {
+            let t = monotonic_ns();
+            marks.mark(i);
+            marking_ns += monotonic_ns() - t;
+        }
+        if i % 25 == 0 {
+            if mem_available_kib() < MEM_FLOOR_KIB {
+                stopped = Some("MemAvailable fell under 2 GiB".to_owned());
+                break;
+            }
+            if let (Some(limit), Some(now), Some(before), true) =
+                (fd_limit, open_fds(), fds0, i > 0)
+            {
+                let per_vm = now.saturating_sub(before).div_ceil(i as u64);
+                if now + 25 * per_vm + 64 > limit {
+                    stopped = Some(format!("the open-file limit ({limit}) was near"));
+                    break;
+                }
+            }
+        }
+        if i > 0 && i % 100 == 0 {
+            eprintln!(
+                "[vm] {i} forks alive after {:.1} s",
+                started.elapsed().as_secs_f64()
+            );
+        }
+        // A fork that fails with this many VMs alive (e.g. runs past its
+        // deadline on a loaded host) ends the loop: that is the finding.
+        let fork = || -> Result<Vm> {
+            let mut vm = Vm::restore(&kvm, &echo.base, Some(&echo.layer), Some(&echo.module))?;
+            runner.invoke(&mut vm, &invocation(), &mut RunStats::default())?;
+            vm.reset(ResetMode::Discard)?;
+            Ok(vm)
+        };
+        match fork() {
+            Ok(vm) => vms.push(vm),
+            Err(e) => {
+                stopped = Some(format!("fork {} failed: {e:#}", i + 1));
+                break;
+            }
+        }
     }
-    let all_ms = (monotonic_ns() - t0) as f64 / 1e6;
-    let (priv1, avail1) = (private_kib(), mem_available_kib());
+    let alive = vms.len();
+    let all_ms = (monotonic_ns() - t0 - marking_ns) as f64 / 1e6;
+    if marks.marks.last().is_some_and(|(n, _)| *n < alive) {
+        marks.mark(alive);
+    }
     let mut crowded = Vec::new();
     for _ in 0..5 {
-        crowded.push(fork_once(&kvm, &runner, &echo)?.1);
+        match fork_once(&kvm, &runner, &echo) {
+            Ok((_, t, _)) => crowded.push(t),
+            Err(e) => {
+                eprintln!("[vm] a fork with {alive} VMs alive failed: {e:#}");
+                break;
+            }
+        }
     }
     drop(vms);
+    let (alive_private, alive_avail, alive_counters) = marks.per_vm();
+    let alive_note = match &stopped {
+        None => format!("all {alive} of {want} fit"),
+        Some(why) => format!("stopped early at {alive} of {want}: {why}"),
+    };
+    if let Some(why) = &stopped {
+        eprintln!("[vm] forks kept alive: stopped at {alive} of {want}: {why}");
+    }
+
+    // The pools, through VmHost: specialising, and idle VMs' memory.
+    eprintln!("[vm] pools: specialise, idle VM memory…");
+    let pool = pool_direct(ctx, &dir, &runner).context("the microVM pools")?;
+
+    // Through the Lambda API, on a node of this binary.
+    eprintln!("[vm] pools through the Lambda API (a node)…");
+    let api = pool_api(ctx).context("the microVM pools through the Lambda API")?;
 
     let us = |v: &[u64]| median(v) / 1000.0;
     section = section
@@ -499,16 +617,804 @@ pub fn run(ctx: &Ctx) -> Result<Section> {
         .figure(Figure::new("cow-page", "cost of one page first written after a fork", (median(&cow256) - median(&cow0)) / 1000.0 / 256.0, "µs")
             .with_note(&format!("forks writing 256 fresh pages against forks writing none (pages copied: {} vs the echo's {})", median(&cow_pages), median(&fork_cow))))
         .figure(Figure::new("fork-pages", "pages copied on write by a forked echo", median(&fork_cow), "pages"))
-        .figure(Figure::new("forks-alive-ms", &format!("{alive} forks restored, run once and reset, kept alive"), all_ms, "ms"))
-        .figure(Figure::new("fork-crowded", &format!("fork to result with {alive} VMs alive in the process (p50 of 5)"), median(&crowded) / 1e6, "ms")
-            .with_note("against the fork scenario's p50 with none alive: KVM's per-VM MMU notifiers make every host page-table change in the process visit every VM"))
-        .figure(Figure::new("forks-alive-private", "per kept-alive VM: private memory of this process", (priv1.saturating_sub(priv0)) as f64 / alive as f64, "KiB")
+        .figure(Figure::new("forks-alive-count", "forks kept alive at once in one process", alive as f64, "VMs").with_note(&alive_note))
+        .figure(Figure::new("forks-alive-ms", &format!("{alive} forks restored, run once and reset (copies dropped), kept alive"), all_ms, "ms").with_note(&alive_note));
+    if !crowded.is_empty() {
+        section = section.figure(Figure::new("fork-crowded", &format!("fork to result with {alive} VMs alive in the process (p50 of {})", crowded.len()), median(&crowded) / 1e6, "ms")
+            .with_note("against the fork scenario's p50 with none alive: KVM's per-VM MMU notifiers make every host page-table change in the process visit every VM"));
+    }
+    section = section
+        .figure(Figure::new("forks-alive-private", "per kept-alive VM: private memory of this process", alive_private, "KiB")
             .with_note("user-space pages only (the VM's copied pages and the VMM's own); KVM's kernel structures are in the MemAvailable figure"))
-        .figure(Figure::new("forks-alive-memavailable", "per kept-alive VM: MemAvailable drop", (avail0.saturating_sub(avail1)) as f64 / alive as f64, "KiB"))
+        .figure(Figure::new("forks-alive-memavailable", "per kept-alive VM: MemAvailable drop", alive_avail, "KiB")
+            .with_note(&format!("memory per kept-alive VM: the median over {} intervals of {mark_every} VMs (other activity on the host moves system-wide figures)", marks.intervals())))
+        .figure(Figure::new("forks-alive-kernel", "per kept-alive VM: kernel memory (MemAvailable drop - private)", (alive_avail - alive_private).max(0.0), "KiB")
+            .with_note(&format!("the kernel's own counters (slab, vmalloc, page tables, KVM page tables, kernel stacks) grew {alive_counters:.0} KiB per VM")))
         .figure(Figure::new("accounting-error", "accounting: |vCPU thread CPU time - 10 ms| for a 10 ms guest busy loop (p50)", acct_err_p50, "%"))
         .figure(Figure::new("accounting-cost", "accounting: clock reads added per run", acct_cost_ns / 1000.0, "µs")
             .with_note("two CLOCK_MONOTONIC and two CLOCK_THREAD_CPUTIME_ID reads; the copied-page count is the reset's own page scan"))
         .figure(Figure::new("reset-rerun-over-in-process", "reset + re-run minus in-process (p50)", us(&reset_rerun) - us(&inproc), "µs"))
         .chart(ChartSpec::latency_cdf("vm.svg", "MicroVM: fork, reset + re-run, in-process", &["fork", "reset-rerun", "in-process", "floor-create"]));
-    Ok(section)
+    Ok(pool_results(
+        section,
+        &pool,
+        &api,
+        &Medians {
+            in_process_ms: median(&inproc) / 1e6,
+            rerun_ms: median(&rerun_only) / 1e6,
+        },
+    ))
+}
+
+/// The core figures the pool and API results are compared with, ms.
+struct Medians {
+    in_process_ms: f64,
+    /// A warm VM's run alone (after its reset): what the pool's warm
+    /// invoke does on the VM, its reset being off the response path.
+    rerun_ms: f64,
+}
+
+/// Adds the pool and Lambda API scenarios and figures.
+fn pool_results(
+    section: Section,
+    pool: &PoolMeasured,
+    api: &ApiMeasured,
+    core: &Medians,
+) -> Section {
+    let p50_ms = |v: &[Duration]| {
+        hearth_bench::report::Summary::of(
+            &v.iter().map(|d| d.as_secs_f64() * 1e3).collect::<Vec<_>>(),
+        )
+        .p50
+    };
+    let kib_24g = 24.0 * 1024.0 * 1024.0;
+    let fit = |id: &str, what: &str, m: &IdleVms| {
+        let per_vm = m.charge_kib() + m.kernel_for_fit();
+        Figure::new(id, &format!("{what} that fit in 24 GiB"), (kib_24g / per_vm.max(1.0)).floor(), "VMs").with_note(&format!(
+            "24 GiB / (budget charge {:.0} KiB + measured kernel memory {:.0} KiB, the larger of the two kernel figures) = 25165824 KiB / {per_vm:.0} KiB; the charge already includes an estimated {} KiB of KVM overhead, so by the node's memory budget alone (24 GiB / charge) {:.0} fit",
+            m.charge_kib(),
+            m.kernel_for_fit(),
+            hearth_exec::vm::KVM_OVERHEAD_KIB,
+            (kib_24g / m.charge_kib().max(1.0)).floor()
+        ))
+    };
+    let idle = |section: Section, id: &str, what: &str, m: &IdleVms| {
+        section
+            .figure(
+                Figure::new(
+                    &format!("{id}-pages"),
+                    &format!("{what}: private guest pages"),
+                    m.pages,
+                    "pages",
+                )
+                .with_note(&format!(
+                    "median over {} VMs kept at once, as the pool records them; memory per VM below: the median of the readings' intervals (other activity on the host moves system-wide figures)",
+                    m.count
+                )),
+            )
+            .figure(Figure::new(
+                &format!("{id}-charge"),
+                &format!(
+                    "{what}: memory budget charge (pages × 4 KiB + {} KiB)",
+                    hearth_exec::vm::KVM_OVERHEAD_KIB
+                ),
+                m.charge_kib(),
+                "KiB",
+            ))
+            .figure(Figure::new(
+                &format!("{id}-private"),
+                &format!("{what}: private memory of this process per VM"),
+                m.private_kib,
+                "KiB",
+            ))
+            .figure(
+                Figure::new(
+                    &format!("{id}-kernel"),
+                    &format!("{what}: kernel memory per VM (MemAvailable drop - private)"),
+                    m.kernel_kib(),
+                    "KiB",
+                )
+                .with_note(&format!(
+                    "MemAvailable fell {:.0} KiB per VM (the median of {} intervals, {} VMs kept); it also moves with the pages the kernel keeps per CPU after VMs are freed (noisy in a quick run), the counters below do not",
+                    m.avail_kib, m.intervals, m.count
+                )),
+            )
+            .figure(Figure::new(
+                &format!("{id}-kernel-counters"),
+                &format!("{what}: kernel counters per VM (slab, vmalloc, page tables, KVM page tables, kernel stacks)"),
+                m.counters_kib,
+                "KiB",
+            ))
+    };
+    let mut section = section
+        .scenario(Scenario::from_durations("pool-load", "pool: specialise a general VM, no function snapshot yet (load, write the snapshot, adopt it)", &ns_ms(&pool.load)).with_baseline("pool-adopt"))
+        .scenario(Scenario::from_durations("pool-load-only", "  of which the load to the first stdin read", &ns_ms(&pool.load_only)))
+        .scenario(Scenario::from_durations("pool-adopt", "pool: specialise a warmed general VM from the function snapshot (adopt_layer)", &ns_ms(&pool.adopt)).with_baseline("fork-restore"))
+        .scenario(Scenario::from_durations("pool-adopt-run", "pool: adopt + run to the result", &ns_ms(&pool.adopt_run)).with_baseline("fork"))
+        .scenario(Scenario::from_durations("api-sandbox-warm", "Lambda API: warm invoke, Python process sandbox (warm)", &thin(&api.sandbox_warm)))
+        .scenario(Scenario::from_durations("api-vm-warm", "Lambda API: warm invoke, WebAssembly microVM (vm-warm)", &thin(&api.vm_warm)).with_baseline("api-sandbox-warm"))
+        .scenario(Scenario::from_durations("api-sandbox-first", "Lambda API: first invoke of a fresh Python function, general runtime-warm sandbox", &api.sandbox_first))
+        .scenario(Scenario::from_durations("api-vm-first", "Lambda API: first invoke of a fresh WebAssembly function, general VM, no snapshot yet (vm-general)", &api.vm_first).with_baseline("api-sandbox-first"));
+    if api.vm_first_init.len() == api.vm_first.len() {
+        section = section.scenario(Scenario::from_durations(
+            "api-vm-first-init",
+            "  of which Init Duration (REPORT)",
+            &api.vm_first_init,
+        ));
+    }
+    let vm_warm = p50_ms(&api.vm_warm);
+    let not_warm = |n: usize, of: usize, placement: &str| {
+        if n == 0 {
+            format!("all {of} served {placement}")
+        } else {
+            format!("{n} of {of} not served {placement}")
+        }
+    };
+    section = section
+        .figure(Figure::new("api-vm-warm-over-run", "Lambda API around a warm VM's run: vm-warm p50 - the VM's run alone (p50)", vm_warm - core.rerun_ms, "ms")
+            .with_note(&format!("HTTP, SigV4, placement, the VM thread hop and the answer; the reset is off the response path; {}", not_warm(api.vm_not_warm, api.vm_warm.len(), "vm-warm"))))
+        .figure(Figure::new("api-vm-warm-vs-in-process", "Lambda API vm-warm p50 - the echo run in-process (p50)", vm_warm - core.in_process_ms, "ms")
+            .with_note("in-process compiles and instantiates the module on every run, without isolation or HTTP"))
+        .figure(Figure::new("api-vm-warm-vs-sandbox", "Lambda API warm p50: microVM - Python process sandbox", vm_warm - p50_ms(&api.sandbox_warm), "ms")
+            .with_note(&not_warm(api.sandbox_not_warm, api.sandbox_warm.len(), "warm")));
+    section = idle(
+        section,
+        "idle-general",
+        "idle general VM (prewarm rehearse)",
+        &pool.general,
+    );
+    section = idle(
+        section,
+        "idle-warm",
+        "idle function-warm VM (after invoke + reset)",
+        &pool.warm,
+    );
+    section
+        .figure(fit("fit-24g-vm-general", "idle general VMs", &pool.general))
+        .figure(fit("fit-24g-vm-warm", "idle function-warm VMs", &pool.warm))
+        .chart(ChartSpec::latency_cdf(
+            "vm-api.svg",
+            "MicroVM pools through the Lambda API",
+            &[
+                "api-vm-warm",
+                "api-sandbox-warm",
+                "api-vm-first",
+                "api-sandbox-first",
+            ],
+        ))
+}
+
+// ---------------------------------------------------------------------------
+// The microVM pools, driven directly through `hearth_pool::vm::VmHost`.
+
+/// Runs `f` on one of the host's (seccomp'd) VM threads, as the node does,
+/// and waits for it (bounded).
+fn on_vm<R: Send + 'static>(
+    host: &Arc<VmHost>,
+    f: impl FnOnce(&VmHost, &Runner) -> R + Send + 'static,
+) -> Result<R> {
+    let (tx, rx) = mpsc::channel();
+    let h = host.clone();
+    host.workers
+        .submit(move |r| {
+            let _ = tx.send(f(&h, r));
+        })
+        .map_err(|e| anyhow!("cannot reach a VM thread: {e}"))?;
+    rx.recv_timeout(Duration::from_secs(120))
+        .map_err(|e| anyhow!("a VM thread did not answer: {e}"))
+}
+
+/// The echo module, made distinct by `salt` (an unused global), so that
+/// each trial's function has code of its own and no snapshot yet.
+fn echo_variant(salt: usize) -> Result<Vec<u8>> {
+    let memory = r#"(memory (export "memory") 2)"#;
+    let wat_src = ECHO_WAT.replacen(
+        memory,
+        &format!("{memory} (global i32 (i32.const {salt}))"),
+        1,
+    );
+    wat::parse_str(wat_src).context("echo WAT")
+}
+
+/// Checks a pooled invocation echoed the event.
+fn echoed(
+    r: std::result::Result<hearth_vmm::guest::Finished, hearth_vmm::guest::GuestError>,
+) -> Result<()> {
+    let f = r?;
+    if f.ended != Ended::Exited(0) || f.stdout != EVENT {
+        return Err(anyhow!(
+            "the pooled echo answered {:?} ({:?})",
+            String::from_utf8_lossy(&f.stdout),
+            f.ended
+        ));
+    }
+    Ok(())
+}
+
+/// Memory as the kept-VM method reads it, KiB.
+#[derive(Debug, Clone, Copy)]
+struct MemSnap {
+    /// This process's private memory.
+    private: u64,
+    /// MemAvailable.
+    available: u64,
+    /// The kernel's own counters that KVM VMs grow: slab, vmalloc, page
+    /// tables, KVM's page tables, kernel stacks.
+    kernel: u64,
+}
+
+impl MemSnap {
+    fn read() -> Self {
+        let text = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+        let field = |name: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+                .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        Self {
+            private: private_kib(),
+            available: field("MemAvailable"),
+            kernel: [
+                "SUnreclaim",
+                "SReclaimable",
+                "VmallocUsed",
+                "PageTables",
+                "SecPageTables",
+                "KernelStack",
+            ]
+            .iter()
+            .map(|f| field(f))
+            .sum(),
+        }
+    }
+
+    /// What `n` VMs made between `self` and `after` hold each:
+    /// (private, MemAvailable drop, kernel counters), KiB.
+    fn per_vm(&self, after: &Self, n: usize) -> (f64, f64, f64) {
+        let n = n.max(1) as f64;
+        (
+            after.private.saturating_sub(self.private) as f64 / n,
+            self.available.saturating_sub(after.available) as f64 / n,
+            after.kernel.saturating_sub(self.kernel) as f64 / n,
+        )
+    }
+}
+
+/// Readings taken every few VMs while VMs are being made (none freed):
+/// per-VM memory is the median of the intervals' figures, so that memory
+/// moved by something else during one interval (another process, the
+/// kernel's reclaim) does not decide it.
+#[derive(Debug, Default)]
+struct MemRounds {
+    /// (VMs made so far, the reading then).
+    marks: Vec<(usize, MemSnap)>,
+}
+
+impl MemRounds {
+    fn mark(&mut self, vms: usize) {
+        self.marks.push((vms, MemSnap::read()));
+    }
+
+    /// (private, MemAvailable drop, kernel counters) per VM, KiB: the
+    /// medians over the intervals.
+    fn per_vm(&self) -> (f64, f64, f64) {
+        let (mut a, mut b, mut c) = (Vec::new(), Vec::new(), Vec::new());
+        for w in self.marks.windows(2) {
+            let n = w[1].0.saturating_sub(w[0].0);
+            if n > 0 {
+                let (x, y, z) = w[0].1.per_vm(&w[1].1, n);
+                a.push(x);
+                b.push(y);
+                c.push(z);
+            }
+        }
+        (median_f64(a), median_f64(b), median_f64(c))
+    }
+
+    fn intervals(&self) -> usize {
+        self.marks.len().saturating_sub(1)
+    }
+}
+
+fn median_f64(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
+}
+
+/// Waits, at most 5 s, until MemAvailable has held still for 1.1 s (not in
+/// a quick run). Memory freed by VMs just dropped reaches it over a second
+/// or two (the kernel's per-CPU page lists drain on its statistics tick),
+/// and VMs made meanwhile reuse those pages without MemAvailable moving.
+fn settle(ctx: &Ctx) {
+    if ctx.quick {
+        return;
+    }
+    let (quiet, deadline) = (
+        Duration::from_millis(1100),
+        Instant::now() + Duration::from_secs(5),
+    );
+    let (mut last, mut since) = (mem_available_kib(), Instant::now());
+    while Instant::now() < deadline && since.elapsed() < quiet {
+        std::thread::sleep(Duration::from_millis(50));
+        let now = mem_available_kib();
+        if now.abs_diff(last) > 256 {
+            (last, since) = (now, Instant::now());
+        }
+    }
+}
+
+/// Idle pooled VMs of one kind, kept at once.
+#[derive(Debug, Default)]
+struct IdleVms {
+    count: usize,
+    /// Memory readings' intervals (see [`MemRounds`]).
+    intervals: usize,
+    /// Private guest pages each holds (median), as the pool records them.
+    pages: f64,
+    /// This process's private memory, KiB per VM.
+    private_kib: f64,
+    /// MemAvailable's drop, KiB per VM.
+    avail_kib: f64,
+    /// The kernel's counters' growth, KiB per VM.
+    counters_kib: f64,
+}
+
+impl IdleVms {
+    fn new(vms: &[PooledVm], rounds: &MemRounds) -> Self {
+        let pages: Vec<u64> = vms.iter().map(|p| p.private_pages).collect();
+        let (private_kib, avail_kib, counters_kib) = rounds.per_vm();
+        Self {
+            count: vms.len(),
+            intervals: rounds.intervals(),
+            pages: median(&pages),
+            private_kib,
+            avail_kib,
+            counters_kib,
+        }
+    }
+
+    /// The memory budget's charge: pages × 4 KiB + KVM's estimated part.
+    fn charge_kib(&self) -> f64 {
+        self.pages * 4.0 + hearth_exec::vm::KVM_OVERHEAD_KIB as f64
+    }
+
+    /// What the kernel holds beyond this process's private pages, KiB per
+    /// VM, by the kept-VM method: MemAvailable's drop minus private memory.
+    fn kernel_kib(&self) -> f64 {
+        (self.avail_kib - self.private_kib).max(0.0)
+    }
+
+    /// The kernel memory the fit is computed with: the larger of the two
+    /// measurements (MemAvailable also moves with the kernel's page caches).
+    fn kernel_for_fit(&self) -> f64 {
+        self.kernel_kib().max(self.counters_kib)
+    }
+}
+
+/// What the pool part measured.
+#[derive(Debug, Default)]
+struct PoolMeasured {
+    /// Specialise with no function snapshot yet: load to the first stdin
+    /// read + write the snapshot + adopt it, ns.
+    load: Vec<u64>,
+    /// Of which the load alone, ns.
+    load_only: Vec<u64>,
+    /// Specialise when the snapshot exists (`adopt_layer`), ns.
+    adopt: Vec<u64>,
+    /// Adopt + run to the result, ns.
+    adopt_run: Vec<u64>,
+    general: IdleVms,
+    warm: IdleVms,
+}
+
+/// A function of `module` in `dir`, as the node makes one.
+fn pool_spec(dir: &Path, code: &str, module: &[u8]) -> Result<FunctionSpec> {
+    let code_dir = dir.join(code);
+    std::fs::create_dir_all(&code_dir)?;
+    let module_path = code_dir.join("function.wasm");
+    std::fs::write(&module_path, module)?;
+    Ok(FunctionSpec {
+        code_sha256_hex: code.to_owned(),
+        module_path,
+        config: config_blob(&["function.wasm"], &[("AWS_LAMBDA_FUNCTION_NAME", code)])?,
+        init_timeout: Duration::from_secs(10),
+    })
+}
+
+/// A fresh function's first specialisation, as the node does it: a warmed
+/// general VM loads the module to its first stdin read (VM thread), the
+/// function snapshot is written (here: it writes a file), and the VM adopts
+/// it (VM thread). Returns (load ns, load + write + adopt ns).
+fn first_specialise(
+    host: &Arc<VmHost>,
+    base: &Arc<hearth_vmm::snapshot::Snapshot>,
+    prepared: &mut Prepared,
+) -> Result<(u64, u64)> {
+    let (b, pr) = (base.clone(), prepared.clone());
+    let (mut p, load_ns) = on_vm(host, move |h, r| -> Result<(PooledVm, u64)> {
+        let mut p = h.new_general(r, &b)?;
+        let t0 = monotonic_ns();
+        match h.specialise(r, &mut p, &pr)? {
+            Specialised::NeedsSnapshot => {}
+            other => return Err(anyhow!("specialising a fresh function: {other:?}")),
+        }
+        Ok((p, monotonic_ns() - t0))
+    })??;
+    let t0 = monotonic_ns();
+    host.write_function_snapshot(&mut p, prepared)?;
+    let write_ns = monotonic_ns() - t0;
+    let pr = prepared.clone();
+    let adopt_ns = on_vm(host, move |h, r| -> Result<u64> {
+        let t0 = monotonic_ns();
+        h.adopt(&mut p, &pr)?;
+        let t = monotonic_ns() - t0;
+        echoed(h.invoke(r, &mut p, &invocation()).0)?;
+        Ok(t)
+    })??;
+    Ok((load_ns, load_ns + write_ns + adopt_ns))
+}
+
+fn pool_direct(ctx: &Ctx, dir: &Path, runner: &Runner) -> Result<PoolMeasured> {
+    let (loads, adopts, kept): (usize, usize, usize) = if ctx.quick {
+        (5, 30, 50)
+    } else {
+        (30, 300, 200)
+    };
+    // Bounds besides the counts.
+    let budget = Duration::from_secs(if ctx.quick { 20 } else { 60 });
+    let host = Arc::new(VmHost::new(
+        VmHostConfig {
+            snapshot_dir: dir.join("pool-snapshots"),
+            workers: 2,
+            prewarm: Prewarm::Rehearse,
+            boot_timeout: Duration::from_secs(30),
+        },
+        GuestImage::new(hearth_guest_image::ELF),
+        hearth_guest_image::ENGINE,
+    )?);
+    // The base and the warm-up snapshot: files and Hearth's own guest, on
+    // this (unfiltered) thread.
+    let base = host.ensure_base(runner, 128)?;
+    let code = dir.join("pool-code");
+    let mut m = PoolMeasured::default();
+
+    // Fresh functions: specialise with no snapshot yet.
+    let started = Instant::now();
+    for i in 0..loads {
+        check_stop()?;
+        if started.elapsed() > budget {
+            break;
+        }
+        let spec = pool_spec(&code, &format!("load{i}"), &echo_variant(i + 1)?)?;
+        let mut prepared = host.prepare(&spec, 128)?;
+        let (load, total) = first_specialise(&host, &base, &mut prepared)?;
+        m.load_only.push(load);
+        m.load.push(total);
+    }
+
+    // The echo, whose snapshot then exists: a warmed general VM adopts it.
+    let echo = pool_spec(&code, "echo", &wat::parse_str(ECHO_WAT)?)?;
+    let mut prepared = host.prepare(&echo, 128)?;
+    first_specialise(&host, &base, &mut prepared)?;
+    let prepared = host.prepare(&echo, 128)?;
+    if prepared.layer.is_none() {
+        return Err(anyhow!("the echo's function snapshot was not found again"));
+    }
+    let started = Instant::now();
+    for _ in 0..adopts {
+        check_stop()?;
+        if started.elapsed() > budget {
+            break;
+        }
+        let (b, pr) = (base.clone(), prepared.clone());
+        let (adopt, run) = on_vm(&host, move |h, r| -> Result<(u64, u64)> {
+            let mut p = h.new_general(r, &b)?;
+            let t0 = monotonic_ns();
+            match h.specialise(r, &mut p, &pr)? {
+                Specialised::Ready => {}
+                other => return Err(anyhow!("adopting the echo's snapshot: {other:?}")),
+            }
+            let t1 = monotonic_ns();
+            let (res, _) = h.invoke(r, &mut p, &invocation());
+            let t2 = monotonic_ns();
+            echoed(res)?;
+            Ok((t1 - t0, t2 - t0))
+        })??;
+        m.adopt.push(adopt);
+        m.adopt_run.push(run);
+    }
+
+    // Idle VMs kept at once: general (warmed by rehearsal), then
+    // function-warm (the echo, after an invocation and its reset), the
+    // general ones still held so that nothing is freed between readings.
+    settle(ctx);
+    let rounds = 5;
+    let per_round = kept.div_ceil(rounds);
+    let deadline = Instant::now() + budget;
+    let (mut general, mut g) = (Vec::with_capacity(kept), MemRounds::default());
+    g.mark(0);
+    for _ in 0..rounds {
+        check_stop()?;
+        if Instant::now() > deadline {
+            break;
+        }
+        let b = base.clone();
+        general.extend(on_vm(&host, move |h, r| -> Result<Vec<PooledVm>> {
+            let mut v = Vec::with_capacity(per_round);
+            for _ in 0..per_round {
+                v.push(h.new_general(r, &b)?);
+            }
+            Ok(v)
+        })??);
+        g.mark(general.len());
+    }
+    let (mut warm, mut w) = (Vec::with_capacity(kept), MemRounds::default());
+    w.mark(0);
+    for _ in 0..rounds {
+        check_stop()?;
+        if Instant::now() > deadline {
+            break;
+        }
+        let (b, pr) = (base.clone(), prepared.clone());
+        warm.extend(on_vm(&host, move |h, r| -> Result<Vec<PooledVm>> {
+            let mut v = Vec::with_capacity(per_round);
+            for _ in 0..per_round {
+                let mut p = h.new_general(r, &b)?;
+                match h.specialise(r, &mut p, &pr)? {
+                    Specialised::Ready => {}
+                    other => return Err(anyhow!("adopting the echo's snapshot: {other:?}")),
+                }
+                echoed(h.invoke(r, &mut p, &invocation()).0)?;
+                h.reset(&mut p)?;
+                v.push(p);
+            }
+            Ok(v)
+        })??);
+        w.mark(warm.len());
+    }
+    m.general = IdleVms::new(&general, &g);
+    m.warm = IdleVms::new(&warm, &w);
+    for (what, v) in [("general", &general), ("function-warm", &warm)] {
+        if v.len() < kept {
+            eprintln!(
+                "[vm] kept {} idle {what} VMs of {kept} (time bound)",
+                v.len()
+            );
+        }
+    }
+    drop((general, warm));
+    Ok(m)
+}
+
+// ---------------------------------------------------------------------------
+// The microVM pools behind the Lambda API, on a node of this binary.
+
+/// The API part's node: one runtime-warm Python pool (the process-sandbox
+/// baseline) and one general VM pool, both small and fixed.
+const API_NODE_CONFIG: &str = "[capacity]\n\
+general = [ { profile = \"python:128\", min = 2, max = 2 } ]\n\
+[microvm]\n\
+prewarm = \"rehearse\"\n\
+general = [ { memory_class_mb = 128, min = 2, max = 2 } ]\n";
+/// How long a node's pools may take to refill between first invokes.
+const REFILL: Duration = Duration::from_secs(30);
+
+/// What the API part measured.
+#[derive(Debug, Default)]
+struct ApiMeasured {
+    vm_warm: Vec<Duration>,
+    sandbox_warm: Vec<Duration>,
+    /// Warm-loop invocations not served by a function-warm VM or sandbox.
+    vm_not_warm: usize,
+    sandbox_not_warm: usize,
+    vm_first: Vec<Duration>,
+    vm_first_init: Vec<Duration>,
+    sandbox_first: Vec<Duration>,
+}
+
+/// A zip holding `function.wasm`, base64-encoded for CreateFunction.
+fn wasm_zip_b64(wasm: &[u8]) -> Result<String> {
+    use base64::Engine as _;
+    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    w.start_file("function.wasm", zip::write::SimpleFileOptions::default())?;
+    w.write_all(wasm)?;
+    Ok(base64::engine::general_purpose::STANDARD.encode(w.finish()?.into_inner()))
+}
+
+/// Creates a WebAssembly function (`provided.al2023`, handler
+/// `function.wasm`) and waits until it is Active.
+fn create_wasm_function(node: &Node, name: &str, wasm: &[u8]) -> Result<()> {
+    node.client.call(
+        "POST",
+        "/2015-03-31/functions",
+        Some(&serde_json::json!({
+            "FunctionName": name, "Runtime": "provided.al2023", "Handler": "function.wasm",
+            "Role": "arn:aws:iam::000000000000:role/bench", "Code": {"ZipFile": wasm_zip_b64(wasm)?},
+        })),
+    )?;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        check_stop()?;
+        let r = node.client.call(
+            "GET",
+            &format!("/2015-03-31/functions/{name}/configuration"),
+            None,
+        )?;
+        if r["State"] == "Active" {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Err(anyhow!("{name} did not become Active in 20 s"))
+}
+
+/// Waits (bounded) until every general VM pool holds its minimum of idle
+/// VMs, and every general sandbox pool too.
+fn wait_all_pools_full(node: &Node) -> Result<()> {
+    let deadline = Instant::now() + REFILL;
+    while Instant::now() < deadline {
+        check_stop()?;
+        let p = node.client.call("GET", "/hearth/v1/pools", None)?;
+        let vm = &p["MicroVm"];
+        if vm["Available"] == false {
+            return Err(anyhow!(
+                "the node runs no microVMs: {}",
+                vm["Reason"].as_str().unwrap_or("no reason given")
+            ));
+        }
+        let full = |pools: &serde_json::Value| {
+            pools
+                .as_array()
+                .is_some_and(|g| g.iter().all(|e| e["Idle"].as_u64() >= e["Min"].as_u64()))
+        };
+        if full(&vm["General"]) && full(&p["General"]) {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Err(anyhow!(
+        "the node's general pools did not fill in {REFILL:?}"
+    ))
+}
+
+/// One signed invocation of `name` on `conn` (signed before the clock
+/// starts); returns the latency, the placement and the log tail if asked.
+fn api_invoke(
+    conn: &mut Conn,
+    signer: &Signer,
+    name: &str,
+    tail: bool,
+) -> Result<(Duration, String, String)> {
+    use base64::Engine as _;
+    let path = format!("/2015-03-31/functions/{name}/invocations");
+    let extra: &[(&str, &str)] = if tail {
+        &[("x-amz-log-type", "Tail")]
+    } else {
+        &[]
+    };
+    let request = signer.request("POST", &path, extra, EVENT)?;
+    let start = Instant::now();
+    let r = conn.exchange(&request)?;
+    let took = start.elapsed();
+    if r.status != 200 || r.header("x-amz-function-error").is_some() {
+        return Err(anyhow!(
+            "{name} failed (HTTP {}): {}",
+            r.status,
+            String::from_utf8_lossy(&r.body)
+        ));
+    }
+    let log = r
+        .header("x-amz-log-result")
+        .and_then(|v| base64::engine::general_purpose::STANDARD.decode(v).ok())
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    Ok((
+        took,
+        r.header("x-hearth-placement").unwrap_or("").to_owned(),
+        log,
+    ))
+}
+
+fn init_duration(log: &str) -> Option<Duration> {
+    let v = log.split("Init Duration: ").nth(1)?.split(" ms").next()?;
+    v.trim()
+        .parse::<f64>()
+        .ok()
+        .map(|ms| Duration::from_secs_f64(ms / 1000.0))
+}
+
+/// Invokes `name` until it is served by a function-warm instance
+/// (`placement`), at most 20 times.
+fn warm_up(conn: &mut Conn, signer: &Signer, name: &str, placement: &str) -> Result<()> {
+    for _ in 0..20 {
+        if api_invoke(conn, signer, name, false)?.1 == placement {
+            return Ok(());
+        }
+    }
+    Err(anyhow!(
+        "{name} was still not served {placement} after 20 invocations"
+    ))
+}
+
+/// A fresh function's first invocation, on a connection opened before the
+/// clock starts; it must be served from `placement`. Deletes the function.
+fn first_invoke(
+    node: &Node,
+    signer: &Signer,
+    name: &str,
+    placement: &str,
+) -> Result<(Duration, Option<Duration>)> {
+    let mut conn = Conn::connect(node.addr)?;
+    let (took, got, log) = api_invoke(&mut conn, signer, name, true)?;
+    node.delete_function(name)?;
+    if got != placement {
+        return Err(anyhow!("{name}: expected placement {placement}, got {got}"));
+    }
+    Ok((took, init_duration(&log)))
+}
+
+fn pool_api(ctx: &Ctx) -> Result<ApiMeasured> {
+    let (warm_n, first_n) = if ctx.quick { (100, 3) } else { (2000, 20) };
+    let budget = Duration::from_secs(if ctx.quick { 15 } else { 90 });
+    let node = Node::start(&ctx.dir, "vm-pools", API_NODE_CONFIG)?;
+    wait_all_pools_full(&node)?;
+    let signer = Signer::new(node.addr, "test", "test", "us-east-1");
+    let mut m = ApiMeasured::default();
+
+    // Warm invokes, the VM and the process sandbox alternating.
+    let (vm_fn, py_fn) = ("bench-vm-echo", "bench-vm-python");
+    create_wasm_function(&node, vm_fn, &wat::parse_str(ECHO_WAT)?)?;
+    node.create_function(py_fn, &zip_b64(HANDLER)?)?;
+    let mut conn = Conn::connect(node.addr)?;
+    warm_up(&mut conn, &signer, vm_fn, "vm-warm")?;
+    warm_up(&mut conn, &signer, py_fn, "warm")?;
+    let started = Instant::now();
+    for i in 0..warm_n {
+        check_stop()?;
+        if started.elapsed() > budget {
+            break;
+        }
+        for vm in [i % 2 == 0, i % 2 != 0] {
+            let name = if vm { vm_fn } else { py_fn };
+            let (took, placement, _) = api_invoke(&mut conn, &signer, name, false)?;
+            if vm {
+                m.vm_warm.push(took);
+                m.vm_not_warm += usize::from(placement != "vm-warm");
+            } else {
+                m.sandbox_warm.push(took);
+                m.sandbox_not_warm += usize::from(placement != "warm");
+            }
+        }
+    }
+    drop(conn);
+    node.delete_function(vm_fn)?;
+    node.delete_function(py_fn)?;
+
+    // First invokes of fresh functions from the general pools, the VM and
+    // the process sandbox alternating; each function new, its code too.
+    let py_zip = zip_b64(HANDLER)?;
+    let started = Instant::now();
+    for i in 0..first_n {
+        check_stop()?;
+        if started.elapsed() > budget {
+            break;
+        }
+        for vm in [i % 2 == 0, i % 2 != 0] {
+            wait_all_pools_full(&node)?;
+            if vm {
+                let name = format!("bench-vm-first-{i}");
+                create_wasm_function(&node, &name, &echo_variant(1000 + i)?)?;
+                let (took, init) = first_invoke(&node, &signer, &name, "vm-general")?;
+                m.vm_first.push(took);
+                m.vm_first_init.extend(init);
+            } else {
+                let name = format!("bench-vm-python-first-{i}");
+                node.create_function(&name, &py_zip)?;
+                m.sandbox_first
+                    .push(first_invoke(&node, &signer, &name, "general-runtime")?.0);
+            }
+        }
+    }
+    Ok(m)
 }
