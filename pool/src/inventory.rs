@@ -11,6 +11,7 @@ use crate::clock::Millis;
 use crate::ids::{AccountId, FunctionVersion, SandboxId};
 use crate::placement::{Owner, PlacementDecision, PlacementRequest, PoolView, ReleaseAction};
 use crate::profile::{RuntimeProfile, Warmth};
+use crate::share::ShareLedger;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
@@ -280,6 +281,8 @@ pub struct Inventory {
     dedicated_idle: HashMap<AccountId, HashMap<WarmPoolKey, Vec<SandboxId>>>,
     general_starting: HashMap<WarmPoolKey, u32>,
     general_held: HashMap<AccountId, u32>,
+    /// Recent draws from the general sub-pool, for the general share.
+    share: ShareLedger,
     dedicated_alive: HashMap<(AccountId, u32), u32>,
     dedicated_for_function: HashMap<FunctionVersion, u32>,
     used_mb: u64,
@@ -290,6 +293,22 @@ pub struct Inventory {
 impl Inventory {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// `account` asked the general sub-pool at `now` and drew nothing from
+    /// it (see [`crate::placement::asks_general`]); a draw through
+    /// [`Inventory::take`] records itself.
+    pub fn note_general_ask(&mut self, account: &AccountId, now: Millis) {
+        self.share.record_ask(account, now);
+    }
+
+    /// An empty inventory whose general share counts draws within
+    /// `window_ms` (default [`crate::share::DEFAULT_SHARE_WINDOW_MS`]).
+    pub fn with_share_window(window_ms: u64) -> Self {
+        Self {
+            share: ShareLedger::new(window_ms),
+            ..Self::default()
+        }
     }
 
     /// A fresh id, for callers (like the replayer) that do not number
@@ -415,7 +434,7 @@ impl Inventory {
     pub fn view(
         &self,
         req: &PlacementRequest<'_>,
-        general_pool_size: u32,
+        general_targets: &BTreeMap<WarmPoolKey, u32>,
         account_queue_len: u32,
     ) -> PoolView {
         let account = req.account();
@@ -441,8 +460,16 @@ impl Inventory {
                 .as_ref()
                 .map_or(0, |k| count(&self.general_idle, k)),
             general_idle_shell_warm: count(&self.general_idle, &shell_key),
-            general_pool_size,
-            account_general_held: self.general_held.get(account).copied().unwrap_or(0),
+            general_runtime_target: runtime_key
+                .as_ref()
+                .and_then(|k| general_targets.get(k))
+                .copied()
+                .unwrap_or(0),
+            general_shell_target: general_targets.get(&shell_key).copied().unwrap_or(0),
+            general_pool_size: general_targets
+                .values()
+                .fold(0u32, |a, t| a.saturating_add(*t)),
+            general_share: self.share.standing(account, req.now),
             account_queue_len,
         }
     }
@@ -512,6 +539,8 @@ impl Inventory {
             if rec.pool == PoolKind::General {
                 rec.pool = PoolKind::Active;
                 *self.general_held.entry(account.clone()).or_default() += 1;
+                self.share.prune(req.now);
+                self.share.record_draw(account, req.now);
             } else if rec.pool == PoolKind::Dedicated {
                 *self
                     .dedicated_for_function
@@ -720,6 +749,7 @@ mod tests {
     use super::*;
     use crate::placement::{on_release, place, BudgetView, ReleaseContext};
     use crate::policy::CapacityPolicy;
+    use crate::share::ShareStanding;
 
     fn python() -> RuntimeProfile {
         RuntimeProfile::new("python3.11", 256)
@@ -751,7 +781,7 @@ mod tests {
             memory_mb: 200,
             now: Millis(1_000),
         };
-        let view = inv.view(&req_a, 2, 0);
+        let view = inv.view(&req_a, &BTreeMap::from([(key.clone(), 2)]), 0);
         assert_eq!(view.general_idle_runtime_warm, 1);
         let d = place(&req_a, &view, &CapacityPolicy::default(), &roomy());
         assert_eq!(d, PlacementDecision::GeneralRuntime);
@@ -781,17 +811,28 @@ mod tests {
             function: &b,
             ..req_a
         };
-        let vb = inv.view(&req_b, 2, 0);
+        let vb = inv.view(&req_b, &BTreeMap::from([(key.clone(), 2)]), 0);
         assert_eq!(
             vb,
             PoolView {
                 general_pool_size: 2,
+                general_runtime_target: 2,
+                // a's draw makes the general sub-pool contended for b.
+                general_share: ShareStanding {
+                    own_draws: 0,
+                    all_draws: 1,
+                    contended: true,
+                },
                 ..PoolView::default()
             }
         );
         assert!(inv.take(&PlacementDecision::Warm, &req_b).is_err());
         // Account a finds it warm.
-        assert_eq!(inv.view(&req_a, 2, 0).active_idle_function_warm, 1);
+        assert_eq!(
+            inv.view(&req_a, &BTreeMap::from([(key.clone(), 2)]), 0)
+                .active_idle_function_warm,
+            1
+        );
         assert_eq!(inv.take(&PlacementDecision::Warm, &req_a).unwrap(), id);
     }
 
@@ -824,14 +865,14 @@ mod tests {
             memory_mb: 256,
             now: Millis(5),
         };
-        let v = inv.view(&req, 0, 0);
+        let v = inv.view(&req, &BTreeMap::new(), 0);
         assert_eq!(v.dedicated_idle_function_warm, 1);
         assert_eq!(v.dedicated_idle_unspecialised, 1);
         let d = place(&req, &v, &CapacityPolicy::default(), &roomy());
         assert_eq!(inv.take(&d, &req).unwrap(), SandboxId(2));
         let d = place(
             &req,
-            &inv.view(&req, 0, 0),
+            &inv.view(&req, &BTreeMap::new(), 0),
             &CapacityPolicy::default(),
             &roomy(),
         );
@@ -853,7 +894,7 @@ mod tests {
         };
         inv.release(SandboxId(1), ReleaseAction::KeepIdleFunctionWarm, Millis(9))
             .unwrap();
-        assert_eq!(inv.view(&req_b, 0, 0), PoolView::default());
+        assert_eq!(inv.view(&req_b, &BTreeMap::new(), 0), PoolView::default());
     }
 
     #[test]

@@ -31,7 +31,10 @@
 //!
 //! - [`placement`]: [`place`](placement::place), the one decision of
 //!   ARCHITECTURE.md section 3 — warm → dedicated → general (burst, within the
-//!   account's share) → cold (if the budget allows) → queue or reject.
+//!   account's share while another account contends) → cold (if the budget
+//!   allows) → queue or reject.
+//! - [`share`]: the general share's ledger — draws within a recent window,
+//!   enforced only under contention (ADR 0011).
 //! - [`inventory`]: the pools as data, idle memory-time accounting.
 //! - [`budget`]: the memory budget and the eviction planner (general surplus,
 //!   then idle function-warm by keep-alive score; dedicated minimums never).
@@ -147,5 +150,6 @@ pub mod policy;
 pub mod profile;
 pub mod replay;
 mod rng;
+pub mod share;
 pub mod sizing;
 pub mod vm;

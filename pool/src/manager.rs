@@ -268,7 +268,7 @@ impl PoolManager {
         floors: &DedicatedFloors,
         account_queue_len: u32,
     ) -> PlacementDecision {
-        let view = inventory.view(req, self.general_pool_size(), account_queue_len);
+        let view = inventory.view(req, &self.general_targets(), account_queue_len);
         let mut bv = BudgetView {
             limit_mb: budget.limit_mb,
             used_mb: inventory.used_mb(),

@@ -7,8 +7,10 @@
 //! 1. an idle function-warm sandbox of this function version in the active pool;
 //! 2. the account's dedicated sub-pool: function-warm for this version first,
 //!    then any unspecialised one (runtime- or shell-warm) that fits;
-//! 3. if the policy is `burst` and the account holds less than its share of the
-//!    general sub-pool: runtime-warm for this profile (Python and Node), then
+//! 3. if the policy is `burst`: the general sub-pool — all of it when no other
+//!    account contends or the account is within its share, only what is
+//!    above the others' reserve when it is beyond (see [`crate::share`]):
+//!    runtime-warm for this profile (Python and Node), then
 //!    shell-warm of this memory class (usable by every runtime);
 //! 4. a cold start, if the node's memory budget allows (possibly after evicting
 //!    idle sandboxes);
@@ -23,6 +25,7 @@ use crate::clock::Millis;
 use crate::ids::{AccountId, FunctionVersion};
 use crate::policy::{CapacityMode, CapacityPolicy};
 use crate::profile::RuntimeProfile;
+use crate::share::ShareStanding;
 
 /// One invocation to place.
 #[derive(Debug, Clone, Copy)]
@@ -56,11 +59,16 @@ pub struct PoolView {
     pub general_idle_runtime_warm: u32,
     /// General idle shell-warm sandboxes of this memory class.
     pub general_idle_shell_warm: u32,
+    /// The current targets of those two general pools (what an account
+    /// beyond its share must leave part of for the others).
+    pub general_runtime_target: u32,
+    pub general_shell_target: u32,
     /// The general sub-pool's size (the sum of its targets), which the
     /// per-account share is a fraction of.
     pub general_pool_size: u32,
-    /// General sandboxes this account has drawn and still holds.
-    pub account_general_held: u32,
+    /// This account's recent draws from the general sub-pool, and whether
+    /// another account contends for it.
+    pub general_share: ShareStanding,
     /// Invocations of this account already waiting.
     pub account_queue_len: u32,
 }
@@ -195,13 +203,22 @@ pub fn place(
             function_warm: false,
         };
     }
-    if policy.mode == CapacityMode::Burst
-        && view.account_general_held < policy.general_share_limit(view.general_pool_size)
-    {
-        if req.profile.supports_runtime_warm() && view.general_idle_runtime_warm > 0 {
+    if policy.mode == CapacityMode::Burst {
+        let within = policy.within_general_share(&view.general_share, view.general_pool_size);
+        let runtime = policy.general_drawable(
+            within,
+            view.general_idle_runtime_warm,
+            view.general_runtime_target,
+        );
+        if req.profile.supports_runtime_warm() && runtime > 0 {
             return PlacementDecision::GeneralRuntime;
         }
-        if view.general_idle_shell_warm > 0 {
+        if policy.general_drawable(
+            within,
+            view.general_idle_shell_warm,
+            view.general_shell_target,
+        ) > 0
+        {
             return PlacementDecision::GeneralShell;
         }
     }
@@ -230,6 +247,18 @@ pub fn place(
             }
         }
     }
+}
+
+/// Whether a request placed as `decision` under `mode` asked the general
+/// sub-pool, and so contends for it (see [`crate::share`]): a burst
+/// account's request that neither a warm nor a dedicated sandbox served,
+/// whether it then drew a general sandbox or not.
+pub fn asks_general(decision: &PlacementDecision, mode: CapacityMode) -> bool {
+    mode == CapacityMode::Burst
+        && !matches!(
+            decision,
+            PlacementDecision::Warm | PlacementDecision::Dedicated { .. }
+        )
 }
 
 /// Who a sandbox belongs to. It starts in the general sub-pool (no one) or
@@ -349,8 +378,10 @@ mod tests {
             dedicated_idle_unspecialised: 1,
             general_idle_runtime_warm: 1,
             general_idle_shell_warm: 1,
+            general_runtime_target: 0,
+            general_shell_target: 0,
             general_pool_size: 10,
-            account_general_held: 0,
+            general_share: ShareStanding::default(),
             account_queue_len: 0,
         }
     }
@@ -509,7 +540,7 @@ mod tests {
     }
 
     #[test]
-    fn general_share_caps_one_tenant() {
+    fn general_share_caps_one_tenant_only_under_contention() {
         let (f, p) = fixture();
         let req = PlacementRequest {
             function: &f,
@@ -517,24 +548,52 @@ mod tests {
             memory_mb: 200,
             now: Millis(0),
         };
+        let standing = |own_draws, contended| ShareStanding {
+            own_draws,
+            all_draws: own_draws,
+            contended,
+        };
         let v = PoolView {
-            general_idle_runtime_warm: 8,
+            general_idle_runtime_warm: 4,
+            general_runtime_target: 8,
             general_pool_size: 10,
-            account_general_held: 4,
+            general_share: standing(4, true),
             ..PoolView::default()
         };
         let burst = CapacityPolicy::default();
+        // Within its share (4 of ceil(0.5 × 10) = 5): all of the pool.
         assert_eq!(
             place(&req, &v, &burst, &budget_roomy()),
             PlacementDecision::GeneralRuntime
         );
+        // Beyond it, under contention: the last ceil(0.5 × 8) = 4 idle stay
+        // for the others.
         let at_share = PoolView {
-            account_general_held: 5,
+            general_share: standing(5, true),
             ..v
         };
         assert_eq!(
             place(&req, &at_share, &burst, &budget_roomy()),
             PlacementDecision::Cold { evict_mb: 0 }
+        );
+        // ...but what the pool holds above that reserve is still drawn.
+        let fuller = PoolView {
+            general_idle_runtime_warm: 5,
+            ..at_share
+        };
+        assert_eq!(
+            place(&req, &fuller, &burst, &budget_roomy()),
+            PlacementDecision::GeneralRuntime
+        );
+        // Alone on the node, the same account draws the whole pool.
+        let alone = PoolView {
+            general_share: standing(40, false),
+            general_idle_runtime_warm: 1,
+            ..v
+        };
+        assert_eq!(
+            place(&req, &alone, &burst, &budget_roomy()),
+            PlacementDecision::GeneralRuntime
         );
         let generous = CapacityPolicy {
             general_share: 1.0,

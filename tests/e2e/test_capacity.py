@@ -99,6 +99,19 @@ general = [ { profile = "python:128", min = 1, max = 1 } ]
 general = []   # no pooled microVMs in this budget (test_vm_pools.py has theirs)
 """
 
+# Issue 14's lone tenant: pools whose size (3) once capped one account at
+# ceil(0.5 × 3) = 2 general sandboxes held for their whole life.
+LONE_CONFIG = """
+[capacity]
+sizer = "fixed"
+general = [
+  { profile = "python:128", min = 2, max = 2 },
+  { profile = "shell:128", min = 1, max = 1 },
+]
+[microvm]
+general = []
+"""
+
 
 # ---------------------------------------------------------------------------
 # Helpers
@@ -631,6 +644,26 @@ def test_policy_burst_uses_the_general_sub_pool(servers):
         assert report_has_init(o), o.report
     delta = placements_delta(before, srv.metrics())
     assert delta == {"dedicated": 1, "general_runtime": 1, "rejected": 1}, (delta, err)
+
+
+def test_a_lone_tenant_draws_the_whole_general_pool(servers):
+    """One developer alone on the node deploys function after function: each
+    first invoke comes from the general pool once it has refilled, far past
+    the account's share (0.5) of the pool's size, because nobody else asks
+    for it (ADR 0011). A share counted as sandboxes held made the third one
+    on a cold start."""
+    srv = servers("lone", config=LONE_CONFIG)
+    client = srv.account_client(srv.create_account())
+    names = [create_cap_fn(client) for _ in range(5)]
+    for k, name in enumerate(names):
+        wait_pools(srv, general_idle_at_least("python:128", 2), FILL_TIMEOUT_S,
+                   f"the python:128 pool refilled before first invoke {k + 1}")
+        first = invoke_ok(client, name, {"op": "id"})
+        assert first.placement == "general-runtime", (k, first.describe())
+        assert report_has_init(first), first.report
+    # Every one of them is still alive, idle and warm for its function.
+    p = srv.pools()
+    assert p["ActiveIdle"] >= len(names), p
 
 
 def test_policy_wait_queues_then_serves_or_times_out(servers):

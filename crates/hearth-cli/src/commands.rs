@@ -120,7 +120,9 @@ pub struct CapacitySetArgs {
     /// How long `wait` queues an invocation before answering 429.
     #[arg(long, value_name = "MS")]
     pub max_wait_ms: Option<u32>,
-    /// The fraction of the general sub-pool the account may hold, in (0, 1].
+    /// The fraction of the general sub-pool's draws the account may take
+    /// while other accounts ask for it too, in (0, 1]. Alone on the node an
+    /// account may draw the whole pool.
     #[arg(long, value_name = "P")]
     pub general_share: Option<f64>,
     /// Print the resulting settings as JSON.

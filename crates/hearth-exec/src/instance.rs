@@ -3,7 +3,7 @@
 
 use crate::logs::LogPump;
 use crate::placement::WarmKey;
-use crate::pools::{GeneralHold, MemoryCharge, ProvisionedKey};
+use crate::pools::{MemoryCharge, ProvisionedKey};
 use hearth_runtime::api::RuntimeApi;
 use hearth_sandbox::SandboxControl;
 use std::sync::Arc;
@@ -43,9 +43,6 @@ pub struct Instance {
     pub origin: Origin,
     /// Its memory limit, counted against the node's budget while it lives.
     pub charge: MemoryCharge,
-    /// Counted against the account's share of the general sub-pool, if it
-    /// was drawn from there.
-    pub hold: Option<GeneralHold>,
 }
 
 impl Instance {
@@ -55,32 +52,22 @@ impl Instance {
     pub fn destroy_handing_over_charge(self) -> (tokio::task::JoinHandle<()>, MemoryCharge) {
         self.api.shutdown();
         let Self {
-            control,
-            charge,
-            hold,
-            ..
+            control, charge, ..
         } = self;
-        let handle = tokio::task::spawn_blocking(move || {
-            control.destroy();
-            drop(hold);
-        });
+        let handle = tokio::task::spawn_blocking(move || control.destroy());
         (handle, charge)
     }
 
-    /// The memory charge and the general-share hold are released only once
-    /// the sandbox is really gone, so the budget never counts it free early.
+    /// The memory charge is released only once the sandbox is really gone,
+    /// so the budget never counts it free early.
     pub fn destroy(self) -> tokio::task::JoinHandle<()> {
         self.api.shutdown();
         let Self {
-            control,
-            charge,
-            hold,
-            ..
+            control, charge, ..
         } = self;
         tokio::task::spawn_blocking(move || {
             control.destroy();
             drop(charge);
-            drop(hold);
         })
     }
 }

@@ -3,11 +3,13 @@
 use crate::instance::{Instance, Origin};
 use crate::logs::{frame, tail, LogPump, Report};
 use crate::placement::WarmKey;
-use crate::pools::{family_of, GeneralHold, MemoryCharge, PoolKey, Unspecialised, SHELL};
+use crate::pools::{family_of, MemoryCharge, PoolKey, Unspecialised, SHELL};
 use crate::Executor;
 use base64::Engine;
 use bytes::Bytes;
-use hearth_pool::placement::{place, BudgetView, PlacementDecision, PlacementRequest, PoolView};
+use hearth_pool::placement::{
+    asks_general, place, BudgetView, PlacementDecision, PlacementRequest, PoolView,
+};
 use hearth_pool::profile::{memory_class_for, RuntimeProfile, Warmth};
 use hearth_runtime::api::{Assignment, InitializationType, RuntimeEnv, RuntimeReady};
 use hearth_runtime::api::{InitOutcome, Invocation, InvokeOutcome, RuntimeApi};
@@ -395,8 +397,18 @@ impl Executor {
                         .as_ref()
                         .map_or(0, |k| pools.general_idle(k)),
                     general_idle_shell_warm: pools.general_idle(&shell_pool),
+                    general_runtime_target: runtime_pool
+                        .as_ref()
+                        .and_then(|k| pools.general_targets.get(k))
+                        .copied()
+                        .unwrap_or(0),
+                    general_shell_target: pools
+                        .general_targets
+                        .get(&shell_pool)
+                        .copied()
+                        .unwrap_or(0),
                     general_pool_size: pools.general_target_total,
-                    account_general_held: self.0.held.lock().get(&account).copied().unwrap_or(0),
+                    general_share: pools.share.standing(fv.account(), now),
                     account_queue_len: pools.queued.get(&account).copied().unwrap_or(0),
                 };
                 let budget = self.budget_view(&pools);
@@ -447,6 +459,13 @@ impl Executor {
                     }
                     PlacementDecision::Reject { .. } => None,
                 };
+                if asks_general(&decision, policy.mode) {
+                    if decision.is_general() && drawn.is_some() {
+                        pools.share.record_draw(fv.account(), now);
+                    } else {
+                        pools.share.record_ask(fv.account(), now);
+                    }
+                }
                 (decision, drawn)
             };
             match (decision, drawn) {
@@ -465,16 +484,14 @@ impl Executor {
                     | PlacementDecision::Dedicated { .. },
                     Some(Drawn::Pooled(u)),
                 ) => {
-                    // A general draw counts against the account's share and
-                    // feeds the pool's sizing; a dedicated one is the account's.
-                    let hold = if decision.is_general() {
+                    // A general draw feeds the pool's sizing (the share
+                    // ledger has it already); a dedicated one is the
+                    // account's.
+                    if decision.is_general() {
                         if let Some(s) = self.0.sizers.lock().get_mut(&u.key) {
                             s.record_draw(now);
                         }
-                        Some(GeneralHold::new(&self.0.held, &account))
-                    } else {
-                        None
-                    };
+                    }
                     self.0.wake.notify_one();
                     return self
                         .specialise(
@@ -483,7 +500,6 @@ impl Executor {
                             key,
                             InitializationType::OnDemand,
                             Origin::Active,
-                            hold,
                             request_id,
                         )
                         .await
@@ -677,7 +693,6 @@ impl Executor {
         key: WarmKey,
         init_type: InitializationType,
         origin: Origin,
-        hold: Option<GeneralHold>,
         request_id: &str,
     ) -> Result<Instance, FailedStart> {
         let started = Instant::now();
@@ -747,7 +762,6 @@ impl Executor {
                 api,
                 logs,
                 charge,
-                hold,
                 origin,
                 version,
                 init_duration,
@@ -815,7 +829,6 @@ impl Executor {
                 api,
                 logs,
                 charge,
-                hold: None,
                 origin: Origin::Active,
                 version,
                 init_duration,
@@ -838,7 +851,6 @@ impl Executor {
             api,
             logs,
             charge,
-            hold,
             origin,
             version,
             init_duration,
@@ -866,7 +878,6 @@ impl Executor {
                 init_duration: Some(init_duration),
                 origin,
                 charge,
-                hold,
             }),
             Some(Some(InitOutcome::Failed { body, .. })) => {
                 let output = logs.take().await;
@@ -1081,6 +1092,7 @@ impl Finished {
         exec.0.logs.write(
             &instance.key.account_id,
             &instance.key.function_name,
+            &self.executed_version,
             now_ms(),
             &log,
         );
@@ -1197,7 +1209,7 @@ impl FailedStart {
         let log = frame(&request_id, &v.version, &output, b"", &extra, &report);
         exec.0
             .logs
-            .write(&v.account_id, &v.function_name, now_ms(), &log);
+            .write(&v.account_id, &v.function_name, &v.version, now_ms(), &log);
         let _ = input;
         InvokeOutput {
             request_id,
@@ -1275,7 +1287,6 @@ pub(crate) struct InitParts<'a> {
     api: RuntimeApi,
     logs: LogPump,
     charge: MemoryCharge,
-    hold: Option<GeneralHold>,
     origin: Origin,
     version: &'a VersionRecord,
     init_duration: Duration,

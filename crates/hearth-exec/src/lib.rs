@@ -139,8 +139,6 @@ struct Inner {
     keepalive: Mutex<Box<dyn KeepAlivePolicy>>,
     /// Sum of the memory limits of every live sandbox, MiB.
     memory_used: Arc<AtomicU64>,
-    /// General sandboxes each account holds.
-    held: Arc<Mutex<HashMap<String, u32>>>,
     /// Each account's capacity policy (default: burst, half the general pool).
     policies: Mutex<HashMap<String, CapacityPolicy>>,
     /// Dedicated sub-pool sizes, by (account, pool).
@@ -249,7 +247,6 @@ impl Executor {
             pools: Mutex::new(Pools::default()),
             sizers: Mutex::new(sizers),
             memory_used: Arc::new(AtomicU64::new(0)),
-            held: Arc::new(Mutex::new(HashMap::new())),
             policies: Mutex::new(HashMap::new()),
             provisioned: Mutex::new(HashMap::new()),
             dedicated: Mutex::new(HashMap::new()),

@@ -268,12 +268,21 @@ impl LogWriter {
         Self { tx }
     }
 
-    /// Queues one invocation's log, one event per line.
-    pub fn write(&self, account_id: &str, function_name: &str, timestamp_ms: i64, log: &str) {
+    /// Queues one invocation's log, one event per line, tagged with the
+    /// version that ran (`$LATEST` or a number) for `hearth logs NAME:QUALIFIER`.
+    pub fn write(
+        &self,
+        account_id: &str,
+        function_name: &str,
+        version: &str,
+        timestamp_ms: i64,
+        log: &str,
+    ) {
         for line in log.lines() {
             let _ = self.tx.send(NewLogEvent {
                 account_id: account_id.to_owned(),
                 function_name: function_name.to_owned(),
+                version: version.to_owned(),
                 timestamp_ms,
                 message: line.to_owned(),
             });

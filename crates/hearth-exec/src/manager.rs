@@ -72,6 +72,13 @@ pub(crate) fn spawn(exec: &Executor) {
 impl Executor {
     /// One step of the pool manager.
     fn tick(&self) {
+        {
+            // Forget general-share draws and asks older than the window.
+            let now = self.now();
+            let mut pools = self.0.pools.lock();
+            pools.share.prune(now);
+            pools.vm.share.prune(now);
+        }
         self.health_check();
         self.reap_idle();
         self.refill_general();
@@ -509,7 +516,7 @@ impl Executor {
             revision_id: v.revision_id.clone(),
         };
         let request_id = uuid::Uuid::new_v4().to_string();
-        self.specialise(u, v, warm, init_type, origin, None, &request_id)
+        self.specialise(u, v, warm, init_type, origin, &request_id)
             .await
             .map(|mut i| {
                 // Provisioned sandboxes are initialised before any request: the

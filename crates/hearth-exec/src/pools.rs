@@ -8,9 +8,9 @@ use crate::instance::Instance;
 use crate::logs::LogPump;
 use crate::placement::{IdlePool, WarmKey};
 use hearth_pool::profile::Warmth;
+use hearth_pool::share::ShareLedger;
 use hearth_runtime::api::RuntimeApi;
 use hearth_sandbox::SandboxControl;
-use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -155,36 +155,6 @@ impl Drop for MemoryCharge {
     }
 }
 
-/// Counts a general sandbox against the account that drew it (its share of
-/// the general sub-pool) for as long as it lives.
-#[derive(Debug)]
-pub struct GeneralHold {
-    held: Arc<Mutex<HashMap<String, u32>>>,
-    account: String,
-}
-
-impl GeneralHold {
-    pub fn new(held: &Arc<Mutex<HashMap<String, u32>>>, account: &str) -> Self {
-        *held.lock().entry(account.to_owned()).or_default() += 1;
-        Self {
-            held: held.clone(),
-            account: account.to_owned(),
-        }
-    }
-}
-
-impl Drop for GeneralHold {
-    fn drop(&mut self) {
-        let mut h = self.held.lock();
-        if let Some(n) = h.get_mut(&self.account) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                h.remove(&self.account);
-            }
-        }
-    }
-}
-
 /// A sandbox built ahead of any request and assigned to no function yet.
 #[derive(Debug)]
 pub struct Unspecialised {
@@ -255,6 +225,9 @@ pub struct Pools {
     pub provisioned_building: HashMap<ProvisionedKey, u32>,
     /// Invocations of each account waiting for capacity.
     pub queued: HashMap<String, u32>,
+    /// Recent draws from (and asks of) the general sub-pools, for the
+    /// accounts' general share (ADR 0011).
+    pub share: ShareLedger,
     /// The node is shutting down: sandboxes finishing a build or an
     /// invocation are destroyed, not pooled.
     pub closing: bool,

@@ -11,11 +11,13 @@ use crate::invoke::{
 };
 use crate::logs::{frame, Report};
 use crate::placement::WarmKey;
-use crate::pools::{GeneralHold, MemoryCharge, Pools};
+use crate::pools::{MemoryCharge, Pools};
 use crate::Executor;
 use bytes::Bytes;
 use hearth_pool::keepalive::{IdleSandbox, RemovalCause};
-use hearth_pool::placement::{place, BudgetView, PlacementDecision, PlacementRequest, PoolView};
+use hearth_pool::placement::{
+    asks_general, place, BudgetView, PlacementDecision, PlacementRequest, PoolView,
+};
 use hearth_pool::profile::{memory_class_for, RuntimeProfile};
 use hearth_pool::vm::lifecycle::describe;
 use hearth_pool::vm::{FunctionSpec, Prepared, Specialised, Usage, VmHost};
@@ -405,8 +407,10 @@ impl Executor {
                     dedicated_idle_unspecialised: n(vp.sub.dedicated_idle(&account, class)),
                     general_idle_runtime_warm: n(vp.sub.general_idle(class)),
                     general_idle_shell_warm: 0,
+                    general_runtime_target: vp.general_targets.get(&class).copied().unwrap_or(0),
+                    general_shell_target: 0,
                     general_pool_size: vp.general_target_total,
-                    account_general_held: side.held.lock().get(&account).copied().unwrap_or(0),
+                    general_share: vp.share.standing(req.account(), now),
                     account_queue_len: pools.queued.get(&account).copied().unwrap_or(0),
                 };
                 let decision = place(&req, &view, &policy, &budget);
@@ -458,6 +462,13 @@ impl Executor {
                     }
                     PlacementDecision::Reject { .. } => None,
                 };
+                if asks_general(&decision, policy.mode) {
+                    if matches!(drawn, Some(Drawn::Pooled(_, true))) {
+                        pools.vm.share.record_draw(req.account(), now);
+                    } else {
+                        pools.vm.share.record_ask(req.account(), now);
+                    }
+                }
                 // A drawn VM is about to run: it is charged its whole class
                 // from now on, room made (under the lock) if need be.
                 let drawn = match drawn {
@@ -499,7 +510,6 @@ impl Executor {
                         if let Some(s) = side.sizers.lock().get_mut(&class) {
                             s.record_draw(now);
                         }
-                        v.hold = Some(GeneralHold::new(&side.held, &account));
                     }
                     self.0.wake.notify_one();
                     let started = Instant::now();
@@ -702,7 +712,6 @@ impl Executor {
             sid: self.next_sid(),
             vm: pooled,
             charge,
-            hold: None,
             account: Some(version.account_id.clone()),
             key: None,
             generation: 0,
@@ -958,9 +967,13 @@ impl Executor {
         let mut log = frame(id, &version.version, b"", &stderr, &extra, &report);
         log.push_str(&usage.log_line(id));
         log.push('\n');
-        self.0
-            .logs
-            .write(&version.account_id, &version.function_name, now_ms(), &log);
+        self.0.logs.write(
+            &version.account_id,
+            &version.function_name,
+            &version.version,
+            now_ms(),
+            &log,
+        );
         self.record_usage(version, &usage);
         InvokeOutput {
             request_id: request_id.clone(),
@@ -1166,7 +1179,7 @@ impl Executor {
         let log = frame(id, &v.version, b"", &output, &extra, &report);
         self.0
             .logs
-            .write(&v.account_id, &v.function_name, now_ms(), &log);
+            .write(&v.account_id, &v.function_name, &v.version, now_ms(), &log);
         InvokeOutput {
             request_id: id.to_owned(),
             executed_version: v.version.clone(),

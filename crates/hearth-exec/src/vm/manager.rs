@@ -302,7 +302,6 @@ impl Executor {
                 sid: me.next_sid(),
                 vm,
                 charge,
-                hold: None,
                 account: None,
                 key: None,
                 generation: 0,

@@ -22,7 +22,7 @@ pub(crate) mod manager;
 
 use crate::instance::Origin;
 use crate::placement::WarmKey;
-use crate::pools::{GeneralHold, MemoryCharge};
+use crate::pools::MemoryCharge;
 use hearth_pool::vm::{PooledVm, VmHost, VmSubPools};
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -83,8 +83,6 @@ pub(crate) struct VmInstance {
     pub sid: hearth_pool::ids::SandboxId,
     pub vm: PooledVm,
     pub charge: MemoryCharge,
-    /// Counted against the account's share of the general VM pool.
-    pub hold: Option<GeneralHold>,
     /// The account it serves, from the moment it leaves the general pool.
     pub account: Option<String>,
     /// The function version it is warm for.
@@ -101,20 +99,15 @@ pub(crate) struct VmInstance {
 
 impl VmInstance {
     /// Drops the VM off the async threads (closing KVM's descriptors frees
-    /// its memory, which takes a moment), then its charge and hold.
+    /// its memory, which takes a moment), then its charge.
     pub fn destroy(self) -> tokio::task::JoinHandle<()> {
         tokio::task::spawn_blocking(move || drop(self))
     }
 
     /// Destroys the VM but hands its memory charge to the caller.
     pub fn destroy_handing_over_charge(self) -> (tokio::task::JoinHandle<()>, MemoryCharge) {
-        let VmInstance {
-            vm, charge, hold, ..
-        } = self;
-        let h = tokio::task::spawn_blocking(move || {
-            drop(vm);
-            drop(hold);
-        });
+        let VmInstance { vm, charge, .. } = self;
+        let h = tokio::task::spawn_blocking(move || drop(vm));
         (h, charge)
     }
 }
@@ -132,6 +125,9 @@ pub(crate) struct VmPools {
     /// Which account each VM was handed to, most recent last (bounded): the
     /// admin API shows it, so that a test can check no VM served two.
     pub assignments: VecDeque<(u64, String)>,
+    /// Recent draws from (and asks of) the general VM pools, for the
+    /// accounts' general share (ADR 0011).
+    pub share: hearth_pool::share::ShareLedger,
 }
 
 /// How many assignments [`VmPools::assignments`] keeps.
@@ -174,8 +170,6 @@ pub(crate) struct VmSide {
     /// Memory classes whose base snapshot is open, and why others failed.
     /// (`None`: being made.)
     pub bases: parking_lot::Mutex<HashMap<u32, Option<Result<(), String>>>>,
-    /// General VMs each account holds.
-    pub held: Arc<parking_lot::Mutex<HashMap<String, u32>>>,
     /// Per general VM pool: the sizing policy's state.
     pub sizers: parking_lot::Mutex<HashMap<u32, Box<dyn hearth_pool::sizing::PoolSizer>>>,
     /// What the last pooled VM of each class held once made, MiB: what a
@@ -208,7 +202,6 @@ impl VmSide {
             general,
             prepared: parking_lot::Mutex::new(HashMap::new()),
             bases: parking_lot::Mutex::new(HashMap::new()),
-            held: Arc::new(parking_lot::Mutex::new(HashMap::new())),
             sizers: parking_lot::Mutex::new(sizers),
             dedicated: parking_lot::Mutex::new(HashMap::new()),
             pooled_mb: parking_lot::Mutex::new(HashMap::new()),
