@@ -71,6 +71,8 @@ enum Command {
     Logs {
         #[command(flatten)]
         client: client::ClientArgs,
+        /// NAME, or NAME:QUALIFIER (a version, `$LATEST` or an alias) for
+        /// only the lines that version wrote.
         name: String,
         /// Keep printing new events until interrupted.
         #[arg(long, short)]
@@ -136,7 +138,7 @@ enum Command {
     },
 }
 
-fn main() -> Result<()> {
+fn main() {
     // The sandbox launcher is this same binary, exec'd by the daemon: it
     // must not parse flags, log or start a runtime before isolating itself.
     if std::env::args_os()
@@ -145,6 +147,16 @@ fn main() -> Result<()> {
     {
         hearth_sandbox::linux::init_main();
     }
+    // An error is one clear line and a non-zero exit, whatever
+    // RUST_BACKTRACE says: `{:#}` prints the chain of causes, never the
+    // backtrace that returning the error from `main` would print.
+    if let Err(e) = run() {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("HEARTH_LOG")

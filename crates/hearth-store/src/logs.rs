@@ -17,6 +17,9 @@ pub struct LogEvent {
     /// Increases with every event of the node; a cursor for `--follow`.
     pub seq: i64,
     pub timestamp_ms: i64,
+    /// The version that wrote it: `$LATEST` or a number (empty for events
+    /// stored before versions were recorded).
+    pub version: String,
     pub message: String,
 }
 
@@ -25,6 +28,7 @@ pub struct LogEvent {
 pub struct NewLogEvent {
     pub account_id: String,
     pub function_name: String,
+    pub version: String,
     pub timestamp_ms: i64,
     pub message: String,
 }
@@ -42,7 +46,8 @@ CREATE TABLE IF NOT EXISTS log_events (
     account_id    TEXT NOT NULL,
     function_name TEXT NOT NULL,
     timestamp_ms  INTEGER NOT NULL,
-    message       TEXT NOT NULL
+    message       TEXT NOT NULL,
+    version       TEXT NOT NULL DEFAULT ''
 ) STRICT;
 CREATE INDEX IF NOT EXISTS log_events_by_function ON log_events (account_id, function_name, seq);
 "#;
@@ -62,6 +67,16 @@ impl LogStore {
         let _: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.execute_batch(SCHEMA)?;
+        // Files made before events carried their version gain the column
+        // (their old events keep an empty version).
+        let has_version = conn
+            .prepare("SELECT 1 FROM pragma_table_info('log_events') WHERE name = 'version'")?
+            .exists([])?;
+        if !has_version {
+            conn.execute_batch(
+                "ALTER TABLE log_events ADD COLUMN version TEXT NOT NULL DEFAULT ''",
+            )?;
+        }
         Ok(Self {
             conn: Mutex::new(conn),
             keep: i64::try_from(keep).unwrap_or(i64::MAX),
@@ -77,12 +92,13 @@ impl LogStore {
         let tx = conn.transaction()?;
         {
             let mut insert = tx.prepare_cached(
-                "INSERT INTO log_events (account_id, function_name, timestamp_ms, message) VALUES (?1, ?2, ?3, ?4)",
+                "INSERT INTO log_events (account_id, function_name, version, timestamp_ms, message) VALUES (?1, ?2, ?3, ?4, ?5)",
             )?;
             for e in events {
                 insert.execute(params![
                     e.account_id,
                     e.function_name,
+                    e.version,
                     e.timestamp_ms,
                     e.message
                 ])?;
@@ -107,35 +123,47 @@ impl LogStore {
     }
 
     /// Events of one function after `after_seq` (oldest first), at most `limit`;
-    /// with `tail`, the newest `limit` events instead.
+    /// with `tail`, the newest `limit` events instead. With `version`, only
+    /// the events that version wrote.
     pub fn read(
         &self,
         account_id: &str,
         function_name: &str,
+        version: Option<&str>,
         after_seq: Option<i64>,
         limit: usize,
         tail: bool,
     ) -> Result<Vec<LogEvent>> {
         let conn = self.conn.lock();
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        // `?5 IS NULL` keeps one statement (and one cached plan) for both.
         let sql = if tail {
-            "SELECT seq, timestamp_ms, message FROM (
-                SELECT seq, timestamp_ms, message FROM log_events
+            "SELECT seq, timestamp_ms, version, message FROM (
+                SELECT seq, timestamp_ms, version, message FROM log_events
                 WHERE account_id = ?1 AND function_name = ?2 AND seq > ?3
+                  AND (?5 IS NULL OR version = ?5)
                 ORDER BY seq DESC LIMIT ?4) ORDER BY seq"
         } else {
-            "SELECT seq, timestamp_ms, message FROM log_events
+            "SELECT seq, timestamp_ms, version, message FROM log_events
              WHERE account_id = ?1 AND function_name = ?2 AND seq > ?3
+               AND (?5 IS NULL OR version = ?5)
              ORDER BY seq LIMIT ?4"
         };
         let mut stmt = conn.prepare_cached(sql)?;
         let rows = stmt.query_map(
-            params![account_id, function_name, after_seq.unwrap_or(0), limit],
+            params![
+                account_id,
+                function_name,
+                after_seq.unwrap_or(0),
+                limit,
+                version
+            ],
             |r| {
                 Ok(LogEvent {
                     seq: r.get(0)?,
                     timestamp_ms: r.get(1)?,
-                    message: r.get(2)?,
+                    version: r.get(2)?,
+                    message: r.get(3)?,
                 })
             },
         )?;
@@ -161,6 +189,7 @@ mod tests {
         NewLogEvent {
             account_id: "a".into(),
             function_name: f.into(),
+            version: "$LATEST".into(),
             timestamp_ms: 1,
             message: m.into(),
         }
@@ -172,16 +201,60 @@ mod tests {
         let batch: Vec<_> = (0..5).map(|i| ev("f", &format!("line {i}"))).collect();
         s.append(&batch).unwrap();
         s.append(&[ev("g", "other")]).unwrap();
-        let f = s.read("a", "f", None, 100, false).unwrap();
+        let f = s.read("a", "f", None, None, 100, false).unwrap();
         let msgs: Vec<_> = f.iter().map(|e| e.message.as_str()).collect();
         assert_eq!(msgs, ["line 2", "line 3", "line 4"]);
-        let after = s.read("a", "f", Some(f[1].seq), 100, false).unwrap();
+        let after = s.read("a", "f", None, Some(f[1].seq), 100, false).unwrap();
         assert_eq!(after.len(), 1);
-        let tail = s.read("a", "f", None, 2, true).unwrap();
+        let tail = s.read("a", "f", None, None, 2, true).unwrap();
         assert_eq!(tail[0].message, "line 3");
-        assert!(s.read("b", "f", None, 100, false).unwrap().is_empty());
+        assert!(s.read("b", "f", None, None, 100, false).unwrap().is_empty());
         s.delete_function("a", "f").unwrap();
-        assert!(s.read("a", "f", None, 100, false).unwrap().is_empty());
-        assert_eq!(s.read("a", "g", None, 100, false).unwrap().len(), 1);
+        assert!(s.read("a", "f", None, None, 100, false).unwrap().is_empty());
+        assert_eq!(s.read("a", "g", None, None, 100, false).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn filtered_by_version() {
+        let s = LogStore::open_in_memory(100).unwrap();
+        let mut one = ev("f", "from 1");
+        one.version = "1".into();
+        s.append(&[ev("f", "from latest"), one, ev("f", "latest again")])
+            .unwrap();
+        let only = |v: Option<&str>, tail| {
+            s.read("a", "f", v, None, 100, tail)
+                .unwrap()
+                .into_iter()
+                .map(|e| e.message)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(only(Some("1"), false), ["from 1"]);
+        assert_eq!(only(Some("1"), true), ["from 1"]);
+        assert_eq!(only(Some("$LATEST"), true), ["from latest", "latest again"]);
+        assert_eq!(only(None, false).len(), 3);
+        assert!(only(Some("2"), false).is_empty());
+    }
+
+    #[test]
+    fn a_file_from_before_versions_gains_the_column() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("logs.sqlite");
+        let old = Connection::open(&path).unwrap();
+        old.execute_batch(
+            "CREATE TABLE log_events (seq INTEGER PRIMARY KEY AUTOINCREMENT, account_id TEXT NOT NULL,
+             function_name TEXT NOT NULL, timestamp_ms INTEGER NOT NULL, message TEXT NOT NULL) STRICT;
+             INSERT INTO log_events (account_id, function_name, timestamp_ms, message) VALUES ('a', 'f', 1, 'old');",
+        )
+        .unwrap();
+        drop(old);
+        let s = LogStore::open(&path, 10).unwrap();
+        s.append(&[ev("f", "new")]).unwrap();
+        let all = s.read("a", "f", None, None, 10, false).unwrap();
+        assert_eq!(
+            all.iter()
+                .map(|e| (e.version.as_str(), e.message.as_str()))
+                .collect::<Vec<_>>(),
+            [("", "old"), ("$LATEST", "new")]
+        );
     }
 }
