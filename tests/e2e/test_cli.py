@@ -22,6 +22,7 @@ from hearth_e2e import (
     WAITER,
     code_sha256,
     expect_error,
+    hearth_bin,
     py_zip,
     unique_name,
 )
@@ -154,6 +155,31 @@ def test_cli_wrong_credentials(hearth):
     cp = hearth.cli("ls", access_key="test", secret="wrong", check=False)
     assert cp.returncode != 0
     assert "InvalidSignatureException" in cp.stderr + cp.stdout
+
+
+def test_cli_errors_are_one_line_whatever_rust_backtrace_says(hearth, tmp_path):
+    """A missing resource, a bad argument and an unreachable node: one clear
+    line on stderr and a non-zero exit, even with RUST_BACKTRACE=1."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HEARTH_", "AWS_"))}
+    env.update(HEARTH_ENDPOINT=hearth.endpoint, AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test",
+               AWS_DEFAULT_REGION=REGION, RUST_BACKTRACE="1", RUST_LIB_BACKTRACE="1")
+    cases = {
+        "missing function": (["invoke", unique_name("missing"), "--payload", "{}"], {},
+                             "ResourceNotFoundException"),
+        "missing directory": (["deploy", str(tmp_path / "nowhere"), "--name", unique_name("x"),
+                               "--runtime", PY_RUNTIME, "--handler", "handler.handler"], {}, "nowhere"),
+        "unreachable node": (["ls"], {"HEARTH_ENDPOINT": "http://127.0.0.1:9"}, "127.0.0.1:9"),
+        "unknown flag": (["ls", "--bogus"], {}, "--bogus"),
+        "missing argument": (["invoke"], {}, "<NAME>"),
+    }
+    for what, (args, extra, needle) in cases.items():
+        cp = subprocess.run([str(hearth_bin()), *args], env={**env, **extra}, capture_output=True, text=True,
+                            timeout=60, stdin=subprocess.DEVNULL)
+        assert cp.returncode != 0, (what, cp.stdout, cp.stderr)
+        lines = [line for line in cp.stderr.splitlines() if line.strip()]
+        assert len(lines) == 1 and lines[0].startswith("error: "), (what, cp.stderr)
+        assert needle in lines[0], (what, cp.stderr)
+        assert "backtrace" not in cp.stderr.lower(), (what, cp.stderr)
 
 
 # ---------------------------------------------------------------------------

@@ -665,3 +665,24 @@ def test_cli_logs(hearth, lam):
 
     cp = hearth.cli("logs", unique_name("missing"), check=False)
     assert cp.returncode != 0
+
+    # NAME:QUALIFIER keeps the lines that version wrote.
+    lam.publish_version(FunctionName=name)
+    lam.create_alias(FunctionName=name, Name="live", FunctionVersion="1")
+    in_v1 = unique_name("in-v1")
+    v1 = invoke_ok(lam, name, {"__e2e": "print", "lines": [in_v1]}, qualifier="1")
+
+    def logs_of(qualified: str, needle: str) -> str:
+        return wait_until(lambda: (lambda o: o if needle in o else "")(hearth.cli("logs", qualified).stdout),
+                          timeout=20, interval=0.5) or hearth.cli("logs", qualified).stdout
+
+    out1 = logs_of(f"{name}:1", f"REPORT RequestId: {v1.request_id}")
+    assert f"START RequestId: {v1.request_id} Version: 1" in out1 and in_v1 in out1, out1
+    assert marker not in out1 and later not in out1, out1
+    assert logs_of(f"{name}:live", in_v1) == out1
+    latest = logs_of(f"{name}:$LATEST", later)
+    assert marker in latest and later in latest and in_v1 not in latest, latest
+    everything = hearth.cli("logs", name).stdout
+    assert marker in everything and in_v1 in everything, everything
+    cp = hearth.cli("logs", f"{name}:7", check=False)
+    assert cp.returncode != 0 and "ResourceNotFoundException" in cp.stderr, (cp.stdout, cp.stderr)
