@@ -11,6 +11,7 @@ No test traffic leaves 127.0.0.1; every loop is bounded.
 from __future__ import annotations
 
 import json
+import platform
 import threading
 import time
 from pathlib import Path
@@ -24,6 +25,7 @@ from hearth_e2e import (
     SANDBOX_UID_MIN,
     HostProcess,
     create_fn,
+    hearth_bin,
     host_processes,
     invoke,
     invoke_error,
@@ -232,8 +234,75 @@ def test_privileged_syscalls_fail_with_eperm(hearth, lam, fns):
     assert not wrong, f"not refused with EPERM: {wrong}"
     expected = {"mount", "umount2", "ptrace_traceme", "init_module", "finit_module", "unshare_user", "unshare_mount",
                 "unshare_net", "unshare_pid", "setns_net", "bpf", "perf_event_open", "keyctl", "kexec_load",
-                "reboot", "swapon"}
+                "reboot", "swapon", "mbind", "set_mempolicy", "get_mempolicy", "migrate_pages", "move_pages",
+                "process_madvise", "sethostname"}
+    if platform.machine() == "x86_64":
+        expected.add("modify_ldt")
     assert expected <= set(got), sorted(got)
+    assert_healthy(hearth, lam, fns)
+
+
+def test_only_allowlisted_address_families_open(hearth, lam, fns):
+    """Address families 0..45 and netlink protocols 0..31: only AF_UNIX,
+    AF_INET, AF_INET6 and AF_NETLINK with NETLINK_ROUTE open, so that a
+    future kernel (or a module autoloaded on a stock one) cannot widen the
+    set silently. vsock, which network namespaces do not isolate, answers
+    EAFNOSUPPORT."""
+    got = run(lam, fns["esc"], {"op": "families"})
+    opened = {int(f) for f, r in got["families"].items() if r["ok"]}
+    assert opened <= {1, 2, 10, 16}, f"families beyond the allowlist open: {sorted(opened - {1, 2, 10, 16})}"
+    assert {1, 2, 16} <= opened, f"allowlisted families do not open: {got['families']}"
+    for fam, r in got["families"].items():
+        if int(fam) not in {1, 2, 10, 16}:
+            assert r["errnos"] == ["EAFNOSUPPORT"], (fam, r)
+    pairs = {int(f) for f, r in got["socketpair"].items() if r["ok"]}
+    assert pairs == {1}, f"socketpair opens for families {sorted(pairs)}"
+    assert refused(got["vsock"], "EAFNOSUPPORT"), f"AF_VSOCK: {got['vsock']}"
+    netlink = {int(p) for p, r in got["netlink"].items() if r["ok"]}
+    assert netlink == {0}, f"netlink protocols open: {sorted(netlink)} (only NETLINK_ROUTE, 0, may)"
+    for proto in (9, 15):  # NETLINK_AUDIT, NETLINK_KOBJECT_UEVENT
+        assert refused(got["netlink"][str(proto)], "EPERM"), (proto, got["netlink"][str(proto)])
+    assert_healthy(hearth, lam, fns)
+
+
+def test_syscalls_newer_than_the_policy_answer_enosys(hearth, lam, fns):
+    got = run(lam, fns["esc"], {"op": "unvetted"})
+    for name, r in got.items():
+        assert refused(r, "ENOSYS"), f"{name} (newer than the reviewed syscall table) got through: {r}"
+    assert_healthy(hearth, lam, fns)
+
+
+# ---------------------------------------------------------------------------
+# /proc
+
+
+def test_proc_shows_nothing_of_the_host(hearth, lam, fns):
+    got = run(lam, fns["esc"], {"op": "proc"})
+    binary = str(hearth_bin())
+    data = str(hearth.data_dir)
+    cmdline = got["init_cmdline"]
+    assert cmdline["ok"] and cmdline["value"].split("\0")[0] == "init", cmdline
+    assert "/" not in cmdline["value"], f"pid 1's command line names a path: {cmdline}"
+    for key in ("init_exe", "init_maps"):
+        r = got[key]
+        assert not r["ok"] or (binary not in str(r["value"]) and data not in str(r["value"])), (key, r)
+    # mountinfo: no mount but the two binds of the data directory names a
+    # host path. /var/task and /var/runtime still show theirs (a bind's root
+    # is its path in the source filesystem; see docs/design.md, issue 15).
+    mountinfo = got["mountinfo"]
+    assert mountinfo["ok"], mountinfo
+    for line in mountinfo["value"].splitlines():
+        fields = line.split()
+        if fields[4] in ("/var/task", "/var/runtime"):
+            continue
+        assert data not in line and binary not in line, f"mountinfo shows a host path: {line}"
+    assert got["sys"] == {"ok": True, "value": []}, f"/proc/sys: {got['sys']}"
+    assert not got["sys_write"]["ok"], got["sys_write"]
+    for f, r in got["files"].items():
+        assert not r["ok"] or r["value"] == "", f"/proc/{f} shows the host kernel: {str(r)[:300]}"
+    assert got["files"]["kallsyms"] == {"ok": True, "value": ""}, got["files"]["kallsyms"]
+    for f, r in got["own"].items():
+        assert r == {"ok": True, "value": True}, (f, r)
     assert_healthy(hearth, lam, fns)
 
 

@@ -21,10 +21,14 @@ libc.syscall.restype = ctypes.c_long
 _NR = {
     "x86_64": dict(mount=165, umount2=166, ptrace=101, init_module=175, finit_module=313, delete_module=176,
                    unshare=272, setns=308, bpf=321, perf_event_open=298, keyctl=250, kexec_load=246,
-                   reboot=169, swapon=167, pivot_root=155, chroot=161),
+                   reboot=169, swapon=167, pivot_root=155, chroot=161, modify_ldt=154, mbind=237,
+                   set_mempolicy=238, get_mempolicy=239, migrate_pages=256, move_pages=279, process_madvise=440,
+                   sethostname=170, cachestat=451, open_tree_attr=467),
     "aarch64": dict(mount=40, umount2=39, ptrace=117, init_module=105, finit_module=273, delete_module=106,
                     unshare=97, setns=268, bpf=280, perf_event_open=241, keyctl=219, kexec_load=104,
-                    reboot=142, swapon=224, pivot_root=41, chroot=51),
+                    reboot=142, swapon=224, pivot_root=41, chroot=51, mbind=235, get_mempolicy=236,
+                    set_mempolicy=237, migrate_pages=238, move_pages=239, process_madvise=440, sethostname=161,
+                    cachestat=451, open_tree_attr=467),
 }[platform.machine()]
 
 CLONE_NEWNS = 0x00020000
@@ -241,7 +245,71 @@ def op_syscalls(event):
                         ("cgroup", CLONE_NEWCGROUP)):
         out["unshare_" + label] = raw_syscall("unshare", flag)
     out["chroot"] = raw_syscall("chroot", ctypes.c_char_p(b"/tmp"))
+    # What Docker's default profile allows only with added capabilities.
+    buf = ctypes.create_string_buffer(64)
+    out["mbind"] = raw_syscall("mbind", 0, 4096, 0, nul, 0, 0)
+    out["set_mempolicy"] = raw_syscall("set_mempolicy", 0, nul, 0)
+    out["get_mempolicy"] = raw_syscall("get_mempolicy", nul, nul, 0, nul, 0)
+    out["migrate_pages"] = raw_syscall("migrate_pages", 0, 0, nul, nul)
+    out["move_pages"] = raw_syscall("move_pages", 0, 0, nul, nul, nul, 0)
+    out["process_madvise"] = raw_syscall("process_madvise", -1, nul, 0, 0, 0)
+    out["sethostname"] = raw_syscall("sethostname", ctypes.c_char_p(b"e2e"), 3)
+    if "modify_ldt" in _NR:
+        out["modify_ldt"] = raw_syscall("modify_ldt", 0, buf, 64)  # read the LDT
     return out
+
+
+def op_unvetted(event):
+    """Syscalls newer than the sandbox policy was reviewed against (with bad
+    arguments: if they got through, the kernel would say EBADF or EFAULT)."""
+    nul = ctypes.c_char_p(None)
+    return {
+        "cachestat": raw_syscall("cachestat", -1, nul, nul, 0),
+        "open_tree_attr": raw_syscall("open_tree_attr", -1, ctypes.c_char_p(b"/"), 0, nul, 0),
+    }
+
+
+def _open_socket(family, kind, proto):
+    s = socket.socket(family, kind, proto)
+    s.close()
+    return True
+
+
+def op_families(event):
+    """Every address family 0..45 (by stream, datagram, raw and seqpacket
+    sockets) and socketpair, and every netlink protocol 0..31: which open."""
+    kinds = (socket.SOCK_STREAM, socket.SOCK_DGRAM, socket.SOCK_RAW, socket.SOCK_SEQPACKET)
+    families, pairs = {}, {}
+    for fam in range(46):
+        tries = [attempt(_open_socket, fam, k, 0) for k in kinds]
+        opened = [t for t in tries if t["ok"]]
+        families[str(fam)] = {"ok": True} if opened else {"ok": False, "errnos": sorted({str(t["errno"]) for t in tries})}
+        pairs[str(fam)] = attempt(lambda f=fam: [s.close() for s in socket.socketpair(f, socket.SOCK_STREAM)] and True)
+    netlink = {}
+    for proto in range(32):
+        tries = [attempt(_open_socket, socket.AF_NETLINK, k, proto) for k in (socket.SOCK_RAW, socket.SOCK_DGRAM)]
+        netlink[str(proto)] = next((t for t in tries if t["ok"]), tries[0])
+    return {"families": families, "socketpair": pairs, "netlink": netlink,
+            "vsock": attempt(_open_socket, 40, socket.SOCK_STREAM, 0)}
+
+
+def op_proc(event):
+    """What /proc shows of the host."""
+    def readlink(p):
+        return os.readlink(p)
+    return {
+        "init_cmdline": attempt(lambda: read_text("/proc/1/cmdline")),
+        "init_exe": attempt(readlink, "/proc/1/exe"),
+        "init_maps": attempt(lambda: read_text("/proc/1/maps")),
+        "mountinfo": attempt(read_text, "/proc/self/mountinfo"),
+        "sys": attempt(lambda: sorted(os.listdir("/proc/sys"))),
+        "sys_write": attempt(lambda: open("/proc/sys/kernel/hostname", "w").write("x")),
+        "files": {f: attempt(read_text, "/proc/" + f, 4096) for f in
+                  ("kallsyms", "timer_list", "sched_debug", "keys", "modules", "kcore")},
+        # A sandbox still reads what describes itself and the machine's size.
+        "own": {f: attempt(lambda f=f: len(read_text("/proc/" + f)) > 0) for f in
+                ("meminfo", "cpuinfo", "self/status", "self/maps", "stat", "uptime")},
+    }
 
 
 def _setns(path, nstype):
@@ -360,7 +428,8 @@ def op_sleep(event):
 OPS = {
     "identity": op_identity, "read": op_read, "write": op_write, "net": op_net, "procs": op_procs,
     "syscalls": op_syscalls, "forkbomb": op_forkbomb, "fill_tmp": op_fill_tmp, "alloc": op_alloc,
-    "daemonize": op_daemonize, "marker": op_marker, "sleep": op_sleep,
+    "daemonize": op_daemonize, "marker": op_marker, "sleep": op_sleep, "unvetted": op_unvetted,
+    "families": op_families, "proc": op_proc,
 }
 
 

@@ -311,6 +311,11 @@ fn init(
         return 1;
     }
     drop(lifeline);
+    // Not dumpable: its /proc entries become root's, so the runtime (same
+    // uid) cannot read pid 1's `exe` link, `maps` or `environ`, which would
+    // name the host path of the daemon's binary. The runtime's own exec
+    // makes it dumpable again.
+    let _ = nix::sys::prctl::set_dumpable(false);
     let _ = nix::unistd::setsid();
     let runtime = match build_and_spawn(one_thread, control, req) {
         Ok(pid) => pid,

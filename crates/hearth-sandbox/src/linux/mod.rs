@@ -66,6 +66,7 @@ mod uid;
 
 use std::collections::{BTreeSet, HashSet};
 use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::process::CommandExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -116,6 +117,9 @@ pub struct LinuxConfig {
     /// How long `start` waits for the runtime to be exec'd.
     pub start_timeout: Duration,
 }
+
+/// `argv[0]` of the launcher, and so `/proc/1/cmdline` inside a sandbox.
+pub const LAUNCHER_ARGV0: &str = "init";
 
 impl Default for LinuxConfig {
     fn default() -> Self {
@@ -449,7 +453,10 @@ fn spawn_launcher(
     )
     .map_err(|e| format!("socketpair: {e}"))?;
     let mut cmd = Command::new(&config.init_program);
-    cmd.args(&config.init_args)
+    // The launcher becomes the sandbox's pid 1, whose command line every
+    // process inside can read: it names nothing of the host.
+    cmd.arg0(LAUNCHER_ARGV0)
+        .args(&config.init_args)
         .env_clear()
         .current_dir(cwd)
         .stdin(Stdio::from(theirs))

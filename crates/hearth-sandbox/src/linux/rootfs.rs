@@ -14,7 +14,11 @@
 //! /var/runtime      Hearth's bootstraps, read-only (if any)
 //! /opt              empty read-only tmpfs (layers later)
 //! /tmp              tmpfs of the sandbox's size, mode 1777, nosuid, nodev
-//! /proc             procfs of the sandbox's pid namespace
+//! /proc             procfs of the sandbox's pid namespace, masked as container
+//!                   runtimes mask it: the kernel's symbols, memory and
+//!                   debugging files read empty (host /dev/null bound over
+//!                   them), `/proc/sys` and the hardware and driver
+//!                   directories are empty read-only tmpfs
 //! /dev              read-only tmpfs: null zero full random urandom (host
 //!                   nodes bound), shm (tmpfs), fd/stdin/stdout/stderr links
 //! ```
@@ -118,6 +122,36 @@ const ETC_NSSWITCH: &str = "passwd: files\ngroup: files\nshadow: files\nhosts: f
 
 /// Host directories bound read-only, or recreated as symlinks.
 const SYSTEM_DIRS: [&str; 7] = ["usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32"];
+/// Files of `/proc` that read empty in a sandbox: runc's and Docker's masked
+/// paths, the kernel's symbol table and module list, and the rest of what
+/// describes the host's kernel rather than the sandbox.
+const PROC_MASKED_FILES: [&str; 18] = [
+    "kallsyms",
+    "kcore",
+    "keys",
+    "key-users",
+    "latency_stats",
+    "timer_list",
+    "timer_stats",
+    "sched_debug",
+    "sysrq-trigger",
+    "kmsg",
+    "modules",
+    "kpagecount",
+    "kpageflags",
+    "kpagecgroup",
+    "config.gz",
+    "vmallocinfo",
+    "iomem",
+    "ioports",
+];
+/// Directories of `/proc` replaced by an empty read-only tmpfs: the host's
+/// sysctls (`/proc/sys`: read-only and empty, a function has no business
+/// with the host kernel's tunables), hardware, buses, drivers, interrupts,
+/// filesystems and pressure stall information.
+const PROC_MASKED_DIRS: [&str; 9] = [
+    "sys", "acpi", "asound", "scsi", "bus", "fs", "irq", "driver", "pressure",
+];
 /// Host device nodes bound into `/dev`.
 const DEVICES: [&str; 5] = ["null", "zero", "full", "random", "urandom"];
 
@@ -288,6 +322,7 @@ pub(crate) fn build(spec: &RootSpec, sys: &dyn Syscall) -> Result<(), String> {
         None,
     )?;
 
+    mask_proc(&b, &proc_dir)?;
     build_dev(&mut b, root)?;
 
     // Whatever was under a read-only bind came along with MS_REC, writable:
@@ -392,6 +427,38 @@ fn build_etc(b: &mut Builder<'_>, spec: &RootSpec) -> Result<(), String> {
             | MsFlags::MS_NOEXEC,
         None,
     )
+}
+
+/// Masks what `/proc` shows of the host (see [`PROC_MASKED_FILES`] and
+/// [`PROC_MASKED_DIRS`]); entries this kernel does not have are skipped.
+/// A masked file is the host's `/dev/null`, as runc masks it: it reads
+/// empty, and what is written to it goes nowhere.
+fn mask_proc(b: &Builder<'_>, proc_dir: &Path) -> Result<(), String> {
+    for f in PROC_MASKED_FILES {
+        let target = proc_dir.join(f);
+        if b.sys.host_entry(&target) == HostEntry::Missing {
+            continue;
+        }
+        b.mount(
+            Some(Path::new("/dev/null")),
+            &target,
+            None,
+            MsFlags::MS_BIND,
+            None,
+        )?;
+    }
+    for d in PROC_MASKED_DIRS {
+        let target = proc_dir.join(d);
+        if b.sys.host_entry(&target) == HostEntry::Missing {
+            continue;
+        }
+        b.tmpfs(
+            &target,
+            MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+            "size=4k,nr_inodes=1,mode=555",
+        )?;
+    }
+    Ok(())
 }
 
 fn build_dev(b: &mut Builder<'_>, root: &Path) -> Result<(), String> {
