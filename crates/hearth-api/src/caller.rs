@@ -3,6 +3,7 @@
 
 use crate::auth::{self, SigV4Request};
 use crate::error::ApiError;
+use crate::query::{self, Service};
 use crate::state::AppState;
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -27,18 +28,36 @@ impl Caller {
 /// and puts the [`Caller`] into the request's extensions.
 pub async fn authenticate(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let (parts, body) = req.into_parts();
+    // Query-protocol requests (STS, IAM) get their errors in XML, which
+    // their clients parse; everything else in Lambda's JSON.
+    let query = query::is_query_request(
+        &parts.method,
+        parts.uri.path(),
+        parts.uri.query(),
+        &parts.headers,
+    );
+    let mut service = Service("sts".to_owned());
+    let fail = |e: LambdaError, service: &Service| {
+        if query {
+            query::from_lambda(&e, service)
+        } else {
+            ApiError(e).into_response()
+        }
+    };
     let bytes = match axum::body::to_bytes(body, hearth_types::limits::CONTROL_BODY_MAX_BYTES).await
     {
         Ok(b) => b,
         Err(_) => {
-            return ApiError(LambdaError::new(
-                ErrorKind::RequestEntityTooLarge,
-                format!(
-                    "Request must be smaller than {} bytes for this operation",
-                    hearth_types::limits::CONTROL_BODY_MAX_BYTES
+            return fail(
+                LambdaError::new(
+                    ErrorKind::RequestEntityTooLarge,
+                    format!(
+                        "Request must be smaller than {} bytes for this operation",
+                        hearth_types::limits::CONTROL_BODY_MAX_BYTES
+                    ),
                 ),
-            ))
-            .into_response()
+                &service,
+            )
         }
     };
     let sreq = SigV4Request {
@@ -50,8 +69,9 @@ pub async fn authenticate(State(state): State<AppState>, req: Request, next: Nex
     };
     let parsed = match auth::parse(&sreq) {
         Ok(p) => p,
-        Err(e) => return ApiError(LambdaError::from(&e)).into_response(),
+        Err(e) => return fail(LambdaError::from(&e), &service),
     };
+    service = Service(parsed.service.clone());
     let key_id = parsed.access_key_id.clone();
     // The key's account, from what an earlier request read while the
     // registry has not been written since, else from the registry (off the
@@ -83,13 +103,15 @@ pub async fn authenticate(State(state): State<AppState>, req: Request, next: Nex
     let (account, key) = match found {
         Ok(Some(found)) => found,
         Ok(None) => {
-            return ApiError(LambdaError::new(
-                ErrorKind::UnrecognizedClient,
-                "The security token included in the request is invalid.",
-            ))
-            .into_response()
+            return fail(
+                LambdaError::new(
+                    ErrorKind::UnrecognizedClient,
+                    "The security token included in the request is invalid.",
+                ),
+                &service,
+            )
         }
-        Err(e) => return e.into_response(),
+        Err(e) => return fail(e.0, &service),
     };
     if let Err(e) = auth::verify(
         &sreq,
@@ -99,9 +121,12 @@ pub async fn authenticate(State(state): State<AppState>, req: Request, next: Nex
         &state.signing_keys,
     ) {
         tracing::debug!(access_key = %parsed.access_key_id, error = %e, "signature refused");
-        return ApiError(LambdaError::from(&e)).into_response();
+        return fail(LambdaError::from(&e), &service);
     }
     let mut req = Request::from_parts(parts, Body::from(bytes));
     req.extensions_mut().insert(Caller { account });
+    if query {
+        req.extensions_mut().insert(service);
+    }
     next.run(req).await
 }

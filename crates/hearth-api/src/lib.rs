@@ -27,6 +27,7 @@ pub mod invoke;
 pub mod logs;
 pub mod pools;
 pub mod provisioned;
+pub mod query;
 pub mod request;
 pub mod shapes;
 pub mod state;
@@ -46,6 +47,8 @@ use hearth_types::{ErrorKind, LambdaError};
 pub fn app(state: AppState) -> Router {
     use functions as f;
     let signed = Router::new()
+        // The query protocol (STS; other services answer its error shape).
+        .route("/", get(query::handle).post(query::handle))
         // Lambda control plane.
         .route(
             "/2015-03-31/functions",
