@@ -105,8 +105,8 @@ fn launcher() -> Result<i32, ()> {
         let _ = nix::unistd::dup2_stdin(&null);
     }
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
-    let request = match protocol::recv::<Request>(control.as_fd(), None) {
-        Ok(Some((r, _))) => r,
+    let (request, passed_fd) = match protocol::recv::<Request>(control.as_fd(), None) {
+        Ok(Some((r, fd))) => (r, fd),
         _ => return Err(()),
     };
     match request {
@@ -115,14 +115,26 @@ fn launcher() -> Result<i32, ()> {
             let _ = protocol::send(control.as_fd(), &Report::Probe(report), None);
             Ok(0)
         }
-        Request::Launch(req) => match outer(one_thread, control.as_fd(), &req) {
-            Ok(code) => Ok(code),
-            Err(message) => {
-                let _ = protocol::send(control.as_fd(), &Report::Error { message }, None);
-                Ok(1)
-            }
-        },
+        Request::Launch(mut req) => {
+            // Kept open for this process's whole life (pid 1 inherits it).
+            req.runtime_mount = passed_fd.map(std::os::fd::IntoRawFd::into_raw_fd);
+            launch(one_thread, control.as_fd(), &req)
+        }
         Request::Exec(_) => Err(()),
+    }
+}
+
+fn launch(
+    one_thread: SingleThreaded,
+    control: BorrowedFd<'_>,
+    req: &LaunchRequest,
+) -> Result<i32, ()> {
+    match outer(one_thread, control, req) {
+        Ok(code) => Ok(code),
+        Err(message) => {
+            let _ = protocol::send(control, &Report::Error { message }, None);
+            Ok(1)
+        }
     }
 }
 
@@ -311,11 +323,6 @@ fn init(
         return 1;
     }
     drop(lifeline);
-    // Not dumpable: its /proc entries become root's, so the runtime (same
-    // uid) cannot read pid 1's `exe` link, `maps` or `environ`, which would
-    // name the host path of the daemon's binary. The runtime's own exec
-    // makes it dumpable again.
-    let _ = nix::sys::prctl::set_dumpable(false);
     let _ = nix::unistd::setsid();
     let runtime = match build_and_spawn(one_thread, control, req) {
         Ok(pid) => pid,
@@ -465,6 +472,7 @@ fn prepare(req: &LaunchRequest) -> Result<(), String> {
             root: req.root_dir.clone(),
             task,
             runtime_dir: req.spec.runtime_dir.clone(),
+            runtime_mount: req.runtime_mount,
             tmp_mb: req.spec.tmp_mb,
             uid: req.uid,
             gid: req.gid,
@@ -659,6 +667,7 @@ mod tests {
             user_namespace: None,
             seccomp: vec![],
             nproc_limit: None,
+            runtime_mount: None,
         }
     }
 

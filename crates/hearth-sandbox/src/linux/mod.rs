@@ -60,11 +60,12 @@ mod cgroup;
 mod launcher;
 mod protocol;
 mod rootfs;
+mod runtime_fs;
 mod seccomp;
 mod sys;
 mod uid;
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::os::unix::process::ExitStatusExt;
@@ -183,6 +184,32 @@ struct Shared {
     uids: Mutex<uid::UidAllocator>,
     /// Ids of the sandboxes this backend has started and not destroyed.
     live: Mutex<HashSet<String>>,
+    /// Detached tmpfs copies of runtime directories (see [`runtime_fs`]),
+    /// made on first use; `None` where one could not be made (the launcher
+    /// then binds the directory itself).
+    runtime_mounts: Mutex<HashMap<PathBuf, Option<Arc<OwnedFd>>>>,
+}
+
+impl Shared {
+    /// The detached copy of `dir`, made once (as root only: the mount API
+    /// needs CAP_SYS_ADMIN).
+    fn runtime_mount(&self, dir: &Path) -> Option<Arc<OwnedFd>> {
+        if !self.is_root {
+            return None;
+        }
+        let mut mounts = self.runtime_mounts.lock();
+        mounts
+            .entry(dir.to_path_buf())
+            .or_insert_with(|| match runtime_fs::detached_copy(dir) {
+                Ok(fd) => Some(Arc::new(fd)),
+                Err(e) => {
+                    tracing::warn!(dir = %dir.display(), error = %e,
+                        "cannot copy the bootstraps into a detached tmpfs; sandboxes bind the directory (its host path shows in their mountinfo)");
+                    None
+                }
+            })
+            .clone()
+    }
 }
 
 const CGROUP_RECORD: &str = "cgroups.json";
@@ -286,6 +313,7 @@ impl LinuxBackend {
             is_root,
             protections,
             live: Mutex::new(HashSet::new()),
+            runtime_mounts: Mutex::new(HashMap::new()),
         };
         Ok(LinuxBackend {
             shared: Arc::new(shared),
@@ -956,9 +984,18 @@ impl LinuxBackend {
             seccomp: sh.seccomp.clone(),
             nproc_limit: (sh.is_root && sh.userns == UserNs::None)
                 .then_some(u64::from(spec.pids_max)),
+            runtime_mount: None,
         }));
-        protocol::send(sock.as_fd(), &request, None)
-            .map_err(|e| format!("cannot send the launch request: {e}"))?;
+        let runtime_mount = spec
+            .runtime_dir
+            .as_deref()
+            .and_then(|d| sh.runtime_mount(d));
+        protocol::send(
+            sock.as_fd(),
+            &request,
+            runtime_mount.as_deref().map(AsFd::as_fd),
+        )
+        .map_err(|e| format!("cannot send the launch request: {e}"))?;
         let deadline = Instant::now() + sh.config.start_timeout;
         let mut listener = None;
         loop {

@@ -71,6 +71,11 @@ pub(crate) struct LaunchRequest {
     pub seccomp: Vec<Vec<WireInstruction>>,
     /// `RLIMIT_NPROC`, when the sandbox's uid is its own on the host.
     pub nproc_limit: Option<u64>,
+    /// The descriptor of the detached tmpfs holding the runtime directory's
+    /// copy, as the launcher received it with this request (not sent as
+    /// data: it travels as SCM_RIGHTS).
+    #[serde(skip)]
+    pub runtime_mount: Option<std::os::fd::RawFd>,
 }
 
 #[derive(Debug, serde::Serialize, serde::Deserialize)]

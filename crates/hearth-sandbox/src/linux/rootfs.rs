@@ -79,6 +79,9 @@ pub(crate) trait Syscall: Debug {
     /// Regular files directly in a host directory.
     fn list_files(&self, dir: &Path) -> Vec<PathBuf>;
     fn canonicalize(&self, path: &Path) -> io::Result<PathBuf>;
+    /// Attaches a clone of the detached mount `mount` (a descriptor this
+    /// process holds) at `target`.
+    fn attach_mount(&self, mount: std::os::fd::RawFd, target: &Path) -> io::Result<()>;
 }
 
 /// Where `/var/task` comes from.
@@ -99,6 +102,9 @@ pub(crate) struct RootSpec {
     pub root: PathBuf,
     pub task: TaskSource,
     pub runtime_dir: Option<PathBuf>,
+    /// A detached tmpfs copy of `runtime_dir` to attach instead of binding
+    /// it (see `runtime_fs`): its host path then shows nowhere.
+    pub runtime_mount: Option<std::os::fd::RawFd>,
     pub tmp_mb: u32,
     pub uid: u32,
     pub gid: u32,
@@ -293,7 +299,15 @@ pub(crate) fn build(spec: &RootSpec, sys: &dyn Syscall) -> Result<(), String> {
     if let Some(rt) = &spec.runtime_dir {
         let inside = var.join("runtime");
         b.mkdir(&inside, 0o755)?;
-        b.bind_ro(rt, &inside)?;
+        match spec.runtime_mount {
+            Some(fd) => {
+                ctx(sys.attach_mount(fd, &inside), || {
+                    format!("attach the runtime tmpfs at {}", inside.display())
+                })?;
+                b.remount_ro(&inside)?;
+            }
+            None => b.bind_ro(rt, &inside)?,
+        }
     }
 
     let opt = root.join("opt");
@@ -614,6 +628,10 @@ impl Syscall for HostSyscall {
     fn canonicalize(&self, path: &Path) -> io::Result<PathBuf> {
         std::fs::canonicalize(path)
     }
+
+    fn attach_mount(&self, mount: std::os::fd::RawFd, target: &Path) -> io::Result<()> {
+        super::sys::attach_detached_mount(mount, target)
+    }
 }
 
 #[cfg(test)]
@@ -722,6 +740,10 @@ mod tests {
         fn canonicalize(&self, path: &Path) -> io::Result<PathBuf> {
             Ok(path.to_path_buf())
         }
+        fn attach_mount(&self, mount: std::os::fd::RawFd, target: &Path) -> io::Result<()> {
+            self.log(format!("attach {mount} {}", target.display()));
+            Ok(())
+        }
     }
 
     fn spec() -> RootSpec {
@@ -729,6 +751,7 @@ mod tests {
             root: "/r".into(),
             task: TaskSource::Bind("/data/code/abc".into()),
             runtime_dir: Some("/data/runtime".into()),
+            runtime_mount: None,
             tmp_mb: 512,
             uid: 200_007,
             gid: 200_007,

@@ -363,6 +363,30 @@ pub(crate) fn errno_text(errno: i32) -> String {
     format!("{s} (errno {errno})")
 }
 
+/// Attaches a clone of the detached mount held by descriptor `raw` at
+/// `target` (see `runtime_fs`).
+pub(crate) fn attach_detached_mount(raw: RawFd, target: &Path) -> io::Result<()> {
+    // SAFETY: `raw` is the descriptor the launcher received with its launch
+    // request and keeps open for its whole life (it is never closed), so it
+    // is valid for this borrow.
+    let fd = unsafe { BorrowedFd::borrow_raw(raw) };
+    super::runtime_fs::attach(fd, target)
+}
+
+/// Gives the allocator's free memory back to the kernel (`malloc_trim(0)`:
+/// the heap's top and, in glibc, every free page inside it). The launcher
+/// and pid 1 call it once their set-up is done: what they allocated while
+/// building the sandbox (the seccomp policy, mount tables) would otherwise
+/// stay resident for the sandbox's whole life.
+pub(crate) fn release_free_heap() {
+    // SAFETY: malloc_trim only returns free pages of the process's own
+    // allocator to the kernel; it reads and writes no memory the program
+    // uses and is thread-safe in glibc.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -380,19 +404,5 @@ mod tests {
     #[test]
     fn errno_text_names_the_error() {
         assert!(errno_text(libc::EPERM).contains("errno 1"));
-    }
-}
-
-/// Gives the allocator's free memory back to the kernel (`malloc_trim(0)`:
-/// the heap's top and, in glibc, every free page inside it). The launcher
-/// and pid 1 call it once their set-up is done: what they allocated while
-/// building the sandbox (the seccomp policy, mount tables) would otherwise
-/// stay resident for the sandbox's whole life.
-pub(crate) fn release_free_heap() {
-    // SAFETY: malloc_trim only returns free pages of the process's own
-    // allocator to the kernel; it reads and writes no memory the program
-    // uses and is thread-safe in glibc.
-    unsafe {
-        libc::malloc_trim(0);
     }
 }
