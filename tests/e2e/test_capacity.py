@@ -915,6 +915,9 @@ def test_cli_pools_and_capacity(cap, cap_log_on_failure):
     p = wait_pools(cap, lambda p: (dedicated(p, account_id, "python:128") or {}).get("Idle") == 1,
                    FILL_TIMEOUT_S, "the dedicated sandbox set through the CLI is built")
     assert dedicated(p, account_id, "python:128")["Target"] == 1, p
+    table = cap.cli("pools").stdout
+    assert any(line.split()[:2] == ["dedicated", "python:128"] and account_id in line
+               for line in table.splitlines()), f"`hearth pools` has no row for the dedicated sub-pool:\n{table}"
     shown = wait_until(lambda: cap.metrics().get("hearth_pool_sandboxes", pool="dedicated", profile="python:128",
                                                  account=account_id) == 1, timeout=SETTLE_TIMEOUT_S)
     assert shown, [s for s in cap.metrics().samples if s[0] == "hearth_pool_sandboxes"]

@@ -781,6 +781,25 @@ pub fn pools(c: &Client, json_out: bool, watch: bool) -> Result<()> {
                     ]
                 })
                 .chain(
+                    // Each account's dedicated sandboxes (`hearth capacity
+                    // set`), not yet any function's.
+                    r["Dedicated"]
+                        .as_array()
+                        .cloned()
+                        .unwrap_or_default()
+                        .iter()
+                        .map(|d| {
+                            vec![
+                                "dedicated".to_owned(),
+                                str_of(&d["Profile"]),
+                                str_of(&d["Warmth"]),
+                                d["Idle"].to_string(),
+                                String::new(),
+                                format!("{} for account {}", d["Target"], str_of(&d["AccountId"])),
+                            ]
+                        }),
+                )
+                .chain(
                     r["Provisioned"]
                         .as_array()
                         .cloned()
