@@ -299,14 +299,11 @@ pub(crate) fn build(spec: &RootSpec, sys: &dyn Syscall) -> Result<(), String> {
     if let Some(rt) = &spec.runtime_dir {
         let inside = var.join("runtime");
         b.mkdir(&inside, 0o755)?;
-        match spec.runtime_mount {
-            Some(fd) => {
-                ctx(sys.attach_mount(fd, &inside), || {
-                    format!("attach the runtime tmpfs at {}", inside.display())
-                })?;
-                b.remount_ro(&inside)?;
-            }
-            None => b.bind_ro(rt, &inside)?,
+        match spec.runtime_mount.map(|fd| sys.attach_mount(fd, &inside)) {
+            Some(Ok(())) => b.remount_ro(&inside)?,
+            // No copy, or one this namespace refuses (a user namespace may
+            // not take a mount made outside it): bind the directory.
+            Some(Err(_)) | None => b.bind_ro(rt, &inside)?,
         }
     }
 
@@ -741,6 +738,9 @@ mod tests {
             Ok(path.to_path_buf())
         }
         fn attach_mount(&self, mount: std::os::fd::RawFd, target: &Path) -> io::Result<()> {
+            if mount < 0 {
+                return Err(io::Error::from_raw_os_error(libc::EPERM));
+            }
             self.log(format!("attach {mount} {}", target.display()));
             Ok(())
         }
@@ -756,6 +756,36 @@ mod tests {
             uid: 200_007,
             gid: 200_007,
         }
+    }
+
+    #[test]
+    fn the_runtime_tmpfs_is_attached_instead_of_bound() {
+        let r = Recorder::debian12();
+        let with_copy = RootSpec {
+            runtime_mount: Some(7),
+            ..spec()
+        };
+        build(&with_copy, &r).unwrap();
+        let calls = r.calls();
+        assert!(
+            calls.contains(&"attach 7 /r/var/runtime".to_owned()),
+            "{calls:#?}"
+        );
+        assert!(
+            !calls.iter().any(|c| c.starts_with("mount /data/runtime ")),
+            "the runtime directory was bound too: {calls:#?}"
+        );
+        // A namespace that refuses the attach gets the bind.
+        let r = Recorder::debian12();
+        let refused = RootSpec {
+            runtime_mount: Some(-1),
+            ..spec()
+        };
+        build(&refused, &r).unwrap();
+        assert!(r
+            .calls()
+            .iter()
+            .any(|c| c.starts_with("mount /data/runtime /r/var/runtime ")));
     }
 
     #[test]
