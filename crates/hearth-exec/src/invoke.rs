@@ -525,44 +525,57 @@ impl Executor {
                 }
                 (PlacementDecision::Queue { deadline }, _) => {
                     waited = true;
-                    let wait = Duration::from_millis(deadline.0.saturating_sub(now.0));
-                    let waited = Instant::now();
-                    let notified = self.0.released.notified();
-                    let timed_out = tokio::time::timeout(wait, notified).await.is_err();
-                    {
-                        let mut pools = self.0.pools.lock();
-                        if let Some(n) = pools.queued.get_mut(&account) {
-                            *n = n.saturating_sub(1);
-                        }
-                    }
-                    let outcome = if timed_out { "timeout" } else { "woken" };
-                    self.0
-                        .metrics
-                        .queue_wait_seconds
-                        .with_label_values(&[outcome])
-                        .observe(waited.elapsed().as_secs_f64());
-                    if timed_out {
-                        self.0
-                            .metrics
-                            .placements
-                            .with_label_values(&["rejected"])
-                            .inc();
-                        return Err(Acquire::Refused(throttle()));
-                    }
+                    let released = self.0.released.notified();
+                    self.wait_queued(&account, deadline, now, released)
+                        .await
+                        .map_err(Acquire::Refused)?;
                 }
                 (PlacementDecision::Reject { .. }, _) => {
-                    self.0
-                        .metrics
-                        .placements
-                        .with_label_values(&["rejected"])
-                        .inc();
-                    return Err(Acquire::Refused(throttle()));
+                    return Err(Acquire::Refused(self.rejected()));
                 }
                 // The view said yes but the draw found nothing: place again.
                 _ => {}
             }
         }
         Err(Acquire::Refused(throttle()))
+    }
+
+    /// Waits in `account`'s queue until a sandbox or VM is released or
+    /// `deadline` passes, then leaves the queue. A wait that runs out is a
+    /// 429 (counted as rejected). Shared by the sandbox and microVM paths.
+    pub(crate) async fn wait_queued(
+        &self,
+        account: &str,
+        deadline: hearth_pool::clock::Millis,
+        now: hearth_pool::clock::Millis,
+        released: impl std::future::Future<Output = ()>,
+    ) -> Result<(), LambdaError> {
+        let wait = Duration::from_millis(deadline.0.saturating_sub(now.0));
+        let started = Instant::now();
+        let timed_out = tokio::time::timeout(wait, released).await.is_err();
+        if let Some(n) = self.0.pools.lock().queued.get_mut(account) {
+            *n = n.saturating_sub(1);
+        }
+        let outcome = if timed_out { "timeout" } else { "woken" };
+        self.0
+            .metrics
+            .queue_wait_seconds
+            .with_label_values(&[outcome])
+            .observe(started.elapsed().as_secs_f64());
+        if timed_out {
+            return Err(self.rejected());
+        }
+        Ok(())
+    }
+
+    /// Counts a placement refused for want of capacity, and gives its 429.
+    pub(crate) fn rejected(&self) -> LambdaError {
+        self.0
+            .metrics
+            .placements
+            .with_label_values(&["rejected"])
+            .inc();
+        throttle()
     }
 
     /// The general runtime-warm pool whose interpreter runs `runtime`.
@@ -1248,7 +1261,6 @@ enum Acquire {
     Refused(LambdaError),
 }
 
-/// The 429 a node without capacity for the account answers.
 /// An asynchronous event that may not take the capacity on offer now: it
 /// waits in its queue (not an attempt).
 pub(crate) fn not_now() -> LambdaError {
@@ -1256,6 +1268,7 @@ pub(crate) fn not_now() -> LambdaError {
         .with_reason("HearthAsyncCapacityHeldBack")
 }
 
+/// The 429 a node without capacity for the account answers.
 pub(crate) fn throttle() -> LambdaError {
     LambdaError::new(hearth_types::ErrorKind::TooManyRequests, "Rate Exceeded.")
         .with_reason("ConcurrentInvocationLimitExceeded")

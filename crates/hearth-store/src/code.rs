@@ -937,8 +937,14 @@ fn resolve_inside(
 /// followed; `None` if it is absent or leads outside the tree.
 fn lookup(root: &Path, rel: &[&str]) -> Result<Option<fs::Metadata>, CodeError> {
     let target: PathBuf = rel.iter().collect();
+    Ok(resolve_entry(root, &target)?.map(|(_, meta)| meta))
+}
+
+/// The path and metadata of `target` inside `root`, symlinks inside the tree
+/// followed; `None` if it is absent or leads outside the tree.
+fn resolve_entry(root: &Path, target: &Path) -> Result<Option<(PathBuf, fs::Metadata)>, CodeError> {
     let mut hops = 0;
-    let resolved = match resolve_inside(root, Vec::new(), &target, &mut hops) {
+    let resolved = match resolve_inside(root, Vec::new(), target, &mut hops) {
         Ok(resolved) => resolved,
         Err(Unresolved::Escapes | Unresolved::Loop) => return Ok(None),
         Err(Unresolved::Io(e)) => {
@@ -951,7 +957,7 @@ fn lookup(root: &Path, rel: &[&str]) -> Result<Option<fs::Metadata>, CodeError> 
     let mut path = root.to_path_buf();
     path.extend(&resolved);
     match fs::symlink_metadata(&path) {
-        Ok(meta) => Ok(Some(meta)),
+        Ok(meta) => Ok(Some((path, meta))),
         Err(e)
             if matches!(
                 e.kind(),
@@ -1149,35 +1155,9 @@ fn regular_file_in(root: &Path, rel: &str) -> Result<Option<PathBuf>, CodeError>
         return Ok(None);
     }
     let target: PathBuf = rel.split('/').filter(|p| !p.is_empty()).collect();
-    let mut hops = 0;
-    let resolved = match resolve_inside(root, Vec::new(), &target, &mut hops) {
-        Ok(resolved) => resolved,
-        Err(Unresolved::Escapes | Unresolved::Loop) => return Ok(None),
-        Err(Unresolved::Io(e)) => {
-            return Err(CodeError::Io {
-                op: format!("look up {} in {}", target.display(), root.display()),
-                source: e,
-            })
-        }
-    };
-    let mut path = root.to_path_buf();
-    path.extend(&resolved);
-    match fs::symlink_metadata(&path) {
-        Ok(meta) if meta.is_file() => Ok(Some(path)),
-        Ok(_) => Ok(None),
-        Err(e)
-            if matches!(
-                e.kind(),
-                io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
-            ) =>
-        {
-            Ok(None)
-        }
-        Err(e) => Err(CodeError::Io {
-            op: format!("stat {}", path.display()),
-            source: e,
-        }),
-    }
+    Ok(resolve_entry(root, &target)?
+        .filter(|(_, meta)| meta.is_file())
+        .map(|(path, _)| path))
 }
 
 /// Whether the file at `path` starts with WebAssembly's magic number.

@@ -6,11 +6,10 @@
 //! the same in `bwrap`, and as an OCI container started by `crun`
 //! ([`hearth_bench::baselines`]).
 
-use super::http::{Conn, Signer};
+use super::http::{init_duration, timed_invoke, Conn, Signer};
 use super::node::{zip_b64, Node};
 use super::{check_stop, Ctx, HANDLER};
 use anyhow::{bail, Context, Result};
-use base64::Engine;
 use hearth_bench::baselines::{Fixture, PeerBaseline};
 use hearth_bench::report::{ChartSpec, Scenario, Section};
 use serde_json::json;
@@ -313,31 +312,8 @@ fn invoke(node: &Node, name: &str, qualifier: Option<&str>) -> Result<(Duration,
     let signer = Signer::new(node.addr, "test", "test", "us-east-1");
     let request = signer.request("POST", &path, &[("x-amz-log-type", "Tail")], b"{}")?;
     let mut conn = Conn::connect(node.addr)?;
-    let start = Instant::now();
-    let r = conn.exchange(&request)?;
-    let took = start.elapsed();
-    if r.status != 200 || r.header("x-amz-function-error").is_some() {
-        bail!(
-            "the bench function failed (HTTP {}): {}",
-            r.status,
-            String::from_utf8_lossy(&r.body)
-        );
-    }
-    let log = r
-        .header("x-amz-log-result")
-        .and_then(|v| base64::engine::general_purpose::STANDARD.decode(v).ok())
-        .map(|b| String::from_utf8_lossy(&b).into_owned())
-        .unwrap_or_default();
-    let placement = r.header("x-hearth-placement").unwrap_or("").to_owned();
-    Ok((took, log, placement))
-}
-
-fn init_duration(log: &str) -> Option<Duration> {
-    let v = log.split("Init Duration: ").nth(1)?.split(" ms").next()?;
-    v.trim()
-        .parse::<f64>()
-        .ok()
-        .map(|ms| Duration::from_secs_f64(ms / 1000.0))
+    let r = timed_invoke(&mut conn, &request, "the bench function")?;
+    Ok((r.took, r.log, r.placement))
 }
 
 #[cfg(test)]

@@ -36,6 +36,52 @@ impl Reply {
     }
 }
 
+/// A synchronous Invoke as the bench reads it: its latency, where it ran
+/// (`X-Hearth-Placement`) and its log tail (if it asked for one).
+#[derive(Debug)]
+pub struct Invoked {
+    pub took: std::time::Duration,
+    pub placement: String,
+    pub log: String,
+}
+
+/// Sends the already-signed Invoke `request` on `conn`, timing the
+/// exchange only; a non-200 answer or a function error is an error that
+/// names `what`.
+pub fn timed_invoke(conn: &mut Conn, request: &[u8], what: &str) -> Result<Invoked> {
+    use base64::Engine as _;
+    let start = std::time::Instant::now();
+    let r = conn.exchange(request)?;
+    let took = start.elapsed();
+    if r.status != 200 || r.header("x-amz-function-error").is_some() {
+        bail!(
+            "{what} failed (HTTP {}): {}",
+            r.status,
+            String::from_utf8_lossy(&r.body)
+        );
+    }
+    let log = r
+        .header("x-amz-log-result")
+        .and_then(|v| base64::engine::general_purpose::STANDARD.decode(v).ok())
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    let placement = r.header("x-hearth-placement").unwrap_or("").to_owned();
+    Ok(Invoked {
+        took,
+        placement,
+        log,
+    })
+}
+
+/// The REPORT line's `Init Duration`, if the log has one.
+pub fn init_duration(log: &str) -> Option<std::time::Duration> {
+    let v = log.split("Init Duration: ").nth(1)?.split(" ms").next()?;
+    v.trim()
+        .parse::<f64>()
+        .ok()
+        .map(|ms| std::time::Duration::from_secs_f64(ms / 1000.0))
+}
+
 /// One kept-alive connection.
 #[derive(Debug)]
 pub struct Conn {

@@ -56,7 +56,7 @@ use hearth_vmm::vm::{ModuleFile, ResetMode, Vm};
 use hearth_vmm::{monotonic_ns, RunStats};
 use hearth_wasi::{Engine, Outcome, Platform, Wasi, WasmiEngine};
 
-use super::http::{Conn, Signer};
+use super::http::{init_duration, timed_invoke, Conn, Signer};
 use super::node::{zip_b64, Node};
 use super::{check_stop, thin, Ctx, HANDLER};
 
@@ -1286,7 +1286,6 @@ fn api_invoke(
     name: &str,
     tail: bool,
 ) -> Result<(Duration, String, String)> {
-    use base64::Engine as _;
     let path = format!("/2015-03-31/functions/{name}/invocations");
     let extra: &[(&str, &str)] = if tail {
         &[("x-amz-log-type", "Tail")]
@@ -1294,34 +1293,8 @@ fn api_invoke(
         &[]
     };
     let request = signer.request("POST", &path, extra, EVENT)?;
-    let start = Instant::now();
-    let r = conn.exchange(&request)?;
-    let took = start.elapsed();
-    if r.status != 200 || r.header("x-amz-function-error").is_some() {
-        return Err(anyhow!(
-            "{name} failed (HTTP {}): {}",
-            r.status,
-            String::from_utf8_lossy(&r.body)
-        ));
-    }
-    let log = r
-        .header("x-amz-log-result")
-        .and_then(|v| base64::engine::general_purpose::STANDARD.decode(v).ok())
-        .map(|b| String::from_utf8_lossy(&b).into_owned())
-        .unwrap_or_default();
-    Ok((
-        took,
-        r.header("x-hearth-placement").unwrap_or("").to_owned(),
-        log,
-    ))
-}
-
-fn init_duration(log: &str) -> Option<Duration> {
-    let v = log.split("Init Duration: ").nth(1)?.split(" ms").next()?;
-    v.trim()
-        .parse::<f64>()
-        .ok()
-        .map(|ms| Duration::from_secs_f64(ms / 1000.0))
+    let r = timed_invoke(conn, &request, name)?;
+    Ok((r.took, r.placement, r.log))
 }
 
 /// Invokes `name` until it is served by a function-warm instance

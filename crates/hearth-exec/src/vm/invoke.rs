@@ -547,37 +547,12 @@ impl Executor {
                 }
                 (PlacementDecision::Queue { deadline }, None) => {
                     queued_since.get_or_insert_with(Instant::now);
-                    let wait = Duration::from_millis(deadline.0.saturating_sub(now.0));
-                    let waited = Instant::now();
-                    let timed_out = tokio::time::timeout(wait, notified).await.is_err();
-                    {
-                        let mut pools = self.0.pools.lock();
-                        if let Some(n) = pools.queued.get_mut(&account) {
-                            *n = n.saturating_sub(1);
-                        }
-                    }
-                    let outcome = if timed_out { "timeout" } else { "woken" };
-                    self.0
-                        .metrics
-                        .queue_wait_seconds
-                        .with_label_values(&[outcome])
-                        .observe(waited.elapsed().as_secs_f64());
-                    if timed_out {
-                        self.0
-                            .metrics
-                            .placements
-                            .with_label_values(&["rejected"])
-                            .inc();
-                        return Err(VmAcquire::Refused(throttle()));
-                    }
+                    self.wait_queued(&account, deadline, now, notified)
+                        .await
+                        .map_err(VmAcquire::Refused)?;
                 }
                 (PlacementDecision::Reject { .. }, None) => {
-                    self.0
-                        .metrics
-                        .placements
-                        .with_label_values(&["rejected"])
-                        .inc();
-                    return Err(VmAcquire::Refused(throttle()));
+                    return Err(VmAcquire::Refused(self.rejected()));
                 }
                 // The view said yes but the draw found nothing: place again.
                 _ => {}
