@@ -79,8 +79,8 @@ pub enum SandboxState {
 /// How a sandbox came to exist (and so what it counts against).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Origin {
-    /// Built for the general sub-pool; once drawn it counts against the
-    /// account's general share for the rest of its life.
+    /// Built for the general sub-pool (a draw from it counts in the
+    /// general share's window, see [`crate::share`]).
     General,
     /// Built for an account's dedicated sub-pool.
     Dedicated,
@@ -222,10 +222,6 @@ impl SandboxRecord {
     pub fn is_idle(&self) -> bool {
         matches!(self.state, SandboxState::Idle { .. })
     }
-
-    fn counts_against_general_share(&self) -> bool {
-        self.origin == Origin::General && self.pool != PoolKind::General
-    }
 }
 
 /// Memory held by sandboxes not running code, in MB·ms.
@@ -280,7 +276,6 @@ pub struct Inventory {
     general_idle: HashMap<WarmPoolKey, Vec<SandboxId>>,
     dedicated_idle: HashMap<AccountId, HashMap<WarmPoolKey, Vec<SandboxId>>>,
     general_starting: HashMap<WarmPoolKey, u32>,
-    general_held: HashMap<AccountId, u32>,
     /// Recent draws from the general sub-pool, for the general share.
     share: ShareLedger,
     dedicated_alive: HashMap<(AccountId, u32), u32>,
@@ -346,11 +341,6 @@ impl Inventory {
         }
         self.next_id = self.next_id.max(record.id.0);
         self.used_mb += u64::from(record.memory_mb);
-        if record.counts_against_general_share() {
-            if let Some(a) = record.account() {
-                *self.general_held.entry(a.clone()).or_default() += 1;
-            }
-        }
         if record.pool == PoolKind::Dedicated {
             if let Some(a) = record.account() {
                 *self
@@ -414,11 +404,6 @@ impl Inventory {
             SandboxState::Busy { .. } => {}
         }
         self.used_mb -= u64::from(rec.memory_mb);
-        if rec.counts_against_general_share() {
-            if let Some(a) = rec.account() {
-                decrement(&mut self.general_held, a);
-            }
-        }
         if rec.pool == PoolKind::Dedicated {
             if let Some(a) = rec.account() {
                 decrement(&mut self.dedicated_alive, &(a.clone(), rec.memory_class_mb));
@@ -538,7 +523,6 @@ impl Inventory {
             rec.memory_mb = req.memory_mb;
             if rec.pool == PoolKind::General {
                 rec.pool = PoolKind::Active;
-                *self.general_held.entry(account.clone()).or_default() += 1;
                 self.share.prune(req.now);
                 self.share.record_draw(account, req.now);
             } else if rec.pool == PoolKind::Dedicated {
@@ -620,11 +604,6 @@ impl Inventory {
             .get(function)
             .copied()
             .unwrap_or(0)
-    }
-
-    /// General sandboxes `account` has drawn and still holds.
-    pub fn general_held(&self, account: &AccountId) -> u32 {
-        self.general_held.get(account).copied().unwrap_or(0)
     }
 
     /// Idle function-warm sandboxes of `function` in the active pool.
@@ -787,7 +766,8 @@ mod tests {
         assert_eq!(d, PlacementDecision::GeneralRuntime);
         assert_eq!(inv.take(&d, &req_a).unwrap(), id);
         assert_eq!(inv.used_mb(), 200, "limit set to the exact MemorySize");
-        assert_eq!(inv.general_held(&AccountId::new("a")), 1);
+        let drawn = inv.view(&req_a, &BTreeMap::new(), 0).general_share;
+        assert_eq!((drawn.own_draws, drawn.contended), (1, false));
         assert_eq!(inv.general_supply(&key), 0);
 
         let action = on_release(&ReleaseContext {
