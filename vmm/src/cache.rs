@@ -40,6 +40,9 @@ pub struct FunctionKey<'a> {
     pub mem_mib: u64,
     /// The base snapshot's id.
     pub base_id: [u8; 16],
+    /// SHA-256 of each file image mounted, in mount order (their places
+    /// are in the config's mount table).
+    pub files: &'a [[u8; 32]],
 }
 
 impl FunctionKey<'_> {
@@ -55,6 +58,13 @@ impl FunctionKey<'_> {
         h.update(self.config);
         h.update(self.mem_mib.to_le_bytes());
         h.update(self.base_id);
+        // Keys without file images stay what they were.
+        if !self.files.is_empty() {
+            h.update(b"files\0");
+            for f in self.files {
+                h.update(f);
+            }
+        }
         h.finalize().into()
     }
 }
@@ -116,6 +126,7 @@ mod tests {
             config,
             mem_mib: 128,
             base_id: [3; 16],
+            files: &[],
         }
     }
 
@@ -136,6 +147,14 @@ mod tests {
             a,
             FunctionKey {
                 engine: "wasmi 2.0.1",
+                ..key(b"cfg")
+            }
+            .digest()
+        );
+        assert_ne!(
+            a,
+            FunctionKey {
+                files: &[[5; 32]],
                 ..key(b"cfg")
             }
             .digest()

@@ -48,6 +48,7 @@
 
 pub mod accounting;
 pub mod cache;
+pub mod files;
 pub mod floor;
 pub mod guest;
 pub mod image;

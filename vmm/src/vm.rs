@@ -150,6 +150,24 @@ impl ModuleFile {
     }
 }
 
+/// Where file images of these lengths lie in the files window, in order:
+/// (guest-physical address, length) each, or `None` if they do not fit.
+/// [`Vm::attach_files`] maps them there; the config blob's mount table is
+/// made from the same answer.
+pub fn place_files(lens: &[u64]) -> Option<Vec<(u64, u64)>> {
+    let page = layout::PAGE_SIZE;
+    let end = layout::FILES_WINDOW_GPA + layout::FILES_WINDOW_SIZE;
+    let mut at = layout::FILES_WINDOW_GPA;
+    let mut placed = Vec::with_capacity(lens.len());
+    for len in lens {
+        let mapped = len.max(&1).div_ceil(page) * page;
+        let next = at.checked_add(mapped).filter(|e| *e <= end)?;
+        placed.push((at, *len));
+        at = next.next_multiple_of(layout::FILES_ALIGN);
+    }
+    Some(placed)
+}
+
 /// A microVM. Field order is drop order: the vCPU and the KVM VM go before
 /// the memory they map.
 #[derive(Debug)]
@@ -157,6 +175,8 @@ pub struct Vm {
     vcpu: Vcpu,
     vm: VmFd,
     module: Option<(ModuleMapping, [u8; 32])>,
+    /// File images in the files window: each mapping and its address.
+    files: Vec<(ModuleMapping, u64)>,
     ram: GuestRam,
     kvm: Arc<Kvm>,
     layout: Layout,
@@ -183,6 +203,11 @@ const MAX_RUNS_PER_SNAPSHOT: usize = 32;
 
 const RAM_SLOT: u32 = 0;
 const MODULE_SLOT: u32 = 1;
+/// File images take slots from here on.
+const FILES_SLOT_BASE: u32 = 2;
+/// The most file images a VM maps (a runtime, the code, five layers, and
+/// room to spare).
+pub const MAX_FILE_IMAGES: usize = 16;
 
 impl Vm {
     fn create(kvm: &Arc<Kvm>, ram: &GuestRam) -> Result<(VmFd, Vcpu), VmError> {
@@ -273,6 +298,7 @@ impl Vm {
             vcpu,
             vm,
             module: None,
+            files: Vec::new(),
             ram,
             kvm: kvm.clone(),
             layout,
@@ -353,6 +379,7 @@ impl Vm {
             vcpu,
             vm,
             module: None,
+            files: Vec::new(),
             ram,
             kvm: kvm.clone(),
             layout,
@@ -377,6 +404,66 @@ impl Vm {
         }
         this.setup_ns = sys::monotonic_ns() - t0;
         Ok(this)
+    }
+
+    /// Maps file images into the files window, one memory slot each, in
+    /// order at [`layout::FILES_ALIGN`]-aligned offsets, and returns where
+    /// each lies (address, length): what the config blob's mount table
+    /// tells the guest. The same images in the same order always land at
+    /// the same addresses, so a VM restored from a function snapshot maps
+    /// them where the snapshot's guest expects them.
+    pub fn attach_files(&mut self, images: &[&ModuleFile]) -> Result<Vec<(u64, u64)>, VmError> {
+        if !self.files.is_empty() {
+            return Err(VmError::Unsupported("the VM already maps file images"));
+        }
+        if images.len() > MAX_FILE_IMAGES {
+            return Err(VmError::Unsupported("more file images than a VM maps"));
+        }
+        let placed = place_files(&images.iter().map(|i| i.len).collect::<Vec<_>>()).ok_or(
+            VmError::Unsupported("the file images do not fit the files window"),
+        )?;
+        for (i, (img, (at, _))) in images.iter().zip(&placed).enumerate() {
+            let m = ModuleMapping::new(&img.file, img.len)?;
+            let region = kvm_userspace_memory_region {
+                slot: FILES_SLOT_BASE + i as u32,
+                flags: if self.kvm.readonly_mem {
+                    KVM_MEM_READONLY
+                } else {
+                    0
+                },
+                guest_phys_addr: *at,
+                memory_size: m.mapped_len(),
+                userspace_addr: m.host_addr(),
+            };
+            #[allow(unsafe_code)]
+            // SAFETY: the region is the image's mapping of exactly
+            // `memory_size` bytes, kept alive in `self.files` until the slot
+            // is deleted or the VM fd is closed (field order).
+            unsafe { self.vm.set_user_memory_region(region) }
+                .map_err(kvm_err("KVM_SET_USER_MEMORY_REGION"))?;
+            self.files.push((m, *at));
+        }
+        Ok(placed)
+    }
+
+    /// Removes the file images' slots.
+    fn detach_files(&mut self) -> Result<(), VmError> {
+        for (i, (m, at)) in self.files.iter().enumerate() {
+            let region = kvm_userspace_memory_region {
+                slot: FILES_SLOT_BASE + i as u32,
+                flags: 0,
+                guest_phys_addr: *at,
+                memory_size: 0,
+                userspace_addr: m.host_addr(),
+            };
+            #[allow(unsafe_code)]
+            // SAFETY: as in `detach_module`: a zero-sized region deletes the
+            // slot before the mapping is dropped.
+            unsafe { self.vm.set_user_memory_region(region) }
+                .map_err(kvm_err("KVM_SET_USER_MEMORY_REGION"))?;
+        }
+        self.files.clear();
+        Ok(())
     }
 
     /// Maps `module` into the module window (before a `Load` entry).
@@ -570,6 +657,7 @@ impl Vm {
             Origin::Booted => return Err(VmError::Unsupported("a booted VM has no base snapshot")),
         };
         self.detach_module()?;
+        self.detach_files()?;
         self.origin = Origin::Restored { base, layer: None };
         self.reset(ResetMode::Restore)?;
         Ok(())

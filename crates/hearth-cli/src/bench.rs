@@ -19,6 +19,7 @@
 //! stops the run between steps and cleans up (a second one quits at once).
 
 mod density;
+mod engine;
 mod events;
 mod first;
 mod http;
@@ -76,16 +77,18 @@ pub enum SectionName {
     Replay,
     Async,
     Vm,
+    Engine,
 }
 
 impl SectionName {
-    const ALL: [Self; 6] = [
+    const ALL: [Self; 7] = [
         Self::Warm,
         Self::FirstInvoke,
         Self::Density,
         Self::Replay,
         Self::Async,
         Self::Vm,
+        Self::Engine,
     ];
 
     /// The id of the section it writes.
@@ -97,6 +100,7 @@ impl SectionName {
             Self::Replay => "policy-replay",
             Self::Async => "async",
             Self::Vm => "vm",
+            Self::Engine => "engine",
         }
     }
 }
@@ -236,6 +240,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
             SectionName::Replay => replay_section(&args),
             SectionName::Async => events::run(&ctx),
             SectionName::Vm => vm::run(&ctx),
+            SectionName::Engine => engine::run(&ctx),
         };
         check_stop()?;
         match result {

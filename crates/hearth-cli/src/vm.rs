@@ -29,6 +29,16 @@ pub enum VmCommand {
     /// Run a WebAssembly module (wasm32-wasip1 command, or .wat text) in a
     /// microVM with an event on its stdin. Needs /dev/kvm (root, or the kvm group).
     Run(RunArgs),
+    /// Compile a WebAssembly module ahead of time for the guest's wasmtime
+    /// (Cranelift, on this machine); `hearth vm run --engine aot` takes the
+    /// result as its module without compiling again.
+    Compile {
+        /// The module: .wasm or .wat.
+        module: PathBuf,
+        /// Where to write the compiled module.
+        #[arg(short, long)]
+        output: PathBuf,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -50,14 +60,55 @@ pub struct RunArgs {
     /// An environment variable for the module (repeatable).
     #[arg(long = "env", value_name = "KEY=VALUE")]
     pub env: Vec<String>,
+    /// An argument for the module, after its name (repeatable, in order).
+    #[arg(long = "arg", value_name = "ARG", allow_hyphen_values = true)]
+    pub args: Vec<String>,
+    /// Mount a host directory (its files, read-only) or a single file at an
+    /// absolute guest path, e.g. `/var/task=./code` (repeatable).
+    #[arg(long = "mount", value_name = "GUEST=HOST")]
+    pub mounts: Vec<String>,
     /// Print everything (result, logs, accounting) as one JSON object on stdout.
     #[arg(long)]
     pub json: bool,
+    /// The guest's engine: `wasmi` interprets the module; `aot` compiles it
+    /// here with Cranelift first and the guest runs the machine code.
+    #[arg(long, value_enum, default_value_t = EngineArg::Wasmi)]
+    pub engine: EngineArg,
+}
+
+/// `--engine`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum EngineArg {
+    /// The interpreter (wasmi).
+    Wasmi,
+    /// Ahead-of-time compiled (wasmtime + Cranelift).
+    Aot,
+}
+
+impl EngineArg {
+    /// The engine's id, as snapshots are keyed on it.
+    pub fn id(self) -> &'static str {
+        match self {
+            EngineArg::Wasmi => hearth_wasi::WASMI_ENGINE_ID,
+            EngineArg::Aot => hearth_wasi::AOT_ENGINE_ID,
+        }
+    }
 }
 
 /// Runs the command; returns the process exit code.
 pub fn run(cmd: VmCommand) -> i32 {
-    let VmCommand::Run(args) = cmd;
+    let args = match cmd {
+        VmCommand::Run(args) => args,
+        VmCommand::Compile { module, output } => {
+            return match compile(&module, &output) {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln!("hearth vm compile: {e:#}");
+                    2
+                }
+            }
+        }
+    };
     match run_module(&args) {
         Ok(code) => code,
         Err(e) => {
@@ -65,6 +116,23 @@ pub fn run(cmd: VmCommand) -> i32 {
             2
         }
     }
+}
+
+fn compile(module: &Path, output: &Path) -> Result<()> {
+    let bytes = read_module(module)?;
+    let t0 = std::time::Instant::now();
+    let code = hearth_wasi::aot::precompile(&bytes).map_err(|e| anyhow!("{e}"))?;
+    std::fs::write(output, &code).with_context(|| format!("writing {}", output.display()))?;
+    eprintln!(
+        "compiled {} ({} bytes) to {} ({} bytes, {}) in {:.1} s",
+        module.display(),
+        bytes.len(),
+        output.display(),
+        code.len(),
+        hearth_wasi::AOT_ENGINE_ID,
+        t0.elapsed().as_secs_f64()
+    );
+    Ok(())
 }
 
 /// Timings of the steps this run took, µs.
@@ -112,7 +180,56 @@ fn module_file(bytes: &[u8]) -> Result<ModuleFile> {
     ModuleFile::new(f).context("reading the module back")
 }
 
-fn config(module: &Path, env: &[String]) -> Result<Vec<u8>> {
+/// The mounted images: each guest path and its image file.
+struct Files {
+    paths: Vec<String>,
+    images: Vec<ModuleFile>,
+}
+
+impl Files {
+    fn build(specs: &[String]) -> Result<Files> {
+        let mut files = Files {
+            paths: Vec::new(),
+            images: Vec::new(),
+        };
+        for spec in specs {
+            let (guest, host) = spec
+                .split_once('=')
+                .ok_or_else(|| anyhow!("--mount {spec:?} is not GUEST=HOST"))?;
+            if !guest.starts_with('/') {
+                bail!("--mount {spec:?}: the guest path must be absolute");
+            }
+            let host = Path::new(host);
+            let mut b = hearth_vmm::files::ImageBuilder::new();
+            if host.is_dir() {
+                b.tree("", host)?;
+            } else {
+                let name = host
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .ok_or_else(|| anyhow!("--mount {spec:?}: no file name"))?;
+                b.file_from(name, host)?;
+            }
+            let mut f = tempfile::tempfile().context("creating a file for a mount")?;
+            b.write(&mut std::io::BufWriter::new(&mut f))?;
+            files.paths.push(guest.to_string());
+            files
+                .images
+                .push(ModuleFile::new(f).context("reading a mount's image back")?);
+        }
+        Ok(files)
+    }
+
+    fn refs(&self) -> Vec<&ModuleFile> {
+        self.images.iter().collect()
+    }
+
+    fn shas(&self) -> Vec<[u8; 32]> {
+        self.images.iter().map(|i| i.sha256).collect()
+    }
+}
+
+fn config(module: &Path, args: &[String], env: &[String], files: &Files) -> Result<Vec<u8>> {
     let name = module
         .file_name()
         .and_then(|n| n.to_str())
@@ -124,9 +241,21 @@ fn config(module: &Path, env: &[String]) -> Result<Vec<u8>> {
             .ok_or_else(|| anyhow!("--env {e:?} is not KEY=VALUE"))?;
         pairs.push((k, v));
     }
+    let lens: Vec<u64> = files.images.iter().map(|i| i.len).collect();
+    let placed = hearth_vmm::vm::place_files(&lens)
+        .ok_or_else(|| anyhow!("the mounts do not fit the 1 GiB files window"))?;
+    let mounts: Vec<hearth_guest_abi::config::Mount<'_>> = files
+        .paths
+        .iter()
+        .zip(placed)
+        .map(|(path, (gpa, len))| hearth_guest_abi::config::Mount { path, gpa, len })
+        .collect();
+    let argv: Vec<&str> = std::iter::once(name)
+        .chain(args.iter().map(String::as_str))
+        .collect();
     let mut buf = vec![0u8; hearth_guest_abi::layout::CONFIG_CAP as usize];
-    let n =
-        hearth_guest_abi::config::encode(&[name], &pairs, &mut buf).map_err(|e| anyhow!("{e}"))?;
+    let n = hearth_guest_abi::config::encode_with_mounts(&argv, &pairs, &mounts, &mut buf)
+        .map_err(|e| anyhow!("{e}"))?;
     buf.truncate(n);
     Ok(buf)
 }
@@ -184,7 +313,15 @@ fn run_module(args: &RunArgs) -> Result<i32> {
     if !(args.timeout > 0.0 && args.timeout <= 900.0) {
         bail!("--timeout must be between 0 and 900 seconds");
     }
-    let cfg = config(&args.module, &args.env)?;
+    let files = Files::build(&args.mounts)?;
+    let cfg = config(&args.module, &args.args, &args.env, &files)?;
+    let bytes = match args.engine {
+        EngineArg::Wasmi => bytes,
+        // Already compiled (`hearth vm compile`): as it is.
+        EngineArg::Aot if bytes.starts_with(hearth_wasi::aot::AOT_MAGIC) => bytes,
+        EngineArg::Aot => hearth_wasi::aot::precompile(&bytes)
+            .map_err(|e| anyhow!("compiling the module: {e}"))?,
+    };
     let module = module_file(&bytes)?;
     let image = GuestImage::new(hearth_guest_image::ELF);
     let thread = VmThread::spawn("hearth-vm", true).map_err(|e| anyhow!("{e}"))?;
@@ -196,6 +333,7 @@ fn run_module(args: &RunArgs) -> Result<i32> {
             &thread,
             args.memory,
             &module,
+            &files,
             &cfg,
             &event,
             timeout_ns,
@@ -206,6 +344,7 @@ fn run_module(args: &RunArgs) -> Result<i32> {
             &thread,
             args.memory,
             &module,
+            &files,
             &cfg,
             &event,
             timeout_ns,
@@ -225,6 +364,7 @@ fn run_booted(
     thread: &VmThread,
     mem: u64,
     module: &ModuleFile,
+    files: &Files,
     cfg: &[u8],
     event: &[u8],
     timeout_ns: u64,
@@ -241,6 +381,7 @@ fn run_booted(
     vm = vm_back;
     booted.context("booting the guest")?;
     let len = vm.attach_module(module)?;
+    vm.attach_files(&files.refs())?;
     let (cfg, event) = (cfg.to_vec(), event.to_vec());
     let (result, stats) = phases.time("load+run", || {
         thread.call(move |r| {
@@ -277,12 +418,15 @@ fn run_snapshotted(
     thread: &VmThread,
     mem: u64,
     module: &ModuleFile,
+    files: &Files,
     cfg: &[u8],
     event: &[u8],
     timeout_ns: u64,
     dir: &Path,
 ) -> Result<Outcome> {
-    match run_from_cache(kvm, image, thread, mem, module, cfg, event, timeout_ns, dir) {
+    match run_from_cache(
+        kvm, image, thread, mem, module, files, cfg, event, timeout_ns, dir,
+    ) {
         Err(e) if is_mismatch(&e) => {
             // Snapshots that verify but do not fit this host (another CPU,
             // another KVM): discard them and take new ones.
@@ -295,7 +439,9 @@ fn run_snapshotted(
                     let _ = std::fs::remove_file(f.path());
                 }
             }
-            run_from_cache(kvm, image, thread, mem, module, cfg, event, timeout_ns, dir)
+            run_from_cache(
+                kvm, image, thread, mem, module, files, cfg, event, timeout_ns, dir,
+            )
         }
         other => other,
     }
@@ -317,6 +463,7 @@ fn run_from_cache(
     thread: &VmThread,
     mem: u64,
     module: &ModuleFile,
+    files: &Files,
     cfg: &[u8],
     event: &[u8],
     timeout_ns: u64,
@@ -341,6 +488,7 @@ fn run_from_cache(
             Arc::new(Snapshot::open(&base_path)?)
         }
     };
+    let shas = files.shas();
     let key = FunctionKey {
         module_sha256: module.sha256,
         image_id: image.id(),
@@ -348,6 +496,7 @@ fn run_from_cache(
         config: cfg,
         mem_mib: mem,
         base_id: base.header.id,
+        files: &shas,
     }
     .digest();
     let fn_path = cache.function_path(&key);
@@ -368,7 +517,9 @@ fn run_from_cache(
     };
     if let Some(layer) = open_cached(&fn_path) {
         let vm = phases.time("restore", || {
-            Vm::restore(kvm, &base, Some(&layer), Some(module))
+            let mut vm = Vm::restore(kvm, &base, Some(&layer), Some(module))?;
+            vm.attach_files(&files.refs())?;
+            anyhow::Ok(vm)
         })?;
         let restore_ns = vm.setup_ns();
         let (result, mut stats) = phases.time("invoke", || invoke(vm, thread))?;
@@ -383,6 +534,7 @@ fn run_from_cache(
     }
     let mut vm = phases.time("restore base", || Vm::restore(kvm, &base, None, None))?;
     let len = vm.attach_module(module)?;
+    vm.attach_files(&files.refs())?;
     let load_cfg = cfg.to_vec();
     let (vm_back, loaded) = phases.time("load to stdin read", || {
         thread.call(move |r| {
@@ -514,7 +666,7 @@ fn report(args: &RunArgs, o: Outcome) -> Result<i32> {
         err,
         "-- hearth vm: {} ({}, {} MiB): {}",
         args.module.display(),
-        hearth_guest_image::ENGINE,
+        args.engine.id(),
         args.memory,
         o.how.name()
     )?;

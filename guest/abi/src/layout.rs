@@ -14,6 +14,7 @@
 //! 0x0040_0000  the guest image (ELF), then per `Layout`:    user
 //!              event, stdout, stderr, heap
 //! 64 GiB       the module window (read-only), a memory slot of its own
+//! 65 GiB       the files window (read-only): file images, a slot each
 //! ```
 //!
 //! Everything below [`USER_START`] is mapped supervisor-only: ring 3, where
@@ -32,7 +33,7 @@ pub const IDT_GPA: u64 = 0x2000;
 /// First page-table page (the PML4); the rest follow.
 pub const PAGE_TABLES_GPA: u64 = 0x3000;
 /// Page-table pages reserved. PML4, PDPT, the first 2 MiB's PT, the module
-/// window's PD, and one PD per GiB of RAM.
+/// and files windows' PDs, and one PD per GiB of RAM.
 pub const PAGE_TABLE_PAGES: u64 = 16;
 /// Bottom of the kernel stack; its top is [`KERNEL_STACK_TOP`] (TSS.RSP0).
 pub const KERNEL_STACK_GPA: u64 = 0x13000;
@@ -68,6 +69,18 @@ pub const MODULE_WINDOW_GPA: u64 = 0x10_0000_0000;
 /// The largest module the window holds.
 pub const MODULE_WINDOW_SIZE: u64 = 1 << 30;
 
+/// The files window: read-only file images (the function's code, a
+/// runtime's library, layers; see [`crate::files`]), each mapped from its
+/// content-addressed file as a memory slot of its own at a
+/// [`FILES_ALIGN`]-aligned offset, shared by every VM and never copied.
+/// The config blob's mount table says where each lies.
+pub const FILES_WINDOW_GPA: u64 = 0x10_4000_0000;
+/// The files window's size.
+pub const FILES_WINDOW_SIZE: u64 = 1 << 30;
+/// File images start at multiples of this in the files window (the page
+/// tables map it with 2 MiB pages).
+pub const FILES_ALIGN: u64 = 2 << 20;
+
 /// The stack's guard page: not present, so an overflow faults. It lies in
 /// the first 2 MiB, which the VMM maps with 4 KiB pages.
 pub const STACK_GUARD_GPA: u64 = 0xF_F000;
@@ -89,7 +102,7 @@ pub const MIN_HEAP: u64 = 16 * 1024 * 1024;
 /// Smallest VM memory, in MiB.
 pub const MIN_MEMORY_MIB: u64 = 64;
 /// Largest VM memory, in MiB (Lambda's limit; the page tables are sized
-/// for 12 GiB).
+/// for 11 GiB).
 pub const MAX_MEMORY_MIB: u64 = 10240;
 
 /// A range of guest-physical memory, `[start, start + len)`.

@@ -34,6 +34,7 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod files;
 pub mod layout;
 pub mod mailbox;
 pub mod ports;

@@ -24,11 +24,13 @@ mod heap;
 mod mailbox;
 mod mem;
 mod platform;
+mod wasmtime_platform;
 
 use alloc::vec::Vec;
 
 use hearth_guest_abi::mailbox::{Command, LoadError, Report, Status};
 use hearth_guest_abi::{config::Config, layout, Doorbell};
+use hearth_wasi::aot::{AotEngine, AOT_MAGIC};
 use hearth_wasi::{Engine, LoadFailureKind, Outcome, Wasi, WasmiEngine};
 
 use platform::VmPlatform;
@@ -76,9 +78,18 @@ pub extern "C" fn hearth_guest_main() -> ! {
     if let Err(e) = platform.enter(Command::Boot) {
         finish(None, Status::Panic, 0, 0, &e)
     }
-    let engine = WasmiEngine::new();
-    hearth_kernel::console(b"hearth-guest: booted, engine ");
-    hearth_kernel::console(engine.id().as_bytes());
+    // Both engines are made before the base snapshot, so no VM pays for
+    // it: wasmi interprets a module; wasmtime runs one that the host
+    // compiled ahead of time (the module window then holds an ELF object).
+    let wasmi = WasmiEngine::new();
+    let aot = match AotEngine::new() {
+        Ok(e) => e,
+        Err(e) => finish(Some(&platform), Status::Panic, 0, 0, &e),
+    };
+    hearth_kernel::console(b"hearth-guest: booted, engines ");
+    hearth_kernel::console(wasmi.id().as_bytes());
+    hearth_kernel::console(b", ");
+    hearth_kernel::console(aot.id().as_bytes());
     hearth_kernel::console(b"\n");
 
     hearth_kernel::ring(Doorbell::BaseReady);
@@ -120,8 +131,36 @@ pub extern "C" fn hearth_guest_main() -> ! {
     };
     let args: Vec<&[u8]> = config.args().collect();
     let env: Vec<&[u8]> = config.env().collect();
-    let wasi = Wasi::new(platform, &args, &env);
-    let (outcome, wasi) = engine.run(module, wasi);
+    let mut wasi = Wasi::new(platform, &args, &env);
+    // The file images the VMM mapped into the files window, mounted where
+    // the config blob says.
+    for m in config.mounts() {
+        let m = match m {
+            Ok(m) => m,
+            Err(e) => load_error(wasi.platform(), LoadError::Config, &alloc::format!("{e}")),
+        };
+        let window = layout::FILES_WINDOW_GPA..layout::FILES_WINDOW_GPA + layout::FILES_WINDOW_SIZE;
+        if !window.contains(&m.gpa) || m.len > window.end - m.gpa {
+            load_error(
+                wasi.platform(),
+                LoadError::Config,
+                "a mount lies outside the files window",
+            );
+        }
+        // SAFETY: the VMM maps every mounted image read-only at its address
+        // (checked inside the window above) before `Load`, and never
+        // changes or removes it while the VM serves this function.
+        let image: &'static [u8] =
+            unsafe { core::slice::from_raw_parts(m.gpa as *const u8, m.len as usize) };
+        if let Err(e) = wasi.mount(m.path, image) {
+            load_error(wasi.platform(), LoadError::Config, &e.0);
+        }
+    }
+    let (outcome, wasi) = if module.starts_with(AOT_MAGIC) {
+        aot.run(module, wasi)
+    } else {
+        wasmi.run(module, wasi)
+    };
     let p = wasi.platform();
     match outcome {
         Outcome::Exited(code) => finish(Some(p), Status::Exited, code, 0, ""),

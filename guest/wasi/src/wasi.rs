@@ -4,6 +4,7 @@
 
 use alloc::vec::Vec;
 
+use crate::fs::Fs;
 use crate::Platform;
 
 /// WASI preview 1 error numbers (the ones this runtime returns).
@@ -51,6 +52,8 @@ pub struct Wasi<P> {
     stdin: Stdin,
     /// Set when the module asked for more memory than the VM has.
     pub(crate) oom: bool,
+    /// The filesystem: mounted images and `/tmp` (fd 3 on).
+    pub(crate) fs: Fs,
 }
 
 const WASI_FILETYPE_CHARACTER_DEVICE: u8 = 2;
@@ -127,7 +130,13 @@ impl<P: Platform> Wasi<P> {
             args_bytes,
             stdin: Stdin::Unread,
             oom: false,
+            fs: Fs::new(),
         }
+    }
+
+    /// Mounts a file image at the absolute path `at` (before the run).
+    pub fn mount(&mut self, at: &str, image: &'static [u8]) -> Result<(), crate::fs::MountError> {
+        self.fs.mount(at, image)
     }
 
     /// The platform, for reading what the run left behind.
@@ -238,13 +247,13 @@ impl<P: Platform> Wasi<P> {
         Ok(if (0..=2).contains(&fd) {
             errno::SUCCESS
         } else {
-            errno::BADF
+            self.fs.close(fd)
         })
     }
 
     pub(crate) fn fd_fdstat_get(&mut self, mem: &mut [u8], fd: i32, out: u32) -> Res {
         if !(0..=2).contains(&fd) {
-            return Ok(errno::BADF);
+            return Ok(self.fs.fdstat(mem, fd, out));
         }
         // fdstat: filetype u8, flags u16 at 2, rights_base u64 at 8,
         // rights_inheriting u64 at 16.
@@ -257,17 +266,17 @@ impl<P: Platform> Wasi<P> {
         fault(write(mem, out, &stat))
     }
 
-    pub(crate) fn fd_fdstat_set_flags(&mut self, fd: i32, _flags: i32) -> Res {
+    pub(crate) fn fd_fdstat_set_flags(&mut self, fd: i32, flags: i32) -> Res {
         Ok(if (0..=2).contains(&fd) {
             errno::NOTSUP
         } else {
-            errno::BADF
+            self.fs.set_flags(fd, flags)
         })
     }
 
     pub(crate) fn fd_filestat_get(&mut self, mem: &mut [u8], fd: i32, out: u32) -> Res {
         if !(0..=2).contains(&fd) {
-            return Ok(errno::BADF);
+            return Ok(self.fs.fd_filestat(mem, fd, out));
         }
         // filestat: dev, ino, filetype u8 at 16, nlink at 24, size at 32,
         // atim, mtim, ctim: 64 bytes.
@@ -277,17 +286,49 @@ impl<P: Platform> Wasi<P> {
         fault(write(mem, out, &stat))
     }
 
-    pub(crate) fn fd_prestat_get(&mut self, _fd: i32) -> Res {
-        // No preopened directories: libc start-up asks from fd 3 up and
-        // stops at the first BADF.
-        Ok(errno::BADF)
+    pub(crate) fn fd_prestat_get(&mut self, mem: &mut [u8], fd: i32, out: u32) -> Res {
+        // One preopened directory, `/` at fd 3: libc start-up asks from
+        // fd 3 up and stops at the first BADF.
+        Ok(self.fs.prestat_get(mem, fd, out))
     }
 
-    pub(crate) fn fd_seek(&mut self, fd: i32) -> Res {
+    pub(crate) fn fd_prestat_dir_name(
+        &mut self,
+        mem: &mut [u8],
+        fd: i32,
+        buf: u32,
+        len: u32,
+    ) -> Res {
+        Ok(self.fs.prestat_dir_name(mem, fd, buf, len))
+    }
+
+    pub(crate) fn fd_seek(
+        &mut self,
+        mem: &mut [u8],
+        fd: i32,
+        off: i64,
+        whence: i32,
+        out: u32,
+    ) -> Res {
         Ok(if (0..=2).contains(&fd) {
             errno::SPIPE
         } else {
-            errno::BADF
+            self.fs.seek(mem, fd, off, whence, out)
+        })
+    }
+
+    /// The filesystem, for the calls that only it answers.
+    pub(crate) fn fs(&mut self) -> &mut Fs {
+        &mut self.fs
+    }
+
+    /// The std streams are not files: `fd_pread`, `fd_tell` and the like
+    /// on them are ESPIPE; anything else goes to the filesystem.
+    pub(crate) fn file_call(&mut self, fd: i32, f: impl FnOnce(&mut Fs) -> i32) -> Res {
+        Ok(if (0..=2).contains(&fd) {
+            errno::SPIPE
+        } else {
+            f(&mut self.fs)
         })
     }
 
@@ -300,7 +341,10 @@ impl<P: Platform> Wasi<P> {
         nread: u32,
     ) -> Res {
         if fd != 0 {
-            return Ok(errno::BADF);
+            if (1..=2).contains(&fd) {
+                return Ok(errno::BADF);
+            }
+            return Ok(self.fs.read(mem, fd, iovs, iovs_len, None, nread));
         }
         let (len, mut pos) = match self.stdin {
             Stdin::Unread => {
@@ -341,7 +385,10 @@ impl<P: Platform> Wasi<P> {
         nwritten: u32,
     ) -> Res {
         if !(1..=2).contains(&fd) {
-            return Ok(errno::BADF);
+            if fd == 0 {
+                return Ok(errno::BADF);
+            }
+            return Ok(self.fs.write(mem, fd, iovs, iovs_len, None, nwritten));
         }
         let mut total: u32 = 0;
         for i in 0..iovs_len {

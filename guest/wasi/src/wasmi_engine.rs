@@ -2,6 +2,7 @@
 
 use alloc::format;
 use alloc::string::{String, ToString};
+use alloc::vec::Vec;
 
 use wasmi::errors::HostError;
 use wasmi::ResourceLimiter;
@@ -11,6 +12,7 @@ use wasmi_core::LimiterError;
 use crate::engine::{Engine, LoadFailure, LoadFailureKind, Outcome};
 use crate::imports::{self, Ty};
 use crate::wasi::Abort;
+use crate::NO_HOST_TOOLS;
 use crate::{Platform, Wasi};
 
 /// wasmi, configured for snapshots: every function is compiled when the
@@ -133,31 +135,15 @@ fn show(types: &[ValType]) -> String {
 /// is not (wasmi would say so too, but not in these words).
 fn check_imports(module: &Module) -> Result<(), LoadFailure> {
     for import in module.imports() {
-        let (m, n) = (import.module(), import.name());
-        let missing = |what: &str| LoadFailure {
-            kind: LoadFailureKind::MissingImport,
-            message: format!(
-                "the module imports {what} {m}.{n}, which Hearth's guest does not provide"
-            ),
+        let func = match import.ty() {
+            ExternType::Func(ty) => Some((
+                ty.params().iter().map(ty_of).collect::<Option<Vec<Ty>>>(),
+                ty.results().iter().map(ty_of).collect::<Option<Vec<Ty>>>(),
+                format!("{} -> {}", show(ty.params()), show(ty.results())),
+            )),
+            _ => None,
         };
-        let ExternType::Func(ty) = import.ty() else {
-            return Err(missing("the non-function"));
-        };
-        let Some(p) = imports::find(m, n) else {
-            return Err(missing("the function"));
-        };
-        let params: Option<alloc::vec::Vec<Ty>> = ty.params().iter().map(ty_of).collect();
-        let results: Option<alloc::vec::Vec<Ty>> = ty.results().iter().map(ty_of).collect();
-        if params.as_deref() != Some(p.params) || results.as_deref() != Some(p.results) {
-            return Err(LoadFailure {
-                kind: LoadFailureKind::MissingImport,
-                message: format!(
-                    "the module imports {m}.{n} as {} -> {}, which is not its WASI signature",
-                    show(ty.params()),
-                    show(ty.results())
-                ),
-            });
-        }
+        imports::check(import.module(), import.name(), func)?;
     }
     Ok(())
 }
@@ -173,57 +159,7 @@ macro_rules! wasi_fn {
 }
 
 fn link<P: Platform>(linker: &mut Linker<Wasi<P>>) -> Result<(), String> {
-    wasi_fn!(linker, "args_get", |w, m, a: u32, b: u32| w
-        .args_get(m, a, b));
-    wasi_fn!(linker, "args_sizes_get", |w, m, a: u32, b: u32| w
-        .args_sizes_get(m, a, b));
-    wasi_fn!(linker, "environ_get", |w, m, a: u32, b: u32| w
-        .environ_get(m, a, b));
-    wasi_fn!(linker, "environ_sizes_get", |w, m, a: u32, b: u32| w
-        .environ_sizes_get(m, a, b));
-    wasi_fn!(linker, "clock_res_get", |w, m, id: i32, out: u32| w
-        .clock_res_get(m, id, out));
-    wasi_fn!(
-        linker,
-        "clock_time_get",
-        |w, m, id: i32, p: i64, out: u32| w.clock_time_get(m, id, p, out)
-    );
-    wasi_fn!(linker, "fd_close", |w, _m, fd: i32| w.fd_close(fd));
-    wasi_fn!(linker, "fd_fdstat_get", |w, m, fd: i32, out: u32| w
-        .fd_fdstat_get(m, fd, out));
-    wasi_fn!(linker, "fd_fdstat_set_flags", |w, _m, fd: i32, f: i32| w
-        .fd_fdstat_set_flags(fd, f));
-    wasi_fn!(linker, "fd_filestat_get", |w, m, fd: i32, out: u32| w
-        .fd_filestat_get(m, fd, out));
-    wasi_fn!(linker, "fd_prestat_get", |w, _m, fd: i32, _out: u32| w
-        .fd_prestat_get(fd));
-    wasi_fn!(
-        linker,
-        "fd_prestat_dir_name",
-        |w, _m, fd: i32, _p: u32, _l: u32| w.fd_prestat_get(fd)
-    );
-    wasi_fn!(
-        linker,
-        "fd_read",
-        |w, m, fd: i32, iovs: u32, n: u32, out: u32| w.fd_read(m, fd, iovs, n, out)
-    );
-    wasi_fn!(
-        linker,
-        "fd_seek",
-        |w, _m, fd: i32, _o: i64, _wh: i32, _out: u32| w.fd_seek(fd)
-    );
-    wasi_fn!(
-        linker,
-        "fd_write",
-        |w, m, fd: i32, iovs: u32, n: u32, out: u32| w.fd_write(m, fd, iovs, n, out)
-    );
-    wasi_fn!(
-        linker,
-        "poll_oneoff",
-        |w, m, s: u32, e: u32, n: u32, out: u32| w.poll_oneoff(m, s, e, n, out)
-    );
-    wasi_fn!(linker, "random_get", |w, m, buf: u32, len: u32| w
-        .random_get(m, buf, len));
+    crate::bindings::wasi_bindings!(wasi_fn, linker);
     linker
         .func_wrap(
             imports::WASI,
@@ -247,6 +183,13 @@ fn link<P: Platform>(linker: &mut Linker<Wasi<P>>) -> Result<(), String> {
             |mut caller: Caller<'_, Wasi<P>>, buf: u32, len: u32| {
                 with_memory(&mut caller, |w, m| w.request_id(m, buf, len))
             },
+        )
+        .map_err(|e| e.to_string())?;
+    linker
+        .func_wrap(
+            imports::HOST_TOOLS,
+            "call",
+            |_: Caller<'_, Wasi<P>>, _: i32, _: i32, _: i32, _: i32| -> i32 { NO_HOST_TOOLS },
         )
         .map_err(|e| e.to_string())?;
     linker
@@ -414,14 +357,14 @@ mod tests {
     #[test]
     fn missing_import_is_named() {
         let (o, _) = run(
-            r#"(module (import "wasi_snapshot_preview1" "path_open" (func (param i32)))
+            r#"(module (import "wasi_snapshot_preview1" "fd_renumber" (func (param i32)))
                 (func (export "_start")))"#,
             b"",
         );
         let Outcome::Load(f) = o else { panic!("{o:?}") };
         assert_eq!(f.kind, LoadFailureKind::MissingImport);
         assert!(
-            f.message.contains("wasi_snapshot_preview1.path_open"),
+            f.message.contains("wasi_snapshot_preview1.fd_renumber"),
             "{}",
             f.message
         );

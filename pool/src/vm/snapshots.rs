@@ -198,6 +198,7 @@ pub fn function_key(module: &ModuleFile, base: &Snapshot, engine: &str, config: 
         config,
         mem_mib: base.header.mem_size >> 20,
         base_id: base.header.id,
+        files: &[],
     }
     .digest()
 }

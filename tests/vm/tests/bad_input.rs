@@ -40,11 +40,11 @@ fn missing_import_is_named_at_load() {
     let Some(kvm) = kvm() else { return };
     let runner = Runner::for_this_thread().unwrap();
     let m = wat(r#"(module
-        (import "wasi_snapshot_preview1" "path_open" (func (param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32)))
+        (import "wasi_snapshot_preview1" "fd_renumber" (func (param i32 i32) (result i32)))
         (memory (export "memory") 1) (func (export "_start")))"#);
     let (kind, msg) = load_error(run_once(&kvm, &runner, &m, b""));
     assert_eq!(kind, LoadError::MissingImport);
-    assert!(msg.contains("wasi_snapshot_preview1.path_open"), "{msg}");
+    assert!(msg.contains("wasi_snapshot_preview1.fd_renumber"), "{msg}");
     still_healthy(&kvm, &runner);
 }
 

@@ -45,10 +45,8 @@ fn console_output_reaches_the_host_log() {
     runner.boot(&mut vm, secs(10), &mut stats).unwrap();
     let lines = logs.0.lock().unwrap().clone();
     assert!(
-        lines
-            .iter()
-            .any(|(t, m)| t == "hearth_vmm::console"
-                && m == "hearth-guest: booted, engine wasmi 2.0.0"),
+        lines.iter().any(|(t, m)| t == "hearth_vmm::console"
+            && m == "hearth-guest: booted, engines wasmi 2.0.0, wasmtime 48.0.8 aot"),
         "{lines:?}"
     );
     assert!(

@@ -148,14 +148,16 @@ fn tss() -> Vec<u8> {
 
 fn write_page_tables(mem: &GuestMemoryMmap, mem_size: u64) -> Result<(), BootError> {
     let ram_gib = mem_size.div_ceil(GIB);
-    // PML4, PDPT, the low PT, the module window's PD, one PD per GiB.
-    let needed = 4 + ram_gib;
+    // PML4, PDPT, the low PT, the module and files windows' PDs, one PD
+    // per GiB.
+    let needed = 5 + ram_gib;
     if needed > layout::PAGE_TABLE_PAGES {
         return Err(BootError::TooMuchRam(mem_size));
     }
     let table = |i: u64| layout::PAGE_TABLES_GPA + i * PAGE_SIZE;
-    let (pml4, pdpt, pt_low, pd_module) = (table(0), table(1), table(2), table(3));
-    let pd_ram = |g: u64| table(4 + g);
+    let (pml4, pdpt, pt_low, pd_module, pd_files) =
+        (table(0), table(1), table(2), table(3), table(4));
+    let pd_ram = |g: u64| table(5 + g);
 
     let mut page = vec![0u64; 512];
     let flush = |gpa: u64, entries: &[u64]| -> Result<(), BootError> {
@@ -171,6 +173,7 @@ fn write_page_tables(mem: &GuestMemoryMmap, mem_size: u64) -> Result<(), BootErr
         page[g as usize] = pd_ram(g) | PRESENT | WRITABLE | USER;
     }
     page[(layout::MODULE_WINDOW_GPA / GIB) as usize] = pd_module | PRESENT | WRITABLE | USER;
+    page[(layout::FILES_WINDOW_GPA / GIB) as usize] = pd_files | PRESENT | WRITABLE | USER;
     flush(pdpt, &page)?;
 
     // The first 2 MiB in 4 KiB pages: page 0 and the stack guard absent,
@@ -198,6 +201,17 @@ fn write_page_tables(mem: &GuestMemoryMmap, mem_size: u64) -> Result<(), BootErr
         *e = (layout::MODULE_WINDOW_GPA + i as u64 * MIB2) | PRESENT | USER | HUGE;
     }
     flush(pd_module, &page)?;
+
+    // The files window, read-only too.
+    page.fill(0);
+    for (i, e) in page
+        .iter_mut()
+        .enumerate()
+        .take((layout::FILES_WINDOW_SIZE / MIB2) as usize)
+    {
+        *e = (layout::FILES_WINDOW_GPA + i as u64 * MIB2) | PRESENT | USER | HUGE;
+    }
+    flush(pd_files, &page)?;
 
     // RAM above 2 MiB in 2 MiB pages.
     for g in 0..ram_gib {

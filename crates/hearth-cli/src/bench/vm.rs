@@ -116,10 +116,10 @@ fn busy_wat(ms: u64) -> String {
     )
 }
 
-const EVENT: &[u8] = br#"{"bench":true}"#;
-const TIMEOUT: u64 = 10_000_000_000;
+pub(super) const EVENT: &[u8] = br#"{"bench":true}"#;
+pub(super) const TIMEOUT: u64 = 10_000_000_000;
 
-fn ns_ms(v: &[u64]) -> Vec<Duration> {
+pub(super) fn ns_ms(v: &[u64]) -> Vec<Duration> {
     v.iter().map(|n| Duration::from_nanos(*n)).collect()
 }
 
@@ -129,20 +129,20 @@ fn median(v: &[u64]) -> f64 {
     s.get(s.len() / 2).copied().unwrap_or(0) as f64
 }
 
-fn module_file(dir: &Path, name: &str, bytes: &[u8]) -> Result<ModuleFile> {
+pub(super) fn module_file(dir: &Path, name: &str, bytes: &[u8]) -> Result<ModuleFile> {
     let path = dir.join(name);
     std::fs::File::create(&path)?.write_all(bytes)?;
     Ok(ModuleFile::open(&path)?)
 }
 
 /// A base snapshot and a function snapshot of `module`.
-struct Snapshots {
-    base: Arc<Snapshot>,
-    layer: Arc<Snapshot>,
-    module: ModuleFile,
+pub(super) struct Snapshots {
+    pub(super) base: Arc<Snapshot>,
+    pub(super) layer: Arc<Snapshot>,
+    pub(super) module: ModuleFile,
 }
 
-fn snapshots(
+pub(super) fn snapshots(
     kvm: &Arc<Kvm>,
     runner: &Runner,
     cache: &SnapshotCache,
@@ -168,6 +168,7 @@ fn snapshots(
         config: &cfg,
         mem_mib: base.header.mem_size >> 20,
         base_id: base.header.id,
+        files: &[],
     }
     .digest();
     let path = cache.function_path(&key);
@@ -187,7 +188,7 @@ fn config() -> Result<Vec<u8>> {
     Ok(buf)
 }
 
-fn invocation() -> Invocation<'static> {
+pub(super) fn invocation() -> Invocation<'static> {
     Invocation {
         event: EVENT,
         request_id: "bench",
@@ -210,9 +211,9 @@ fn fork_once(kvm: &Arc<Kvm>, runner: &Runner, s: &Snapshots) -> Result<(u64, u64
 }
 
 /// `Platform` for the in-process baseline: plain buffers.
-struct Buffers {
-    out: Vec<u8>,
-    rng: u64,
+pub(super) struct Buffers {
+    pub(super) out: Vec<u8>,
+    pub(super) rng: u64,
 }
 
 impl Platform for Buffers {
