@@ -24,6 +24,7 @@ mod events;
 mod first;
 mod http;
 mod node;
+mod python;
 mod vm;
 mod warm;
 
@@ -78,10 +79,11 @@ pub enum SectionName {
     Async,
     Vm,
     Engine,
+    Python,
 }
 
 impl SectionName {
-    const ALL: [Self; 7] = [
+    const ALL: [Self; 8] = [
         Self::Warm,
         Self::FirstInvoke,
         Self::Density,
@@ -89,6 +91,7 @@ impl SectionName {
         Self::Async,
         Self::Vm,
         Self::Engine,
+        Self::Python,
     ];
 
     /// The id of the section it writes.
@@ -101,6 +104,7 @@ impl SectionName {
             Self::Async => "async",
             Self::Vm => "vm",
             Self::Engine => "engine",
+            Self::Python => "python",
         }
     }
 }
@@ -241,6 +245,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
             SectionName::Async => events::run(&ctx),
             SectionName::Vm => vm::run(&ctx),
             SectionName::Engine => engine::run(&ctx),
+            SectionName::Python => python::run(&ctx),
         };
         check_stop()?;
         match result {

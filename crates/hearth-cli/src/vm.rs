@@ -28,7 +28,7 @@ use serde_json::json;
 pub enum VmCommand {
     /// Run a WebAssembly module (wasm32-wasip1 command, or .wat text) in a
     /// microVM with an event on its stdin. Needs /dev/kvm (root, or the kvm group).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Compile a WebAssembly module ahead of time for the guest's wasmtime
     /// (Cranelift, on this machine); `hearth vm run --engine aot` takes the
     /// result as its module without compiling again.
@@ -44,7 +44,24 @@ pub enum VmCommand {
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
     /// The module: a .wasm file (WASI command) or .wat text.
-    pub module: PathBuf,
+    #[arg(required_unless_present = "python")]
+    pub module: Option<PathBuf>,
+    /// Run a Lambda Python handler (`module.function`) instead, on the
+    /// CPython runtime `hearth runtimes install python` set up, with its
+    /// code from --code; the event is the handler's event. Exit status 3:
+    /// the handler failed, and stdout holds Lambda's error object.
+    #[arg(long, value_name = "HANDLER", requires = "code", conflicts_with_all = ["module", "engine"])]
+    pub python: Option<String>,
+    /// The event's bytes as the guest reads them, when --python wraps it.
+    #[arg(skip)]
+    pub event_bytes: Option<Vec<u8>>,
+    /// The Python function's code: a directory, mounted at /var/task.
+    #[arg(long, value_name = "DIR")]
+    pub code: Option<PathBuf>,
+    /// Where `hearth runtimes install` put the runtime [default: as
+    /// `hearth serve`'s data directory].
+    #[arg(long, env = "HEARTH_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
     /// The event, as JSON text, or @FILE to read it from a file (@- for stdin).
     #[arg(long, default_value = "{}")]
     pub event: String,
@@ -72,8 +89,8 @@ pub struct RunArgs {
     pub json: bool,
     /// The guest's engine: `wasmi` interprets the module; `aot` compiles it
     /// here with Cranelift first and the guest runs the machine code.
-    #[arg(long, value_enum, default_value_t = EngineArg::Wasmi)]
-    pub engine: EngineArg,
+    #[arg(long, value_enum)]
+    pub engine: Option<EngineArg>,
 }
 
 /// `--engine`.
@@ -83,6 +100,12 @@ pub enum EngineArg {
     Wasmi,
     /// Ahead-of-time compiled (wasmtime + Cranelift).
     Aot,
+}
+
+impl RunArgs {
+    fn engine(&self) -> EngineArg {
+        self.engine.unwrap_or(EngineArg::Wasmi)
+    }
 }
 
 impl EngineArg {
@@ -98,7 +121,7 @@ impl EngineArg {
 /// Runs the command; returns the process exit code.
 pub fn run(cmd: VmCommand) -> i32 {
     let args = match cmd {
-        VmCommand::Run(args) => args,
+        VmCommand::Run(args) => *args,
         VmCommand::Compile { module, output } => {
             return match compile(&module, &output) {
                 Ok(()) => 0,
@@ -109,6 +132,13 @@ pub fn run(cmd: VmCommand) -> i32 {
             }
         }
     };
+    let args = match python_args(args) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("hearth vm run: {e:#}");
+            return 2;
+        }
+    };
     match run_module(&args) {
         Ok(code) => code,
         Err(e) => {
@@ -116,6 +146,54 @@ pub fn run(cmd: VmCommand) -> i32 {
             2
         }
     }
+}
+
+/// `--python`: the same run, spelled out: the installed runtime's compiled
+/// CPython as the module, its library and the code mounted, Hearth's
+/// bootstrap as `-c`, the handler in `_HANDLER`, and the event behind the
+/// bootstrap's envelope line.
+fn python_args(mut args: RunArgs) -> Result<RunArgs> {
+    let Some(handler) = args.python.clone() else {
+        return Ok(args);
+    };
+    use hearth_pool::vm::python;
+    let data_dir = args
+        .data_dir
+        .clone()
+        .unwrap_or_else(crate::serve::default_data_dir);
+    let rt = python::PythonRuntime::find(&data_dir).ok_or_else(|| {
+        anyhow!(
+            "no CPython runtime for microVMs in {}: run `hearth runtimes install python --from …` first",
+            data_dir.display()
+        )
+    })?;
+    let code = args.code.clone().unwrap_or_default();
+    let event = read_event(&args.event)?;
+    let deadline_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+        + (args.timeout * 1000.0) as u64;
+    let envelope = python::envelope("00000000-0000-0000-0000-000000000000", deadline_ms, &event);
+    args.event_bytes = Some(envelope);
+    args.module = Some(rt.cwasm());
+    args.engine = Some(EngineArg::Aot);
+    args.mounts.insert(
+        0,
+        format!("{}={}", python::LIB_MOUNT, rt.lib_image().display()),
+    );
+    args.mounts.push(format!("/var/task={}", code.display()));
+    args.env.push(format!("_HANDLER={handler}"));
+    let name = code
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "function".into());
+    args.env.push(format!("AWS_LAMBDA_FUNCTION_NAME={name}"));
+    args.env.push("AWS_LAMBDA_FUNCTION_VERSION=$LATEST".into());
+    args.env
+        .push(format!("AWS_LAMBDA_FUNCTION_MEMORY_SIZE={}", args.memory));
+    args.args = vec!["-c".into(), python::BOOTSTRAP.into()];
+    Ok(args)
 }
 
 fn compile(module: &Path, output: &Path) -> Result<()> {
@@ -180,6 +258,16 @@ fn module_file(bytes: &[u8]) -> Result<ModuleFile> {
     ModuleFile::new(f).context("reading the module back")
 }
 
+/// Whether `path` is a file image (it starts with the image magic).
+fn is_image(path: &Path) -> bool {
+    use std::io::Read;
+    let mut magic = [0u8; 8];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut magic))
+        .is_ok()
+        && &magic == hearth_guest_abi::files::MAGIC
+}
+
 /// The mounted images: each guest path and its image file.
 struct Files {
     paths: Vec<String>,
@@ -200,6 +288,15 @@ impl Files {
                 bail!("--mount {spec:?}: the guest path must be absolute");
             }
             let host = Path::new(host);
+            if is_image(host) {
+                // A file image Hearth made (a runtime's library): as it is.
+                files.paths.push(guest.to_string());
+                files.images.push(
+                    ModuleFile::open(host)
+                        .with_context(|| format!("reading {}", host.display()))?,
+                );
+                continue;
+            }
             let mut b = hearth_vmm::files::ImageBuilder::new();
             if host.is_dir() {
                 b.tree("", host)?;
@@ -301,8 +398,15 @@ struct Outcome {
 
 fn run_module(args: &RunArgs) -> Result<i32> {
     let kvm = Kvm::open().map_err(|e| anyhow!("{e}"))?;
-    let bytes = read_module(&args.module)?;
-    let event = read_event(&args.event)?;
+    let module_path = args
+        .module
+        .clone()
+        .ok_or_else(|| anyhow!("no module given"))?;
+    let bytes = read_module(&module_path)?;
+    let event = match &args.event_bytes {
+        Some(b) => b.clone(),
+        None => read_event(&args.event)?,
+    };
     if event.len() as u64 > hearth_guest_abi::layout::EVENT_CAP {
         bail!(
             "the event is {} bytes; the limit is {}",
@@ -314,8 +418,8 @@ fn run_module(args: &RunArgs) -> Result<i32> {
         bail!("--timeout must be between 0 and 900 seconds");
     }
     let files = Files::build(&args.mounts)?;
-    let cfg = config(&args.module, &args.args, &args.env, &files)?;
-    let bytes = match args.engine {
+    let cfg = config(&module_path, &args.args, &args.env, &files)?;
+    let bytes = match args.engine() {
         EngineArg::Wasmi => bytes,
         // Already compiled (`hearth vm compile`): as it is.
         EngineArg::Aot if bytes.starts_with(hearth_wasi::aot::AOT_MAGIC) => bytes,
@@ -665,8 +769,16 @@ fn report(args: &RunArgs, o: Outcome) -> Result<i32> {
     writeln!(
         err,
         "-- hearth vm: {} ({}, {} MiB): {}",
-        args.module.display(),
-        args.engine.id(),
+        args.python.as_deref().map_or_else(
+            || args
+                .module
+                .as_deref()
+                .unwrap_or(Path::new("?"))
+                .display()
+                .to_string(),
+            |h| format!("python {h}")
+        ),
+        args.engine().id(),
         args.memory,
         o.how.name()
     )?;

