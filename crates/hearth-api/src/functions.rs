@@ -226,6 +226,9 @@ pub async fn create_function(
                 architectures: architectures(input.architectures)?,
             };
             validate_config(s, &config)?;
+            if let Some(tags) = &input.tags {
+                crate::tags::validate_tags(tags)?;
+            }
             let zip = zip_bytes(input.code)?;
             let code = stage_code(s, &zip, &config.runtime, &config.handler)?;
             let (latest, published) = s.registry.create_function(

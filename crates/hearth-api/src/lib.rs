@@ -31,6 +31,7 @@ pub mod query;
 pub mod request;
 pub mod shapes;
 pub mod state;
+pub mod tags;
 pub mod usage;
 
 pub use state::{ApiSettings, AppState, Services};
@@ -69,6 +70,12 @@ pub fn app(state: AppState) -> Router {
         .route(
             "/2015-03-31/functions/{name}/code",
             put(f::update_function_code),
+        )
+        .route(
+            "/2017-03-31/tags/{arn}",
+            get(tags::list_tags)
+                .post(tags::tag_resource)
+                .delete(tags::untag_resource),
         )
         .route(
             "/2015-03-31/functions/{name}/invocations",

@@ -228,6 +228,18 @@ pub trait Registry: Send + Sync + std::fmt::Debug {
     ) -> Result<Page<VersionRecord>>;
     /// The function's tags.
     fn tags(&self, account: &str, name: &str) -> Result<BTreeMap<String, String>>;
+    /// Adds or replaces tags (`TagResource`); more than `limit` in all is
+    /// Lambda's "Number of tags exceeds resource tag limit." and changes
+    /// nothing.
+    fn tag_function(
+        &self,
+        account: &str,
+        name: &str,
+        tags: &BTreeMap<String, String>,
+        limit: usize,
+    ) -> Result<()>;
+    /// Removes tags by key (`UntagResource`); absent keys are ignored.
+    fn untag_function(&self, account: &str, name: &str, keys: &[String]) -> Result<()>;
 
     // ---- aliases --------------------------------------------------------
     fn create_alias(

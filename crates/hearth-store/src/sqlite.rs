@@ -1835,6 +1835,51 @@ impl Registry for SqliteRegistry {
         })
     }
 
+    fn tag_function(
+        &self,
+        account: &str,
+        name: &str,
+        tags: &BTreeMap<String, String>,
+        limit: usize,
+    ) -> Result<()> {
+        self.write(|tx| {
+            self.require_function(tx, account, name)?;
+            let mut stmt = tx.prepare_cached(
+                "SELECT key FROM tags WHERE account_id = ?1 AND function_name = ?2",
+            )?;
+            let mut keys = stmt
+                .query_map(params![account, name], |r| r.get::<_, String>(0))?
+                .collect::<rusqlite::Result<std::collections::BTreeSet<String>>>()?;
+            keys.extend(tags.keys().cloned());
+            if keys.len() > limit {
+                return Err(
+                    LambdaError::invalid("Number of tags exceeds resource tag limit.").into(),
+                );
+            }
+            let mut put = tx.prepare_cached(
+                "INSERT INTO tags (account_id, function_name, key, value) VALUES (?1, ?2, ?3, ?4) \
+                 ON CONFLICT (account_id, function_name, key) DO UPDATE SET value = excluded.value",
+            )?;
+            for (k, v) in tags {
+                put.execute(params![account, name, k, v])?;
+            }
+            Ok(())
+        })
+    }
+
+    fn untag_function(&self, account: &str, name: &str, keys: &[String]) -> Result<()> {
+        self.write(|tx| {
+            self.require_function(tx, account, name)?;
+            let mut del = tx.prepare_cached(
+                "DELETE FROM tags WHERE account_id = ?1 AND function_name = ?2 AND key = ?3",
+            )?;
+            for k in keys {
+                del.execute(params![account, name, k])?;
+            }
+            Ok(())
+        })
+    }
+
     fn tags(&self, account: &str, name: &str) -> Result<BTreeMap<String, String>> {
         self.read(|tx| {
             self.require_function(tx, account, name)?;
