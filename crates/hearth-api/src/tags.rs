@@ -3,9 +3,10 @@
 //! to the function (never to a version or alias), at most 50, keys of 1–128
 //! characters not starting with `aws:`, values of at most 256.
 //!
-//! Hearth reads one tag itself: `hearth:isolation` = `microvm` or `process`
-//! chooses, per function, where its next sandbox or VM runs; any other
-//! value is refused.
+//! One tag is Hearth's own: `hearth:isolation` = `microvm` or `process`,
+//! any other value refused. It is stored and shown now; it will choose
+//! where a Python function's next sandbox or VM runs once Python functions
+//! run in pooled microVMs (issue 12's next part).
 
 use crate::caller::Caller;
 use crate::error::ApiResult;

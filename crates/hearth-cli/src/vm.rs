@@ -420,6 +420,12 @@ fn run_module(args: &RunArgs) -> Result<i32> {
     let files = Files::build(&args.mounts)?;
     let cfg = config(&module_path, &args.args, &args.env, &files)?;
     let bytes = match args.engine() {
+        EngineArg::Wasmi if bytes.starts_with(hearth_wasi::aot::AOT_MAGIC) => {
+            bail!(
+                "{} is compiled for the ahead-of-time engine: use --engine aot",
+                module_path.display()
+            )
+        }
         EngineArg::Wasmi => bytes,
         // Already compiled (`hearth vm compile`): as it is.
         EngineArg::Aot if bytes.starts_with(hearth_wasi::aot::AOT_MAGIC) => bytes,

@@ -160,13 +160,19 @@ impl<'a> Config<'a> {
             envc,
             strings,
         };
-        // Every mount must read whole.
+        // Every mount must read whole, name an absolute path, and the table
+        // must end with its last mount.
         let mut n = 0usize;
+        let mut end = if mounts.is_empty() { 0 } else { 8 };
         for m in c.mounts() {
-            m?;
+            let m = m?;
+            if !m.path.starts_with('/') || m.path.contains('\0') {
+                return Err(ConfigError::Malformed);
+            }
+            end += 20 + m.path.len();
             n += 1;
         }
-        if c.mount_count() != Some(n) {
+        if c.mount_count() != Some(n) || end != mounts.len() {
             return Err(ConfigError::Malformed);
         }
         Ok(c)

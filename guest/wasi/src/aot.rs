@@ -6,8 +6,8 @@
 //! proposal, which CPython built for WASI needs. wasmtime's runtime builds
 //! `no_std`, so the guest carries the runtime without the compiler; the
 //! host compiles each module once (feature `compile`), stores the result
-//! beside the code keyed by [`AOT_ENGINE_ID`] and the guest image, and a VM
-//! maps it read-only into its module window. [`config`] is the one
+//! keyed by [`AOT_ENGINE_ID`](crate::AOT_ENGINE_ID), and a VM maps it
+//! read-only into its module window. [`config`] is the one
 //! configuration both sides use: wasmtime refuses code compiled with any
 //! other.
 //!

@@ -30,6 +30,8 @@ pub mod e {
     pub const INVAL: i32 = 28;
     /// Is a directory.
     pub const ISDIR: i32 = 31;
+    /// Too many open files.
+    pub const MFILE: i32 = 33;
     /// Filename too long.
     pub const NAMETOOLONG: i32 = 37;
     /// No such file or directory.
@@ -97,7 +99,10 @@ pub struct Fs {
     nodes: Vec<Option<Node>>,
     /// Open descriptors, from fd 3 (`/`) on.
     fds: Vec<Option<Open>>,
+    /// `/tmp` bytes held by files, linked or still open.
     tmp_used: usize,
+    /// `/tmp` files unlinked while open: freed at their last close.
+    orphans: Vec<usize>,
 }
 
 /// A mount that could not be read.
@@ -158,6 +163,7 @@ impl Fs {
                 write: false,
             })],
             tmp_used: 0,
+            orphans: Vec::new(),
         };
         let tmp = fs.add(Node::Dir {
             children: BTreeMap::new(),
@@ -258,8 +264,13 @@ impl Fs {
         Ok(())
     }
 
+    /// The descriptor table's index of `fd`, if it could be one.
+    fn slot(fd: i32) -> Option<usize> {
+        usize::try_from(fd.checked_sub(ROOT_FD)?).ok()
+    }
+
     fn open_of(&self, fd: i32) -> Result<Open, i32> {
-        let i = usize::try_from(fd - ROOT_FD).map_err(|_| e::BADF)?;
+        let i = Fs::slot(fd).ok_or(e::BADF)?;
         self.fds.get(i).copied().flatten().ok_or(e::BADF)
     }
 
@@ -335,7 +346,7 @@ impl Fs {
             return Ok(ROOT_FD + i as i32);
         }
         if self.fds.len() >= MAX_FDS {
-            return Err(24); // EMFILE
+            return Err(e::MFILE);
         }
         self.fds.push(Some(open));
         Ok(ROOT_FD + self.fds.len() as i32 - 1)
@@ -383,6 +394,15 @@ impl Fs {
         let Some(p) = get(mem, path, path_len) else {
             return e::FAULT;
         };
+        // Everything is checked before anything changes: a failed open
+        // creates, truncates and allocates nothing.
+        if get(mem, out, 4).is_none() {
+            return e::FAULT;
+        }
+        if !self.fds.iter().any(Option::is_none) && self.fds.len() >= MAX_FDS {
+            return e::MFILE;
+        }
+        let trailing_slash = p.ends_with(b"/");
         let (dir, name, node) = match self.resolve(fd, p) {
             Ok(r) => r,
             Err(x) => return x,
@@ -394,11 +414,31 @@ impl Fs {
                 if oflags & OFLAG_CREAT != 0 && oflags & OFLAG_EXCL != 0 {
                     return e::EXIST;
                 }
+                let is_dir = matches!(self.node(n), Some(Node::Dir { .. }));
+                if oflags & OFLAG_DIRECTORY != 0 && !is_dir {
+                    return e::NOTDIR;
+                }
+                if is_dir && (want_write || oflags & OFLAG_TRUNC != 0) {
+                    return e::ISDIR;
+                }
+                let writable_file = matches!(self.node(n), Some(Node::Tmp(_)));
+                if (want_write || oflags & OFLAG_TRUNC != 0) && !is_dir && !writable_file {
+                    return e::ROFS;
+                }
+                if oflags & OFLAG_TRUNC != 0 {
+                    if let Some(Some(Node::Tmp(d))) = self.nodes.get_mut(n) {
+                        self.tmp_used -= d.len();
+                        d.clear();
+                    }
+                }
                 n
             }
             None => {
                 if oflags & OFLAG_CREAT == 0 {
                     return e::NOENT;
+                }
+                if oflags & OFLAG_DIRECTORY != 0 || trailing_slash {
+                    return e::ISDIR;
                 }
                 if !self.writable_dir(dir) {
                     return e::ROFS;
@@ -409,23 +449,6 @@ impl Fs {
                 n
             }
         };
-        let is_dir = matches!(self.node(node), Some(Node::Dir { .. }));
-        if oflags & OFLAG_DIRECTORY != 0 && !is_dir {
-            return e::NOTDIR;
-        }
-        if is_dir && want_write {
-            return e::ISDIR;
-        }
-        let writable_file = matches!(self.node(node), Some(Node::Tmp(_)));
-        if (want_write || oflags & OFLAG_TRUNC != 0) && !is_dir && !writable_file {
-            return e::ROFS;
-        }
-        if oflags & OFLAG_TRUNC != 0 {
-            if let Some(Some(Node::Tmp(d))) = self.nodes.get_mut(node) {
-                self.tmp_used -= d.len();
-                d.clear();
-            }
-        }
         let open = Open {
             node,
             pos: 0,
@@ -443,15 +466,31 @@ impl Fs {
         if fd == ROOT_FD {
             return e::NOTSUP;
         }
-        match usize::try_from(fd - ROOT_FD)
-            .ok()
-            .and_then(|i| self.fds.get_mut(i))
-        {
+        match Fs::slot(fd).and_then(|i| self.fds.get_mut(i)) {
             Some(slot @ Some(_)) => {
                 *slot = None;
+                self.free_orphans();
                 0
             }
             _ => e::BADF,
+        }
+    }
+
+    /// Frees the `/tmp` files that were unlinked while open, once nothing
+    /// has them open any more.
+    fn free_orphans(&mut self) {
+        let mut i = 0;
+        while i < self.orphans.len() {
+            let n = self.orphans[i];
+            if self.fds.iter().flatten().any(|o| o.node == n) {
+                i += 1;
+                continue;
+            }
+            if let Some(Some(Node::Tmp(d))) = self.nodes.get(n) {
+                self.tmp_used -= d.len();
+            }
+            self.nodes[n] = None;
+            self.orphans.swap_remove(i);
         }
     }
 
@@ -507,7 +546,7 @@ impl Fs {
         match self.read_at(mem, open.node, at.unwrap_or(open.pos), iovs, n) {
             Ok(k) => {
                 if at.is_none() {
-                    if let Some(Some(o)) = self.fds.get_mut((fd - ROOT_FD) as usize) {
+                    if let Some(Some(o)) = Fs::slot(fd).and_then(|i| self.fds.get_mut(i)) {
                         o.pos += k;
                     }
                 }
@@ -574,7 +613,7 @@ impl Fs {
         }
         self.tmp_used = used + grow;
         if at.is_none() {
-            if let Some(Some(o)) = self.fds.get_mut((fd - ROOT_FD) as usize) {
+            if let Some(Some(o)) = Fs::slot(fd).and_then(|i| self.fds.get_mut(i)) {
                 o.pos = end as u64;
             }
         }
@@ -599,7 +638,7 @@ impl Fs {
         let Some(pos) = base.checked_add(offset).filter(|p| *p >= 0) else {
             return e::INVAL;
         };
-        if let Some(Some(o)) = self.fds.get_mut((fd - ROOT_FD) as usize) {
+        if let Some(Some(o)) = Fs::slot(fd).and_then(|i| self.fds.get_mut(i)) {
             o.pos = pos as u64;
         }
         put(mem, out, &(pos as u64).to_le_bytes())
@@ -654,10 +693,7 @@ impl Fs {
 
     /// `fd_fdstat_set_flags`: only append may change.
     pub fn set_flags(&mut self, fd: i32, flags: i32) -> i32 {
-        match usize::try_from(fd - ROOT_FD)
-            .ok()
-            .and_then(|i| self.fds.get_mut(i))
-        {
+        match Fs::slot(fd).and_then(|i| self.fds.get_mut(i)) {
             Some(Some(o)) => {
                 o.append = (flags as u16) & FDFLAG_APPEND != 0;
                 0
@@ -728,12 +764,10 @@ impl Fs {
         if let Some(Some(Node::Dir { children, .. })) = self.nodes.get_mut(dir) {
             children.remove(name);
         }
-        if let Some(Some(Node::Tmp(d))) = self.nodes.get(n) {
-            // Freed only when no descriptor still has it open.
-            if !self.fds.iter().flatten().any(|o| o.node == n) {
-                self.tmp_used -= d.len();
-                self.nodes[n] = None;
-            }
+        if let Some(Some(Node::Tmp(_))) = self.nodes.get(n) {
+            // Freed now, or when the last descriptor on it closes.
+            self.orphans.push(n);
+            self.free_orphans();
         }
     }
 
@@ -792,6 +826,20 @@ impl Fs {
             return e::ROFS;
         }
         let o_is_dir = matches!(self.node(onode), Some(Node::Dir { .. }));
+        // Every check before anything changes.
+        if o_is_dir {
+            // A directory may not move into itself.
+            let mut d = ndir;
+            loop {
+                if d == onode {
+                    return e::INVAL;
+                }
+                match self.node(d) {
+                    Some(Node::Dir { parent, .. }) if d != 0 => d = *parent,
+                    _ => break,
+                }
+            }
+        }
         if let Some(t) = nnode {
             if t == onode {
                 return 0;
@@ -808,17 +856,6 @@ impl Fs {
             self.remove(ndir, &nname, t);
         }
         if o_is_dir {
-            // A directory may not move into itself.
-            let mut d = ndir;
-            loop {
-                if d == onode {
-                    return e::INVAL;
-                }
-                match self.node(d) {
-                    Some(Node::Dir { parent, .. }) if d != 0 => d = *parent,
-                    _ => break,
-                }
-            }
             if let Some(Some(Node::Dir { parent, .. })) = self.nodes.get_mut(onode) {
                 *parent = ndir;
             }
@@ -1036,6 +1073,51 @@ mod tests {
     }
 
     #[test]
+    fn an_unlinked_open_file_is_freed_at_its_last_close() {
+        let mut fs = Fs::new();
+        let mut mem = alloc::vec![0u8; 8192];
+        let fd = open(&mut fs, &mut mem, "tmp/t", OFLAG_CREAT as i32, true).unwrap();
+        assert_eq!(write_all(&mut fs, &mut mem, fd, b"12345"), 0);
+        let (p, l) = path(&mut mem, "tmp/t");
+        assert_eq!(fs.unlink(&mut mem, ROOT_FD, p, l, false), 0);
+        assert_eq!(fs.tmp_used, 5, "still open: still held");
+        assert_eq!(fs.seek(&mut mem, fd, 0, 0, 8), 0);
+        assert_eq!(read_all(&mut fs, &mut mem, fd), b"12345");
+        assert_eq!(fs.close(fd), 0);
+        assert_eq!(fs.tmp_used, 0);
+    }
+
+    #[test]
+    fn failed_opens_and_renames_change_nothing() {
+        let mut fs = Fs::new();
+        let mut mem = alloc::vec![0u8; 8192];
+        let both = (OFLAG_CREAT | OFLAG_DIRECTORY) as i32;
+        assert_eq!(open(&mut fs, &mut mem, "tmp/d", both, false), Err(e::ISDIR));
+        assert_eq!(open(&mut fs, &mut mem, "tmp/d", 0, false), Err(e::NOENT));
+        let (p, l) = path(&mut mem, "tmp/a");
+        assert_eq!(fs.mkdir(&mut mem, ROOT_FD, p, l), 0);
+        let (p, l) = path(&mut mem, "tmp/a/b");
+        assert_eq!(fs.mkdir(&mut mem, ROOT_FD, p, l), 0);
+        mem[1100..1105].copy_from_slice(b"tmp/a");
+        assert_eq!(
+            fs.rename(&mut mem, ROOT_FD, 1100, 5, ROOT_FD, p, l),
+            e::INVAL
+        );
+        assert!(
+            fs.path_exists(&mut mem, ROOT_FD, p, l) == 0,
+            "the target survives"
+        );
+        // A bad result pointer: no descriptor is taken.
+        let before = fs.fds.iter().flatten().count();
+        let (p, l) = path(&mut mem, "tmp");
+        assert_eq!(
+            fs.path_open(&mut mem, ROOT_FD, p, l, 0, 2, 0, 9000),
+            e::FAULT
+        );
+        assert_eq!(fs.fds.iter().flatten().count(), before);
+    }
+
+    #[test]
     fn bad_pointers_are_faults() {
         let mut fs = Fs::new();
         let mut mem = alloc::vec![0u8; 64];
@@ -1045,5 +1127,7 @@ mod tests {
         );
         assert_eq!(fs.prestat_get(&mut mem, ROOT_FD, 62), e::FAULT);
         assert_eq!(fs.read(&mut mem, 99, 0, 1, None, 0), e::BADF);
+        assert_eq!(fs.read(&mut mem, i32::MIN, 0, 1, None, 0), e::BADF);
+        assert_eq!(fs.close(i32::MIN), e::BADF);
     }
 }

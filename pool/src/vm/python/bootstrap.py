@@ -14,7 +14,9 @@
 import sys
 
 # stdout is the response: print() and logging go to the logs (stderr), as
-# on Lambda; only the result is written to the real stdout.
+# on Lambda; only the result is written to the real stdout. (What writes to
+# file descriptor 1 itself — os.write(1, …), sys.__stdout__, C code — still
+# reaches the result: WASI has no dup2 to move it.)
 _RESULT = sys.stdout
 sys.stdout = sys.stderr
 
@@ -42,6 +44,16 @@ def _exit(status):
     import os
 
     os._exit(status)
+
+
+def _exited(e):
+    # sys.exit() in the handler or at import ends Lambda's runtime too: a
+    # function error, never an empty success.
+    return _error(
+        "Runtime exited with error: exit status %s" % (e.code if e.code is not None else 0),
+        "Runtime.ExitError",
+        [],
+    )
 
 
 def _trace(tb):
@@ -77,6 +89,8 @@ def _load(spec):
                 [' File "%s" Line %s\n %s' % (e.filename, e.lineno, e.text)],
             )
         )
+    except SystemExit as e:
+        _fail(_exited(e))
     except Exception as e:
         _fail(_error(str(e), type(e).__name__, _trace(sys.exc_info()[2])))
     fn = getattr(module, fname, None)
@@ -132,6 +146,8 @@ def _main():
         _fail(_error("Unable to unmarshal input: %s" % e, "Runtime.UnmarshalError", []))
     try:
         result = handler(event, context)
+    except SystemExit as e:
+        _fail(_exited(e))
     except Exception as e:
         _fail(_error(str(e), type(e).__name__, _trace(sys.exc_info()[2])))
     try:
