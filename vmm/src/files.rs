@@ -198,6 +198,9 @@ impl ImageBuilder {
             }
             at = off + len;
         }
+        // A buffered writer's last bytes must reach the file now, where a
+        // failure is seen, not when it is dropped.
+        out.flush().map_err(io("writing the file image"))?;
         Ok(at)
     }
 }
