@@ -27,9 +27,9 @@ use hearth_vmm::kvm::Kvm;
 use hearth_vmm::snapshot::Snapshot;
 use hearth_vmm::vm::{ResetMode, Vm};
 use hearth_vmm::{monotonic_ns, RunStats};
-use hearth_wasi::{AotEngine, Engine, Outcome, Wasi, WasmiEngine};
+use hearth_wasi::{AotEngine, WasmiEngine};
 
-use super::vm::{invocation, module_file, ns_ms, snapshots, Buffers, TIMEOUT};
+use super::vm::{in_process, invocation, module_file, ns_ms, snapshots, TIMEOUT};
 use super::{check_stop, Ctx};
 
 const WORDS: usize = 131_072;
@@ -97,30 +97,6 @@ fn native_kernel(mem: &mut [u64]) -> u64 {
         f += ((*w >> 11) as f64).sqrt();
     }
     h ^ f.to_bits()
-}
-
-fn in_process(engine: &impl Engine, module: &[u8], want: &[u8]) -> Result<u64> {
-    let t0 = monotonic_ns();
-    let (o, w) = engine.run(
-        module,
-        Wasi::new(
-            Buffers {
-                out: Vec::new(),
-                rng: 1,
-            },
-            &[b"fn.wasm\0"],
-            &[],
-        ),
-    );
-    let t = monotonic_ns() - t0;
-    if o != Outcome::Exited(0) || w.platform().out != want {
-        return Err(anyhow!(
-            "{} in-process: {o:?}, checksum {:?} (native {want:?})",
-            engine.id(),
-            w.platform().out
-        ));
-    }
-    Ok(t)
 }
 
 fn in_vm(runner: &Runner, vm: &mut Vm, want: &[u8], what: &str) -> Result<u64> {

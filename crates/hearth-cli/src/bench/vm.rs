@@ -211,9 +211,9 @@ fn fork_once(kvm: &Arc<Kvm>, runner: &Runner, s: &Snapshots) -> Result<(u64, u64
 }
 
 /// `Platform` for the in-process baseline: plain buffers.
-pub(super) struct Buffers {
-    pub(super) out: Vec<u8>,
-    pub(super) rng: u64,
+struct Buffers {
+    out: Vec<u8>,
+    rng: u64,
 }
 
 impl Platform for Buffers {
@@ -247,7 +247,9 @@ impl Platform for Buffers {
     }
 }
 
-fn in_process(engine: &WasmiEngine, module: &[u8]) -> Result<u64> {
+/// Runs `module` in this process under `engine` (no VM) and returns how
+/// long it took, checking that it wrote `want` to stdout.
+pub(super) fn in_process(engine: &impl Engine, module: &[u8], want: &[u8]) -> Result<u64> {
     let t0 = monotonic_ns();
     let (o, w) = engine.run(
         module,
@@ -261,8 +263,12 @@ fn in_process(engine: &WasmiEngine, module: &[u8]) -> Result<u64> {
         ),
     );
     let t = monotonic_ns() - t0;
-    if o != Outcome::Exited(0) || w.platform().out != EVENT {
-        return Err(anyhow!("in-process run failed: {o:?}"));
+    if o != Outcome::Exited(0) || w.platform().out != want {
+        return Err(anyhow!(
+            "{} in-process: {o:?}, stdout {:?} (expected {want:?})",
+            engine.id(),
+            w.platform().out
+        ));
     }
     Ok(t)
 }
@@ -449,7 +455,7 @@ pub fn run(ctx: &Ctx) -> Result<Section> {
         reset_rerun.push(t2 - t0);
         rerun_only.push(t2 - t1);
 
-        inproc.push(in_process(&engine, &echo_wasm)?);
+        inproc.push(in_process(&engine, &echo_wasm, EVENT)?);
 
         let (_, t_0, _) = fork_once(&kvm, &runner, &w0)?;
         let (_, t_256, mut vm) = fork_once(&kvm, &runner, &w256)?;
