@@ -16,43 +16,8 @@ use alloc::vec::Vec;
 
 use hearth_guest_abi::files::{Image, Kind};
 
-/// WASI errno values the filesystem returns.
-pub mod e {
-    /// Permission denied.
-    pub const ACCES: i32 = 2;
-    /// Bad file descriptor.
-    pub const BADF: i32 = 8;
-    /// File exists.
-    pub const EXIST: i32 = 20;
-    /// Bad address.
-    pub const FAULT: i32 = 21;
-    /// Invalid argument.
-    pub const INVAL: i32 = 28;
-    /// Is a directory.
-    pub const ISDIR: i32 = 31;
-    /// Too many open files.
-    pub const MFILE: i32 = 33;
-    /// Filename too long.
-    pub const NAMETOOLONG: i32 = 37;
-    /// No such file or directory.
-    pub const NOENT: i32 = 44;
-    /// No space left (the `/tmp` cap).
-    pub const NOSPC: i32 = 51;
-    /// Not a directory.
-    pub const NOTDIR: i32 = 54;
-    /// Directory not empty.
-    pub const NOTEMPTY: i32 = 55;
-    /// Not a socket.
-    pub const NOTSOCK: i32 = 57;
-    /// Not supported.
-    pub const NOTSUP: i32 = 58;
-    /// Operation not permitted.
-    pub const PERM: i32 = 63;
-    /// Read-only file system.
-    pub const ROFS: i32 = 69;
-    /// Outside the preopened directory.
-    pub const NOTCAPABLE: i32 = 76;
-}
+/// WASI errno values (the one table, in [`crate::errno`]).
+pub use crate::wasi::errno as e;
 
 /// The most bytes `/tmp` holds.
 pub const TMP_CAP: usize = 64 << 20;

@@ -7,7 +7,8 @@ use alloc::vec::Vec;
 use crate::fs::Fs;
 use crate::Platform;
 
-/// WASI preview 1 error numbers (the ones this runtime returns).
+/// WASI preview 1 error numbers (the ones this runtime and its filesystem
+/// return).
 pub mod errno {
     /// No error.
     pub const SUCCESS: i32 = 0;
@@ -21,6 +22,32 @@ pub mod errno {
     pub const NOTSUP: i32 = 58;
     /// Invalid seek.
     pub const SPIPE: i32 = 70;
+    /// Permission denied.
+    pub const ACCES: i32 = 2;
+    /// File exists.
+    pub const EXIST: i32 = 20;
+    /// Is a directory.
+    pub const ISDIR: i32 = 31;
+    /// Too many open files.
+    pub const MFILE: i32 = 33;
+    /// Filename too long.
+    pub const NAMETOOLONG: i32 = 37;
+    /// No such file or directory.
+    pub const NOENT: i32 = 44;
+    /// No space left (the `/tmp` cap).
+    pub const NOSPC: i32 = 51;
+    /// Not a directory.
+    pub const NOTDIR: i32 = 54;
+    /// Directory not empty.
+    pub const NOTEMPTY: i32 = 55;
+    /// Not a socket.
+    pub const NOTSOCK: i32 = 57;
+    /// Operation not permitted.
+    pub const PERM: i32 = 63;
+    /// Read-only file system.
+    pub const ROFS: i32 = 69;
+    /// Outside the preopened directory.
+    pub const NOTCAPABLE: i32 = 76;
 }
 
 /// Why a call ends the module's run instead of returning.
