@@ -391,6 +391,26 @@ impl Runner {
         })
     }
 
+    /// What a module wrote to stderr during its init, read from a VM that
+    /// a `Load` left waiting at its first stdin read ([`Loaded::Waiting`]):
+    /// it belongs to the first invocation's log only (every invocation
+    /// from the snapshot point reports just its own stderr).
+    pub fn init_output(vm: &Vm) -> Result<Vec<u8>, GuestError> {
+        Self::require(vm, Phase::Stdin)?;
+        let page = vm.read_mailbox()?;
+        let r = Report::decode(&page).map_err(GuestError::Mailbox)?;
+        if r.status != Status::Waiting {
+            return Err(GuestError::Mailbox(DecodeError::Unknown(
+                "status at StdinWait",
+                r.status as u64,
+            )));
+        }
+        let l = vm.layout();
+        r.check(l.stdout.len, l.stderr.len)
+            .map_err(GuestError::Mailbox)?;
+        Ok(vm.read_guest(l.stderr.start, r.stderr_len)?)
+    }
+
     /// Reads the report of a guest that rang `Done`.
     fn finished(&self, vm: &Vm) -> Result<Finished, GuestError> {
         let page = vm.read_mailbox()?;
@@ -410,6 +430,12 @@ impl Runner {
                 message: r.message.to_string(),
             },
             Status::Panic => Ended::GuestPanic(r.message.to_string()),
+            Status::Waiting => {
+                return Err(GuestError::Mailbox(DecodeError::Unknown(
+                    "status at Done",
+                    Status::Waiting as u64,
+                )))
+            }
         };
         let stdout = if r.status == Status::OutputTooLarge {
             Vec::new()

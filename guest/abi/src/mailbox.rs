@@ -304,6 +304,11 @@ pub enum Status {
     LoadError = 5,
     /// The guest runtime itself failed (a bug, or a corrupted guest).
     Panic = 6,
+    /// Not an end: the module waits at its first stdin read (rung with
+    /// `StdinWait`). The lengths are its init's output; from the next
+    /// `Invoke` on, stderr counts from zero again, so an invocation's logs
+    /// never repeat the init's.
+    Waiting = 7,
 }
 
 /// Why a module could not be loaded (`Report::detail` with `LoadError`).
@@ -387,6 +392,7 @@ impl<'a> Report<'a> {
             4 => Status::OutputTooLarge,
             5 => Status::LoadError,
             6 => Status::Panic,
+            7 => Status::Waiting,
             v => return Err(DecodeError::Unknown("status", u64::from(v))),
         };
         let detail = get_u32(p, off::DETAIL);

@@ -38,6 +38,15 @@ use platform::VmPlatform;
 /// Reports `status` with `message`, rings `Done`, and never returns: the
 /// VMM resets or discards the VM after `Done`.
 fn finish(p: Option<&VmPlatform>, status: Status, exit_code: i32, detail: u32, message: &str) -> ! {
+    report(p, status, exit_code, detail, message);
+    loop {
+        hearth_kernel::ring(Doorbell::Done);
+    }
+}
+
+/// Writes a report to the mailbox (the end of a run, or the wait at the
+/// first stdin read).
+fn report(p: Option<&VmPlatform>, status: Status, exit_code: i32, detail: u32, message: &str) {
     let (stdout_len, stderr_len, stderr_dropped) = p.map_or((0, 0, 0), |p| p.output_lengths());
     mailbox::write(|page| {
         Report {
@@ -51,9 +60,6 @@ fn finish(p: Option<&VmPlatform>, status: Status, exit_code: i32, detail: u32, m
         }
         .encode(page)
     });
-    loop {
-        hearth_kernel::ring(Doorbell::Done);
-    }
 }
 
 fn load_error(p: &VmPlatform, kind: LoadError, message: &str) -> ! {

@@ -127,6 +127,14 @@ impl Platform for VmPlatform {
             // The function snapshot point: one exit, and the VMM answers
             // with the event (now, or after restoring a snapshot of this
             // very moment, in another VM).
+            // What the init wrote, for the VMM to log once.
+            crate::report(
+                Some(self),
+                hearth_guest_abi::mailbox::Status::Waiting,
+                0,
+                0,
+                "",
+            );
             hearth_kernel::ring(Doorbell::StdinWait);
             if let Err(e) = self.enter(Command::Invoke) {
                 crate::finish(
@@ -137,6 +145,9 @@ impl Platform for VmPlatform {
                     &e,
                 )
             }
+            // Every invocation from this snapshot point logs only its own.
+            self.stderr_len = 0;
+            self.stderr_dropped = 0;
         }
         self.event_len
     }

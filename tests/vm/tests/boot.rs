@@ -154,3 +154,50 @@ fn a_vm_runs_on_a_thread_behind_the_seccomp_filter() {
     assert_eq!(opened.err(), Some(std::io::ErrorKind::PermissionDenied));
     drop(vm);
 }
+
+#[test]
+fn the_inits_stderr_is_reported_once_not_by_every_invocation() {
+    let Some(kvm) = kvm() else { return };
+    let runner = Runner::for_this_thread().unwrap();
+    // Writes "init\n" to stderr, reads stdin (the snapshot point), then
+    // writes "run\n" to stderr.
+    let m = wat(r#"(module
+      (import "wasi_snapshot_preview1" "fd_read" (func $read (param i32 i32 i32 i32) (result i32)))
+      (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+      (memory (export "memory") 1)
+      (data (i32.const 100) "init\n")
+      (data (i32.const 200) "run\n")
+      (func $err (param $p i32) (param $n i32)
+        (i32.store (i32.const 0) (local.get $p))
+        (i32.store (i32.const 4) (local.get $n))
+        (drop (call $write (i32.const 2) (i32.const 0) (i32.const 1) (i32.const 8))))
+      (func (export "_start")
+        (call $err (i32.const 100) (i32.const 5))
+        (i32.store (i32.const 16) (i32.const 1000))
+        (i32.store (i32.const 20) (i32.const 64))
+        (drop (call $read (i32.const 0) (i32.const 16) (i32.const 1) (i32.const 24)))
+        (call $err (i32.const 200) (i32.const 4))))"#);
+    let mut vm = booted(&kvm, &runner, 128);
+    let len = vm.attach_module(&module(&m)).unwrap();
+    let cfg = config(&["fn.wasm"], &[]);
+    let r = runner
+        .load(&mut vm, len, &cfg, None, secs(10), &mut RunStats::default())
+        .unwrap();
+    assert!(matches!(r, Loaded::Waiting));
+    assert_eq!(Runner::init_output(&vm).unwrap(), b"init\n");
+    let f = runner
+        .invoke(&mut vm, &invocation(b"x"), &mut RunStats::default())
+        .unwrap();
+    assert_eq!(f.stderr, b"run\n", "{}", String::from_utf8_lossy(&f.stderr));
+    // From the function snapshot: every invocation logs only its own.
+    let dir = tempfile::tempdir().unwrap();
+    let s = function_snapshot(&kvm, &runner, &m, dir.path());
+    let mut vm = fork(&kvm, &s);
+    for _ in 0..2 {
+        let f = runner
+            .invoke(&mut vm, &invocation(b"x"), &mut RunStats::default())
+            .unwrap();
+        assert_eq!(f.stderr, b"run\n", "{}", String::from_utf8_lossy(&f.stderr));
+        vm.reset(hearth_vmm::vm::ResetMode::Restore).unwrap();
+    }
+}
