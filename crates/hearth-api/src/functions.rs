@@ -231,6 +231,11 @@ pub async fn create_function(
             }
             let zip = zip_bytes(input.code)?;
             let code = stage_code(s, &zip, &config.runtime, &config.handler)?;
+            let isolation = input
+                .tags
+                .as_ref()
+                .and_then(|t| t.get(hearth_exec::Isolation::TAG))
+                .and_then(|v| hearth_exec::Isolation::parse(v));
             let (latest, published) = s.registry.create_function(
                 caller.id(),
                 NewFunction {
@@ -242,6 +247,8 @@ pub async fn create_function(
                 },
                 now_ms(),
             )?;
+            s.executor
+                .set_isolation_tag(caller.id(), fref.name.as_str(), isolation);
             s.activate(&latest);
             if let Some(p) = &published {
                 s.activate(p);
@@ -537,6 +544,7 @@ pub async fn delete_function(
             match fref.qualifier.as_deref() {
                 None => {
                     s.registry.delete_function(caller.id(), fname)?;
+                    s.executor.set_isolation_tag(caller.id(), fname, None);
                     s.logs.delete_function(caller.id(), fname)?;
                     // Lambda discards a deleted function's pending events: they
                     // must not run on a later function of the same name.

@@ -53,9 +53,6 @@ pub struct Shared {
     pub logs: Arc<LogStore>,
     /// Usage totals per account and function.
     pub usage: Arc<hearth_store::UsageStore>,
-    /// Whether each code package and handler is a WebAssembly module (it
-    /// then runs in a microVM), by (code SHA-256, handler).
-    pub isolation: parking_lot::Mutex<HashMap<(String, String), bool>>,
     /// Keys code-download URLs (`GetFunction`'s `Code.Location`).
     pub url_key: [u8; 32],
     activation: mpsc::UnboundedSender<Activation>,
@@ -122,7 +119,6 @@ impl AppState {
             events,
             logs,
             usage,
-            isolation: parking_lot::Mutex::new(HashMap::new()),
             url_key: rand::random(),
             activation: tx,
         }));
@@ -131,30 +127,6 @@ impl AppState {
             state.activate(&v);
         }
         Ok(state)
-    }
-
-    /// Where a version runs: `microvm` (its code is a WebAssembly module)
-    /// or `process` (a Linux process sandbox). Kept per code package.
-    pub fn isolation(&self, v: &VersionRecord) -> &'static str {
-        let key = (v.code.sha256_hex.clone(), v.config.handler.clone());
-        if let Some(wasm) = self.isolation.lock().get(&key) {
-            return if *wasm { "microvm" } else { "process" };
-        }
-        let wasm = matches!(
-            self.code
-                .wasm_module(&v.code.sha256_hex, &v.config.runtime, &v.config.handler),
-            Ok(Some(_))
-        );
-        let mut cache = self.isolation.lock();
-        if cache.len() >= 10_000 {
-            cache.clear();
-        }
-        cache.insert(key, wasm);
-        if wasm {
-            "microvm"
-        } else {
-            "process"
-        }
     }
 
     /// A `FunctionConfiguration` as AWS shapes it, with where it runs
@@ -168,15 +140,10 @@ impl AppState {
     pub fn config_as(&self, v: &VersionRecord, arn_qualifier: Option<&str>) -> serde_json::Value {
         let mut c = crate::shapes::function_configuration_as(&self.node, v, arn_qualifier);
         if let Some(m) = c.as_object_mut() {
-            let isolation = self.isolation(v);
-            m.insert("HearthIsolation".to_owned(), isolation.into());
+            let (isolation, runtime) = self.executor.placement_of(v);
+            m.insert("HearthIsolation".to_owned(), isolation.as_str().into());
             // The one modeled field that can say it to AWS clients (boto3
             // and the AWS CLI drop members their model lacks).
-            let runtime = match (isolation, self.executor.vm_engine()) {
-                ("microvm", Some(engine)) => format!("hearth-microvm-{}", engine.replace(' ', "-")),
-                ("microvm", None) => "hearth-microvm".to_owned(),
-                _ => "hearth-process".to_owned(),
-            };
             m.insert(
                 "RuntimeVersionConfig".to_owned(),
                 serde_json::json!({

@@ -4,9 +4,10 @@
 //! characters not starting with `aws:`, values of at most 256.
 //!
 //! One tag is Hearth's own: `hearth:isolation` = `microvm` or `process`,
-//! any other value refused. It is stored and shown now; it will choose
-//! where a Python function's next sandbox or VM runs once Python functions
-//! run in pooled microVMs (issue 12's next part).
+//! any other value refused. It chooses where a `python3.x` function runs
+//! (over the node's `[microvm] python`): the supervisor is told of every
+//! change, and retires the function's warm capacity when it moves, so the
+//! next sandbox or VM it gets is of the new kind.
 
 use crate::caller::Caller;
 use crate::error::ApiResult;
@@ -16,6 +17,7 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
 use bytes::Bytes;
+use hearth_types::function::Isolation;
 use hearth_types::LambdaError;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -24,7 +26,7 @@ use std::collections::BTreeMap;
 /// Lambda's limit on a function's tags.
 pub const MAX_TAGS: usize = 50;
 /// The tag that chooses a function's isolation unit.
-pub const ISOLATION_TAG: &str = "hearth:isolation";
+pub const ISOLATION_TAG: &str = Isolation::TAG;
 
 const ARN_PATTERN: &str = "arn:(aws[a-zA-Z-]*):lambda:(eusc-)?[a-z]{2}((-gov)|(-iso([a-z]?)))?-[a-z]+-\\d{1}:\\d{12}:(function:[a-zA-Z0-9-_]+(:(\\$LATEST|[a-zA-Z0-9-_]+))?|layer:([a-zA-Z0-9-_]+)|code-signing-config:csc-[a-z0-9]{17}|event-source-mapping:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|capacity-provider:[a-zA-Z0-9-_]+)";
 
@@ -93,7 +95,7 @@ pub fn validate_tags(tags: &BTreeMap<String, String>) -> Result<(), LambdaError>
                 "The value of tag '{k}' is longer than 256 characters."
             )));
         }
-        if k == ISOLATION_TAG && v != "microvm" && v != "process" {
+        if k == ISOLATION_TAG && Isolation::parse(v).is_none() {
             return Err(LambdaError::invalid(format!(
                 "The tag {ISOLATION_TAG} must be 'microvm' or 'process', not '{v}'."
             )));
@@ -130,6 +132,9 @@ pub async fn tag_resource(
         .blocking(move |s| {
             s.registry
                 .tag_function(caller.id(), &name, &tags, MAX_TAGS)?;
+            if let Some(i) = tags.get(ISOLATION_TAG).and_then(|v| Isolation::parse(v)) {
+                s.executor.set_isolation_tag(caller.id(), &name, Some(i));
+            }
             Ok(())
         })
         .await?;
@@ -156,6 +161,9 @@ pub async fn untag_resource(
     state
         .blocking(move |s| {
             s.registry.untag_function(caller.id(), &name, &keys)?;
+            if keys.iter().any(|k| k == ISOLATION_TAG) {
+                s.executor.set_isolation_tag(caller.id(), &name, None);
+            }
             Ok(())
         })
         .await?;

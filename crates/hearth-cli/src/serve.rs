@@ -75,6 +75,9 @@ pub struct MicroVmSection {
     pub prewarm: Option<String>,
     /// The general VM pools; `general = []` makes every VM start cold.
     pub general: Option<Vec<VmPoolEntry>>,
+    /// Where `python3.x` functions run unless tagged `hearth:isolation`:
+    /// `process` or `microvm` [default: process].
+    pub python: Option<String>,
 }
 
 /// One `[[microvm.general]]` entry.
@@ -88,6 +91,16 @@ pub struct VmPoolEntry {
 }
 
 impl MicroVmSection {
+    /// `python`: where untagged `python3.x` functions run.
+    pub fn python_isolation(&self) -> Result<hearth_exec::Isolation> {
+        match self.python.as_deref() {
+            None => Ok(hearth_exec::Isolation::Process),
+            Some(v) => hearth_exec::Isolation::parse(v).ok_or_else(|| {
+                anyhow::anyhow!("[microvm] python = {v:?}: it is \"process\" or \"microvm\"")
+            }),
+        }
+    }
+
     /// The node's microVM side: on where KVM works, off (with the reason)
     /// where it does not or is disabled.
     pub fn build(&self, data_dir: &Path) -> Result<hearth_exec::MicroVm> {
@@ -142,6 +155,7 @@ impl MicroVmSection {
             Ok(host) => Ok(MicroVm::On {
                 host: Arc::new(host),
                 general,
+                python: hearth_pool::vm::python::PythonRuntime::find(data_dir),
             }),
             Err(e) => Ok(MicroVm::Off(format!("KVM is not usable here: {e}"))),
         }
@@ -442,15 +456,39 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
             |m| m.build(&data_dir),
         )
         .context("invalid [microvm] in the config file")?;
+    exec_config.python_isolation = config.microvm.as_ref().map_or(
+        Ok(hearth_exec::Isolation::Process),
+        MicroVmSection::python_isolation,
+    )?;
     match &exec_config.microvm {
-        hearth_exec::MicroVm::On { host, general } => tracing::info!(
-            engine = host.engine,
-            workers = host.config.workers,
-            prewarm = ?host.config.prewarm,
-            pools = ?general,
-            "microVMs for WebAssembly functions"
-        ),
-        hearth_exec::MicroVm::Off(why) => tracing::warn!("WebAssembly functions cannot run: {why}"),
+        hearth_exec::MicroVm::On {
+            host,
+            general,
+            python,
+        } => {
+            tracing::info!(
+                engine = host.engine,
+                workers = host.config.workers,
+                prewarm = ?host.config.prewarm,
+                pools = ?general,
+                python = python.as_ref().map(|p| p.dir.display().to_string()),
+                "microVMs for WebAssembly (and Python) functions"
+            );
+            if python.is_none() && exec_config.python_isolation == hearth_exec::Isolation::Microvm {
+                anyhow::bail!(
+                    "[microvm] python = \"microvm\", and no CPython runtime for microVMs is installed in {}: run `hearth runtimes install python --from …` first",
+                    data_dir.display()
+                );
+            }
+        }
+        hearth_exec::MicroVm::Off(why) => {
+            tracing::warn!("WebAssembly functions cannot run: {why}");
+            if exec_config.python_isolation == hearth_exec::Isolation::Microvm {
+                anyhow::bail!(
+                    "[microvm] python = \"microvm\", and this node runs no microVMs: {why}"
+                );
+            }
+        }
     }
     let usage = Arc::new(
         hearth_store::UsageStore::open(&data_dir.join("usage.sqlite"))

@@ -174,7 +174,12 @@ fn python_args(mut args: RunArgs) -> Result<RunArgs> {
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
         + (args.timeout * 1000.0) as u64;
-    let envelope = python::envelope("00000000-0000-0000-0000-000000000000", deadline_ms, &event);
+    let envelope = python::envelope(
+        "00000000-0000-0000-0000-000000000000",
+        deadline_ms,
+        None,
+        &event,
+    );
     args.event_bytes = Some(envelope);
     args.module = Some(rt.cwasm());
     args.engine = Some(EngineArg::Aot);
@@ -338,23 +343,16 @@ fn config(module: &Path, args: &[String], env: &[String], files: &Files) -> Resu
             .ok_or_else(|| anyhow!("--env {e:?} is not KEY=VALUE"))?;
         pairs.push((k, v));
     }
-    let lens: Vec<u64> = files.images.iter().map(|i| i.len).collect();
-    let placed = hearth_vmm::vm::place_files(&lens)
-        .ok_or_else(|| anyhow!("the mounts do not fit the 1 GiB files window"))?;
-    let mounts: Vec<hearth_guest_abi::config::Mount<'_>> = files
+    let mounts: Vec<(&str, u64)> = files
         .paths
         .iter()
-        .zip(placed)
-        .map(|(path, (gpa, len))| hearth_guest_abi::config::Mount { path, gpa, len })
+        .zip(&files.images)
+        .map(|(path, image)| (path.as_str(), image.len))
         .collect();
     let argv: Vec<&str> = std::iter::once(name)
         .chain(args.iter().map(String::as_str))
         .collect();
-    let mut buf = vec![0u8; hearth_guest_abi::layout::CONFIG_CAP as usize];
-    let n = hearth_guest_abi::config::encode_with_mounts(&argv, &pairs, &mounts, &mut buf)
-        .map_err(|e| anyhow!("{e}"))?;
-    buf.truncate(n);
-    Ok(buf)
+    hearth_pool::vm::config_blob_with_mounts(&argv, &pairs, &mounts).map_err(|e| anyhow!("{e}"))
 }
 
 /// Opens a cached snapshot, removing it if it no longer verifies (it is
@@ -683,8 +681,14 @@ fn run_from_cache(
             })
         }
     }
+    // The init's stderr is this first run's only: invocations from the
+    // snapshot point report just their own.
+    let init_output = hearth_vmm::guest::Runner::init_output(&vm)?;
     phases.time("function snapshot", || vm.snapshot_layer(&fn_path, key))?;
-    let (result, stats) = phases.time("invoke", || invoke(vm, thread))?;
+    let (mut result, stats) = phases.time("invoke", || invoke(vm, thread))?;
+    if let Ok(f) = &mut result {
+        f.stderr.splice(0..0, init_output);
+    }
     Ok(Outcome {
         how: Path_::FirstRun,
         result,

@@ -274,8 +274,8 @@ impl Executor {
             self.0.config.account_concurrency,
             u32::try_from(reserved_total).unwrap_or(u32::MAX),
         )?;
-        if let Some(module) = self.wasm_module(&version).await? {
-            return self.invoke_vm(&input, &version, module, request_id).await;
+        if let Some(code) = self.vm_code(&version).await? {
+            return self.invoke_vm(&input, &version, code, request_id).await;
         }
         if let Some(why) = &self.0.cannot_isolate {
             return Err(LambdaError::service(format!(

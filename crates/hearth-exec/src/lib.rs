@@ -20,6 +20,7 @@ pub mod pools;
 pub mod usage;
 pub mod vm;
 
+pub use hearth_types::function::Isolation;
 pub use invoke::{InvokeInput, InvokeMode, InvokeOutput};
 pub use pools::{default_general_pools, GeneralPoolConfig, PoolKey};
 pub use vm::{default_vm_pools, MicroVm, VmPoolConfig};
@@ -72,6 +73,9 @@ pub struct ExecConfig {
     pub memory_budget_mb: u64,
     /// Whether (and with which pools) WebAssembly functions run in microVMs.
     pub microvm: MicroVm,
+    /// Where `python3.x` functions run unless their tag `hearth:isolation`
+    /// says otherwise (`[microvm] python`).
+    pub python_isolation: Isolation,
 }
 
 impl ExecConfig {
@@ -88,6 +92,7 @@ impl ExecConfig {
             keepalive: None,
             memory_budget_mb: default_memory_budget_mb(),
             microvm: MicroVm::Off("microVMs are not configured on this node".to_owned()),
+            python_isolation: Isolation::Process,
         }
     }
 }
@@ -166,6 +171,9 @@ struct Inner {
     /// The WebAssembly module of each code package and handler (`None`:
     /// not a Wasm function), by (code SHA-256, handler).
     modules: Mutex<HashMap<(String, String), Option<PathBuf>>>,
+    /// Functions whose tag `hearth:isolation` chooses where they run, by
+    /// (account, function).
+    isolation_tags: Mutex<HashMap<(String, String), Isolation>>,
 }
 
 /// What the invoke path read from the registry for one (account, function,
@@ -227,15 +235,31 @@ impl Executor {
             .build();
         let vm = match &config.microvm {
             MicroVm::Off(why) => Err(why.clone()),
-            MicroVm::On { host, general } => Ok(Arc::new(vm::VmSide::new(
+            MicroVm::On {
+                host,
+                general,
+                python,
+            } => Ok(Arc::new(vm::VmSide::new(
                 host.clone(),
                 general.clone(),
+                python.clone(),
                 &config.sizer,
             ))),
+        };
+        let isolation_tags = match registry.tagged(Isolation::TAG) {
+            Ok(rows) => rows
+                .into_iter()
+                .filter_map(|(a, f, v)| Isolation::parse(&v).map(|i| ((a, f), i)))
+                .collect(),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the functions' isolation tags");
+                HashMap::new()
+            }
         };
         let exec = Self(Arc::new(Inner {
             vm,
             modules: Mutex::new(HashMap::new()),
+            isolation_tags: Mutex::new(isolation_tags),
             keepalive: Mutex::new(keepalive),
             backend,
             registry,

@@ -390,9 +390,9 @@ impl Executor {
         })
         .await;
         let result = match version {
-            Ok(Ok(v)) => match self.wasm_module(&v).await {
-                Ok(Some(module)) => self
-                    .build_vm_function_warm(&v, &module, Origin::Provisioned(key.clone()))
+            Ok(Ok(v)) => match self.vm_code(&v).await {
+                Ok(Some(code)) => self
+                    .build_vm_function_warm(&v, &code, Origin::Provisioned(key.clone()))
                     .await
                     .map(|v| Provisioned::Vm(Box::new(v))),
                 Ok(None) => self
@@ -557,8 +557,8 @@ impl Executor {
                 })
                 .await;
                 let Ok(Ok(v)) = record else { return };
-                if let Ok(Some(module)) = me.wasm_module(&v).await {
-                    match me.build_vm_function_warm(&v, &module, Origin::Active).await {
+                if let Ok(Some(code)) = me.vm_code(&v).await {
+                    match me.build_vm_function_warm(&v, &code, Origin::Active).await {
                         Ok(vm) => {
                             let Some(key) = vm.key.clone() else { return };
                             let fv = crate::invoke::function_version(&key);

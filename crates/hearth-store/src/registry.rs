@@ -240,6 +240,8 @@ pub trait Registry: Send + Sync + std::fmt::Debug {
     ) -> Result<()>;
     /// Removes tags by key (`UntagResource`); absent keys are ignored.
     fn untag_function(&self, account: &str, name: &str, keys: &[String]) -> Result<()>;
+    /// Every function carrying the tag `key`: (account, function, value).
+    fn tagged(&self, key: &str) -> Result<Vec<(String, String, String)>>;
 
     // ---- aliases --------------------------------------------------------
     fn create_alias(

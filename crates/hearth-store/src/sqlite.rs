@@ -1880,6 +1880,18 @@ impl Registry for SqliteRegistry {
         })
     }
 
+    fn tagged(&self, key: &str) -> Result<Vec<(String, String, String)>> {
+        self.read(|tx| {
+            let mut stmt = tx.prepare_cached(
+                "SELECT account_id, function_name, value FROM tags WHERE key = ?1",
+            )?;
+            let rows = stmt
+                .query_map(params![key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(rows)
+        })
+    }
+
     fn tags(&self, account: &str, name: &str) -> Result<BTreeMap<String, String>> {
         self.read(|tx| {
             self.require_function(tx, account, name)?;

@@ -173,6 +173,39 @@ pub struct VersionRecord {
     pub lifecycle: Lifecycle,
 }
 
+/// Where a function's sandboxes run: Hearth's KVM microVMs or Linux
+/// process sandboxes (the tag `hearth:isolation`, the node's default).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Isolation {
+    /// A KVM microVM.
+    Microvm,
+    /// A Linux process sandbox.
+    Process,
+}
+
+impl Isolation {
+    /// The tag that chooses it per function.
+    pub const TAG: &'static str = "hearth:isolation";
+
+    /// `microvm` or `process`.
+    pub fn parse(s: &str) -> Option<Isolation> {
+        match s {
+            "microvm" => Some(Isolation::Microvm),
+            "process" => Some(Isolation::Process),
+            _ => None,
+        }
+    }
+
+    /// As the tag and `HearthIsolation` spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Isolation::Microvm => "microvm",
+            Isolation::Process => "process",
+        }
+    }
+}
+
 /// An alias: a name for a version, optionally with a weighted second version.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Alias {

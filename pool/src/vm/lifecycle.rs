@@ -76,8 +76,17 @@ pub struct FunctionSpec {
     pub code_sha256_hex: String,
     /// The module file in the code store.
     pub module_path: PathBuf,
-    /// The config blob: arguments and environment.
+    /// The config blob: arguments, environment, and the mount table of
+    /// `files` ([`super::config_blob_with_mounts`]).
     pub config: Vec<u8>,
+    /// File images mapped read-only into the VM's files window, in the
+    /// order of the config blob's mount table (a runtime's library, the
+    /// function's code).
+    pub files: Vec<PathBuf>,
+    /// An exit status that means "stdout is Lambda's error object": the
+    /// runtime reported the function's (or its init's) failure itself
+    /// (Hearth's Python bootstrap: [`super::python::FUNCTION_ERROR_EXIT`]).
+    pub error_exit: Option<i32>,
     /// How long the module's initialisation may take.
     pub init_timeout: Duration,
 }
@@ -90,6 +99,8 @@ pub struct Prepared {
     pub spec: FunctionSpec,
     /// Its module, open.
     pub module: ModuleFile,
+    /// Its file images, open.
+    pub files: Vec<ModuleFile>,
     /// The base of its memory class.
     pub base: Arc<Snapshot>,
     /// Its function snapshot's key.
@@ -105,8 +116,9 @@ pub enum Specialised {
     Ready,
     /// The function had no snapshot: the VM is at its first stdin read, to
     /// be snapshotted ([`VmHost::write_function_snapshot`]) and then to
-    /// adopt that snapshot ([`VmHost::adopt`]).
-    NeedsSnapshot,
+    /// adopt that snapshot ([`VmHost::adopt`]). Carries what the init wrote
+    /// to stderr (for the first invocation's log).
+    NeedsSnapshot(Vec<u8>),
     /// The module ended before reading stdin (it ignores events): this is
     /// its whole run, and the VM cannot be reused.
     EndedEarly(Finished),
@@ -114,6 +126,9 @@ pub enum Specialised {
     /// exited, ran out of memory or time): Lambda's `errorType` for it, and
     /// why.
     Failed(&'static str, String),
+    /// The runtime reported its init's failure itself: it exited with the
+    /// spec's `error_exit`, Lambda's error object on stdout.
+    InitError(Finished),
 }
 
 impl VmHost {
@@ -196,7 +211,7 @@ impl VmHost {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()?;
         let config = Self::warmup_config().ok()?;
-        let key = function_key(&module, base, self.engine, &config);
+        let key = function_key(&module, &[], base, self.engine, &config);
         self.store.cached_function(&key).map(|l| (l, module))
     }
 
@@ -216,7 +231,7 @@ impl VmHost {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(module.clone());
         let config = Self::warmup_config()?;
-        let key = function_key(&module, base, self.engine, &config);
+        let key = function_key(&module, &[], base, self.engine, &config);
         if self.store.function("warmup", &key).is_some() {
             return Ok(());
         }
@@ -253,11 +268,17 @@ impl VmHost {
             .base(mem_mib)
             .ok_or_else(|| VmPoolError::Guest(format!("no base snapshot for {mem_mib} MiB yet")))?;
         let module = self.store.module(&spec.module_path)?;
-        let key = function_key(&module, &base, self.engine, &spec.config);
+        let files = spec
+            .files
+            .iter()
+            .map(|f| self.store.module(f))
+            .collect::<Result<Vec<_>, _>>()?;
+        let key = function_key(&module, &files, &base, self.engine, &spec.config);
         let layer = self.store.function(&spec.code_sha256_hex, &key);
         Ok(Prepared {
             spec: spec.clone(),
             module,
+            files,
             base,
             key,
             layer,
@@ -319,6 +340,10 @@ impl VmHost {
         p: &mut PooledVm,
         f: &Prepared,
     ) -> Result<Specialised, VmPoolError> {
+        // A pooled VM maps no file images (a general VM was reverted to
+        // its base); the function's go where its snapshot's guest mounted
+        // them (same images, same order, same addresses).
+        p.vm.attach_files(&f.files.iter().collect::<Vec<_>>())?;
         if let Some(layer) = &f.layer {
             match p.vm.adopt_layer(layer, &f.module) {
                 Ok(_) => {
@@ -344,9 +369,12 @@ impl VmHost {
             timeout,
             &mut RunStats::default(),
         ) {
-            Ok(Loaded::Waiting) => Ok(Specialised::NeedsSnapshot),
+            Ok(Loaded::Waiting) => Ok(Specialised::NeedsSnapshot(
+                Runner::init_output(&p.vm).map_err(VmPoolError::from)?,
+            )),
             Ok(Loaded::Finished(done)) => Ok(match done.ended {
                 Ended::Exited(0) | Ended::OutputTooLarge => Specialised::EndedEarly(done),
+                Ended::Exited(c) if Some(c) == f.spec.error_exit => Specialised::InitError(done),
                 ref other => {
                     let (kind, why) = describe(other);
                     Specialised::Failed(kind, why)
@@ -385,7 +413,10 @@ impl VmHost {
         let mem = (f.base.header.mem_size >> 20) as u32;
         if let Some(layer) = &f.layer {
             match Vm::restore(&self.kvm, &f.base, Some(layer), Some(&f.module)) {
-                Ok(vm) => return Ok((self.pooled(vm, mem, Some(f.key)), Specialised::Ready)),
+                Ok(mut vm) => {
+                    vm.attach_files(&f.files.iter().collect::<Vec<_>>())?;
+                    return Ok((self.pooled(vm, mem, Some(f.key)), Specialised::Ready));
+                }
                 Err(VmError::Snapshot(SnapshotError::Mismatch(why))) => {
                     return Ok((
                         self.pooled(Vm::restore(&self.kvm, &f.base, None, None)?, mem, None),

@@ -153,6 +153,29 @@ pub fn config_blob(args: &[&str], env: &[(&str, &str)]) -> Result<Vec<u8>, VmPoo
     Ok(buf)
 }
 
+/// A config blob of `args`, `env` and a mount table: each guest path and
+/// the length of the file image mounted there, in the order the images are
+/// attached ([`hearth_vmm::vm::place_files`] says where each lies).
+pub fn config_blob_with_mounts(
+    args: &[&str],
+    env: &[(&str, &str)],
+    mounts: &[(&str, u64)],
+) -> Result<Vec<u8>, VmPoolError> {
+    let lens: Vec<u64> = mounts.iter().map(|m| m.1).collect();
+    let placed = hearth_vmm::vm::place_files(&lens)
+        .ok_or_else(|| VmPoolError::Guest("the file images do not fit the files window".into()))?;
+    let table: Vec<hearth_guest_abi::config::Mount<'_>> = mounts
+        .iter()
+        .zip(placed)
+        .map(|((path, _), (gpa, len))| hearth_guest_abi::config::Mount { path, gpa, len })
+        .collect();
+    let mut buf = vec![0u8; hearth_guest_abi::layout::CONFIG_CAP as usize];
+    let n = hearth_guest_abi::config::encode_with_mounts(args, env, &table, &mut buf)
+        .map_err(|e| VmPoolError::Guest(e.to_string()))?;
+    buf.truncate(n);
+    Ok(buf)
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

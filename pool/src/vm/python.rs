@@ -40,6 +40,9 @@ pub const FUNCTION_ERROR_EXIT: i32 = 3;
 pub const LIB_MOUNT: &str = "/usr/local/lib";
 /// The CPython version of the runtime this supports.
 pub const PYTHON_VERSION: &str = "3.15";
+
+/// The engine that runs it (the compiled code is keyed on it).
+pub const ENGINE_ID: &str = hearth_wasi::AOT_ENGINE_ID;
 /// The name CPython looks for under [`LIB_MOUNT`].
 const STDLIB_ZIP: &str = "python315.zip";
 
@@ -341,9 +344,18 @@ pub fn install(from: &Path, data_dir: &Path) -> Result<PythonRuntime, PythonRunt
 }
 
 /// What the bootstrap reads first on stdin, before the event: the
-/// invocation's request id and deadline.
-pub fn envelope(request_id: &str, deadline_ms: u64, event: &[u8]) -> Vec<u8> {
-    let head = serde_json::json!({ "requestId": request_id, "deadlineMs": deadline_ms });
+/// invocation's request id, deadline and (when known) the ARN it was
+/// invoked by, qualifier included.
+pub fn envelope(
+    request_id: &str,
+    deadline_ms: u64,
+    invoked_arn: Option<&str>,
+    event: &[u8],
+) -> Vec<u8> {
+    let mut head = serde_json::json!({ "requestId": request_id, "deadlineMs": deadline_ms });
+    if let Some(arn) = invoked_arn {
+        head["invokedFunctionArn"] = arn.into();
+    }
     let mut v = serde_json::to_vec(&head).unwrap_or_default();
     v.push(b'\n');
     v.extend_from_slice(event);
@@ -435,11 +447,14 @@ mod tests {
 
     #[test]
     fn the_envelope_is_one_line_then_the_event() {
-        let e = envelope("r-1", 42, b"{\"a\":1}");
+        let e = envelope("r-1", 42, Some("arn:x:f:live"), b"{\"a\":1}");
         let (head, body) = e.split_at(e.iter().position(|b| *b == b'\n').unwrap());
         let head: serde_json::Value = serde_json::from_slice(head).unwrap();
         assert_eq!(head["requestId"], "r-1");
         assert_eq!(head["deadlineMs"], 42);
+        assert_eq!(head["invokedFunctionArn"], "arn:x:f:live");
         assert_eq!(&body[1..], b"{\"a\":1}");
+        let e = envelope("r-2", 1, None, b"");
+        assert!(!String::from_utf8(e).unwrap().contains("invokedFunctionArn"));
     }
 }

@@ -4,6 +4,7 @@
 //! ```text
 //! <dir>/base-<image>-<cpu>-<MiB>m.snap      a booted guest at BaseReady
 //! <dir>/fn-<code sha256>-<key>.snap          a function at its first stdin read
+//! <dir>/code-<code sha256>.img               a code package as a file image
 //! ```
 //!
 //! A function snapshot's key ([`FunctionKey`]) covers the module's SHA-256,
@@ -122,10 +123,47 @@ impl SnapshotStore {
         let _ = std::fs::remove_file(self.function_path(code_sha256_hex, key));
     }
 
-    /// Deletes every function snapshot of a code package (its last version
-    /// is gone). Returns how many files went.
+    /// The file image of a code package's unpacked tree (`/var/task` of a
+    /// function whose runtime reads its code through the guest's
+    /// filesystem), made the first time and then shared by every VM of
+    /// every function with that code.
+    pub fn code_image(&self, code_sha256_hex: &str, tree: &Path) -> Result<PathBuf, VmPoolError> {
+        let path = self.dir.join(format!("code-{code_sha256_hex}.img"));
+        if path.exists() {
+            return Ok(path);
+        }
+        let mut b = hearth_vmm::files::ImageBuilder::new();
+        b.tree("", tree)
+            .map_err(|e| VmPoolError::Guest(format!("imaging {}: {e}", tree.display())))?;
+        // Two threads may make the same image at once: each writes its own
+        // temporary file, and the last rename wins with the same bytes.
+        static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let tmp = self.dir.join(format!(
+            ".code-{code_sha256_hex}.img.tmp{}-{}",
+            std::process::id(),
+            SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        let written = (|| {
+            let f = std::fs::File::create(&tmp)?;
+            let mut w = std::io::BufWriter::new(f);
+            b.write(&mut w).map_err(std::io::Error::other)?;
+            w.into_inner()
+                .map_err(std::io::IntoInnerError::into_error)?
+                .sync_all()?;
+            std::fs::rename(&tmp, &path)
+        })();
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(VmPoolError::Io(format!("writing {}", path.display()), e));
+        }
+        Ok(path)
+    }
+
+    /// Deletes every function snapshot (and the code image) of a code
+    /// package (its last version is gone). Returns how many files went.
     pub fn delete_code(&self, code_sha256_hex: &str) -> usize {
         let prefix = format!("fn-{code_sha256_hex}-");
+        let image = format!("code-{code_sha256_hex}.img");
         let mut gone = 0;
         let mut functions = lock(&self.functions);
         functions.retain(|_, s| {
@@ -141,7 +179,7 @@ impl SnapshotStore {
                 let name = entry.file_name();
                 if name
                     .to_str()
-                    .is_some_and(|n| n.starts_with(&prefix) && n.ends_with(".snap"))
+                    .is_some_and(|n| n.starts_with(&prefix) && n.ends_with(".snap") || n == image)
                     && std::fs::remove_file(entry.path()).is_ok()
                 {
                     gone += 1;
@@ -161,8 +199,11 @@ impl SnapshotStore {
                 let name = entry.file_name().to_string_lossy().into_owned();
                 if name.starts_with('.') && name.contains(".tmp") {
                     let _ = std::fs::remove_file(entry.path());
-                } else if let Some(rest) = name.strip_prefix("fn-") {
-                    let sha = rest.split('-').next().unwrap_or("");
+                } else if let Some(rest) = name
+                    .strip_prefix("fn-")
+                    .or_else(|| name.strip_prefix("code-"))
+                {
+                    let sha = rest.split(['-', '.']).next().unwrap_or("");
                     // The warm-up module's snapshot is Hearth's own.
                     if sha != "warmup"
                         && !referenced(sha)
@@ -189,8 +230,17 @@ impl SnapshotStore {
     }
 }
 
-/// The key of a function snapshot, as [`FunctionKey`] digests it.
-pub fn function_key(module: &ModuleFile, base: &Snapshot, engine: &str, config: &[u8]) -> [u8; 32] {
+/// The key of a function snapshot, as [`FunctionKey`] digests it: the
+/// file images' SHA-256s are part of it, so a snapshot is only ever adopted
+/// with the images its guest mounted.
+pub fn function_key(
+    module: &ModuleFile,
+    files: &[ModuleFile],
+    base: &Snapshot,
+    engine: &str,
+    config: &[u8],
+) -> [u8; 32] {
+    let files: Vec<[u8; 32]> = files.iter().map(|f| f.sha256).collect();
     FunctionKey {
         module_sha256: module.sha256,
         image_id: base.header.image_id,
@@ -198,7 +248,7 @@ pub fn function_key(module: &ModuleFile, base: &Snapshot, engine: &str, config: 
         config,
         mem_mib: base.header.mem_size >> 20,
         base_id: base.header.id,
-        files: &[],
+        files: &files,
     }
     .digest()
 }
@@ -214,10 +264,16 @@ mod tests {
         for (sha, key) in [("aa", [1u8; 32]), ("aa", [2; 32]), ("bb", [3; 32])] {
             std::fs::write(s.function_path(sha, &key), b"x").unwrap();
         }
+        let tree = tempfile::tempdir().unwrap();
+        std::fs::write(tree.path().join("app.py"), b"def h(e, c): return e\n").unwrap();
+        let img = s.code_image("aa", tree.path()).unwrap();
+        assert_eq!(s.code_image("aa", tree.path()).unwrap(), img, "made once");
+        std::fs::copy(&img, d.path().join("code-cc.img")).unwrap();
         std::fs::write(d.path().join(".fn-x.snap.tmp123"), b"partial").unwrap();
         std::fs::write(s.base_path(&[0; 32], &[0; 32], 128), b"base").unwrap();
-        assert_eq!(s.delete_code("aa"), 2);
-        assert_eq!(s.sweep(|sha| sha == "bb"), 0);
+        assert_eq!(s.delete_code("aa"), 3, "two snapshots and the code image");
+        assert!(!img.exists());
+        assert_eq!(s.sweep(|sha| sha == "bb"), 1, "cc's image is unreferenced");
         assert_eq!(s.sweep(|_| false), 1);
         let left: Vec<String> = std::fs::read_dir(d.path())
             .unwrap()

@@ -35,6 +35,8 @@ fn spec(dir: &std::path::Path, code: &str, wat_src: &str) -> FunctionSpec {
         code_sha256_hex: code.to_owned(),
         module_path,
         config: config_blob(&["function.wasm"], &[("AWS_LAMBDA_FUNCTION_NAME", "f")]).unwrap(),
+        files: Vec::new(),
+        error_exit: None,
         init_timeout: Duration::from_secs(10),
     }
 }
@@ -84,7 +86,10 @@ fn general_vms_specialise_serve_reset_and_cold_start() {
         let s = h.specialise(r, &mut p, &pr).unwrap();
         (p, format!("{s:?}"))
     });
-    assert_eq!(s, "NeedsSnapshot");
+    assert_eq!(
+        s, "NeedsSnapshot([])",
+        "the echo module writes nothing at init"
+    );
     host.write_function_snapshot(&mut p, &mut prepared).unwrap();
     let pr = prepared.clone();
     let outs = on_vm_thread(&host, move |h, r| {

@@ -122,7 +122,7 @@ fn function(
 }
 
 fn envelope(kind: &str) -> Vec<u8> {
-    python::envelope("bench", u64::MAX / 2, &event(kind))
+    python::envelope("bench", u64::MAX / 2, None, &event(kind))
 }
 
 fn invoke(runner: &Runner, vm: &mut Vm, ev: &[u8]) -> Result<u64> {

@@ -1025,6 +1025,8 @@ fn pool_spec(dir: &Path, code: &str, module: &[u8]) -> Result<FunctionSpec> {
         code_sha256_hex: code.to_owned(),
         module_path,
         config: config_blob(&["function.wasm"], &[("AWS_LAMBDA_FUNCTION_NAME", code)])?,
+        files: Vec::new(),
+        error_exit: None,
         init_timeout: Duration::from_secs(10),
     })
 }
@@ -1043,7 +1045,7 @@ fn first_specialise(
         let mut p = h.new_general(r, &b)?;
         let t0 = monotonic_ns();
         match h.specialise(r, &mut p, &pr)? {
-            Specialised::NeedsSnapshot => {}
+            Specialised::NeedsSnapshot(_) => {}
             other => return Err(anyhow!("specialising a fresh function: {other:?}")),
         }
         Ok((p, monotonic_ns() - t0))

@@ -3,7 +3,7 @@
 //! or a cold start, the run, Lambda's answer, and the reset that returns the
 //! VM to the function's idle list off the response path.
 
-use super::{measured_mb, running_mb, VmInstance, VmSide};
+use super::{measured_mb, running_mb, VmCode, VmInstance, VmSide};
 use crate::instance::Origin;
 use crate::invoke::{
     error_body, function_version, iso_now, not_now, now_ms, throttle, InvokeInput, InvokeMode,
@@ -13,6 +13,7 @@ use crate::logs::{frame, Report};
 use crate::placement::WarmKey;
 use crate::pools::{MemoryCharge, Pools};
 use crate::Executor;
+use crate::Isolation;
 use bytes::Bytes;
 use hearth_pool::keepalive::{IdleSandbox, RemovalCause};
 use hearth_pool::placement::{
@@ -24,7 +25,7 @@ use hearth_pool::vm::{FunctionSpec, Prepared, Specialised, Usage, VmHost};
 use hearth_types::function::VersionRecord;
 use hearth_types::LambdaError;
 use hearth_vmm::guest::{Ended, Finished, GuestError, Invocation, Runner};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -50,6 +51,9 @@ pub(crate) enum VmStartFailed {
     },
     /// The module ended before it read stdin: that run is its answer.
     EndedEarly { finished: Finished, init: Duration },
+    /// The runtime reported its init's failure: Lambda's error object is
+    /// the run's stdout.
+    Reported { finished: Finished, init: Duration },
     /// Hearth could not (not the function's fault).
     Error(LambdaError),
 }
@@ -75,36 +79,72 @@ pub(crate) async fn on_vm<R: Send + 'static>(
         .map_err(|_| LambdaError::service("a VM thread failed"))
 }
 
-/// The config blob of a function version: its module's name as `argv[0]`
-/// and Lambda's environment (no per-VM values: the function snapshot is
-/// keyed on it).
+/// Lambda's environment of a function version in a VM, user variables
+/// first (no per-VM values: the function snapshot is keyed on it).
+fn vm_environment(
+    v: &VersionRecord,
+    node: &hearth_types::arn::NodeIdentity,
+) -> Vec<(String, String)> {
+    let c = &v.config;
+    let region = node.region.as_str();
+    let mut env: Vec<(String, String)> = c
+        .environment
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    let arn = node.arn(&v.account_id, &v.function_name, Some(v.version.as_str()));
+    env.extend(
+        [
+            ("AWS_LAMBDA_FUNCTION_NAME", v.function_name.as_str()),
+            ("AWS_LAMBDA_FUNCTION_VERSION", v.version.as_str()),
+            (
+                "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+                &c.memory_size.to_string(),
+            ),
+            (
+                "AWS_LAMBDA_LOG_GROUP_NAME",
+                &format!("/aws/lambda/{}", v.function_name),
+            ),
+            ("AWS_REGION", region),
+            ("AWS_DEFAULT_REGION", region),
+            ("HEARTH_FUNCTION_ARN", arn.as_str()),
+            ("_HANDLER", c.handler.as_str()),
+            ("LAMBDA_TASK_ROOT", "/var/task"),
+            ("TZ", ":UTC"),
+            ("LANG", "en_US.UTF-8"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned())),
+    );
+    env
+}
+
+/// The config blob of a function version: for a module, its name as
+/// `argv[0]`; for Python, `python3 -c <Hearth's bootstrap>` and the mount
+/// table of `files` (guest path, image length); Lambda's environment.
 pub(crate) fn config_blob(
     v: &VersionRecord,
-    module: &Path,
-    region: &str,
+    code: &VmCode,
+    node: &hearth_types::arn::NodeIdentity,
+    files: &[(&str, u64)],
 ) -> Result<Vec<u8>, LambdaError> {
-    let c = &v.config;
-    let name = module
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("function.wasm");
-    let memory = c.memory_size.to_string();
-    let group = format!("/aws/lambda/{}", v.function_name);
-    let user = c.environment.clone().unwrap_or_default();
-    let mut env: Vec<(&str, &str)> = user.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    env.extend([
-        ("AWS_LAMBDA_FUNCTION_NAME", v.function_name.as_str()),
-        ("AWS_LAMBDA_FUNCTION_VERSION", v.version.as_str()),
-        ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", memory.as_str()),
-        ("AWS_LAMBDA_LOG_GROUP_NAME", group.as_str()),
-        ("AWS_REGION", region),
-        ("AWS_DEFAULT_REGION", region),
-        ("_HANDLER", c.handler.as_str()),
-        ("LAMBDA_TASK_ROOT", "/var/task"),
-        ("TZ", ":UTC"),
-        ("LANG", "en_US.UTF-8"),
-    ]);
-    hearth_pool::vm::config_blob(&[name], &env).map_err(|e| {
+    let env = vm_environment(v, node);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let blob = match code {
+        VmCode::Wasm(module) => {
+            let name = module
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("function.wasm");
+            hearth_pool::vm::config_blob_with_mounts(&[name], &env, files)
+        }
+        VmCode::Python => hearth_pool::vm::config_blob_with_mounts(
+            &["python3", "-c", hearth_pool::vm::python::BOOTSTRAP],
+            &env,
+            files,
+        ),
+    };
+    blob.map_err(|e| {
         LambdaError::invalid(format!(
             "The function's environment does not fit in a microVM: {e}"
         ))
@@ -114,10 +154,8 @@ pub(crate) fn config_blob(
 impl Executor {
     /// The function's WebAssembly module, if its code is one (then it runs
     /// in a microVM). Code is immutable per digest, so the answer is kept.
-    pub(crate) async fn wasm_module(
-        &self,
-        v: &VersionRecord,
-    ) -> Result<Option<PathBuf>, LambdaError> {
+    /// [files] Reads the code store on a miss.
+    fn wasm_module_blocking(&self, v: &VersionRecord) -> Result<Option<PathBuf>, LambdaError> {
         if !matches!(
             v.config.runtime,
             hearth_types::runtime::Runtime::Provided(_)
@@ -128,15 +166,10 @@ impl Executor {
         if let Some(m) = self.0.modules.lock().get(&key) {
             return Ok(m.clone());
         }
-        let code = self.0.code.clone();
-        let (sha, runtime, handler) = (
-            key.0.clone(),
-            v.config.runtime.clone(),
-            v.config.handler.clone(),
-        );
-        let m = tokio::task::spawn_blocking(move || code.wasm_module(&sha, &runtime, &handler))
-            .await
-            .map_err(|e| LambdaError::service(format!("worker failed: {e}")))?
+        let m = self
+            .0
+            .code
+            .wasm_module(&v.code.sha256_hex, &v.config.runtime, &v.config.handler)
             .map_err(|e| LambdaError::service(e.to_string()))?;
         let mut cache = self.0.modules.lock();
         if cache.len() >= 10_000 {
@@ -146,14 +179,108 @@ impl Executor {
         Ok(m)
     }
 
-    /// The VM side, or the error an invocation of a Wasm function gets on a
-    /// node without one.
-    pub(crate) fn vm_side(&self) -> Result<Arc<VmSide>, LambdaError> {
-        self.0.vm.clone().map_err(|why| {
-            LambdaError::service(format!(
-                "This function's code is a WebAssembly module, which runs in a microVM, and this node runs no microVMs: {why}"
-            ))
-        })
+    /// Where a `python3.x` function runs: its tag `hearth:isolation`, or
+    /// the node's `[microvm] python`.
+    fn python_isolation(&self, account_id: &str, function_name: &str) -> Isolation {
+        self.0
+            .isolation_tags
+            .lock()
+            .get(&(account_id.to_owned(), function_name.to_owned()))
+            .copied()
+            .unwrap_or(self.0.config.python_isolation)
+    }
+
+    /// Records a function's tag `hearth:isolation` (`None`: untagged or
+    /// deleted). When that moves the function, its warm capacity is retired,
+    /// so that its next sandbox or VM is of the new kind.
+    pub fn set_isolation_tag(&self, account_id: &str, function_name: &str, tag: Option<Isolation>) {
+        let before = self.python_isolation(account_id, function_name);
+        {
+            let mut tags = self.0.isolation_tags.lock();
+            let key = (account_id.to_owned(), function_name.to_owned());
+            match tag {
+                Some(i) => tags.insert(key, i),
+                None => tags.remove(&key),
+            };
+        }
+        if self.python_isolation(account_id, function_name) != before {
+            self.retire_function(account_id, function_name);
+        }
+    }
+
+    /// What a version's VMs run, or `None` where it runs in process
+    /// sandboxes: a WebAssembly module always runs in a microVM, a
+    /// `python3.x` function where its tag or the node says, anything else
+    /// (Node.js, a Linux `bootstrap`) in a process sandbox.
+    /// [files] Reads the code store on a miss.
+    pub(crate) fn vm_code_blocking(
+        &self,
+        v: &VersionRecord,
+    ) -> Result<Option<VmCode>, LambdaError> {
+        use hearth_types::runtime::Runtime;
+        match v.config.runtime {
+            Runtime::Python { .. } => Ok((self.python_isolation(&v.account_id, &v.function_name)
+                == Isolation::Microvm)
+                .then_some(VmCode::Python)),
+            Runtime::Provided(_) => Ok(self.wasm_module_blocking(v)?.map(VmCode::Wasm)),
+            Runtime::Node { .. } => Ok(None),
+        }
+    }
+
+    /// [`Self::vm_code_blocking`] off the async threads.
+    pub(crate) async fn vm_code(&self, v: &VersionRecord) -> Result<Option<VmCode>, LambdaError> {
+        let me = self.clone();
+        let v = v.clone();
+        tokio::task::spawn_blocking(move || me.vm_code_blocking(&v))
+            .await
+            .map_err(|e| LambdaError::service(format!("worker failed: {e}")))?
+    }
+
+    /// Where a version runs, and the runtime's name as
+    /// `RuntimeVersionArn` shows it (`hearth-process`,
+    /// `hearth-microvm-<engine>`, `hearth-microvm-cpython-<version>-<engine>`).
+    /// [files] Reads the code store on a miss.
+    pub fn placement_of(&self, v: &VersionRecord) -> (Isolation, String) {
+        let engine = |e: &str| e.replace(' ', "-");
+        match self.vm_code_blocking(v) {
+            Ok(Some(VmCode::Wasm(_))) => (
+                Isolation::Microvm,
+                match self.vm_engine() {
+                    Some(e) => format!("hearth-microvm-{}", engine(e)),
+                    None => "hearth-microvm".to_owned(),
+                },
+            ),
+            Ok(Some(VmCode::Python)) => (
+                Isolation::Microvm,
+                format!(
+                    "hearth-microvm-cpython-{}-{}",
+                    hearth_pool::vm::python::PYTHON_VERSION,
+                    engine(hearth_pool::vm::python::ENGINE_ID)
+                ),
+            ),
+            _ => (Isolation::Process, "hearth-process".to_owned()),
+        }
+    }
+
+    /// The VM side, or the error an invocation of a function that runs in
+    /// microVMs gets on a node without one.
+    pub(crate) fn vm_side(&self, code: &VmCode) -> Result<Arc<VmSide>, LambdaError> {
+        let side = self.0.vm.clone().map_err(|why| {
+            LambdaError::service(match code {
+                VmCode::Wasm(_) => format!(
+                    "This function's code is a WebAssembly module, which runs in a microVM, and this node runs no microVMs: {why}"
+                ),
+                VmCode::Python => format!(
+                    "This function is set to run in a microVM (tag hearth:isolation or the node's [microvm] python), and this node runs no microVMs: {why}"
+                ),
+            })
+        })?;
+        if *code == VmCode::Python && side.python.is_none() {
+            return Err(LambdaError::service(
+                "This function is set to run in a microVM (tag hearth:isolation or the node's [microvm] python), and this node has no CPython runtime for microVMs: run `hearth runtimes install python --from …`, or tag the function hearth:isolation=process.",
+            ));
+        }
+        Ok(side)
     }
 
     /// The budget as placement sees it: every sandbox and VM charge, and
@@ -281,10 +408,10 @@ impl Executor {
         &self,
         input: &InvokeInput,
         version: &VersionRecord,
-        module: PathBuf,
+        code: VmCode,
         request_id: String,
     ) -> Result<InvokeOutput, LambdaError> {
-        let side = self.vm_side()?;
+        let side = self.vm_side(&code)?;
         let key = WarmKey {
             account_id: version.account_id.clone(),
             function_name: version.function_name.clone(),
@@ -297,7 +424,7 @@ impl Executor {
             self.0.keepalive.lock().on_invocation(&fv_key, self.now());
         }
         let (placed, instance, usage) = match self
-            .acquire_vm(&side, version, &key, &module, input.mode)
+            .acquire_vm(&side, version, &key, &code, input.mode)
             .await
         {
             Ok(x) => x,
@@ -317,7 +444,7 @@ impl Executor {
             .with_label_values(&[placed.metric])
             .observe(started.elapsed().as_secs_f64());
         let mut out = self
-            .run_vm(&side, instance, version, input, request_id, usage)
+            .run_vm(&side, instance, version, &code, input, request_id, usage)
             .await;
         out.placement = placed.source;
         m.invocations
@@ -333,7 +460,7 @@ impl Executor {
         side: &Arc<VmSide>,
         version: &VersionRecord,
         key: &WarmKey,
-        module: &Path,
+        code: &VmCode,
         mode: InvokeMode,
     ) -> Result<(Placed, VmInstance, Usage), VmAcquire> {
         let c = &version.config;
@@ -514,7 +641,7 @@ impl Executor {
                     self.0.wake.notify_one();
                     let started = Instant::now();
                     let r = self
-                        .specialise_vm(side, *v, version, key, module, Origin::Active)
+                        .specialise_vm(side, *v, version, key, code, Origin::Active)
                         .await;
                     usage.specialise_us = started.elapsed().as_secs_f64() * 1e6;
                     return r
@@ -531,15 +658,7 @@ impl Executor {
                     }
                     self.0.wake.notify_one();
                     let r = self
-                        .cold_vm(
-                            side,
-                            charge,
-                            version,
-                            key,
-                            module,
-                            Origin::Active,
-                            &mut usage,
-                        )
+                        .cold_vm(side, charge, version, key, code, Origin::Active, &mut usage)
                         .await;
                     return r
                         .map(|v| (placed(decision, queued), v, usage))
@@ -586,28 +705,62 @@ impl Executor {
         &self,
         side: &Arc<VmSide>,
         version: &VersionRecord,
-        module: &Path,
+        code: &VmCode,
     ) -> Result<(super::PreparedKey, Prepared), LambdaError> {
         let c = &version.config;
         let class = memory_class_for(c.memory_size).unwrap_or(c.memory_size);
-        let config = config_blob(version, module, &self.0.node.region)?;
-        let pk = (version.code.sha256_hex.clone(), config.clone(), class);
+        // Keyed on the config without its mount table: the images a
+        // version mounts follow from its code and the node's runtime.
+        let pk = (
+            version.code.sha256_hex.clone(),
+            config_blob(version, code, &self.0.node, &[])?,
+            class,
+        );
         if let Some(p) = side.prepared.lock().get(&pk) {
             return Ok((pk, p.clone()));
         }
-        let spec = FunctionSpec {
-            code_sha256_hex: version.code.sha256_hex.clone(),
-            module_path: module.to_path_buf(),
-            config,
-            init_timeout: self.0.config.init_timeout,
-        };
         let host = side.host.clone();
+        let me = self.clone();
+        let (version, code, python) = (version.clone(), code.clone(), side.python.clone());
         let p = tokio::task::spawn_blocking(move || {
             if host.store.base(class).is_none() {
                 let runner = Runner::for_this_thread().map_err(|e| e.to_string())?;
                 host.ensure_base(&runner, class)
                     .map_err(|e| format!("cannot make the {class} MB base snapshot: {e}"))?;
             }
+            // The function's code, read-only at /var/task (as in a process
+            // sandbox): one image per code package, shared by every VM.
+            let sha = &version.code.sha256_hex;
+            me.0.code.ensure_unpacked(sha).map_err(|e| e.to_string())?;
+            let tree = me.0.code.unpacked_dir(sha);
+            let task = host
+                .store
+                .code_image(sha, &tree)
+                .map_err(|e| e.to_string())?;
+            let (module_path, files) = match (&code, &python) {
+                (VmCode::Wasm(m), _) => (m.clone(), vec![("/var/task", task)]),
+                (VmCode::Python, Some(rt)) => (
+                    rt.cwasm(),
+                    vec![
+                        (hearth_pool::vm::python::LIB_MOUNT, rt.lib_image()),
+                        ("/var/task", task),
+                    ],
+                ),
+                (VmCode::Python, None) => return Err("no CPython runtime for microVMs".into()),
+            };
+            let mut mounts = Vec::new();
+            for (at, path) in &files {
+                let len = host.store.module(path).map_err(|e| e.to_string())?.len;
+                mounts.push((*at, len));
+            }
+            let spec = FunctionSpec {
+                code_sha256_hex: sha.clone(),
+                module_path,
+                config: config_blob(&version, &code, &me.0.node, &mounts).map_err(|e| e.message)?,
+                files: files.into_iter().map(|(_, p)| p).collect(),
+                error_exit: code.error_exit(),
+                init_timeout: me.0.config.init_timeout,
+            };
             host.prepare(&spec, class).map_err(|e| e.to_string())
         })
         .await
@@ -629,12 +782,12 @@ impl Executor {
         mut v: VmInstance,
         version: &VersionRecord,
         key: &WarmKey,
-        module: &Path,
+        code: &VmCode,
         origin: Origin,
     ) -> Result<VmInstance, VmStartFailed> {
         let started = Instant::now();
         let (pk, prepared) = self
-            .vm_prepared(side, version, module)
+            .vm_prepared(side, version, code)
             .await
             .map_err(VmStartFailed::Error)?;
         v.account = Some(version.account_id.clone());
@@ -660,13 +813,13 @@ impl Executor {
         charge: MemoryCharge,
         version: &VersionRecord,
         key: &WarmKey,
-        module: &Path,
+        code: &VmCode,
         origin: Origin,
         usage: &mut Usage,
     ) -> Result<VmInstance, VmStartFailed> {
         let started = Instant::now();
         let (pk, prepared) = self
-            .vm_prepared(side, version, module)
+            .vm_prepared(side, version, code)
             .await
             .map_err(VmStartFailed::Error)?;
         let p = prepared.clone();
@@ -692,6 +845,7 @@ impl Executor {
             generation: 0,
             origin: origin.clone(),
             init_duration: None,
+            init_output: Vec::new(),
             init_cost_ms: 0,
             memory_mb: version.config.memory_size,
             last_used: Instant::now(),
@@ -741,9 +895,10 @@ impl Executor {
     ) -> Result<VmInstance, VmStartFailed> {
         match outcome {
             Ok(Specialised::Ready) => Ok(v),
-            Ok(Specialised::NeedsSnapshot) => {
+            Ok(Specialised::NeedsSnapshot(init_output)) => {
                 let host = side.host.clone();
                 let mut v = v;
+                v.init_output = init_output;
                 let mut prepared = prepared;
                 let (v, prepared, wrote) = tokio::task::spawn_blocking(move || {
                     // Another invocation may have taken it meanwhile.
@@ -786,6 +941,13 @@ impl Executor {
                     init: started.elapsed(),
                 })
             }
+            Ok(Specialised::InitError(finished)) => {
+                drop(v.destroy());
+                Err(VmStartFailed::Reported {
+                    finished,
+                    init: started.elapsed(),
+                })
+            }
             Ok(Specialised::Failed(error_type, message)) => {
                 drop(v.destroy());
                 Err(VmStartFailed::Init {
@@ -805,17 +967,20 @@ impl Executor {
 
     /// Runs the invocation on a ready VM, answers, and resets the VM off
     /// the response path (then returns it to where it came from).
+    #[allow(clippy::too_many_arguments)]
     async fn run_vm(
         &self,
         side: &Arc<VmSide>,
         mut v: VmInstance,
         version: &VersionRecord,
+        code: &VmCode,
         input: &InvokeInput,
         request_id: String,
         mut usage: Usage,
     ) -> InvokeOutput {
         let timeout = Duration::from_secs(u64::from(version.config.timeout));
         let init_duration = v.init_duration.take();
+        let init_output = std::mem::take(&mut v.init_output);
         let key = v.key.clone();
         if let Some(k) = &key {
             *self
@@ -829,7 +994,13 @@ impl Executor {
         }
         let (tx_done, rx_done) = tokio::sync::oneshot::channel();
         let (tx_back, rx_back) = tokio::sync::oneshot::channel();
-        let payload = input.payload.clone();
+        let invoked = self.0.node.arn(
+            &version.account_id,
+            &version.function_name,
+            input.qualifier.as_deref(),
+        );
+        let payload = code.stdin(&request_id, timeout, &invoked, &input.payload);
+        let error_exit = code.error_exit();
         let rid = request_id.clone();
         let timeout_ns = timeout.as_nanos() as u64;
         let started = Instant::now();
@@ -883,6 +1054,10 @@ impl Executor {
                 match res {
                     Ok(f) => match f.ended {
                         Ended::Exited(0) => (false, Bytes::from(f.stdout), f.stderr),
+                        // The runtime's own report: Lambda's error object.
+                        Ended::Exited(c) if Some(c) == error_exit => {
+                            (true, Bytes::from(f.stdout), f.stderr)
+                        }
                         Ended::OutputTooLarge => {
                             let msg = format!(
                                 "Response payload size exceeded maximum allowed payload size ({} bytes).",
@@ -939,7 +1114,7 @@ impl Executor {
             max_memory_used_mb: (usage.cow_pages * 4).div_ceil(1024),
             init_duration,
         };
-        let mut log = frame(id, &version.version, b"", &stderr, &extra, &report);
+        let mut log = frame(id, &version.version, &init_output, &stderr, &extra, &report);
         log.push_str(&usage.log_line(id));
         log.push('\n');
         self.0.logs.write(
@@ -1124,6 +1299,13 @@ impl Executor {
                     Some(init),
                 )
             }
+            VmStartFailed::Reported { finished, init } => (
+                true,
+                Bytes::from(finished.stdout),
+                finished.stderr,
+                Vec::new(),
+                Some(init),
+            ),
             VmStartFailed::EndedEarly { finished, init } => match finished.ended {
                 Ended::Exited(0) => (
                     false,

@@ -14,7 +14,6 @@ use hearth_pool::sizing::SizeBounds;
 use hearth_pool::vm::Usage;
 use hearth_types::function::VersionRecord;
 use std::collections::HashSet;
-use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -307,6 +306,7 @@ impl Executor {
                 generation: 0,
                 origin: Origin::Active,
                 init_duration: None,
+                init_output: Vec::new(),
                 init_cost_ms: 0,
                 memory_mb: class,
                 last_used: Instant::now(),
@@ -337,10 +337,10 @@ impl Executor {
     pub(crate) async fn build_vm_function_warm(
         &self,
         v: &VersionRecord,
-        module: &Path,
+        code: &super::VmCode,
         origin: Origin,
     ) -> Result<VmInstance, String> {
-        let side = self.vm_side().map_err(|e| e.message)?;
+        let side = self.vm_side(code).map_err(|e| e.message)?;
         let class = hearth_pool::profile::memory_class_for(v.config.memory_size)
             .unwrap_or(v.config.memory_size);
         let mb = running_mb(class);
@@ -356,12 +356,18 @@ impl Executor {
         };
         let mut usage = Usage::default();
         let inst = self
-            .cold_vm(&side, charge, v, &key, module, origin, &mut usage)
+            .cold_vm(&side, charge, v, &key, code, origin, &mut usage)
             .await
             .map_err(|f| match f {
                 super::invoke::VmStartFailed::Init { message, .. } => message,
                 super::invoke::VmStartFailed::EndedEarly { .. } => {
                     "the module ends before it reads its event".to_owned()
+                }
+                super::invoke::VmStartFailed::Reported { finished, .. } => {
+                    format!(
+                        "the function's init failed: {}",
+                        String::from_utf8_lossy(&finished.stdout)
+                    )
                 }
                 super::invoke::VmStartFailed::Error(e) => e.message,
             })?;
@@ -376,6 +382,7 @@ impl Executor {
         inst.vm.private_pages = pages;
         inst.charge.set(measured_mb(pages));
         inst.init_duration = None;
+        inst.init_output.clear();
         Ok(inst)
     }
 

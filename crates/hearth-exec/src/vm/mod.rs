@@ -23,8 +23,10 @@ pub(crate) mod manager;
 use crate::instance::Origin;
 use crate::placement::WarmKey;
 use crate::pools::MemoryCharge;
+use hearth_pool::vm::python::PythonRuntime;
 use hearth_pool::vm::{PooledVm, VmHost, VmSubPools};
 use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -56,7 +58,51 @@ pub enum MicroVm {
         host: Arc<VmHost>,
         /// The general VM sub-pools (empty: every VM start is cold).
         general: Vec<VmPoolConfig>,
+        /// The CPython runtime for Python functions in microVMs, if one is
+        /// installed (`hearth runtimes install python`).
+        python: Option<PythonRuntime>,
     },
+}
+
+/// What a function's VMs run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum VmCode {
+    /// Its code is a WebAssembly module: this file of the code store.
+    Wasm(PathBuf),
+    /// A `python3.x` function: the node's CPython for WASI runs Hearth's
+    /// bootstrap over the function's code, mounted at `/var/task`.
+    Python,
+}
+
+impl VmCode {
+    /// The exit status by which the runtime says "stdout is Lambda's error
+    /// object" (Hearth's Python bootstrap), if it has one.
+    pub fn error_exit(&self) -> Option<i32> {
+        match self {
+            VmCode::Wasm(_) => None,
+            VmCode::Python => Some(hearth_pool::vm::python::FUNCTION_ERROR_EXIT),
+        }
+    }
+
+    /// The bytes the guest reads on stdin for an event: the event itself,
+    /// or for Python the bootstrap's envelope line (request id, deadline,
+    /// the ARN invoked) before it.
+    pub fn stdin(
+        &self,
+        request_id: &str,
+        timeout: Duration,
+        invoked_arn: &str,
+        event: &bytes::Bytes,
+    ) -> bytes::Bytes {
+        match self {
+            VmCode::Wasm(_) => event.clone(),
+            VmCode::Python => {
+                let deadline = crate::invoke::now_ms().max(0) as u64 + timeout.as_millis() as u64;
+                hearth_pool::vm::python::envelope(request_id, deadline, Some(invoked_arn), event)
+                    .into()
+            }
+        }
+    }
 }
 
 /// What KVM itself holds for each VM beyond the guest's private pages (the
@@ -91,6 +137,9 @@ pub(crate) struct VmInstance {
     pub origin: Origin,
     /// Set until the first invocation reports it.
     pub init_duration: Option<Duration>,
+    /// What the function's init wrote to stderr, when this VM ran it: for
+    /// its first invocation's log (taken by it).
+    pub init_output: Vec<u8>,
     pub init_cost_ms: u64,
     /// The function's MemorySize.
     pub memory_mb: u32,
@@ -164,6 +213,8 @@ impl VmPools {
 pub(crate) struct VmSide {
     pub host: Arc<VmHost>,
     pub general: Vec<VmPoolConfig>,
+    /// The CPython runtime, if installed.
+    pub python: Option<PythonRuntime>,
     /// Functions made ready for VM threads (module open, snapshot looked
     /// up), by (code SHA-256, config blob, memory class).
     pub prepared: parking_lot::Mutex<HashMap<PreparedKey, hearth_pool::vm::Prepared>>,
@@ -186,6 +237,7 @@ impl VmSide {
     pub(crate) fn new(
         host: Arc<VmHost>,
         general: Vec<VmPoolConfig>,
+        python: Option<PythonRuntime>,
         sizer: &hearth_pool::sizing::SizerConfig,
     ) -> Self {
         let sizers = general
@@ -200,6 +252,7 @@ impl VmSide {
         VmSide {
             host,
             general,
+            python,
             prepared: parking_lot::Mutex::new(HashMap::new()),
             bases: parking_lot::Mutex::new(HashMap::new()),
             sizers: parking_lot::Mutex::new(sizers),
