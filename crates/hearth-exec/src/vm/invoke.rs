@@ -227,8 +227,21 @@ impl Executor {
         }
     }
 
-    /// [`Self::vm_code_blocking`] off the async threads.
+    /// [`Self::vm_code_blocking`], reading the code store (on a cache miss
+    /// of a `provided*` function) off the async threads. Every invocation
+    /// asks: the answer is a map lookup on the hot path.
     pub(crate) async fn vm_code(&self, v: &VersionRecord) -> Result<Option<VmCode>, LambdaError> {
+        let known = !matches!(
+            v.config.runtime,
+            hearth_types::runtime::Runtime::Provided(_)
+        ) || self
+            .0
+            .modules
+            .lock()
+            .contains_key(&(v.code.sha256_hex.clone(), v.config.handler.clone()));
+        if known {
+            return self.vm_code_blocking(v);
+        }
         let me = self.clone();
         let v = v.clone();
         tokio::task::spawn_blocking(move || me.vm_code_blocking(&v))
@@ -994,12 +1007,18 @@ impl Executor {
         }
         let (tx_done, rx_done) = tokio::sync::oneshot::channel();
         let (tx_back, rx_back) = tokio::sync::oneshot::channel();
-        let invoked = self.0.node.arn(
-            &version.account_id,
-            &version.function_name,
-            input.qualifier.as_deref(),
+        let payload = code.stdin(
+            &request_id,
+            timeout,
+            || {
+                self.0.node.arn(
+                    &version.account_id,
+                    &version.function_name,
+                    input.qualifier.as_deref(),
+                )
+            },
+            &input.payload,
         );
-        let payload = code.stdin(&request_id, timeout, &invoked, &input.payload);
         let error_exit = code.error_exit();
         let rid = request_id.clone();
         let timeout_ns = timeout.as_nanos() as u64;

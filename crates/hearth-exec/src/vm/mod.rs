@@ -91,14 +91,14 @@ impl VmCode {
         &self,
         request_id: &str,
         timeout: Duration,
-        invoked_arn: &str,
+        invoked_arn: impl FnOnce() -> String,
         event: &bytes::Bytes,
     ) -> bytes::Bytes {
         match self {
             VmCode::Wasm(_) => event.clone(),
             VmCode::Python => {
                 let deadline = crate::invoke::now_ms().max(0) as u64 + timeout.as_millis() as u64;
-                hearth_pool::vm::python::envelope(request_id, deadline, Some(invoked_arn), event)
+                hearth_pool::vm::python::envelope(request_id, deadline, Some(&invoked_arn()), event)
                     .into()
             }
         }
