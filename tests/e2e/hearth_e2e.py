@@ -769,14 +769,45 @@ class HearthServer:
 # Helpers shared by the test modules
 
 
+LAMBDA_TRUST_POLICY = {
+    "Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"},
+                   "Action": "sts:AssumeRole"}],
+}
+_ACCOUNT_ROLES: dict[tuple[str, str], str] = {}  # (endpoint, access key) -> role ARN
+
+
+def role_for(client) -> str:
+    """A function role for the client's account: ROLE (made up) for the dev
+    account, whose roles a node does not check by default; for any other
+    account its own `lambda-role`, created through IAM once."""
+    creds = client._get_credentials()
+    if creds.access_key == DEV_KEY:
+        return ROLE
+    key = (client.meta.endpoint_url, creds.access_key)
+    if key not in _ACCOUNT_ROLES:
+        iam = boto3.session.Session().client(
+            "iam", endpoint_url=client.meta.endpoint_url, region_name=REGION,
+            aws_access_key_id=creds.access_key, aws_secret_access_key=creds.secret_key,
+            config=botocore.config.Config(retries={"max_attempts": 0}),
+        )
+        try:
+            role = iam.create_role(RoleName="lambda-role", AssumeRolePolicyDocument=json.dumps(LAMBDA_TRUST_POLICY))
+        except iam.exceptions.EntityAlreadyExistsException:
+            role = iam.get_role(RoleName="lambda-role")
+        _ACCOUNT_ROLES[key] = role["Role"]["Arn"]
+    return _ACCOUNT_ROLES[key]
+
+
 def create_fn(client, name: str | None = None, *, zip_bytes: bytes | None = None,
               runtime: str | None = None, handler: str = "handler.handler", wait: bool = True,
               **kw) -> dict:
-    """CreateFunction with sensible defaults; waits for Active unless told not to."""
+    """CreateFunction with sensible defaults (a role of the client's account,
+    see role_for); waits for Active unless told not to."""
     name = name or unique_name()
     zip_bytes = zip_bytes if zip_bytes is not None else py_zip()
     resp = client.create_function(
-        FunctionName=name, Runtime=runtime or PY_RUNTIME, Role=ROLE, Handler=handler,
+        FunctionName=name, Runtime=runtime or PY_RUNTIME, Role=role_for(client), Handler=handler,
         Code={"ZipFile": zip_bytes}, **kw,
     )
     if wait:

@@ -16,6 +16,9 @@ use hearth_types::{ErrorKind, LambdaError};
 #[derive(Debug, Clone)]
 pub struct Caller {
     pub account: Account,
+    /// The role session, when the request is signed with temporary
+    /// credentials from `AssumeRole`.
+    pub session: Option<crate::sts::Session>,
 }
 
 impl Caller {
@@ -73,6 +76,35 @@ pub async fn authenticate(State(state): State<AppState>, req: Request, next: Nex
     };
     service = Service(parsed.service.clone());
     let key_id = parsed.access_key_id.clone();
+    if key_id.starts_with(crate::sts::SESSION_KEY_PREFIX) {
+        // Temporary credentials: the session token says whose they are.
+        let session = match session_of(&state, &parts, &key_id).await {
+            Ok(s) => s,
+            Err(e) => return fail(e, &service),
+        };
+        let (account, session) = session;
+        let secret = crate::sts::secret_for(&state.settings.session_key, &key_id);
+        if let Err(e) = auth::verify(
+            &sreq,
+            &parsed,
+            &secret,
+            time::OffsetDateTime::now_utc(),
+            &state.signing_keys,
+        ) {
+            tracing::debug!(access_key = %parsed.access_key_id, error = %e, "signature refused");
+            return fail(LambdaError::from(&e), &service);
+        }
+        let mut req = Request::from_parts(parts, Body::from(bytes));
+        req.extensions_mut().insert(Caller {
+            account,
+            session: Some(session),
+        });
+        if query {
+            req.extensions_mut().insert(service);
+        }
+        return next.run(req).await;
+    }
+    let key_id = parsed.access_key_id.clone();
     // The key's account, from what an earlier request read while the
     // registry has not been written since, else from the registry (off the
     // async threads). A deleted key or account moves the epoch.
@@ -124,9 +156,59 @@ pub async fn authenticate(State(state): State<AppState>, req: Request, next: Nex
         return fail(LambdaError::from(&e), &service);
     }
     let mut req = Request::from_parts(parts, Body::from(bytes));
-    req.extensions_mut().insert(Caller { account });
+    req.extensions_mut().insert(Caller {
+        account,
+        session: None,
+    });
     if query {
         req.extensions_mut().insert(service);
     }
     next.run(req).await
+}
+
+/// The account and role session of a request signed with temporary
+/// credentials: its session token (`X-Amz-Security-Token`, as a header or
+/// a presigned URL's parameter) must be this node's, of this access key,
+/// unexpired, and its account must still exist.
+async fn session_of(
+    state: &AppState,
+    parts: &http::request::Parts,
+    key_id: &str,
+) -> Result<(Account, crate::sts::Session), LambdaError> {
+    let token = parts
+        .headers
+        .get("x-amz-security-token")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| {
+            form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes())
+                .find(|(k, _)| k == "X-Amz-Security-Token")
+                .map(|(_, v)| v.into_owned())
+        });
+    let invalid = || {
+        LambdaError::new(
+            ErrorKind::UnrecognizedClient,
+            "The security token included in the request is invalid.",
+        )
+    };
+    let token = token.ok_or_else(invalid)?;
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let session = crate::sts::verify(&state.settings.session_key, &token, key_id, now).map_err(
+        |e| match e {
+            crate::sts::TokenError::Expired => LambdaError::new(
+                ErrorKind::ExpiredToken,
+                "The security token included in the request is expired",
+            ),
+            crate::sts::TokenError::Invalid => invalid(),
+        },
+    )?;
+    let id = session.account.clone();
+    let account = state
+        .blocking(move |s| Ok(s.registry.list_accounts()?))
+        .await
+        .map_err(|e| e.0)?
+        .into_iter()
+        .find(|a| a.id == id)
+        .ok_or_else(invalid)?;
+    Ok((account, session))
 }

@@ -53,6 +53,7 @@ pub fn status_of(kind: ErrorKind) -> StatusCode {
         ErrorKind::InvalidSignature
         | ErrorKind::InvalidSignatureExpired
         | ErrorKind::UnrecognizedClient
+        | ErrorKind::ExpiredToken
         | ErrorKind::MissingAuthenticationToken
         | ErrorKind::AccessDenied => StatusCode::FORBIDDEN,
         ErrorKind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -77,6 +78,7 @@ pub fn body_of(e: &LambdaError) -> serde_json::Value {
         | ErrorKind::IncompleteSignature
         | ErrorKind::InvalidSignatureExpired
         | ErrorKind::UnrecognizedClient
+        | ErrorKind::ExpiredToken
         | ErrorKind::MissingAuthenticationToken
         | ErrorKind::AccessDenied
         | ErrorKind::RequestEntityTooLarge

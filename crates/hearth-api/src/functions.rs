@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use base64::Engine;
 use bytes::Bytes;
+use hearth_store::iam::RoleArn;
 use hearth_store::{ConfigPatch, NewFunction, VersionSelector};
 use hearth_types::arn::validate_new_function_name;
 use hearth_types::function::{CodeRef, FunctionConfig};
@@ -170,6 +171,31 @@ fn validate_config(state: &AppState, c: &FunctionConfig) -> ApiResult<()> {
     Ok(())
 }
 
+/// Where the node checks roles for the caller's account, the role must
+/// exist in that account (at the path its ARN names). A role of another
+/// account, or none at all, fails as on AWS. Hearth evaluates no policy, so
+/// the role's trust policy is not read.
+fn check_role(state: &AppState, caller: &Caller, role: &str) -> ApiResult<()> {
+    if !state.settings.function_roles.applies_to(caller.id()) {
+        return Ok(());
+    }
+    let exists = match RoleArn::parse(role).filter(|r| r.account_id == caller.id()) {
+        Some(arn) => state
+            .registry
+            .find_role(caller.id(), &arn.name)?
+            .is_some_and(|found| found.path == arn.path),
+        None => false,
+    };
+    if exists {
+        Ok(())
+    } else {
+        Err(
+            LambdaError::invalid("The role defined for the function cannot be assumed by Lambda.")
+                .into(),
+        )
+    }
+}
+
 fn now_ms() -> i64 {
     let now = time::OffsetDateTime::now_utc();
     (now.unix_timestamp_nanos() / 1_000_000) as i64
@@ -229,6 +255,7 @@ pub async fn create_function(
             if let Some(tags) = &input.tags {
                 crate::tags::validate_tags(tags)?;
             }
+            check_role(s, &caller, &config.role)?;
             let zip = zip_bytes(input.code)?;
             let code = stage_code(s, &zip, &config.runtime, &config.handler)?;
             let isolation = input
@@ -512,6 +539,9 @@ pub async fn update_function_configuration(
             let mut next = current.config.clone();
             patch.apply(&mut next);
             validate_config(s, &next)?;
+            if let Some(role) = &patch.role {
+                check_role(s, &caller, role)?;
+            }
             if next.runtime != current.config.runtime || next.handler != current.config.handler {
                 s.code
                     .check_entrypoint(&current.code.sha256_hex, &next.runtime, &next.handler)?;

@@ -23,6 +23,7 @@ pub mod dead_letters;
 pub mod error;
 pub mod event_config;
 pub mod functions;
+pub mod iam;
 pub mod invoke;
 pub mod logs;
 pub mod pools;
@@ -31,10 +32,11 @@ pub mod query;
 pub mod request;
 pub mod shapes;
 pub mod state;
+pub mod sts;
 pub mod tags;
 pub mod usage;
 
-pub use state::{ApiSettings, AppState, Services};
+pub use state::{ApiSettings, AppState, FunctionRoleCheck, Services};
 
 use axum::extract::Request;
 use axum::http::HeaderValue;

@@ -1,22 +1,24 @@
 //! AWS's query protocol on `/`: `Action=…&Version=…` as a form body (or a
-//! GET query), answered in XML. STS speaks it (and IAM, which is not here
-//! yet). The service is the one the request's credential scope names.
+//! GET query), answered in XML. STS and IAM speak it. The service is the one
+//! the request's credential scope names.
 //!
-//! Implemented: STS `GetCallerIdentity`. Every other action, and every other
-//! service's query action, is refused in the query protocol's own error
-//! shape (`ErrorResponse`/`Error`/`Code`), which botocore parses, instead of
+//! Implemented: STS `GetCallerIdentity`, and IAM's roles and policies
+//! ([`crate::iam`]). Every other action, and every other service's query
+//! action, is refused in the query protocol's own error shape
+//! (`ErrorResponse`/`Error`/`Code`), which botocore parses, instead of
 //! Lambda's JSON, which it cannot.
 
 use crate::caller::Caller;
-use axum::extract::Request;
+use crate::state::AppState;
+use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use hearth_types::{ErrorKind, LambdaError};
 
 /// STS's API version and XML namespace.
-const STS_VERSION: &str = "2011-06-15";
-const STS_XMLNS: &str = "https://sts.amazonaws.com/doc/2011-06-15/";
+pub(crate) const STS_VERSION: &str = "2011-06-15";
+pub(crate) const STS_XMLNS: &str = "https://sts.amazonaws.com/doc/2011-06-15/";
 
 /// Whether a request to `/` is a query-protocol request: a form-encoded POST
 /// or a GET with an `Action` parameter.
@@ -45,6 +47,7 @@ pub struct Service(pub String);
 
 /// `POST /` and `GET /?Action=…`, signed.
 pub async fn handle(
+    State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     service: Option<Extension<Service>>,
     req: Request,
@@ -101,6 +104,8 @@ pub async fn handle(
             }
             get_caller_identity(&caller)
         }
+        ("sts", "AssumeRole") => crate::sts::assume_role(&state, &caller, &params, &service).await,
+        ("iam", action) => crate::iam::handle(&state, caller, action, &params).await,
         ("sts", other) => error(
             StatusCode::BAD_REQUEST,
             "InvalidAction",
@@ -118,21 +123,28 @@ pub async fn handle(
 
 /// The caller's account and identity. Hearth's access keys belong to an
 /// account as a whole, like an AWS account's root user's keys, so the caller
-/// is the account's root.
+/// is the account's root; with temporary credentials, the assumed role's
+/// session.
 fn get_caller_identity(caller: &Caller) -> Response {
     let account = caller.id();
+    let (arn, user) = match &caller.session {
+        Some(sess) => (sess.assumed_role_arn(), sess.assumed_role_id()),
+        None => (format!("arn:aws:iam::{account}:root"), account.to_owned()),
+    };
     xml(
         StatusCode::OK,
         format!(
             "<GetCallerIdentityResponse xmlns=\"{STS_XMLNS}\">\
              <GetCallerIdentityResult>\
-             <Arn>arn:aws:iam::{account}:root</Arn>\
-             <UserId>{account}</UserId>\
+             <Arn>{arn}</Arn>\
+             <UserId>{user}</UserId>\
              <Account>{account}</Account>\
              </GetCallerIdentityResult>\
              <ResponseMetadata><RequestId>{id}</RequestId></ResponseMetadata>\
              </GetCallerIdentityResponse>",
             account = escape(account),
+            arn = escape(&arn),
+            user = escape(&user),
             id = uuid::Uuid::new_v4(),
         ),
     )
@@ -145,10 +157,10 @@ pub fn error(status: StatusCode, code: &str, message: &str, service: &Service) -
     } else {
         "Sender"
     };
-    let xmlns = if service.0 == "sts" {
-        format!(" xmlns=\"{STS_XMLNS}\"")
-    } else {
-        String::new()
+    let xmlns = match service.0.as_str() {
+        "sts" => format!(" xmlns=\"{STS_XMLNS}\""),
+        "iam" => format!(" xmlns=\"{}\"", crate::iam::IAM_XMLNS),
+        _ => String::new(),
     };
     xml(
         status,
@@ -167,6 +179,7 @@ pub fn error(status: StatusCode, code: &str, message: &str, service: &Service) -
 pub fn from_lambda(e: &LambdaError, service: &Service) -> Response {
     let (status, code) = match e.kind {
         ErrorKind::UnrecognizedClient => (StatusCode::FORBIDDEN, "InvalidClientTokenId"),
+        ErrorKind::ExpiredToken => (StatusCode::BAD_REQUEST, "ExpiredToken"),
         ErrorKind::InvalidSignature => (StatusCode::FORBIDDEN, "SignatureDoesNotMatch"),
         ErrorKind::InvalidSignatureExpired => (StatusCode::FORBIDDEN, "RequestExpired"),
         ErrorKind::IncompleteSignature => (StatusCode::BAD_REQUEST, "IncompleteSignature"),
@@ -183,7 +196,7 @@ pub fn from_lambda(e: &LambdaError, service: &Service) -> Response {
     error(status, code, &e.message, service)
 }
 
-fn xml(status: StatusCode, body: String) -> Response {
+pub(crate) fn xml(status: StatusCode, body: String) -> Response {
     let mut resp = (status, body).into_response();
     resp.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/xml"));
@@ -192,7 +205,7 @@ fn xml(status: StatusCode, body: String) -> Response {
 
 /// XML text escaping. Hand-written rather than an XML crate: the answers are
 /// a few fixed templates whose only variable parts are text nodes.
-fn escape(s: &str) -> String {
+pub(crate) fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {

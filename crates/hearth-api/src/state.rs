@@ -25,12 +25,50 @@ pub type AccessKeyCache = HashMap<String, (u64, (Account, AccessKey))>;
 pub struct ApiSettings {
     /// Concurrency limit of every account (GetAccountSettings, reserved-concurrency checks).
     pub account_concurrency: u32,
+    /// Whose functions must name a role that exists in IAM.
+    pub function_roles: FunctionRoleCheck,
+    /// MACs STS session tokens and derives their secrets ([`crate::sts`]);
+    /// `hearth serve` keeps it in `<data dir>/sts.key`, so sessions outlive
+    /// a restart.
+    pub session_key: [u8; 32],
 }
 
 impl Default for ApiSettings {
+    /// Checks no account's function roles: `hearth serve` decides (its
+    /// default is [`FunctionRoleCheck::AllExcept`] the dev account).
     fn default() -> Self {
         Self {
             account_concurrency: hearth_types::limits::ACCOUNT_CONCURRENCY_DEFAULT,
+            function_roles: FunctionRoleCheck::None,
+            session_key: rand::random(),
+        }
+    }
+}
+
+/// Which accounts' CreateFunction and UpdateFunctionConfiguration must
+/// name, as `Role`, a role that exists in the caller's own account, as AWS
+/// requires. Otherwise they fail as AWS fails them:
+/// `InvalidParameterValueException`, "The role defined for the function
+/// cannot be assumed by Lambda.". Where the check does not apply, any
+/// well-formed role ARN is recorded as given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FunctionRoleCheck {
+    /// Every account's.
+    All,
+    /// Every account's but this one's: the node's dev account, whose
+    /// made-up roles keep a tour without IAM working.
+    AllExcept(String),
+    /// No account's.
+    None,
+}
+
+impl FunctionRoleCheck {
+    /// Whether `account`'s function roles must exist.
+    pub fn applies_to(&self, account: &str) -> bool {
+        match self {
+            Self::All => true,
+            Self::AllExcept(exempt) => exempt != account,
+            Self::None => false,
         }
     }
 }

@@ -59,6 +59,10 @@ struct Reply {
 }
 
 async fn node() -> Node {
+    node_with(ApiSettings::default()).await
+}
+
+async fn node_with(settings: ApiSettings) -> Node {
     let dir = tempfile::tempdir().unwrap();
     let node = NodeIdentity::new("us-east-1");
     let registry = Arc::new(SqliteRegistry::open_in_memory(node.clone()).unwrap());
@@ -118,7 +122,7 @@ async fn node() -> Node {
         code,
         node,
         runtimes,
-        ApiSettings::default(),
+        settings,
         Services {
             executor,
             events,
@@ -175,6 +179,51 @@ impl Node {
         let mut req = req.body(Body::from(bytes)).unwrap();
         instructions.apply_to_request_http1x(&mut req);
         self.send(req).await
+    }
+
+    /// A query-protocol request (`Action=…`, form-encoded) signed for
+    /// `service`: the status and the XML.
+    async fn query_as(&self, key: &str, secret: &str, service: &str, form: &str) -> (u16, String) {
+        let headers = [
+            ("host", "127.0.0.1:9000"),
+            (
+                "content-type",
+                "application/x-www-form-urlencoded; charset=utf-8",
+            ),
+        ];
+        let identity = Credentials::from_keys(key, secret, None).into();
+        let params = v4::SigningParams::builder()
+            .identity(&identity)
+            .region("us-east-1")
+            .name(service)
+            .time(SystemTime::now())
+            .settings(SigningSettings::default())
+            .build()
+            .unwrap()
+            .into();
+        let signable = SignableRequest::new(
+            "POST",
+            "http://127.0.0.1:9000/",
+            headers.into_iter(),
+            SignableBody::Bytes(form.as_bytes()),
+        )
+        .unwrap();
+        let (instructions, _) = sign(signable, &params).unwrap().into_parts();
+        let mut req = Request::builder().method("POST").uri("/");
+        for (k, v) in headers {
+            req = req.header(k, v);
+        }
+        let mut req = req.body(Body::from(form.to_owned())).unwrap();
+        instructions.apply_to_request_http1x(&mut req);
+        let resp = self.app.clone().oneshot(req).await.unwrap();
+        let status = resp.status().as_u16();
+        let b = resp.into_body().collect().await.unwrap().to_bytes();
+        (status, String::from_utf8(b.to_vec()).unwrap())
+    }
+
+    /// An IAM request as the dev account.
+    async fn iam(&self, form: &str) -> (u16, String) {
+        self.query_as("test", "test-secret", "iam", form).await
     }
 
     async fn send(&self, req: Request<Body>) -> Reply {
@@ -1522,4 +1571,262 @@ async fn account_capacity_admin_api() {
     assert_eq!(n.call("GET", path, None).await.body["Policy"], "reject");
     let r = n.call("DELETE", path, None).await;
     assert_error(&r, 405, "MethodNotAllowedException");
+}
+
+// ---- IAM ------------------------------------------------------------------
+
+const IAM: &str = "Version=2010-05-08&Action=";
+const TRUST: &str = "%7B%22Version%22%3A%222012-10-17%22%2C%22Statement%22%3A%5B%5D%7D";
+
+/// The text of the first `<tag>` in `xml`, unescaped.
+fn xml_text(xml: &str, tag: &str) -> String {
+    let open = format!("<{tag}>");
+    let start = xml.find(&open).map(|i| i + open.len()).unwrap_or(0);
+    let end = xml[start..].find('<').map_or(start, |i| start + i);
+    xml[start..end]
+        .replace("&apos;", "'")
+        .replace("&quot;", "\"")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+}
+
+#[track_caller]
+fn assert_iam_error(reply: &(u16, String), status: u16, code: &str, message: &str) {
+    let (got, xml) = reply;
+    assert_eq!(*got, status, "{xml}");
+    assert!(
+        xml.starts_with(
+            "<ErrorResponse xmlns=\"https://iam.amazonaws.com/doc/2010-05-08/\"><Error><Type>Sender</Type>"
+        ),
+        "{xml}"
+    );
+    assert_eq!(
+        (
+            xml_text(xml, "Code").as_str(),
+            xml_text(xml, "Message").as_str()
+        ),
+        (code, message)
+    );
+}
+
+#[tokio::test]
+async fn iam_roles_over_the_query_protocol() {
+    let n = node().await;
+    let (status, xml) = n
+        .iam(&format!(
+            "{IAM}CreateRole&RoleName=fn-role&Path=%2Fapp%2F&AssumeRolePolicyDocument={TRUST}"
+        ))
+        .await;
+    assert_eq!(status, 200, "{xml}");
+    assert!(xml.starts_with(
+        "<CreateRoleResponse xmlns=\"https://iam.amazonaws.com/doc/2010-05-08/\"><CreateRoleResult><Role><Path>/app/</Path><RoleName>fn-role</RoleName><RoleId>AROA"
+    ), "{xml}");
+    assert_eq!(
+        xml_text(&xml, "Arn"),
+        "arn:aws:iam::000000000000:role/app/fn-role"
+    );
+    assert_eq!(xml_text(&xml, "AssumeRolePolicyDocument"), TRUST);
+    let (status, xml) = n.iam(&format!("{IAM}GetRole&RoleName=FN-ROLE")).await;
+    assert_eq!(
+        (status, xml_text(&xml, "RoleName").as_str()),
+        (200, "fn-role")
+    );
+
+    assert_iam_error(
+        &n.iam(&format!(
+            "{IAM}CreateRole&RoleName=fn-role&AssumeRolePolicyDocument={TRUST}"
+        ))
+        .await,
+        409,
+        "EntityAlreadyExists",
+        "Role with name fn-role already exists.",
+    );
+    assert_iam_error(
+        &n.iam(&format!(
+            "{IAM}CreateRole&RoleName=bad&AssumeRolePolicyDocument=%7Bnope"
+        ))
+        .await,
+        400,
+        "MalformedPolicyDocument",
+        "This policy contains invalid Json",
+    );
+    assert_iam_error(
+        &n.iam(&format!("{IAM}GetRole&RoleName=bad")).await,
+        404,
+        "NoSuchEntity",
+        "The role with name bad cannot be found.",
+    );
+    assert_iam_error(
+        &n.iam(&format!("{IAM}GetRole&RoleName=x%20y")).await,
+        400,
+        "ValidationError",
+        r"1 validation error detected: Value 'x y' at 'roleName' failed to satisfy constraint: Member must satisfy regular expression pattern: [\w+=,.@-]+",
+    );
+    let (status, xml) = n.iam(&format!("{IAM}GetUser")).await;
+    assert_eq!(status, 400, "{xml}");
+    assert_eq!(
+        (
+            xml_text(&xml, "Code").as_str(),
+            xml_text(&xml, "Message").as_str()
+        ),
+        (
+            "InvalidAction",
+            "Could not find operation GetUser for version 2010-05-08"
+        )
+    );
+    let (status, xml) = n
+        .iam("Version=2099-01-01&Action=GetRole&RoleName=fn-role")
+        .await;
+    assert_eq!(
+        (status, xml_text(&xml, "Code").as_str()),
+        (400, "InvalidAction")
+    );
+
+    // Another account does not see the role.
+    let other = n
+        .query_as(
+            "other",
+            "other-secret",
+            "iam",
+            &format!("{IAM}GetRole&RoleName=fn-role"),
+        )
+        .await;
+    assert_iam_error(
+        &other,
+        404,
+        "NoSuchEntity",
+        "The role with name fn-role cannot be found.",
+    );
+
+    // Managed and inline policies, and the conflicts they make.
+    let (status, xml) = n
+        .iam(&format!(
+            "{IAM}CreatePolicy&PolicyName=Logs&PolicyDocument={TRUST}"
+        ))
+        .await;
+    assert_eq!(status, 200, "{xml}");
+    let policy = xml_text(&xml, "Arn");
+    assert_eq!(policy, "arn:aws:iam::000000000000:policy/Logs");
+    for arn in [
+        policy.as_str(),
+        "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole",
+    ] {
+        let (status, xml) = n
+            .iam(&format!(
+                "{IAM}AttachRolePolicy&RoleName=fn-role&PolicyArn={arn}"
+            ))
+            .await;
+        assert_eq!(status, 200, "{xml}");
+        assert!(xml.starts_with("<AttachRolePolicyResponse xmlns=\"https://iam.amazonaws.com/doc/2010-05-08/\"><ResponseMetadata><RequestId>"), "{xml}");
+    }
+    let (_, xml) = n
+        .iam(&format!("{IAM}ListAttachedRolePolicies&RoleName=fn-role"))
+        .await;
+    assert_eq!(xml.matches("<member>").count(), 2, "{xml}");
+    assert_eq!(xml_text(&xml, "IsTruncated"), "false");
+    assert_iam_error(
+        &n.iam(&format!("{IAM}DeletePolicy&PolicyArn={policy}"))
+            .await,
+        409,
+        "DeleteConflict",
+        "Cannot delete a policy attached to entities.",
+    );
+    assert_iam_error(
+        &n.iam(&format!("{IAM}DeleteRole&RoleName=fn-role")).await,
+        409,
+        "DeleteConflict",
+        "Cannot delete entity, must detach all policies first.",
+    );
+    let (_, xml) = n.iam(&format!("{IAM}GetPolicy&PolicyArn={policy}")).await;
+    assert_eq!(xml_text(&xml, "AttachmentCount"), "1");
+}
+
+#[tokio::test]
+async fn function_roles_must_exist_where_checked() {
+    use hearth_api::FunctionRoleCheck;
+    let n = node_with(ApiSettings {
+        function_roles: FunctionRoleCheck::AllExcept("000000000000".into()),
+        ..ApiSettings::default()
+    })
+    .await;
+    let create_as_other = |name: &'static str, role: &'static str| {
+        let n = &n;
+        async move {
+            let body = json!({
+                "FunctionName": name,
+                "Runtime": "python3.11",
+                "Handler": "app.handler",
+                "Role": role,
+                "Code": {"ZipFile": b64(&zip_of(&[("app.py", "def handler(e, c):\n    return e\n")]))},
+            });
+            n.call_as(
+                "other",
+                "other-secret",
+                "POST",
+                "/2015-03-31/functions",
+                Some(body),
+            )
+            .await
+        }
+    };
+    let cannot = "The role defined for the function cannot be assumed by Lambda.";
+    for role in [
+        "arn:aws:iam::111111111111:role/fn-role",
+        // The dev account's role, or a role at another path, is not this one.
+        "arn:aws:iam::000000000000:role/fn-role",
+        "arn:aws:iam::111111111111:role/other/fn-role",
+    ] {
+        let r = create_as_other("f", role).await;
+        assert_error(&r, 400, "InvalidParameterValueException");
+        assert_eq!(r.body["message"], cannot, "{role}");
+    }
+    // The dev account is not checked, and its role does not serve account 111….
+    let dev = n.create("dev-fn", json!({})).await;
+    assert_eq!(dev.status, StatusCode::CREATED, "{:?}", dev.body);
+    let (status, xml) = n
+        .iam(&format!(
+            "{IAM}CreateRole&RoleName=fn-role&AssumeRolePolicyDocument={TRUST}"
+        ))
+        .await;
+    assert_eq!(status, 200, "{xml}");
+    let r = create_as_other("f", "arn:aws:iam::000000000000:role/fn-role").await;
+    assert_error(&r, 400, "InvalidParameterValueException");
+
+    let (status, xml) = n
+        .query_as(
+            "other",
+            "other-secret",
+            "iam",
+            &format!("{IAM}CreateRole&RoleName=fn-role&AssumeRolePolicyDocument={TRUST}"),
+        )
+        .await;
+    assert_eq!(status, 200, "{xml}");
+    let r = create_as_other("f", "arn:aws:iam::111111111111:role/fn-role").await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+
+    // UpdateFunctionConfiguration checks a new role, and only a new role.
+    let update = |body: Value| {
+        n.call_as(
+            "other",
+            "other-secret",
+            "PUT",
+            "/2015-03-31/functions/f/configuration",
+            Some(body),
+        )
+    };
+    let r = update(json!({"Role": "arn:aws:iam::111111111111:role/missing"})).await;
+    assert_error(&r, 400, "InvalidParameterValueException");
+    assert_eq!(r.body["message"], cannot);
+    for _ in 0..200 {
+        let r = update(json!({"Description": "d"})).await;
+        if r.status == StatusCode::OK {
+            assert_eq!(r.body["Role"], "arn:aws:iam::111111111111:role/fn-role");
+            return;
+        }
+        // The function is still being created.
+        assert_error(&r, 409, "ResourceConflictException");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("f never accepted an update");
 }

@@ -1,7 +1,7 @@
 //! `hearth serve`: one process running every role of a node.
 
 use anyhow::{Context, Result};
-use hearth_api::{ApiSettings, AppState, Services};
+use hearth_api::{ApiSettings, AppState, FunctionRoleCheck, Services};
 use hearth_exec::events::{Events, EventsConfig};
 use hearth_exec::{ExecConfig, Executor, GeneralPoolConfig, PoolKey};
 use hearth_runtime::RuntimeCatalog;
@@ -57,6 +57,8 @@ pub struct Config {
     pub events: Option<EventsSection>,
     /// MicroVMs for WebAssembly functions (see README).
     pub microvm: Option<MicroVmSection>,
+    /// IAM: whose functions must name an existing role.
+    pub iam: Option<IamSection>,
     /// Runtime → interpreter rules, e.g. `"python3.*" = "/usr/bin/python3"`.
     #[serde(default)]
     pub runtimes: BTreeMap<String, String>,
@@ -158,6 +160,32 @@ impl MicroVmSection {
                 python: hearth_pool::vm::python::PythonRuntime::find(data_dir),
             }),
             Err(e) => Ok(MicroVm::Off(format!("KVM is not usable here: {e}"))),
+        }
+    }
+}
+
+/// `[iam]` of the config file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IamSection {
+    /// Whose CreateFunction and UpdateFunctionConfiguration must name, as
+    /// `Role`, a role that exists in the caller's own account (else they
+    /// fail as AWS fails them: "The role defined for the function cannot be
+    /// assumed by Lambda."): `except-dev`, every account but the dev account
+    /// `000000000000`, whose made-up roles keep a tour without IAM working;
+    /// `all`; or `none` [default: except-dev].
+    pub check_function_roles: Option<String>,
+}
+
+impl IamSection {
+    pub fn function_roles(&self) -> Result<FunctionRoleCheck> {
+        match self.check_function_roles.as_deref() {
+            None | Some("except-dev") => Ok(FunctionRoleCheck::AllExcept(DEV_ACCOUNT_ID.into())),
+            Some("all") => Ok(FunctionRoleCheck::All),
+            Some("none") => Ok(FunctionRoleCheck::None),
+            Some(v) => anyhow::bail!(
+                "[iam] check_function_roles = {v:?}: it is \"except-dev\", \"all\" or \"none\""
+            ),
         }
     }
 }
@@ -399,6 +427,12 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         .unwrap_or(hearth_types::limits::ACCOUNT_CONCURRENCY_DEFAULT);
     let settings = ApiSettings {
         account_concurrency,
+        function_roles: config.iam.as_ref().map_or_else(
+            || IamSection::default().function_roles(),
+            IamSection::function_roles,
+        )?,
+        session_key: hearth_api::sts::load_or_create_key(&data_dir.join("sts.key"))
+            .context("cannot read or make the STS session key (<data dir>/sts.key)")?,
     };
 
     // Execution: bootstraps, the sandbox backend (reaping what a previous
@@ -591,5 +625,28 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
         _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn function_roles(toml_text: &str) -> Result<FunctionRoleCheck> {
+        let config: Config = toml::from_str(toml_text)?;
+        config.iam.unwrap_or_default().function_roles()
+    }
+
+    #[test]
+    fn function_roles_are_checked_for_all_but_the_dev_account_by_default() {
+        let default = FunctionRoleCheck::AllExcept(DEV_ACCOUNT_ID.into());
+        assert_eq!(function_roles("").unwrap(), default);
+        assert_eq!(function_roles("[iam]\n").unwrap(), default);
+        let dev_too = "[iam]\ncheck_function_roles = \"all\"\n";
+        assert_eq!(function_roles(dev_too).unwrap(), FunctionRoleCheck::All);
+        let none = "[iam]\ncheck_function_roles = \"none\"\n";
+        assert_eq!(function_roles(none).unwrap(), FunctionRoleCheck::None);
+        assert!(function_roles("[iam]\ncheck_function_roles = \"some\"\n").is_err());
+        assert!(function_roles("[iam]\ncheck_roles = \"all\"\n").is_err());
     }
 }

@@ -8,6 +8,9 @@
 //!   unpacked trees, written atomically *before* the registry row that names
 //!   them commits. A crash leaves either the old state or the new one, never a
 //!   row without its blob.
+//! - [`IamStore`]: IAM's roles and managed policies per account, which
+//!   Hearth keeps and lists but does not evaluate; Lambda asks only whether
+//!   a function's role exists. Every [`Registry`] is one.
 //! - [`EventQueue`]: events accepted for asynchronous invocation, their
 //!   retries and dead letters. [`SqliteEventQueue`] keeps them in a file of
 //!   their own, group-committing acceptances.
@@ -18,6 +21,7 @@
 
 pub mod code;
 pub mod events;
+pub mod iam;
 pub mod logs;
 pub mod registry;
 pub mod sqlite;
@@ -25,6 +29,7 @@ pub mod usage;
 
 pub use code::{CodeError, CodeStore, StagedCode};
 pub use events::{EventQueue, SqliteEventQueue};
+pub use iam::{IamError, IamStore};
 pub use logs::{LogEvent, LogStore, NewLogEvent};
 pub use registry::{
     AliasSpec, ConfigPatch, NewFunction, Page, Registry, StoreError, VersionSelector,

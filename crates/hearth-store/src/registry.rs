@@ -125,7 +125,9 @@ pub struct AliasSpec {
     pub routing: Option<BTreeMap<String, f64>>,
 }
 
-/// Accounts, functions, versions, aliases and concurrency settings.
+/// Accounts, functions, versions, aliases and concurrency settings, and
+/// (through [`IamStore`](crate::iam::IamStore)) each account's IAM roles
+/// and policies.
 ///
 /// [`write_epoch`](Registry::write_epoch) increases with every committed
 /// write, so a reader may keep what it read at one epoch (the invoke path
@@ -133,7 +135,7 @@ pub struct AliasSpec {
 ///
 /// Names passed in are already syntactically valid; `account` is always the
 /// caller's account id, so a tenant can only ever reach its own rows.
-pub trait Registry: Send + Sync + std::fmt::Debug {
+pub trait Registry: crate::iam::IamStore + Send + Sync + std::fmt::Debug {
     /// Increases with every committed write of this process.
     fn write_epoch(&self) -> u64;
 

@@ -176,6 +176,64 @@ const MIGRATIONS: &[&str] = &[
             REFERENCES functions(account_id, name) ON DELETE CASCADE
     ) STRICT;
     "#,
+    // 4: IAM roles, customer managed policies, and what is attached to or
+    // embedded in each role (see `iam.rs`).
+    r#"
+    -- IAM names are unique per account whatever their case, and keep the
+    -- case they were created with: NOCASE on every name column.
+    -- description NULL: none given (AWS then omits it).
+    CREATE TABLE iam_roles (
+        account_id           TEXT NOT NULL,
+        name                 TEXT NOT NULL COLLATE NOCASE,
+        path                 TEXT NOT NULL,
+        role_id              TEXT NOT NULL UNIQUE,
+        trust_policy         TEXT NOT NULL,
+        description          TEXT,
+        max_session_duration INTEGER NOT NULL,
+        tags_json            TEXT NOT NULL,
+        created_ms           INTEGER NOT NULL,
+        PRIMARY KEY (account_id, name)
+    ) STRICT;
+
+    CREATE TABLE iam_policies (
+        account_id  TEXT NOT NULL,
+        name        TEXT NOT NULL COLLATE NOCASE,
+        path        TEXT NOT NULL,
+        policy_id   TEXT NOT NULL UNIQUE,
+        document    TEXT NOT NULL,
+        description TEXT,
+        tags_json   TEXT NOT NULL,
+        created_ms  INTEGER NOT NULL,
+        updated_ms  INTEGER NOT NULL,
+        PRIMARY KEY (account_id, name)
+    ) STRICT;
+
+    -- policy_arn is an account policy's ARN as stored, or an AWS managed
+    -- policy's; name and path are the ARN's. Deleting an attached policy
+    -- is refused, so the ARN always names something that exists.
+    CREATE TABLE iam_role_attached_policies (
+        account_id  TEXT NOT NULL,
+        role_name   TEXT NOT NULL COLLATE NOCASE,
+        policy_arn  TEXT NOT NULL,
+        policy_name TEXT NOT NULL,
+        policy_path TEXT NOT NULL,
+        PRIMARY KEY (account_id, role_name, policy_arn),
+        FOREIGN KEY (account_id, role_name)
+            REFERENCES iam_roles(account_id, name) ON DELETE CASCADE
+    ) STRICT;
+    CREATE INDEX iam_attachments_by_policy
+        ON iam_role_attached_policies(account_id, policy_arn);
+
+    CREATE TABLE iam_role_inline_policies (
+        account_id TEXT NOT NULL,
+        role_name  TEXT NOT NULL COLLATE NOCASE,
+        name       TEXT NOT NULL COLLATE NOCASE,
+        document   TEXT NOT NULL,
+        PRIMARY KEY (account_id, role_name, name),
+        FOREIGN KEY (account_id, role_name)
+            REFERENCES iam_roles(account_id, name) ON DELETE CASCADE
+    ) STRICT;
+    "#,
 ];
 
 /// The registry over one SQLite connection.
@@ -243,7 +301,11 @@ impl SqliteRegistry {
     }
 
     /// Runs `f` in a transaction that holds the write lock from its start.
-    fn write<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
+    /// An error from `f` rolls back everything it wrote.
+    pub(crate) fn write<T, E: From<rusqlite::Error>>(
+        &self,
+        f: impl FnOnce(&Transaction<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
         let mut conn = self.conn.lock();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let out = f(&tx)?;
@@ -267,7 +329,10 @@ impl SqliteRegistry {
     }
 
     /// Runs `f` in a read transaction: one consistent snapshot.
-    fn read<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
+    pub(crate) fn read<T, E: From<rusqlite::Error>>(
+        &self,
+        f: impl FnOnce(&Transaction<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
         let mut conn = self.conn.lock();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
         let out = f(&tx)?;
@@ -1545,9 +1610,10 @@ impl Registry for SqliteRegistry {
     fn delete_account(&self, account_id: &str) -> Result<bool> {
         self.write(|tx| {
             // Versions, aliases and tags go with their functions (cascade),
-            // keys with their account.
+            // keys with their account, a role's policies with the role.
             tx.prepare_cached("DELETE FROM functions WHERE account_id = ?1")?
                 .execute([account_id])?;
+            crate::iam::delete_account_entities(tx, account_id)?;
             let deleted = tx
                 .prepare_cached("DELETE FROM accounts WHERE id = ?1")?
                 .execute([account_id])?;

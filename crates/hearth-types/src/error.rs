@@ -35,6 +35,8 @@ pub enum ErrorKind {
     IncompleteSignature,
     /// 403: the access key is unknown.
     UnrecognizedClient,
+    /// 403: a temporary credential's session token has expired.
+    ExpiredToken,
     /// 403: the caller may not call this (admin API).
     AccessDenied,
     /// 403: the request's `X-Amz-Date` is too far from now.
@@ -69,6 +71,7 @@ impl ErrorKind {
             Self::InvalidSignature => "InvalidSignatureException",
             Self::IncompleteSignature => "IncompleteSignatureException",
             Self::UnrecognizedClient => "UnrecognizedClientException",
+            Self::ExpiredToken => "ExpiredTokenException",
             Self::AccessDenied => "AccessDeniedException",
             Self::InvalidSignatureExpired => "InvalidSignatureException",
             Self::MissingAuthenticationToken => "MissingAuthenticationTokenException",
