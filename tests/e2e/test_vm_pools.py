@@ -334,8 +334,11 @@ def test_hearth_deploy_a_wasm_file_and_ls_shows_where_it_runs(vmsrv, acct, tmp_p
     wasm.write_bytes(wat2wasm(ECHO))
     name = unique_name("vmcli")
     env = creds(account)
+    # Not the dev account: its function needs a role of its own, which
+    # `hearth deploy` creates through IAM when given none.
     out = vmsrv.cli("deploy", str(wasm), "--name", name, "--json", **env).stdout
     conf = json.loads(out)
+    assert conf["Role"] == f"arn:aws:iam::{account['AccountId']}:role/hearth-function", conf
     assert conf["Runtime"] == RUNTIME and conf["Handler"] == "hello.wasm", conf
     assert conf["HearthIsolation"] == "microvm", conf
     ok = wait_until(lambda: json.loads(vmsrv.cli("ls", "--json", **env).stdout)[0]["State"] == "Active",

@@ -87,6 +87,36 @@ impl Client {
         bytes: Vec<u8>,
         extra_headers: &[(&str, &str)],
     ) -> Result<RawReply> {
+        self.send_to("lambda", method, path_and_query, bytes, extra_headers)
+    }
+
+    /// A query-protocol action of `service` (`sts`, `iam`) on `/`: its XML
+    /// answer, or an `Err` carrying the error's XML.
+    pub fn query(&self, service: &str, params: &[(&str, &str)]) -> Result<String> {
+        let body = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(params)
+            .finish();
+        let reply = self.send_to(
+            service,
+            "POST",
+            "/",
+            body.into_bytes(),
+            &[(
+                "content-type",
+                "application/x-www-form-urlencoded; charset=utf-8",
+            )],
+        )?;
+        Ok(String::from_utf8_lossy(&reply.body).into_owned())
+    }
+
+    fn send_to(
+        &self,
+        service: &str,
+        method: &str,
+        path_and_query: &str,
+        bytes: Vec<u8>,
+        extra_headers: &[(&str, &str)],
+    ) -> Result<RawReply> {
         let url = format!(
             "{}{}",
             self.args.endpoint.trim_end_matches('/'),
@@ -100,7 +130,10 @@ impl Client {
             .map(|a| a.to_string())
             .context("the endpoint URL has no host")?;
         let mut headers = vec![("host".to_owned(), host)];
-        if !bytes.is_empty() {
+        let typed = extra_headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("content-type"));
+        if !bytes.is_empty() && !typed {
             headers.push(("content-type".to_owned(), "application/json".to_owned()));
         }
         headers.extend(
@@ -114,7 +147,7 @@ impl Client {
         let params = v4::SigningParams::builder()
             .identity(&identity)
             .region(&self.args.region)
-            .name("lambda")
+            .name(service)
             .time(SystemTime::now())
             .settings(SigningSettings::default())
             .build()?

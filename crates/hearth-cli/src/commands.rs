@@ -313,6 +313,62 @@ pub fn zip_module(module: &[u8], name: &str) -> Result<Vec<u8>> {
     Ok(w.finish()?.into_inner())
 }
 
+/// The role `hearth deploy` records when given none: a made-up one for the
+/// dev account (whose roles a node does not check by default), else the
+/// account's own `hearth-function` role, created through IAM (with Lambda's
+/// trust policy) the first time.
+fn default_role(c: &Client) -> Result<String> {
+    let who = c.query(
+        "sts",
+        &[("Action", "GetCallerIdentity"), ("Version", "2011-06-15")],
+    )?;
+    let account = xml_text(&who, "Account").context("GetCallerIdentity named no account")?;
+    if account == "000000000000" {
+        return Ok("arn:aws:iam::000000000000:role/hearth".into());
+    }
+    let name = "hearth-function";
+    let get = [
+        ("Action", "GetRole"),
+        ("Version", "2010-05-08"),
+        ("RoleName", name),
+    ];
+    let found = match c.query("iam", &get) {
+        Ok(xml) => xml,
+        Err(e) if e.to_string().contains("NoSuchEntity") => {
+            let trust = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"lambda.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
+            c.query(
+                "iam",
+                &[
+                    ("Action", "CreateRole"),
+                    ("Version", "2010-05-08"),
+                    ("RoleName", name),
+                    ("AssumeRolePolicyDocument", trust),
+                    ("Description", "Created by hearth deploy"),
+                ],
+            )?
+        }
+        Err(e) => return Err(e),
+    };
+    xml_text(&found, "Arn").context("IAM answered no role ARN")
+}
+
+/// The text of the first `<tag>` in one of the node's query-protocol
+/// answers (fixed templates whose text nodes are escaped: no XML parser
+/// needed for one field).
+fn xml_text(xml: &str, tag: &str) -> Option<String> {
+    let open = format!("<{tag}>");
+    let start = xml.find(&open)? + open.len();
+    let end = start + xml[start..].find(&format!("</{tag}>"))?;
+    Some(
+        xml[start..end]
+            .replace("&lt;", "<")
+            .replace("&gt;", ">")
+            .replace("&quot;", "\"")
+            .replace("&apos;", "'")
+            .replace("&amp;", "&"),
+    )
+}
+
 pub fn deploy(c: &Client, mut a: DeployArgs) -> Result<()> {
     let zip = if a.source.is_dir() {
         zip_dir(&a.source)?
@@ -381,7 +437,10 @@ pub fn deploy(c: &Client, mut a: DeployArgs) -> Result<()> {
             "FunctionName": a.name,
             "Runtime": runtime,
             "Handler": handler,
-            "Role": a.role.unwrap_or_else(|| "arn:aws:iam::000000000000:role/hearth".into()),
+            "Role": match a.role {
+                Some(r) => r,
+                None => default_role(c)?,
+            },
             "Code": {"ZipFile": zip_b64},
         });
         if let Some(m) = a.memory {
