@@ -117,6 +117,26 @@ impl GuestRam {
         })
     }
 
+    /// Maps a snapshot file's runs copy-on-write over restored RAM, in
+    /// place (a pooled VM adopting a function layer): their pages read the
+    /// file again, shared through the page cache, whatever the VM held
+    /// there before. KVM's MMU notifier drops its mappings of the replaced
+    /// pages.
+    pub fn overlay(&self, file: &File, runs: &[FileRun]) -> Result<(), MemoryError> {
+        if !self.is_restored() {
+            return Err(MemoryError::Map(std::io::Error::new(
+                std::io::ErrorKind::Unsupported,
+                "only restored RAM takes an overlay",
+            )));
+        }
+        for r in runs {
+            self.map
+                .overlay_private(r.gpa as usize, r.len as usize, file, r.file_offset)
+                .map_err(MemoryError::Map)?;
+        }
+        Ok(())
+    }
+
     /// The bounds-checked view the VMM reads and writes through.
     pub fn memory(&self) -> &GuestMemoryMmap {
         &self.mem

@@ -260,12 +260,24 @@ fn a_base_vm_adopts_a_function_snapshot_in_place() {
     let path = dir.path().join("again.snap");
     vm.snapshot_layer(&path, [0; 32]).unwrap();
     let again = Arc::new(Snapshot::open(&path).unwrap());
+    assert!(vm.copied_pages().unwrap() > 0, "the init copied pages");
     vm.adopt_layer(&again, &s.module).unwrap();
-    for _ in 0..2 {
+    // Adopting leaves no private copy (the layer is mapped from its file,
+    // what the init copied went back to the base): a reset then rewrites
+    // only what an invocation wrote, not the whole layer.
+    assert_eq!(vm.copied_pages().unwrap(), 0);
+    let mut copied = Vec::new();
+    for _ in 0..3 {
         let o = invoke(&runner, &mut vm, b"xxxxxxxx");
         assert_eq!((o.marker.as_slice(), o.count), (&b"initial!"[..], b'1'));
-        vm.reset(ResetMode::Restore).unwrap();
+        copied.push(vm.reset(ResetMode::Restore).unwrap().pages);
     }
+    // What one invocation writes, the same every time (the first may touch
+    // a page or two more).
+    assert!(
+        copied[2] > 0 && copied[2] == copied[1] && copied[0] >= copied[1],
+        "{copied:?}"
+    );
 
     // A layer of another module is refused.
     let mut vm = Vm::restore(&kvm, &s.base, None, None).unwrap();

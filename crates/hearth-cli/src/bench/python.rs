@@ -242,9 +242,13 @@ pub fn run(ctx: &Ctx) -> Result<Section> {
         invoke(&runner, &mut vm, &ev)?;
         vm.reset(ResetMode::Restore)?;
         let mut warm = Vec::new();
+        let mut resets = Vec::new();
+        let mut reset_pages = 0;
         for _ in 0..n_warm {
             warm.push(invoke(&runner, &mut vm, &ev)?);
-            vm.reset(ResetMode::Restore)?;
+            let t0 = monotonic_ns();
+            reset_pages = vm.reset(ResetMode::Restore)?.pages;
+            resets.push(monotonic_ns() - t0);
         }
         let private_kib = vm.copied_pages()? * 4;
         let layer_kib = std::fs::metadata(&layer_path)?.len() / 1024;
@@ -264,6 +268,13 @@ pub fn run(ctx: &Ctx) -> Result<Section> {
                 &format!("{kind}-warm"),
                 &format!("{kind}: warm invocation (reset in place)"),
                 &ns_ms(&warm),
+            ))
+            .scenario(Scenario::from_durations(
+                &format!("{kind}-reset"),
+                &format!(
+                    "{kind}: the reset after a warm invocation (scan, {reset_pages} private pages rewritten)"
+                ),
+                &ns_ms(&resets),
             ))
             .figure(
                 Figure::new(
