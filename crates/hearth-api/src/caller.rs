@@ -99,9 +99,7 @@ pub async fn authenticate(State(state): State<AppState>, req: Request, next: Nex
             account,
             session: Some(session),
         });
-        if query {
-            req.extensions_mut().insert(service);
-        }
+        mark_service(&mut req, query, service);
         return next.run(req).await;
     }
     let key_id = parsed.access_key_id.clone();
@@ -160,9 +158,7 @@ pub async fn authenticate(State(state): State<AppState>, req: Request, next: Nex
         account,
         session: None,
     });
-    if query {
-        req.extensions_mut().insert(service);
-    }
+    mark_service(&mut req, query, service);
     next.run(req).await
 }
 
@@ -211,4 +207,15 @@ async fn session_of(
         .find(|a| a.id == id)
         .ok_or_else(invalid)?;
     Ok((account, session))
+}
+
+/// Tells `/`'s handler which service the request's credential scope
+/// named: a query-protocol request carries [`Service`], a JSON-protocol one
+/// (`X-Amz-Target`) [`query::JsonService`].
+fn mark_service(req: &mut Request, query: bool, service: Service) {
+    if query {
+        req.extensions_mut().insert(service);
+    } else if req.uri().path() == "/" {
+        req.extensions_mut().insert(query::JsonService(service.0));
+    }
 }

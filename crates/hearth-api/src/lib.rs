@@ -19,6 +19,7 @@ pub mod auth;
 pub mod caller;
 pub mod capacity;
 pub mod concurrency;
+pub mod cwlogs;
 pub mod dead_letters;
 pub mod error;
 pub mod event_config;

@@ -32,6 +32,8 @@ pub async fn get_logs(
 ) -> ApiResult<Json<Value>> {
     let fref = resolve(&state, &caller, &name, q.qualifier.as_deref())?;
     let limit = q.limit.unwrap_or(1000).clamp(1, 10_000);
+    // Every line of an invocation that has answered is readable now.
+    state.executor.flush_logs().await;
     let events = state
         .blocking(move |s| {
             let name = fref.name.as_str();

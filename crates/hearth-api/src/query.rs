@@ -45,16 +45,20 @@ pub fn is_query_request(
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Service(pub String);
 
-/// `POST /` and `GET /?Action=…`, signed.
+/// The service the credential scope of a JSON-protocol request to `/`
+/// (`X-Amz-Target`) names (`logs`, `sqs`, …).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JsonService(pub String);
+
+/// `POST /` and `GET /?Action=…`, signed: the query protocol (STS, IAM),
+/// and the JSON protocols by `X-Amz-Target` (CloudWatch Logs).
 pub async fn handle(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     service: Option<Extension<Service>>,
+    json: Option<Extension<JsonService>>,
     req: Request,
 ) -> Response {
-    // Not a query request (a JSON protocol's `X-Amz-Target`, say): no
-    // service behind `/` speaks it yet. The JSON protocols' error shape
-    // (`__type`, which botocore's JSON parser reads, and the header).
     let Some(Extension(service)) = service else {
         let target = req
             .headers()
@@ -62,6 +66,21 @@ pub async fn handle(
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
             .to_owned();
+        if let (Some(Extension(JsonService(svc))), Some(op)) =
+            (json, target.strip_prefix("Logs_20140328."))
+        {
+            if svc == "logs" {
+                let body = axum::body::to_bytes(
+                    req.into_body(),
+                    hearth_types::limits::CONTROL_BODY_MAX_BYTES,
+                )
+                .await
+                .unwrap_or_default();
+                return crate::cwlogs::handle(&state, &caller, op, &body).await;
+            }
+        }
+        // No other JSON protocol is behind `/` yet: its error shape
+        // (`__type`, which botocore's JSON parser reads, and the header).
         let mut resp = (
             StatusCode::BAD_REQUEST,
             axum::Json(serde_json::json!({

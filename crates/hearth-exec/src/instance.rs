@@ -40,6 +40,8 @@ pub struct Instance {
     pub init_duration: Option<Duration>,
     /// What the runtime wrote during init, shown before the first START.
     pub init_output: Vec<u8>,
+    /// Its CloudWatch Logs stream.
+    pub log_stream: String,
     pub origin: Origin,
     /// Its memory limit, counted against the node's budget while it lives.
     pub charge: MemoryCharge,

@@ -885,6 +885,7 @@ impl Executor {
                 control,
                 api,
                 init_output: logs.take().await,
+                log_stream: crate::logs::new_stream_name(&version.version),
                 logs,
                 memory_mb: version.config.memory_size,
                 last_used: Instant::now(),
@@ -1106,6 +1107,7 @@ impl Finished {
             &instance.key.account_id,
             &instance.key.function_name,
             &self.executed_version,
+            &instance.log_stream,
             now_ms(),
             &log,
         );
@@ -1220,9 +1222,16 @@ impl FailedStart {
             init_duration: init,
         };
         let log = frame(&request_id, &v.version, &output, b"", &extra, &report);
-        exec.0
-            .logs
-            .write(&v.account_id, &v.function_name, &v.version, now_ms(), &log);
+        // The sandbox that failed its init is gone: its lines get a
+        // stream of their own, as on Lambda.
+        exec.0.logs.write(
+            &v.account_id,
+            &v.function_name,
+            &v.version,
+            &crate::logs::new_stream_name(&v.version),
+            now_ms(),
+            &log,
+        );
         let _ = input;
         InvokeOutput {
             request_id,

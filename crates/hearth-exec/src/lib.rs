@@ -402,6 +402,12 @@ impl Executor {
         }
     }
 
+    /// Returns once every log line of the invocations answered so far is in
+    /// the log store (readers call it: no read-after-write lag).
+    pub async fn flush_logs(&self) {
+        self.0.logs.flush().await;
+    }
+
     /// Retires a function's sandboxes (after an update or delete): idle ones
     /// are destroyed now, busy ones when their invocation ends.
     pub fn retire_function(&self, account_id: &str, function_name: &str) {

@@ -255,10 +255,33 @@ pub fn tail(log: &str) -> &str {
     &log[start..]
 }
 
+/// What the log writer is sent.
+#[derive(Debug)]
+enum Msg {
+    Event(NewLogEvent),
+    /// Commit everything sent before this now, then answer.
+    Flush(tokio::sync::oneshot::Sender<()>),
+}
+
 /// Batches log events and writes them to the store off the invoke path.
+/// A reader calls [`LogWriter::flush`] first: every line an answered
+/// invocation wrote is then in the store (no read-after-write lag).
 #[derive(Debug, Clone)]
 pub struct LogWriter {
-    tx: mpsc::UnboundedSender<NewLogEvent>,
+    tx: mpsc::UnboundedSender<Msg>,
+}
+
+/// A log stream's name as Lambda makes them: the day it started, the
+/// version, and 32 hex digits (`2026/12/03/[$LATEST]1f0c…`).
+pub fn new_stream_name(version: &str) -> String {
+    let now = time::OffsetDateTime::now_utc();
+    format!(
+        "{:04}/{:02}/{:02}/[{version}]{}",
+        now.year(),
+        u8::from(now.month()),
+        now.day(),
+        uuid::Uuid::new_v4().simple()
+    )
 }
 
 impl LogWriter {
@@ -269,44 +292,79 @@ impl LogWriter {
     }
 
     /// Queues one invocation's log, one event per line, tagged with the
-    /// version that ran (`$LATEST` or a number) for `hearth logs NAME:QUALIFIER`.
+    /// version that ran (`$LATEST` or a number) for `hearth logs NAME:QUALIFIER`
+    /// and the stream of the sandbox or VM that ran it.
     pub fn write(
         &self,
         account_id: &str,
         function_name: &str,
         version: &str,
+        stream: &str,
         timestamp_ms: i64,
         log: &str,
     ) {
         for line in log.lines() {
-            let _ = self.tx.send(NewLogEvent {
+            let _ = self.tx.send(Msg::Event(NewLogEvent {
                 account_id: account_id.to_owned(),
                 function_name: function_name.to_owned(),
                 version: version.to_owned(),
+                stream: stream.to_owned(),
                 timestamp_ms,
                 message: line.to_owned(),
-            });
+            }));
+        }
+    }
+
+    /// Returns once everything written before the call is in the store.
+    pub async fn flush(&self) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if self.tx.send(Msg::Flush(tx)).is_ok() {
+            let _ = rx.await;
         }
     }
 }
 
-async fn write_batches(store: Arc<LogStore>, mut rx: mpsc::UnboundedReceiver<NewLogEvent>) {
-    let mut batch = Vec::new();
-    while rx.recv_many(&mut batch, 4096).await > 0 {
-        // Let a burst of invocations share one transaction.
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        while let Ok(e) = rx.try_recv() {
-            batch.push(e);
+async fn write_batches(store: Arc<LogStore>, mut rx: mpsc::UnboundedReceiver<Msg>) {
+    let mut first = Vec::new();
+    while rx.recv_many(&mut first, 4096).await > 0 {
+        let mut batch = Vec::new();
+        let mut waiting = Vec::new();
+        let take = |m: Msg, batch: &mut Vec<NewLogEvent>, waiting: &mut Vec<_>| match m {
+            Msg::Event(e) => batch.push(e),
+            Msg::Flush(t) => waiting.push(t),
+        };
+        for m in first.drain(..) {
+            take(m, &mut batch, &mut waiting);
+        }
+        // Let a burst of invocations share one transaction, unless a
+        // reader is waiting.
+        let window = tokio::time::sleep(Duration::from_millis(50));
+        tokio::pin!(window);
+        while waiting.is_empty() && batch.len() < 16_384 {
+            tokio::select! {
+                () = &mut window => break,
+                m = rx.recv() => match m {
+                    Some(m) => take(m, &mut batch, &mut waiting),
+                    None => break,
+                },
+            }
+        }
+        while let Ok(m) = rx.try_recv() {
+            take(m, &mut batch, &mut waiting);
             if batch.len() >= 16_384 {
                 break;
             }
         }
-        let store = store.clone();
-        let events = std::mem::take(&mut batch);
-        match tokio::task::spawn_blocking(move || store.append(&events)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::warn!(error = %e, "could not store log events"),
-            Err(e) => tracing::warn!(error = %e, "log writer task failed"),
+        if !batch.is_empty() {
+            let store = store.clone();
+            match tokio::task::spawn_blocking(move || store.append(&batch)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "could not store log events"),
+                Err(e) => tracing::warn!(error = %e, "log writer task failed"),
+            }
+        }
+        for w in waiting {
+            let _ = w.send(());
         }
     }
 }

@@ -859,6 +859,7 @@ impl Executor {
             origin: origin.clone(),
             init_duration: None,
             init_output: Vec::new(),
+            log_stream: String::new(),
             init_cost_ms: 0,
             memory_mb: version.config.memory_size,
             last_used: Instant::now(),
@@ -887,6 +888,7 @@ impl Executor {
     ) -> VmInstance {
         v.key = Some(key.clone());
         v.account = Some(version.account_id.clone());
+        v.log_stream = crate::logs::new_stream_name(&version.version);
         v.generation = self.generation(&version.account_id, &version.function_name);
         v.origin = origin;
         v.init_duration = Some(init);
@@ -994,6 +996,7 @@ impl Executor {
         let timeout = Duration::from_secs(u64::from(version.config.timeout));
         let init_duration = v.init_duration.take();
         let init_output = std::mem::take(&mut v.init_output);
+        let v_stream = v.log_stream.clone();
         let key = v.key.clone();
         if let Some(k) = &key {
             *self
@@ -1140,6 +1143,7 @@ impl Executor {
             &version.account_id,
             &version.function_name,
             &version.version,
+            &v_stream,
             now_ms(),
             &log,
         );
@@ -1353,9 +1357,15 @@ impl Executor {
             init_duration: init,
         };
         let log = frame(id, &v.version, b"", &output, &extra, &report);
-        self.0
-            .logs
-            .write(&v.account_id, &v.function_name, &v.version, now_ms(), &log);
+        // The VM that failed is gone: its lines get a stream of their own.
+        self.0.logs.write(
+            &v.account_id,
+            &v.function_name,
+            &v.version,
+            &crate::logs::new_stream_name(&v.version),
+            now_ms(),
+            &log,
+        );
         InvokeOutput {
             request_id: id.to_owned(),
             executed_version: v.version.clone(),

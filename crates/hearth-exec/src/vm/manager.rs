@@ -307,6 +307,7 @@ impl Executor {
                 origin: Origin::Active,
                 init_duration: None,
                 init_output: Vec::new(),
+                log_stream: String::new(),
                 init_cost_ms: 0,
                 memory_mb: class,
                 last_used: Instant::now(),

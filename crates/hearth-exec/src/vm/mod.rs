@@ -140,6 +140,8 @@ pub(crate) struct VmInstance {
     /// What the function's init wrote to stderr, when this VM ran it: for
     /// its first invocation's log (taken by it).
     pub init_output: Vec<u8>,
+    /// Its CloudWatch Logs stream (named once it serves a version).
+    pub log_stream: String,
     pub init_cost_ms: u64,
     /// The function's MemorySize.
     pub memory_mb: u32,
