@@ -32,6 +32,7 @@ pub mod provisioned;
 pub mod query;
 pub mod request;
 pub mod shapes;
+pub mod sqs;
 pub mod state;
 pub mod sts;
 pub mod tags;
@@ -53,6 +54,8 @@ pub fn app(state: AppState) -> Router {
     let signed = Router::new()
         // The query protocol (STS; other services answer its error shape).
         .route("/", get(query::handle).post(query::handle))
+        // SQS's query protocol, as some SDKs send it: to the queue's URL.
+        .route("/{account}/{queue}", axum::routing::post(query::handle))
         // Lambda control plane.
         .route(
             "/2015-03-31/functions",

@@ -28,7 +28,7 @@ pub fn is_query_request(
     query: Option<&str>,
     headers: &http::HeaderMap,
 ) -> bool {
-    if path != "/" {
+    if path != "/" && !is_queue_path(path) {
         return false;
     }
     let form = headers
@@ -39,6 +39,18 @@ pub fn is_query_request(
         || (method == http::Method::GET
             && query
                 .is_some_and(|q| form_urlencoded::parse(q.as_bytes()).any(|(k, _)| k == "Action")))
+}
+
+/// Whether `path` is an SQS queue URL's (`/<12-digit account>/<name>`),
+/// where some SDKs post the query protocol's actions on that queue.
+pub fn is_queue_path(path: &str) -> bool {
+    let mut segs = path.trim_start_matches('/').split('/');
+    match (segs.next(), segs.next(), segs.next()) {
+        (Some(account), Some(name), None) => {
+            account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit()) && !name.is_empty()
+        }
+        _ => false,
+    }
 }
 
 /// The service the request's credential scope names (`sts`, `iam`, …).
@@ -66,6 +78,20 @@ pub async fn handle(
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
             .to_owned();
+        let host = host_of(req.headers());
+        if let (Some(Extension(JsonService(svc))), Some(op)) =
+            (&json, target.strip_prefix("AmazonSQS."))
+        {
+            if svc == "sqs" {
+                let body = axum::body::to_bytes(
+                    req.into_body(),
+                    hearth_types::limits::CONTROL_BODY_MAX_BYTES,
+                )
+                .await
+                .unwrap_or_default();
+                return crate::sqs::handle_json(&state, &caller, op, &body, &host).await;
+            }
+        }
         if let (Some(Extension(JsonService(svc))), Some(op)) =
             (json, target.strip_prefix("Logs_20140328."))
         {
@@ -95,13 +121,21 @@ pub async fn handle(
         );
         return resp;
     };
+    let host = host_of(req.headers());
     let (parts, body) = req.into_parts();
     let form = match axum::body::to_bytes(body, hearth_types::limits::CONTROL_BODY_MAX_BYTES).await
     {
         Ok(b) if parts.method == http::Method::POST => b.to_vec(),
         _ => parts.uri.query().unwrap_or("").as_bytes().to_vec(),
     };
-    let params: Vec<(String, String)> = form_urlencoded::parse(&form).into_owned().collect();
+    let mut params: Vec<(String, String)> = form_urlencoded::parse(&form).into_owned().collect();
+    // An action posted to a queue's URL acts on that queue.
+    if is_queue_path(parts.uri.path()) && !params.iter().any(|(k, _)| k == "QueueUrl") {
+        params.push((
+            "QueueUrl".to_owned(),
+            format!("http://{host}{}", parts.uri.path()),
+        ));
+    }
     let param = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
     let Some(action) = param("Action") else {
         return error(
@@ -125,6 +159,7 @@ pub async fn handle(
         }
         ("sts", "AssumeRole") => crate::sts::assume_role(&state, &caller, &params, &service).await,
         ("iam", action) => crate::iam::handle(&state, caller, action, &params).await,
+        ("sqs", action) => crate::sqs::handle_query(&state, &caller, action, &params, &host).await,
         ("sts", other) => error(
             StatusCode::BAD_REQUEST,
             "InvalidAction",
@@ -169,6 +204,15 @@ fn get_caller_identity(caller: &Caller) -> Response {
     )
 }
 
+/// The `Host` the client addressed (queue URLs are on it).
+fn host_of(headers: &http::HeaderMap) -> String {
+    headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("localhost")
+        .to_owned()
+}
+
 /// A query-protocol error: `Sender` for 4xx, `Receiver` for 5xx.
 pub fn error(status: StatusCode, code: &str, message: &str, service: &Service) -> Response {
     let kind = if status.is_server_error() {
@@ -179,6 +223,7 @@ pub fn error(status: StatusCode, code: &str, message: &str, service: &Service) -
     let xmlns = match service.0.as_str() {
         "sts" => format!(" xmlns=\"{STS_XMLNS}\""),
         "iam" => format!(" xmlns=\"{}\"", crate::iam::IAM_XMLNS),
+        "sqs" => format!(" xmlns=\"{}\"", crate::sqs::SQS_XMLNS),
         _ => String::new(),
     };
     xml(

@@ -91,6 +91,11 @@ pub struct Shared {
     pub logs: Arc<LogStore>,
     /// Usage totals per account and function.
     pub usage: Arc<hearth_store::UsageStore>,
+    /// SQS queues and their messages.
+    pub sqs: Arc<hearth_store::SqsStore>,
+    /// Woken by every SQS send, so long polls answer as soon as a message
+    /// arrives.
+    pub sqs_sent: tokio::sync::Notify,
     /// Keys code-download URLs (`GetFunction`'s `Code.Location`).
     pub url_key: [u8; 32],
     activation: mpsc::UnboundedSender<Activation>,
@@ -103,6 +108,7 @@ pub struct Services {
     pub events: Events,
     pub logs: Arc<LogStore>,
     pub usage: Arc<hearth_store::UsageStore>,
+    pub sqs: Arc<hearth_store::SqsStore>,
 }
 
 /// The state handlers receive.
@@ -143,6 +149,7 @@ impl AppState {
             events,
             logs,
             usage,
+            sqs,
         } = services;
         let (tx, rx) = mpsc::unbounded_channel();
         let state = Self(Arc::new(Shared {
@@ -157,6 +164,8 @@ impl AppState {
             events,
             logs,
             usage,
+            sqs,
+            sqs_sent: tokio::sync::Notify::new(),
             url_key: rand::random(),
             activation: tx,
         }));

@@ -128,6 +128,7 @@ async fn node_with(settings: ApiSettings) -> Node {
             events,
             logs,
             usage,
+            sqs: Arc::new(hearth_store::SqsStore::open_in_memory().unwrap()),
         },
     )
     .unwrap();

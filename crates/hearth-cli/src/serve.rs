@@ -528,6 +528,10 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         hearth_store::UsageStore::open(&data_dir.join("usage.sqlite"))
             .context("cannot open the usage store")?,
     );
+    let sqs = Arc::new(
+        hearth_store::SqsStore::open(&data_dir.join("sqs.sqlite"))
+            .context("cannot open the SQS store")?,
+    );
     let executor = Executor::start(
         backend,
         hearth_exec::ExecStores {
@@ -569,6 +573,7 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
             events,
             logs,
             usage,
+            sqs,
         },
     )
     .map_err(|e| anyhow::anyhow!("cannot start: {}", e.0))?;

@@ -15,6 +15,9 @@
 //!   retries and dead letters. [`SqliteEventQueue`] keeps them in a file of
 //!   their own, group-committing acceptances.
 //!
+//! - [`SqsStore`]: SQS standard queues and their messages, in a file of
+//!   their own written with `synchronous=FULL`.
+//!
 //! Every operation that checks a precondition (a `RevisionId`, an existing
 //! name, a published version) does it inside the same transaction that
 //! writes, so concurrent requests cannot interleave between check and write.
@@ -25,6 +28,7 @@ pub mod iam;
 pub mod logs;
 pub mod registry;
 pub mod sqlite;
+pub mod sqs;
 pub mod usage;
 
 pub use code::{CodeError, CodeStore, StagedCode};
@@ -35,4 +39,5 @@ pub use registry::{
     AliasSpec, ConfigPatch, NewFunction, Page, Registry, StoreError, VersionSelector,
 };
 pub use sqlite::SqliteRegistry;
+pub use sqs::{SqsError, SqsStore};
 pub use usage::{UsageDelta, UsageQuery, UsageStore, UsageTotals};

@@ -1,0 +1,546 @@
+//! SQS standard queues per account, in their own SQLite file beside the
+//! registry.
+//!
+//! Unlike the log store, this file runs with `synchronous=FULL`: a message
+//! whose `SendMessage` was acknowledged is on disk, and survives a crash or
+//! `kill -9`. Every operation is one transaction.
+//!
+//! A message is *visible* when its `visible_ms` has passed; receiving it
+//! moves `visible_ms` forward by the visibility timeout, counts the receive
+//! and gives it a fresh receipt token. Delayed messages are those never
+//! received whose `visible_ms` lies ahead. Messages past their queue's
+//! retention period are dropped, never delivered.
+
+use parking_lot::Mutex;
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use std::path::Path;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SqsError {
+    #[error("The specified queue does not exist.")]
+    NoQueue,
+    #[error("A queue already exists with the same name and different attributes.")]
+    QueueExists,
+    #[error("The message referred to is not in flight.")]
+    NotInflight,
+    #[error("the SQS store failed: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("the SQS store holds unreadable data: {0}")]
+    Corrupt(#[from] serde_json::Error),
+}
+
+pub type Result<T> = std::result::Result<T, SqsError>;
+
+/// A queue's settable attributes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueSettings {
+    pub visibility_timeout_s: u32,
+    pub retention_s: u32,
+    pub delay_s: u32,
+    pub receive_wait_s: u32,
+    pub max_message_bytes: u32,
+}
+
+impl Default for QueueSettings {
+    /// SQS's defaults.
+    fn default() -> Self {
+        Self {
+            visibility_timeout_s: 30,
+            retention_s: 345_600,
+            delay_s: 0,
+            receive_wait_s: 0,
+            max_message_bytes: 262_144,
+        }
+    }
+}
+
+/// A queue and its timestamps (seconds).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueInfo {
+    pub name: String,
+    pub settings: QueueSettings,
+    pub created_s: i64,
+    pub modified_s: i64,
+}
+
+/// How many messages a queue holds, by state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueCounts {
+    pub visible: i64,
+    pub in_flight: i64,
+    pub delayed: i64,
+}
+
+/// One user message attribute: its data type (`String`, `Number`,
+/// `Binary`, or one with a custom suffix) and value.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct MessageAttribute {
+    pub name: String,
+    pub data_type: String,
+    pub string_value: Option<String>,
+    /// Binary values, as given (bytes).
+    pub binary_value: Option<Vec<u8>>,
+}
+
+/// A message to enqueue.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    pub id: String,
+    pub body: String,
+    pub md5_of_body: String,
+    pub md5_of_attributes: Option<String>,
+    pub attributes: Vec<MessageAttribute>,
+    /// `None`: the queue's own delay.
+    pub delay_s: Option<u32>,
+}
+
+/// A message as one receive hands it out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Received {
+    pub id: String,
+    /// The token of this receive (part of the receipt handle).
+    pub token: String,
+    pub body: String,
+    pub md5_of_body: String,
+    pub md5_of_attributes: Option<String>,
+    pub attributes: Vec<MessageAttribute>,
+    pub sent_ms: i64,
+    pub first_receive_ms: i64,
+    pub receive_count: i64,
+}
+
+#[derive(Debug)]
+pub struct SqsStore {
+    db: Mutex<Connection>,
+}
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS queues (
+    account_id    TEXT NOT NULL,
+    name          TEXT NOT NULL,
+    visibility_s  INTEGER NOT NULL,
+    retention_s   INTEGER NOT NULL,
+    delay_s       INTEGER NOT NULL,
+    wait_s        INTEGER NOT NULL,
+    max_bytes     INTEGER NOT NULL,
+    created_s     INTEGER NOT NULL,
+    modified_s    INTEGER NOT NULL,
+    PRIMARY KEY (account_id, name)
+) STRICT;
+CREATE TABLE IF NOT EXISTS messages (
+    seq              INTEGER PRIMARY KEY AUTOINCREMENT,
+    account_id       TEXT NOT NULL,
+    queue            TEXT NOT NULL,
+    id               TEXT NOT NULL,
+    body             TEXT NOT NULL,
+    md5_body         TEXT NOT NULL,
+    md5_attrs        TEXT,
+    attrs            TEXT NOT NULL,
+    sent_ms          INTEGER NOT NULL,
+    expires_ms       INTEGER NOT NULL,
+    visible_ms       INTEGER NOT NULL,
+    receive_count    INTEGER NOT NULL DEFAULT 0,
+    first_receive_ms INTEGER NOT NULL DEFAULT 0,
+    token            TEXT NOT NULL DEFAULT ''
+) STRICT;
+CREATE INDEX IF NOT EXISTS messages_by_queue ON messages (account_id, queue, visible_ms, seq);
+CREATE UNIQUE INDEX IF NOT EXISTS messages_by_id ON messages (account_id, queue, id);
+"#;
+
+fn settings_of(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<QueueSettings> {
+    Ok(QueueSettings {
+        visibility_timeout_s: r.get(at)?,
+        retention_s: r.get(at + 1)?,
+        delay_s: r.get(at + 2)?,
+        receive_wait_s: r.get(at + 3)?,
+        max_message_bytes: r.get(at + 4)?,
+    })
+}
+
+impl SqsStore {
+    /// Opens (creating) the queue file.
+    pub fn open(path: &Path) -> Result<Self> {
+        Self::init(Connection::open(path)?)
+    }
+
+    pub fn open_in_memory() -> Result<Self> {
+        Self::init(Connection::open_in_memory()?)
+    }
+
+    fn init(conn: Connection) -> Result<Self> {
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        let _: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
+        // An acknowledged send must survive a crash.
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(Self {
+            db: Mutex::new(conn),
+        })
+    }
+
+    /// Creates a queue; an existing one with the same settings is answered
+    /// as created (SQS's idempotence), with others [`SqsError::QueueExists`].
+    pub fn create_queue(
+        &self,
+        account: &str,
+        name: &str,
+        settings: QueueSettings,
+        now_s: i64,
+    ) -> Result<()> {
+        let mut db = self.db.lock();
+        let tx = db.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let existing = tx
+            .query_row(
+                "SELECT visibility_s, retention_s, delay_s, wait_s, max_bytes FROM queues WHERE account_id = ?1 AND name = ?2",
+                params![account, name],
+                |r| settings_of(r, 0),
+            )
+            .optional()?;
+        match existing {
+            Some(s) if s == settings => return Ok(()),
+            Some(_) => return Err(SqsError::QueueExists),
+            None => {}
+        }
+        tx.execute(
+            "INSERT INTO queues VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)",
+            params![
+                account,
+                name,
+                settings.visibility_timeout_s,
+                settings.retention_s,
+                settings.delay_s,
+                settings.receive_wait_s,
+                settings.max_message_bytes,
+                now_s
+            ],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn queue(&self, account: &str, name: &str) -> Result<QueueInfo> {
+        let db = self.db.lock();
+        Self::queue_in(&db, account, name)
+    }
+
+    fn queue_in(db: &Connection, account: &str, name: &str) -> Result<QueueInfo> {
+        db.query_row(
+            "SELECT name, visibility_s, retention_s, delay_s, wait_s, max_bytes, created_s, modified_s FROM queues WHERE account_id = ?1 AND name = ?2",
+            params![account, name],
+            |r| {
+                Ok(QueueInfo {
+                    name: r.get(0)?,
+                    settings: settings_of(r, 1)?,
+                    created_s: r.get(6)?,
+                    modified_s: r.get(7)?,
+                })
+            },
+        )
+        .optional()?
+        .ok_or(SqsError::NoQueue)
+    }
+
+    /// The account's queue names starting with `prefix`, in name order,
+    /// after `after` (paging), at most `limit`.
+    pub fn list_queues(
+        &self,
+        account: &str,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>> {
+        let db = self.db.lock();
+        let mut st = db.prepare_cached(
+            "SELECT name FROM queues WHERE account_id = ?1 AND substr(name, 1, length(?2)) = ?2 AND name > ?3 ORDER BY name LIMIT ?4",
+        )?;
+        let rows = st.query_map(
+            params![
+                account,
+                prefix,
+                after.unwrap_or(""),
+                i64::try_from(limit).unwrap_or(i64::MAX)
+            ],
+            |r| r.get(0),
+        )?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Deletes a queue and its messages.
+    pub fn delete_queue(&self, account: &str, name: &str) -> Result<()> {
+        let mut db = self.db.lock();
+        let tx = db.transaction()?;
+        if tx.execute(
+            "DELETE FROM queues WHERE account_id = ?1 AND name = ?2",
+            params![account, name],
+        )? == 0
+        {
+            return Err(SqsError::NoQueue);
+        }
+        tx.execute(
+            "DELETE FROM messages WHERE account_id = ?1 AND queue = ?2",
+            params![account, name],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Deletes every message of a queue.
+    pub fn purge(&self, account: &str, name: &str) -> Result<()> {
+        let mut db = self.db.lock();
+        let tx = db.transaction()?;
+        Self::queue_in(&tx, account, name)?;
+        tx.execute(
+            "DELETE FROM messages WHERE account_id = ?1 AND queue = ?2",
+            params![account, name],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// How many unexpired messages the queue holds, by state.
+    pub fn counts(&self, account: &str, name: &str, now_ms: i64) -> Result<QueueCounts> {
+        let db = self.db.lock();
+        Self::queue_in(&db, account, name)?;
+        Ok(db.query_row(
+            "SELECT
+               COALESCE(SUM(visible_ms <= ?3), 0),
+               COALESCE(SUM(visible_ms > ?3 AND receive_count > 0), 0),
+               COALESCE(SUM(visible_ms > ?3 AND receive_count = 0), 0)
+             FROM messages WHERE account_id = ?1 AND queue = ?2 AND expires_ms > ?3",
+            params![account, name, now_ms],
+            |r| {
+                Ok(QueueCounts {
+                    visible: r.get(0)?,
+                    in_flight: r.get(1)?,
+                    delayed: r.get(2)?,
+                })
+            },
+        )?)
+    }
+
+    /// Enqueues messages in one transaction, on disk when this returns.
+    pub fn send(&self, account: &str, name: &str, msgs: &[NewMessage], now_ms: i64) -> Result<()> {
+        let mut db = self.db.lock();
+        let tx = db.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let q = Self::queue_in(&tx, account, name)?;
+        {
+            let mut ins = tx.prepare_cached(
+                "INSERT INTO messages (account_id, queue, id, body, md5_body, md5_attrs, attrs, sent_ms, expires_ms, visible_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            )?;
+            for m in msgs {
+                let delay = i64::from(m.delay_s.unwrap_or(q.settings.delay_s));
+                ins.execute(params![
+                    account,
+                    name,
+                    m.id,
+                    m.body,
+                    m.md5_of_body,
+                    m.md5_of_attributes,
+                    serde_json::to_string(&m.attributes)?,
+                    now_ms,
+                    now_ms + i64::from(q.settings.retention_s) * 1000,
+                    now_ms + delay * 1000,
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Takes up to `max` visible messages, oldest first, and hides each for
+    /// `visibility_s` (the queue's timeout when `None`). Drops the queue's
+    /// expired messages on the way.
+    pub fn receive(
+        &self,
+        account: &str,
+        name: &str,
+        max: usize,
+        visibility_s: Option<u32>,
+        now_ms: i64,
+    ) -> Result<Vec<Received>> {
+        let mut db = self.db.lock();
+        let tx = db.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let q = Self::queue_in(&tx, account, name)?;
+        tx.execute(
+            "DELETE FROM messages WHERE account_id = ?1 AND queue = ?2 AND expires_ms <= ?3",
+            params![account, name, now_ms],
+        )?;
+        let hide = i64::from(visibility_s.unwrap_or(q.settings.visibility_timeout_s)) * 1000;
+        let mut out = Vec::new();
+        {
+            let mut pick = tx.prepare_cached(
+                "SELECT seq, id, body, md5_body, md5_attrs, attrs, sent_ms, first_receive_ms, receive_count
+                 FROM messages WHERE account_id = ?1 AND queue = ?2 AND visible_ms <= ?3
+                 ORDER BY seq LIMIT ?4",
+            )?;
+            let rows = pick.query_map(
+                params![
+                    account,
+                    name,
+                    now_ms,
+                    i64::try_from(max).unwrap_or(i64::MAX)
+                ],
+                |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, String>(3)?,
+                        r.get::<_, Option<String>>(4)?,
+                        r.get::<_, String>(5)?,
+                        r.get::<_, i64>(6)?,
+                        r.get::<_, i64>(7)?,
+                        r.get::<_, i64>(8)?,
+                    ))
+                },
+            )?;
+            let picked = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+            let mut update = tx.prepare_cached(
+                "UPDATE messages SET visible_ms = ?2, receive_count = ?3, first_receive_ms = ?4, token = ?5 WHERE seq = ?1",
+            )?;
+            for (seq, id, body, md5_body, md5_attrs, attrs, sent_ms, first, count) in picked {
+                let token = uuid::Uuid::new_v4().simple().to_string();
+                let first = if count == 0 { now_ms } else { first };
+                update.execute(params![seq, now_ms + hide, count + 1, first, token])?;
+                out.push(Received {
+                    id,
+                    token,
+                    body,
+                    md5_of_body: md5_body,
+                    md5_of_attributes: md5_attrs,
+                    attributes: serde_json::from_str(&attrs)?,
+                    sent_ms,
+                    first_receive_ms: first,
+                    receive_count: count + 1,
+                });
+            }
+        }
+        tx.commit()?;
+        Ok(out)
+    }
+
+    /// Deletes a message by id (a receipt handle's). A message already
+    /// gone is no error, as in SQS.
+    pub fn delete_message(&self, account: &str, name: &str, id: &str) -> Result<()> {
+        let mut db = self.db.lock();
+        let tx = db.transaction()?;
+        Self::queue_in(&tx, account, name)?;
+        tx.execute(
+            "DELETE FROM messages WHERE account_id = ?1 AND queue = ?2 AND id = ?3",
+            params![account, name, id],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Sets an in-flight message's visibility timeout to `timeout_s` from
+    /// now; [`SqsError::NotInflight`] if it is not in flight under `token`.
+    pub fn change_visibility(
+        &self,
+        account: &str,
+        name: &str,
+        id: &str,
+        token: &str,
+        timeout_s: u32,
+        now_ms: i64,
+    ) -> Result<()> {
+        let mut db = self.db.lock();
+        let tx = db.transaction()?;
+        Self::queue_in(&tx, account, name)?;
+        let n = tx.execute(
+            "UPDATE messages SET visible_ms = ?5 WHERE account_id = ?1 AND queue = ?2 AND id = ?3
+               AND token = ?4 AND receive_count > 0 AND visible_ms > ?6 AND expires_ms > ?6",
+            params![
+                account,
+                name,
+                id,
+                token,
+                now_ms + i64::from(timeout_s) * 1000,
+                now_ms
+            ],
+        )?;
+        if n == 0 {
+            return Err(SqsError::NotInflight);
+        }
+        tx.commit()?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(id: &str, body: &str) -> NewMessage {
+        NewMessage {
+            id: id.to_owned(),
+            body: body.to_owned(),
+            md5_of_body: String::new(),
+            md5_of_attributes: None,
+            attributes: Vec::new(),
+            delay_s: None,
+        }
+    }
+
+    #[test]
+    fn create_is_idempotent_only_with_the_same_settings() {
+        let s = SqsStore::open_in_memory().unwrap();
+        s.create_queue("a", "q", QueueSettings::default(), 1)
+            .unwrap();
+        s.create_queue("a", "q", QueueSettings::default(), 2)
+            .unwrap();
+        let other = QueueSettings {
+            delay_s: 5,
+            ..QueueSettings::default()
+        };
+        assert!(matches!(
+            s.create_queue("a", "q", other, 3),
+            Err(SqsError::QueueExists)
+        ));
+        assert!(matches!(s.queue("b", "q"), Err(SqsError::NoQueue)));
+        assert_eq!(s.list_queues("a", "", None, 10).unwrap(), vec!["q"]);
+    }
+
+    #[test]
+    fn visibility_and_redelivery() {
+        let s = SqsStore::open_in_memory().unwrap();
+        s.create_queue("a", "q", QueueSettings::default(), 0)
+            .unwrap();
+        s.send("a", "q", &[msg("m1", "x"), msg("m2", "y")], 1000)
+            .unwrap();
+        let got = s.receive("a", "q", 1, Some(10), 1000).unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].id, "m1");
+        let c = s.counts("a", "q", 1000).unwrap();
+        assert_eq!((c.visible, c.in_flight), (1, 1));
+        // Hidden until its timeout passes, then back with a second count.
+        let again = s.receive("a", "q", 10, Some(10), 2000).unwrap();
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].id, "m2");
+        let later = s.receive("a", "q", 10, None, 11_000).unwrap();
+        assert_eq!(later[0].id, "m1");
+        assert_eq!(later[0].receive_count, 2);
+        assert!(matches!(
+            s.change_visibility("a", "q", "m1", &got[0].token, 5, 11_000),
+            Err(SqsError::NotInflight)
+        ));
+        s.change_visibility("a", "q", "m1", &later[0].token, 0, 11_000)
+            .unwrap();
+        s.delete_message("a", "q", "m1").unwrap();
+        s.delete_message("a", "q", "m2").unwrap();
+        assert_eq!(s.counts("a", "q", 100_000).unwrap(), QueueCounts::default());
+    }
+
+    #[test]
+    fn expired_messages_are_never_delivered() {
+        let s = SqsStore::open_in_memory().unwrap();
+        let short = QueueSettings {
+            retention_s: 60,
+            ..QueueSettings::default()
+        };
+        s.create_queue("a", "q", short, 0).unwrap();
+        s.send("a", "q", &[msg("m1", "x")], 0).unwrap();
+        assert!(s.receive("a", "q", 10, None, 60_000).unwrap().is_empty());
+    }
+}
