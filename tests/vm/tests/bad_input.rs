@@ -217,8 +217,8 @@ fn corrupt_or_truncated_snapshots_are_never_mapped() {
 
 fn run_raw(user: &[u8], handler: &[u8]) -> Result<(), GuestError> {
     let kvm = kvm().expect("checked by the caller");
-    let runner = Runner::for_this_thread().unwrap();
-    let mut vm = Vm::boot(&kvm, &raw_image(user, handler), 64).unwrap();
+    let runner = Runner::for_this_thread().expect("the thread runner starts");
+    let mut vm = Vm::boot(&kvm, &raw_image(user, handler), 64).expect("the raw image boots");
     let r = runner.boot(&mut vm, secs(5), &mut RunStats::default());
     drop(vm);
     still_healthy(&kvm, &runner);
@@ -297,11 +297,16 @@ fn triple_fault_in_ring_0() {
 /// that the real kernel's ring-0 handler has to report what `code` does.
 fn patched_entry(code: &[u8]) -> Result<(), GuestError> {
     let kvm = kvm().expect("checked by the caller");
-    let runner = Runner::for_this_thread().unwrap();
+    let runner = Runner::for_this_thread().expect("the thread runner starts");
     let elf = hearth_guest_image::ELF;
-    let entry = u64::from_le_bytes(elf[0x18..0x20].try_into().unwrap());
-    let mut vm = Vm::boot(&kvm, &image(), 64).unwrap();
-    vm.write_guest(entry, code).unwrap();
+    let entry = u64::from_le_bytes(
+        elf[0x18..0x20]
+            .try_into()
+            .expect("the ELF header has an entry point"),
+    );
+    let mut vm = Vm::boot(&kvm, &image(), 64).expect("the image boots");
+    vm.write_guest(entry, code)
+        .expect("the code fits in guest memory");
     let r = runner.boot(&mut vm, secs(5), &mut RunStats::default());
     drop(vm);
     still_healthy(&kvm, &runner);

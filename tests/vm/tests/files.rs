@@ -63,23 +63,25 @@ const FILES_WAT: &str = r#"(module
 fn image(files: &[(&str, &[u8])]) -> ModuleFile {
     let mut b = ImageBuilder::new();
     for (p, d) in files {
-        b.file_bytes(p, 0o644, d.to_vec()).unwrap();
+        b.file_bytes(p, 0o644, d.to_vec())
+            .expect("the file image takes the file");
     }
     let mut out = Vec::new();
-    b.write(&mut out).unwrap();
+    b.write(&mut out).expect("the file image is written");
     module(&out)
 }
 
 fn config_with(mounts: &[(&str, &ModuleFile)]) -> Vec<u8> {
-    let placed = place_files(&mounts.iter().map(|(_, f)| f.len).collect::<Vec<_>>()).unwrap();
+    let placed = place_files(&mounts.iter().map(|(_, f)| f.len).collect::<Vec<_>>())
+        .expect("the files fit in the window");
     let table: Vec<hearth_guest_abi::config::Mount<'_>> = mounts
         .iter()
         .zip(placed)
         .map(|((path, _), (gpa, len))| hearth_guest_abi::config::Mount { path, gpa, len })
         .collect();
     let mut buf = vec![0u8; 4096];
-    let n =
-        hearth_guest_abi::config::encode_with_mounts(&["fn.wasm"], &[], &table, &mut buf).unwrap();
+    let n = hearth_guest_abi::config::encode_with_mounts(&["fn.wasm"], &[], &table, &mut buf)
+        .expect("the config encodes");
     buf.truncate(n);
     buf
 }

@@ -23,18 +23,19 @@ fn host(dir: &std::path::Path, prewarm: Prewarm) -> VmHost {
         GuestImage::new(hearth_guest_image::ELF),
         hearth_guest_image::ENGINE,
     )
-    .unwrap()
+    .expect("the VM host starts")
 }
 
 fn spec(dir: &std::path::Path, code: &str, wat_src: &str) -> FunctionSpec {
     let code_dir = dir.join("code").join(code);
-    std::fs::create_dir_all(&code_dir).unwrap();
+    std::fs::create_dir_all(&code_dir).expect("the code dir is made");
     let module_path = code_dir.join("function.wasm");
-    std::fs::write(&module_path, wat(wat_src)).unwrap();
+    std::fs::write(&module_path, wat(wat_src)).expect("the module is written");
     FunctionSpec {
         code_sha256_hex: code.to_owned(),
         module_path,
-        config: config_blob(&["function.wasm"], &[("AWS_LAMBDA_FUNCTION_NAME", "f")]).unwrap(),
+        config: config_blob(&["function.wasm"], &[("AWS_LAMBDA_FUNCTION_NAME", "f")])
+            .expect("the config encodes"),
         files: Vec::new(),
         error_exit: None,
         init_timeout: Duration::from_secs(10),
@@ -52,7 +53,7 @@ fn on_vm_thread<R: Send + 'static>(
         .submit(move |r| {
             let _ = tx.send(f(&h, r));
         })
-        .unwrap();
+        .expect("the VM thread takes the job");
     rx.recv_timeout(Duration::from_secs(60))
         .expect("the VM thread answers")
 }

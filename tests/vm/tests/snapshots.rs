@@ -51,7 +51,7 @@ fn invoke(runner: &Runner, vm: &mut Vm, event: &[u8]) -> Out {
 }
 
 fn file_digest(p: &std::path::Path) -> [u8; 32] {
-    sha256(&std::fs::read(p).unwrap())
+    sha256(&std::fs::read(p).expect("the snapshot file is readable"))
 }
 
 #[test]
