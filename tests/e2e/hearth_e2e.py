@@ -557,6 +557,7 @@ class HearthServer:
         self.data_dir = Path(data_dir)
         self.log_path = Path(log_path)
         self.port = port or free_port()
+        self.url_port = free_port()  # the Function URL listener's
         self.proc: subprocess.Popen | None = None
         self._log = None
         # The server's own cgroup (one per server, kept across restarts): see ServerCgroup.
@@ -565,6 +566,11 @@ class HearthServer:
     @property
     def endpoint(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def url_endpoint(self) -> str:
+        """Where this server serves Function URLs."""
+        return f"http://127.0.0.1:{self.url_port}"
 
     @property
     def pid(self) -> int:
@@ -582,9 +588,11 @@ class HearthServer:
         env["NO_COLOR"] = "1"
         args = [str(hearth_bin()), "serve"]
         if self.via_env:
-            env.update(HEARTH_LISTEN=f"127.0.0.1:{self.port}", HEARTH_DATA_DIR=str(self.data_dir))
+            env.update(HEARTH_LISTEN=f"127.0.0.1:{self.port}", HEARTH_DATA_DIR=str(self.data_dir),
+                       HEARTH_FUNCTION_URLS_LISTEN=f"127.0.0.1:{self.url_port}")
         else:
-            args += ["--listen", f"127.0.0.1:{self.port}", "--data-dir", str(self.data_dir)]
+            args += ["--listen", f"127.0.0.1:{self.port}", "--data-dir", str(self.data_dir),
+                     "--function-urls-listen", f"127.0.0.1:{self.url_port}"]
         if self.config is not None:
             args += ["--config", str(self.config)]
         # Each server runs in a cgroup of its own, as a daemon does under its
@@ -659,6 +667,12 @@ class HearthServer:
                 s.bind(("127.0.0.1", self.port))
         except OSError:
             self.port = free_port()
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                s.bind(("127.0.0.1", self.url_port))
+        except OSError:
+            self.url_port = free_port()
         return self.start(timeout)
 
     def _close_log(self) -> None:

@@ -164,6 +164,12 @@ def test_managed_policies_attach_detach_and_delete(iam, fresh_account):
     assert (policy["DefaultVersionId"], policy["AttachmentCount"], policy["PermissionsBoundaryUsageCount"],
             policy["IsAttachable"], policy["Description"]) == ("v1", 0, 0, True, "log writing")
     assert isinstance(policy["CreateDate"], datetime.datetime) and policy["UpdateDate"] == policy["CreateDate"]
+    # The one version, as Terraform reads it after GetPolicy.
+    version = iam.get_policy_version(PolicyArn=arn, VersionId="v1")["PolicyVersion"]
+    assert (version["VersionId"], version["IsDefaultVersion"], version["Document"]) == ("v1", True, LOGS_POLICY)
+    assert [v["VersionId"] for v in iam.list_policy_versions(PolicyArn=arn)["Versions"]] == ["v1"]
+    code, status, _ = client_error(iam.get_policy_version, PolicyArn=arn, VersionId="v2")
+    assert (code, status) == ("NoSuchEntity", 404)
 
     iam.attach_role_policy(RoleName="fn-role", PolicyArn=arn)
     iam.attach_role_policy(RoleName="FN-ROLE", PolicyArn=arn)  # again: a no-op, as in IAM

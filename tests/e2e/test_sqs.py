@@ -332,3 +332,45 @@ def test_acknowledged_messages_survive_kill_9(start_server):
             got.add(m["Body"])
             client.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
     assert got == bodies
+
+
+def test_set_queue_attributes(sqs):
+    url = sqs.create_queue(QueueName=qname())["QueueUrl"]
+    sqs.set_queue_attributes(QueueUrl=url, Attributes={"VisibilityTimeout": "7", "DelaySeconds": "2"})
+    got = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    assert (got["VisibilityTimeout"], got["DelaySeconds"], got["MaximumMessageSize"]) == ("7", "2", "262144")
+    for bad in ({"VisibilityTimeout": "50000"}, {"Nope": "1"}, {"FifoQueue": "true"}):
+        with pytest.raises(ClientError) as e:
+            sqs.set_queue_attributes(QueueUrl=url, Attributes=bad)
+        assert error_code(e.value) in ("InvalidAttributeValue", "InvalidAttributeName")
+    # Nothing of the refused calls was stored.
+    assert sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["VisibilityTimeout"])["Attributes"] == {
+        "VisibilityTimeout": "7"}
+    with pytest.raises(sqs.exceptions.QueueDoesNotExist):
+        sqs.set_queue_attributes(QueueUrl=url + "-gone", Attributes={"DelaySeconds": "1"})
+
+
+def test_redrive_policy_moves_messages_to_the_dead_letter_queue(sqs):
+    dlq_url = sqs.create_queue(QueueName=qname("dlq"))["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    policy = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "2"})
+    url = sqs.create_queue(QueueName=qname("src"), Attributes={"RedrivePolicy": policy})["QueueUrl"]
+    got = json.loads(sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["RedrivePolicy"])["Attributes"]["RedrivePolicy"])
+    assert got == {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 2}
+    sent = sqs.send_message(QueueUrl=url, MessageBody="poison")["MessageId"]
+    for _ in range(2):
+        (m,) = sqs.receive_message(QueueUrl=url, VisibilityTimeout=0, WaitTimeSeconds=1)["Messages"]
+        assert m["MessageId"] == sent
+    # Received twice, never deleted: the next receive moves it.
+    assert "Messages" not in sqs.receive_message(QueueUrl=url, WaitTimeSeconds=1)
+    (moved,) = sqs.receive_message(QueueUrl=dlq_url, WaitTimeSeconds=1, AttributeNames=["All"])["Messages"]
+    assert (moved["MessageId"], moved["Body"], moved["Attributes"]["ApproximateReceiveCount"]) == (sent, "poison", "1")
+    # A target that does not exist, another account's, or a bad count is refused.
+    for bad in ({"deadLetterTargetArn": dlq_arn + "-gone", "maxReceiveCount": 1},
+                {"deadLetterTargetArn": dlq_arn.replace(dlq_arn.split(":")[4], "999999999999"), "maxReceiveCount": 1},
+                {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 0}):
+        with pytest.raises(ClientError) as e:
+            sqs.set_queue_attributes(QueueUrl=url, Attributes={"RedrivePolicy": json.dumps(bad)})
+        assert error_code(e.value) == "InvalidAttributeValue"
+    sqs.set_queue_attributes(QueueUrl=url, Attributes={"RedrivePolicy": ""})
+    assert "RedrivePolicy" not in sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]

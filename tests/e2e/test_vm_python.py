@@ -351,6 +351,43 @@ def test_the_isolation_tag_moves_a_python_function(proc_srv):
     assert inv.json() == "linux" and not inv.placement.startswith("vm-"), inv.describe()
 
 
+def test_layers_are_merged_at_opt_in_a_microvm(proc_srv):
+    """A function tagged hearth:isolation=microvm imports from its layers'
+    python/ directories (merged in order at /opt, read-only), and a changed
+    layer list never reuses the snapshot taken with the old one."""
+    lam = proc_srv.client()
+
+    def layer(files: dict) -> str:
+        name = unique_name("vmlayer")
+        zip_bytes = make_zip({**files, "n.txt": unique_name("n")})
+        return lam.publish_layer_version(LayerName=name, Content={"ZipFile": zip_bytes})["LayerVersionArn"]
+
+    a = layer({"python/vm_layer_mod.py": "WHO = 'a'\n", "python/only_a.py": "X = 1\n"})
+    b = layer({"python/vm_layer_mod.py": "WHO = 'b'\n"})
+    app = (
+        "import vm_layer_mod, only_a\n"
+        "def handler(event, context):\n"
+        "    try:\n"
+        "        open('/opt/new.txt', 'w').write('x')\n"
+        "        wrote = True\n"
+        "    except OSError:\n"
+        "        wrote = False\n"
+        "    return [vm_layer_mod.WHO, only_a.X, wrote]\n"
+    )
+    name = unique_name("pyvmlayers")
+    create_fn(lam, name, runtime="python3.12", handler="app.handler", zip_bytes=make_zip({"app.py": app}),
+              Layers=[a, b], Tags={"hearth:isolation": "microvm"}, Timeout=30)
+    inv = invoke_ok(lam, name)
+    assert inv.placement.startswith("vm-"), inv.describe()
+    assert inv.json() == ["b", 1, False], inv.describe()
+    assert invoke_ok(lam, name).json() == ["b", 1, False]
+    lam.update_function_configuration(FunctionName=name, Layers=[b, a])
+    lam.get_waiter("function_updated_v2").wait(FunctionName=name)
+    inv = invoke_ok(lam, name)
+    assert inv.placement.startswith("vm-") and inv.json() == ["a", 1, False], inv.describe()
+    lam.delete_function(FunctionName=name)
+
+
 def test_the_node_setting_and_its_override(vm_srv):
     lam = vm_srv.client()
     name = unique_name("pynode")

@@ -75,34 +75,45 @@ pub async fn authenticate(State(state): State<AppState>, req: Request, next: Nex
         Err(e) => return fail(LambdaError::from(&e), &service),
     };
     service = Service(parsed.service.clone());
+    let caller = match signer(&state, &parts, &sreq, &parsed).await {
+        Ok(c) => c,
+        Err(e) => return fail(e, &service),
+    };
+    let mut req = Request::from_parts(parts, Body::from(bytes));
+    req.extensions_mut().insert(caller);
+    mark_service(&mut req, query, service);
+    next.run(req).await
+}
+
+/// The account (and role session) whose key signed `sreq`, once the
+/// signature is verified: what [`authenticate`] puts into a request, and
+/// what a Function URL with `AuthType` `AWS_IAM` asks of its caller.
+pub async fn signer(
+    state: &AppState,
+    parts: &http::request::Parts,
+    sreq: &SigV4Request<'_>,
+    parsed: &auth::ParsedAuth,
+) -> Result<Caller, LambdaError> {
     let key_id = parsed.access_key_id.clone();
     if key_id.starts_with(crate::sts::SESSION_KEY_PREFIX) {
         // Temporary credentials: the session token says whose they are.
-        let session = match session_of(&state, &parts, &key_id).await {
-            Ok(s) => s,
-            Err(e) => return fail(e, &service),
-        };
-        let (account, session) = session;
+        let (account, session) = session_of(state, parts, &key_id).await?;
         let secret = crate::sts::secret_for(&state.settings.session_key, &key_id);
         if let Err(e) = auth::verify(
-            &sreq,
-            &parsed,
+            sreq,
+            parsed,
             &secret,
             time::OffsetDateTime::now_utc(),
             &state.signing_keys,
         ) {
             tracing::debug!(access_key = %parsed.access_key_id, error = %e, "signature refused");
-            return fail(LambdaError::from(&e), &service);
+            return Err(LambdaError::from(&e));
         }
-        let mut req = Request::from_parts(parts, Body::from(bytes));
-        req.extensions_mut().insert(Caller {
+        return Ok(Caller {
             account,
             session: Some(session),
         });
-        mark_service(&mut req, query, service);
-        return next.run(req).await;
     }
-    let key_id = parsed.access_key_id.clone();
     // The key's account, from what an earlier request read while the
     // registry has not been written since, else from the registry (off the
     // async threads). A deleted key or account moves the epoch.
@@ -114,12 +125,13 @@ pub async fn authenticate(State(state): State<AppState>, req: Request, next: Nex
         .filter(|(e, _)| *e == epoch)
         .map(|(_, found)| found.clone());
     let found = match cached {
-        Some(found) => Ok(Some(found)),
+        Some(found) => Some(found),
         None => {
             let found = state
                 .blocking(move |s| Ok(s.registry.find_access_key(&key_id)?))
-                .await;
-            if let Ok(Some(f)) = &found {
+                .await
+                .map_err(|e| e.0)?;
+            if let Some(f) = &found {
                 let mut keys = state.access_keys.lock();
                 // Bounded: many distinct keys only mean more registry reads.
                 if keys.len() >= 10_000 {
@@ -130,36 +142,26 @@ pub async fn authenticate(State(state): State<AppState>, req: Request, next: Nex
             found
         }
     };
-    let (account, key) = match found {
-        Ok(Some(found)) => found,
-        Ok(None) => {
-            return fail(
-                LambdaError::new(
-                    ErrorKind::UnrecognizedClient,
-                    "The security token included in the request is invalid.",
-                ),
-                &service,
-            )
-        }
-        Err(e) => return fail(e.0, &service),
+    let Some((account, key)) = found else {
+        return Err(LambdaError::new(
+            ErrorKind::UnrecognizedClient,
+            "The security token included in the request is invalid.",
+        ));
     };
     if let Err(e) = auth::verify(
-        &sreq,
-        &parsed,
+        sreq,
+        parsed,
         &key.secret_access_key,
         time::OffsetDateTime::now_utc(),
         &state.signing_keys,
     ) {
         tracing::debug!(access_key = %parsed.access_key_id, error = %e, "signature refused");
-        return fail(LambdaError::from(&e), &service);
+        return Err(LambdaError::from(&e));
     }
-    let mut req = Request::from_parts(parts, Body::from(bytes));
-    req.extensions_mut().insert(Caller {
+    Ok(Caller {
         account,
         session: None,
-    });
-    mark_service(&mut req, query, service);
-    next.run(req).await
+    })
 }
 
 /// The account and role session of a request signed with temporary

@@ -147,7 +147,8 @@ fn invalid_config(success: Option<&str>, failure: Option<&str>) -> LambdaError {
 }
 
 /// Checks each destination: a function ARN on this node and account,
-/// existing, and not the function itself.
+/// existing, and not the function itself; or an existing SQS queue of the
+/// account.
 fn check_destinations(
     state: &AppState,
     caller: &Caller,
@@ -163,9 +164,22 @@ fn check_destinations(
             )])
             .into());
         }
+        if let Some((region, account, queue)) = hearth_exec::sqs::parse_queue_arn(arn) {
+            // A queue of the caller's own account on this node (Hearth has
+            // no queue policies to grant another account's).
+            let exists = region == state.node.region
+                && account == caller.id()
+                && state.sqs.store().queue(&account, &queue).is_ok();
+            if !exists {
+                return Err(
+                    LambdaError::invalid(format!("The destination ARN {arn} is invalid.")).into(),
+                );
+            }
+            continue;
+        }
         let Some((account, name, qualifier)) = hearth_exec::events::parse_function_arn(arn) else {
-            // Another service's ARN (SQS, SNS, EventBridge…): this node
-            // delivers to functions only.
+            // Another service's ARN (SNS, EventBridge…): this node
+            // delivers to functions and SQS queues only.
             return Err(invalid_config(success, failure).into());
         };
         if name == function && account == caller.id() {

@@ -61,6 +61,41 @@ pub struct CreateFunctionInput {
     ephemeral_storage: Option<EphemeralStorageInput>,
     package_type: Option<String>,
     layers: Option<Vec<String>>,
+    dead_letter_config: Option<DeadLetterConfigInput>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DeadLetterConfigInput {
+    target_arn: Option<String>,
+}
+
+/// A `DeadLetterConfig`'s target: `None` (no change) when absent,
+/// `Some(None)` (remove) when empty, else an SQS queue of the caller's
+/// account on this node (Hearth delivers to no SNS topic).
+fn dead_letter_target(
+    s: &AppState,
+    caller: &Caller,
+    input: Option<&DeadLetterConfigInput>,
+) -> ApiResult<Option<Option<String>>> {
+    let Some(arn) = input.and_then(|d| d.target_arn.as_deref()) else {
+        return Ok(None);
+    };
+    if arn.is_empty() {
+        return Ok(Some(None));
+    }
+    let ok = hearth_exec::sqs::parse_queue_arn(arn).is_some_and(|(region, account, queue)| {
+        region == s.node.region
+            && account == caller.id()
+            && s.sqs.store().queue(&account, &queue).is_ok()
+    });
+    if !ok {
+        return Err(LambdaError::invalid(format!(
+            "The provided target arn {arn} is invalid: it must be an existing SQS queue of the function's account on this node."
+        ))
+        .into());
+    }
+    Ok(Some(Some(arn.to_owned())))
 }
 
 fn u32_in_range(v: i64, check: fn(u32) -> Result<(), LambdaError>) -> ApiResult<u32> {
@@ -223,9 +258,6 @@ pub async fn create_function(
                 )
                 .into());
             }
-            if input.layers.as_ref().is_some_and(|l| !l.is_empty()) {
-                return Err(LambdaError::invalid("Layers are not supported by this Hearth node yet.").into());
-            }
             let (Some(runtime), Some(handler)) = (input.runtime.as_deref(), input.handler.clone()) else {
                 return Err(LambdaError::invalid(
                     "Runtime and Handler are mandatory parameters for functions created with deployment packages.",
@@ -250,6 +282,9 @@ pub async fn create_function(
                     .map(|e| e.variables.unwrap_or_default()),
                 ephemeral_storage_mb: ephemeral_storage(input.ephemeral_storage)?,
                 architectures: architectures(input.architectures)?,
+                layers: Vec::new(),
+                dead_letter_target: dead_letter_target(s, &caller, input.dead_letter_config.as_ref())?
+                    .flatten(),
             };
             validate_config(s, &config)?;
             if let Some(tags) = &input.tags {
@@ -258,6 +293,13 @@ pub async fn create_function(
             check_role(s, &caller, &config.role)?;
             let zip = zip_bytes(input.code)?;
             let code = stage_code(s, &zip, &config.runtime, &config.handler)?;
+            let mut config = config;
+            config.layers = crate::layers::resolve_function_layers(
+                s,
+                &caller,
+                input.layers.as_deref().unwrap_or_default(),
+                code.unzipped_size,
+            )?;
             let isolation = input
                 .tags
                 .as_ref()
@@ -288,7 +330,12 @@ pub async fn create_function(
 
 /// A signed, unguessable URL from which the code zip can be fetched
 /// without credentials, like S3's presigned `Code.Location`.
-fn code_location(state: &AppState, headers: &HeaderMap, account: &str, sha: &str) -> String {
+pub(crate) fn code_location(
+    state: &AppState,
+    headers: &HeaderMap,
+    account: &str,
+    sha: &str,
+) -> String {
     let host = headers
         .get(http::header::HOST)
         .and_then(|h| h.to_str().ok())
@@ -458,6 +505,7 @@ pub async fn update_function_code(
                 image_uri: input.image_uri,
             }))?;
             let code = stage_code(s, &zip, &current.config.runtime, &current.config.handler)?;
+            crate::layers::check_total_size(code.unzipped_size, &current.config.layers)?;
             if input.dry_run {
                 let mut preview = current;
                 preview.code = code;
@@ -495,6 +543,7 @@ pub struct UpdateConfigInput {
     ephemeral_storage: Option<EphemeralStorageInput>,
     revision_id: Option<String>,
     layers: Option<Vec<String>>,
+    dead_letter_config: Option<DeadLetterConfigInput>,
 }
 
 pub async fn update_function_configuration(
@@ -508,12 +557,6 @@ pub async fn update_function_configuration(
     let v = state
         .blocking(move |s| {
             let fname = fref.name.as_str();
-            if input.layers.as_ref().is_some_and(|l| !l.is_empty()) {
-                return Err(LambdaError::invalid(
-                    "Layers are not supported by this Hearth node yet.",
-                )
-                .into());
-            }
             let patch = ConfigPatch {
                 runtime: input.runtime.as_deref().map(parse_runtime).transpose()?,
                 handler: input.handler,
@@ -532,10 +575,25 @@ pub async fn update_function_configuration(
                     .ephemeral_storage
                     .map(|e| ephemeral_storage(Some(e)))
                     .transpose()?,
+                layers: None,
+                dead_letter_target: dead_letter_target(
+                    s,
+                    &caller,
+                    input.dead_letter_config.as_ref(),
+                )?,
             };
             let current = s
                 .registry
                 .get_version(caller.id(), fname, &VersionSelector::Latest)?;
+            let mut patch = patch;
+            if let Some(arns) = &input.layers {
+                patch.layers = Some(crate::layers::resolve_function_layers(
+                    s,
+                    &caller,
+                    arns,
+                    current.code.unzipped_size,
+                )?);
+            }
             let mut next = current.config.clone();
             patch.apply(&mut next);
             validate_config(s, &next)?;

@@ -78,6 +78,10 @@ pub enum Command {
     CreatePolicy(NewPolicy),
     GetPolicy(PolicyArn),
     DeletePolicy(PolicyArn),
+    /// A policy has one version, `v1` (CreatePolicyVersion is not
+    /// implemented): what Terraform and the CDK read after GetPolicy.
+    GetPolicyVersion(PolicyArn, String),
+    ListPolicyVersions(PolicyArn),
 }
 
 /// What a command returns, before it is rendered.
@@ -86,6 +90,8 @@ enum Outcome {
     Role(Role),
     Roles(Page<Role>),
     Policy(ManagedPolicy),
+    PolicyVersion(ManagedPolicy),
+    PolicyVersions(ManagedPolicy),
     Attached(Page<AttachedPolicy>),
     Inline(InlinePolicy),
     InlineNames(Page<String>),
@@ -217,6 +223,19 @@ fn run(store: &(impl IamStore + ?Sized), account: &str, command: Command) -> Iam
         )?),
         Command::CreatePolicy(new) => Outcome::Policy(store.create_policy(account, new, now)?),
         Command::GetPolicy(arn) => Outcome::Policy(store.get_policy(account, &arn)?),
+        Command::GetPolicyVersion(arn, version) => {
+            let p = store.get_policy(account, &arn)?;
+            if version != "v1" {
+                return Err(IamError::NoSuchEntity(format!(
+                    "Policy {} version {version} does not exist or is not attachable.",
+                    p.arn
+                )));
+            }
+            Outcome::PolicyVersion(p)
+        }
+        Command::ListPolicyVersions(arn) => {
+            Outcome::PolicyVersions(store.get_policy(account, &arn)?)
+        }
         Command::DeletePolicy(arn) => {
             store.delete_policy(account, &arn)?;
             Outcome::Done
@@ -610,6 +629,22 @@ impl Command {
                     tags,
                 })
             }
+            "GetPolicyVersion" => {
+                let arn = i.policy_arn();
+                let version = i.text("VersionId", "versionId", (0, 128), None);
+                i.finish()?;
+                let arn = PolicyArn::parse(arn.as_deref().unwrap_or_default())?;
+                return Ok(Some(Self::GetPolicyVersion(
+                    arn,
+                    version.unwrap_or_default(),
+                )));
+            }
+            "ListPolicyVersions" => {
+                let arn = i.policy_arn();
+                i.finish()?;
+                let arn = PolicyArn::parse(arn.as_deref().unwrap_or_default())?;
+                return Ok(Some(Self::ListPolicyVersions(arn)));
+            }
             "GetPolicy" | "DeletePolicy" => {
                 let arn = i.policy_arn();
                 i.finish()?;
@@ -752,6 +787,22 @@ fn render(action: &str, outcome: &Outcome) -> String {
             out.push_str("<Policy>");
             policy_xml(out, p);
             out.push_str("</Policy>");
+        }
+        Outcome::PolicyVersion(p) => {
+            out.push_str("<PolicyVersion>");
+            el(out, "Document", &document(&p.document));
+            el(out, "VersionId", "v1");
+            el(out, "IsDefaultVersion", "true");
+            el(out, "CreateDate", &date(p.created_ms));
+            out.push_str("</PolicyVersion>");
+        }
+        Outcome::PolicyVersions(p) => {
+            out.push_str("<Versions><member>");
+            el(out, "Document", &document(&p.document));
+            el(out, "VersionId", "v1");
+            el(out, "IsDefaultVersion", "true");
+            el(out, "CreateDate", &date(p.created_ms));
+            out.push_str("</member></Versions><IsTruncated>false</IsTruncated>");
         }
         Outcome::Attached(page) => {
             out.push_str("<AttachedPolicies>");

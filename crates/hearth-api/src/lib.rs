@@ -22,10 +22,12 @@ pub mod concurrency;
 pub mod cwlogs;
 pub mod dead_letters;
 pub mod error;
+pub mod esm;
 pub mod event_config;
 pub mod functions;
 pub mod iam;
 pub mod invoke;
+pub mod layers;
 pub mod logs;
 pub mod pools;
 pub mod provisioned;
@@ -36,6 +38,7 @@ pub mod sqs;
 pub mod state;
 pub mod sts;
 pub mod tags;
+pub mod urls;
 pub mod usage;
 
 pub use state::{ApiSettings, AppState, FunctionRoleCheck, Services};
@@ -55,7 +58,7 @@ pub fn app(state: AppState) -> Router {
         // The query protocol (STS; other services answer its error shape).
         .route("/", get(query::handle).post(query::handle))
         // SQS's query protocol, as some SDKs send it: to the queue's URL.
-        .route("/{account}/{queue}", axum::routing::post(query::handle))
+        .route("/{account}/{queue}", axum::routing::any(queue_url))
         // Lambda control plane.
         .route(
             "/2015-03-31/functions",
@@ -77,6 +80,23 @@ pub fn app(state: AppState) -> Router {
             "/2015-03-31/functions/{name}/code",
             put(f::update_function_code),
         )
+        .route("/2018-10-31/layers", get(layers::list_layers))
+        .route(
+            "/2018-10-31/layers/{name}/versions",
+            get(layers::list_layer_versions).post(layers::publish_layer_version),
+        )
+        .route(
+            "/2018-10-31/layers/{name}/versions/{number}",
+            get(layers::get_layer_version).delete(layers::delete_layer_version),
+        )
+        .route(
+            "/2018-10-31/layers/{name}/versions/{number}/policy",
+            get(layers::get_layer_version_policy).post(layers::add_layer_version_permission),
+        )
+        .route(
+            "/2018-10-31/layers/{name}/versions/{number}/policy/{sid}",
+            axum::routing::delete(layers::remove_layer_version_permission),
+        )
         .route(
             "/2017-03-31/tags/{arn}",
             get(tags::list_tags)
@@ -97,6 +117,18 @@ pub fn app(state: AppState) -> Router {
         .route(
             "/2019-09-25/functions/{name}/event-invoke-config/list",
             get(event_config::list_event_invoke_configs),
+        )
+        .route(
+            "/2015-03-31/event-source-mappings",
+            get(esm::list).post(esm::create),
+        )
+        .route(
+            "/2015-03-31/event-source-mappings/",
+            get(esm::list).post(esm::create),
+        )
+        .route(
+            "/2015-03-31/event-source-mappings/{uuid}",
+            get(esm::get).put(esm::update).delete(esm::delete),
         )
         .route("/hearth/v1/functions/{name}/logs", get(logs::get_logs))
         .route(
@@ -137,6 +169,17 @@ pub fn app(state: AppState) -> Router {
             get(provisioned::get_provisioned_concurrency)
                 .put(provisioned::put_provisioned_concurrency)
                 .delete(provisioned::delete_provisioned_concurrency),
+        )
+        .route(
+            "/2021-10-31/functions/{name}/url",
+            get(urls::get_function_url_config)
+                .post(urls::create_function_url_config)
+                .put(urls::update_function_url_config)
+                .delete(urls::delete_function_url_config),
+        )
+        .route(
+            "/2021-10-31/functions/{name}/urls",
+            get(urls::list_function_url_configs),
         )
         .route(
             "/2016-08-19/account-settings",
@@ -180,6 +223,22 @@ pub fn app(state: AppState) -> Router {
         ))
         .layer(middleware::from_fn(request_id))
         .with_state(state)
+}
+
+/// A POST to a queue's URL (`/<account>/<name>`) is SQS's query protocol;
+/// anything else on a two-segment path is no operation.
+async fn queue_url(
+    state: axum::extract::State<AppState>,
+    caller: axum::Extension<caller::Caller>,
+    service: Option<axum::Extension<query::Service>>,
+    json: Option<axum::Extension<query::JsonService>>,
+    req: Request,
+) -> Response {
+    if req.method() == axum::http::Method::POST && query::is_queue_path(req.uri().path()) {
+        query::handle(state, caller, service, json, req).await
+    } else {
+        unknown_operation(req).await
+    }
 }
 
 async fn unknown_operation(req: Request) -> Response {

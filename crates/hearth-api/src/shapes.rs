@@ -72,6 +72,12 @@ pub fn function_configuration_as(
     put("PackageType", json!("Zip"));
     put("Architectures", json!(c.architectures));
     put("EphemeralStorage", json!({"Size": c.ephemeral_storage_mb}));
+    if let Some(layers) = crate::layers::layers_shape(&c.layers) {
+        put("Layers", layers);
+    }
+    if let Some(arn) = &c.dead_letter_target {
+        put("DeadLetterConfig", json!({ "TargetArn": arn }));
+    }
     put(
         "SnapStart",
         json!({"ApplyOn": "None", "OptimizationStatus": "Off"}),

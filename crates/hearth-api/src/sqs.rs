@@ -18,7 +18,7 @@ use crate::state::AppState;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
-use hearth_store::sqs::{MessageAttribute, NewMessage, QueueSettings, Received};
+use hearth_store::sqs::{MessageAttribute, NewMessage, QueueSettings, Received, Redrive};
 use hearth_store::SqsError;
 use serde_json::{json, Map, Value};
 use std::time::Duration;
@@ -32,12 +32,13 @@ const MAX_WAIT_S: i64 = 20;
 /// Entries a batch holds at most.
 const MAX_BATCH: usize = 10;
 
-const OPS: [&str; 13] = [
+const OPS: [&str; 14] = [
     "CreateQueue",
     "GetQueueUrl",
     "ListQueues",
     "DeleteQueue",
     "GetQueueAttributes",
+    "SetQueueAttributes",
     "PurgeQueue",
     "SendMessage",
     "SendMessageBatch",
@@ -114,7 +115,7 @@ impl From<SqsError> for Fail {
                 "AWS.SimpleQueueService.MessageNotInflight",
                 e.to_string(),
             ),
-            SqsError::Sqlite(_) | SqsError::Corrupt(_) => {
+            SqsError::Sqlite(_) | SqsError::Corrupt(_) | SqsError::ShuttingDown => {
                 tracing::error!(error = %e, "SQS store failed");
                 Fail {
                     status: StatusCode::INTERNAL_SERVER_ERROR,
@@ -341,7 +342,7 @@ where
     F: FnOnce(&hearth_store::SqsStore) -> Result<T, SqsError> + Send + 'static,
     T: Send + 'static,
 {
-    let store = state.sqs.clone();
+    let store = state.sqs.store().clone();
     tokio::task::spawn_blocking(move || f(&store))
         .await
         .map_err(|e| {
@@ -368,7 +369,8 @@ async fn run(
         "CreateQueue" => {
             let name = input.need("QueueName")?.to_owned();
             check_queue_name(&name)?;
-            let settings = settings_of(&input.map("Attributes")?)?;
+            let mut settings = settings_of(&input.map("Attributes")?)?;
+            check_redrive(state, &account, &name, &mut settings).await?;
             let (a, n) = (account.clone(), name.clone());
             blocking(state, move |s| {
                 s.create_queue(&a, &n, settings, now_ms() / 1000)
@@ -430,6 +432,24 @@ async fn run(
             blocking(state, move |s| s.purge(&account, &name)).await?;
             Ok(json!({}))
         }
+        "SetQueueAttributes" => {
+            let name = input.queue(caller)?;
+            let attrs = input.map("Attributes")?;
+            if attrs.contains_key("FifoQueue") {
+                return Err(invalid_attribute_name("FifoQueue"));
+            }
+            let (a, n) = (account.clone(), name.clone());
+            let q = blocking(state, move |s| s.queue(&a, &n)).await?;
+            let mut settings = apply_attributes(q.settings, &attrs)?;
+            if attrs.contains_key("RedrivePolicy") {
+                check_redrive(state, &account, &name, &mut settings).await?;
+            }
+            blocking(state, move |s| {
+                s.set_settings(&account, &name, settings, now_ms() / 1000)
+            })
+            .await?;
+            Ok(json!({}))
+        }
         "GetQueueAttributes" => {
             let name = input.queue(caller)?;
             let wanted = input.strings("AttributeNames")?;
@@ -449,7 +469,7 @@ async fn run(
                 Ok(Ok(()))
             })
             .await??;
-            state.sqs_sent.notify_waiters();
+            state.sqs.notify_sent();
             let mut out = json!({ "MessageId": msg.id, "MD5OfMessageBody": msg.md5_of_body });
             if let Some(md5) = msg.md5_of_attributes {
                 out["MD5OfMessageAttributes"] = md5.into();
@@ -520,7 +540,14 @@ fn invalid_attribute_name(name: &str) -> Fail {
 }
 
 fn settings_of(attrs: &Map<String, Value>) -> Result<QueueSettings, Fail> {
-    let mut s = QueueSettings::default();
+    apply_attributes(QueueSettings::default(), attrs)
+}
+
+/// `attrs` set on top of `s`.
+fn apply_attributes(
+    mut s: QueueSettings,
+    attrs: &Map<String, Value>,
+) -> Result<QueueSettings, Fail> {
     for (k, v) in attrs {
         let text = v
             .as_str()
@@ -559,13 +586,88 @@ fn settings_of(attrs: &Map<String, Value>) -> Result<QueueSettings, Fail> {
                 ))
             }
             "FifoQueue" => {}
+            "RedrivePolicy" if text.is_empty() => s.redrive = None,
+            "RedrivePolicy" => s.redrive = Some(redrive_of(&text)?),
             other => return Err(invalid_attribute_name(other)),
         }
     }
     Ok(s)
 }
 
-const QUEUE_ATTRIBUTES: [&str; 12] = [
+/// `RedrivePolicy`'s JSON: `deadLetterTargetArn` (a queue of the same
+/// account: checked by [`check_redrive`]) and `maxReceiveCount` (1–1000,
+/// a number or a string).
+fn redrive_of(text: &str) -> Result<Redrive, Fail> {
+    let bad = |why: &str| {
+        fail(
+            "InvalidAttributeValue",
+            "InvalidAttributeValue",
+            format!("Value {text} for parameter RedrivePolicy is invalid. Reason: {why}"),
+        )
+    };
+    let v: Value =
+        serde_json::from_str(text).map_err(|_| bad("Redrive policy is not a valid JSON map."))?;
+    let arn = v
+        .get("deadLetterTargetArn")
+        .and_then(Value::as_str)
+        .ok_or_else(|| {
+            bad("Redrive policy does not contain mandatory attribute: deadLetterTargetArn.")
+        })?;
+    let count = match v.get("maxReceiveCount") {
+        Some(Value::Number(n)) => n.as_i64(),
+        Some(Value::String(s)) => s.parse().ok(),
+        _ => None,
+    }
+    .ok_or_else(|| bad("Redrive policy does not contain mandatory attribute: maxReceiveCount."))?;
+    if !(1..=1000).contains(&count) {
+        return Err(bad(&format!(
+            "Invalid value for maxReceiveCount: {count}, valid values are from 1 to 1000 both inclusive."
+        )));
+    }
+    let Some((_, owner, name)) = hearth_exec::sqs::parse_queue_arn(arn) else {
+        return Err(bad("Invalid value for deadLetterTargetArn."));
+    };
+    Ok(Redrive {
+        // Kept with its account for check_redrive: "<account>:<name>".
+        dead_letter_queue: format!("{owner}:{name}"),
+        max_receive_count: count as u32,
+    })
+}
+
+/// The dead-letter queue must be an existing queue of the same account,
+/// not the queue itself; the stored name drops the account.
+async fn check_redrive(
+    state: &AppState,
+    account: &str,
+    queue: &str,
+    settings: &mut QueueSettings,
+) -> Result<(), Fail> {
+    let Some(r) = settings.redrive.as_mut() else {
+        return Ok(());
+    };
+    let Some((owner, name)) = r.dead_letter_queue.split_once(':') else {
+        return Ok(());
+    };
+    let (owner, name) = (owner.to_owned(), name.to_owned());
+    let missing = || {
+        fail(
+            "InvalidAttributeValue",
+            "InvalidAttributeValue",
+            "Value for parameter RedrivePolicy is invalid. Reason: Dead-letter target does not exist.",
+        )
+    };
+    if owner != account || name == queue {
+        return Err(missing());
+    }
+    let (a, n) = (account.to_owned(), name.clone());
+    if blocking(state, move |s| s.queue(&a, &n)).await.is_err() {
+        return Err(missing());
+    }
+    r.dead_letter_queue = name;
+    Ok(())
+}
+
+const QUEUE_ATTRIBUTES: [&str; 13] = [
     "ApproximateNumberOfMessages",
     "ApproximateNumberOfMessagesNotVisible",
     "ApproximateNumberOfMessagesDelayed",
@@ -577,6 +679,7 @@ const QUEUE_ATTRIBUTES: [&str; 12] = [
     "DelaySeconds",
     "ReceiveMessageWaitTimeSeconds",
     "MaximumMessageSize",
+    "RedrivePolicy",
     "SqsManagedSseEnabled",
 ];
 
@@ -617,6 +720,14 @@ async fn get_attributes(
             "DelaySeconds" => q.settings.delay_s.to_string(),
             "ReceiveMessageWaitTimeSeconds" => q.settings.receive_wait_s.to_string(),
             "MaximumMessageSize" => q.settings.max_message_bytes.to_string(),
+            "RedrivePolicy" => match &q.settings.redrive {
+                Some(r) => json!({
+                    "deadLetterTargetArn": format!("arn:aws:sqs:{region}:{account}:{}", r.dead_letter_queue),
+                    "maxReceiveCount": r.max_receive_count,
+                })
+                .to_string(),
+                None => continue,
+            },
             _ => "false".to_owned(),
         };
         out.insert(attr.to_owned(), v.into());
@@ -649,11 +760,12 @@ fn new_message(m: &Map<String, Value>, max: usize) -> Result<NewMessage, Fail> {
         Some(d) => Some(in_range("DelaySeconds", d, 0, 900)?),
     };
     let attributes = message_attributes(m)?;
-    let md5_of_attributes = (!attributes.is_empty()).then(|| md5_of_attributes(&attributes));
+    let md5_of_attributes =
+        (!attributes.is_empty()).then(|| hearth_store::sqs::md5_of_attributes(&attributes));
     Ok(NewMessage {
         id: uuid::Uuid::new_v4().to_string(),
         body: body.to_owned(),
-        md5_of_body: hex::encode(md5(body.as_bytes())),
+        md5_of_body: hearth_store::sqs::md5_hex(body.as_bytes()),
         md5_of_attributes,
         attributes,
         delay_s: delay,
@@ -710,34 +822,6 @@ fn message_attributes(m: &Map<String, Value>) -> Result<Vec<MessageAttribute>, F
     }
     out.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(out)
-}
-
-/// SQS's digest of message attributes: for each, by name, the length-
-/// prefixed (4 bytes, big-endian) name and type, a transport byte (1:
-/// string, 2: binary) and the length-prefixed value.
-fn md5_of_attributes(attrs: &[MessageAttribute]) -> String {
-    let mut sorted: Vec<&MessageAttribute> = attrs.iter().collect();
-    sorted.sort_by(|a, b| a.name.cmp(&b.name));
-    let mut buf = Vec::new();
-    let put = |b: &[u8], buf: &mut Vec<u8>| {
-        buf.extend_from_slice(&u32::try_from(b.len()).unwrap_or(u32::MAX).to_be_bytes());
-        buf.extend_from_slice(b);
-    };
-    for a in sorted {
-        put(a.name.as_bytes(), &mut buf);
-        put(a.data_type.as_bytes(), &mut buf);
-        match (&a.string_value, &a.binary_value) {
-            (_, Some(bin)) => {
-                buf.push(2);
-                put(bin, &mut buf);
-            }
-            (s, None) => {
-                buf.push(1);
-                put(s.as_deref().unwrap_or("").as_bytes(), &mut buf);
-            }
-        }
-    }
-    hex::encode(md5(&buf))
 }
 
 fn batch_error(shape: &'static str, code: &'static str, message: &str) -> Fail {
@@ -833,7 +917,7 @@ async fn send_batch(state: &AppState, caller: &Caller, input: &Input) -> Result<
     }
     if !send.is_empty() {
         blocking(state, move |s| s.send(&account, &name, &send, now_ms())).await?;
-        state.sqs_sent.notify_waiters();
+        state.sqs.notify_sent();
     }
     Ok(json!({ "Successful": ok, "Failed": failed }))
 }
@@ -867,25 +951,10 @@ async fn delete_batch(state: &AppState, caller: &Caller, input: &Input) -> Resul
     Ok(json!({ "Successful": ok, "Failed": failed }))
 }
 
-/// A receipt handle: the message's queue and id and the receive's token,
-/// base64url-encoded. Opaque to clients.
-fn receipt_of(account: &str, queue: &str, m: &Received) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .encode(format!("{account}/{queue}/{}/{}", m.id, m.token))
-}
-
 /// The message id and token of a handle for this queue.
 fn parse_receipt(handle: &str, account: &str, queue: &str) -> Result<(String, String), Fail> {
-    let text = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(handle)
-        .ok()
-        .and_then(|b| String::from_utf8(b).ok())
-        .ok_or_else(|| bad_receipt(handle))?;
-    let parts: Vec<&str> = text.split('/').collect();
-    match parts.as_slice() {
-        [a, q, id, token] if *a == account && *q == queue => {
-            Ok(((*id).to_owned(), (*token).to_owned()))
-        }
+    match hearth_store::sqs::parse_receipt_handle(handle) {
+        Some((a, q, id, token)) if a == account && q == queue => Ok((id, token)),
         _ => Err(bad_receipt(handle)),
     }
 }
@@ -915,7 +984,7 @@ async fn receive(state: &AppState, caller: &Caller, input: &Input) -> Result<Val
     let got = loop {
         // Registered before looking, so a send between the look and the
         // wait still wakes this poll.
-        let sent = state.sqs_sent.notified();
+        let sent = state.sqs.sent().notified();
         tokio::pin!(sent);
         sent.as_mut().enable();
         let (a, n) = (account.clone(), name.clone());
@@ -948,7 +1017,7 @@ fn render_message(
 ) -> Value {
     let mut out = json!({
         "MessageId": m.id,
-        "ReceiptHandle": receipt_of(account, queue, m),
+        "ReceiptHandle": hearth_store::sqs::receipt_handle(account, queue, &m.id, &m.token),
         "MD5OfBody": m.md5_of_body,
         "Body": m.body,
     });
@@ -985,7 +1054,7 @@ fn render_message(
         .cloned()
         .collect();
     if !chosen.is_empty() {
-        out["MD5OfMessageAttributes"] = md5_of_attributes(&chosen).into();
+        out["MD5OfMessageAttributes"] = hearth_store::sqs::md5_of_attributes(&chosen).into();
         let mut map = Map::new();
         for a in &chosen {
             let mut v = json!({ "DataType": a.data_type });
@@ -1181,81 +1250,9 @@ fn render(op: &str, m: &Map<String, Value>, out: &mut String) {
     }
 }
 
-// ---- MD5 ----
-
-/// MD5 (RFC 1321), which SQS's `MD5OfMessageBody` and
-/// `MD5OfMessageAttributes` use as checksums (not for security).
-fn md5(data: &[u8]) -> [u8; 16] {
-    const S: [u32; 64] = [
-        7, 12, 17, 22, 7, 12, 17, 22, 7, 12, 17, 22, 7, 12, 17, 22, 5, 9, 14, 20, 5, 9, 14, 20, 5,
-        9, 14, 20, 5, 9, 14, 20, 4, 11, 16, 23, 4, 11, 16, 23, 4, 11, 16, 23, 4, 11, 16, 23, 6, 10,
-        15, 21, 6, 10, 15, 21, 6, 10, 15, 21, 6, 10, 15, 21,
-    ];
-    let k: Vec<u32> = (0..64u32)
-        .map(|i| {
-            // floor(|sin(i + 1)| * 2^32), which fits in a u32.
-            let x = (f64::from(i + 1)).sin().abs() * 4_294_967_296.0;
-            x as u32
-        })
-        .collect();
-    let mut msg = data.to_vec();
-    let bits = (data.len() as u64).wrapping_mul(8);
-    msg.push(0x80);
-    while msg.len() % 64 != 56 {
-        msg.push(0);
-    }
-    msg.extend_from_slice(&bits.to_le_bytes());
-    let (mut a0, mut b0, mut c0, mut d0) = (
-        0x6745_2301u32,
-        0xefcd_ab89u32,
-        0x98ba_dcfeu32,
-        0x1032_5476u32,
-    );
-    for chunk in msg.chunks_exact(64) {
-        let mut m = [0u32; 16];
-        for (i, w) in chunk.chunks_exact(4).enumerate() {
-            m[i] = u32::from_le_bytes([w[0], w[1], w[2], w[3]]);
-        }
-        let (mut a, mut b, mut c, mut d) = (a0, b0, c0, d0);
-        for i in 0..64 {
-            let (f, g) = match i / 16 {
-                0 => ((b & c) | (!b & d), i),
-                1 => ((d & b) | (!d & c), (5 * i + 1) % 16),
-                2 => (b ^ c ^ d, (3 * i + 5) % 16),
-                _ => (c ^ (b | !d), (7 * i) % 16),
-            };
-            let f = f.wrapping_add(a).wrapping_add(k[i]).wrapping_add(m[g]);
-            a = d;
-            d = c;
-            c = b;
-            b = b.wrapping_add(f.rotate_left(S[i]));
-        }
-        a0 = a0.wrapping_add(a);
-        b0 = b0.wrapping_add(b);
-        c0 = c0.wrapping_add(c);
-        d0 = d0.wrapping_add(d);
-    }
-    let mut out = [0u8; 16];
-    for (i, w) in [a0, b0, c0, d0].iter().enumerate() {
-        out[i * 4..i * 4 + 4].copy_from_slice(&w.to_le_bytes());
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn md5_matches_rfc_1321() {
-        assert_eq!(hex::encode(md5(b"")), "d41d8cd98f00b204e9800998ecf8427e");
-        assert_eq!(
-            hex::encode(md5(b"The quick brown fox jumps over the lazy dog")),
-            "9e107d9d372bb6826bd81d3542a419d6"
-        );
-        let long = vec![b'a'; 1000];
-        assert_eq!(hex::encode(md5(&long)), "cabe45dcc9ae5b66ba86600cca6b8ba8");
-    }
 
     #[test]
     fn query_parameters_take_the_json_shape() {

@@ -31,6 +31,10 @@ pub struct ApiSettings {
     /// `hearth serve` keeps it in `<data dir>/sts.key`, so sessions outlive
     /// a restart.
     pub session_key: [u8; 32],
+    /// Where the node serves Function URLs, e.g. `http://127.0.0.1:9001`:
+    /// `FunctionUrl` is `<origin>/<url id>/`. `None`: no URL listener, and
+    /// `FunctionUrl` takes Lambda's own form.
+    pub function_urls_origin: Option<String>,
 }
 
 impl Default for ApiSettings {
@@ -41,6 +45,7 @@ impl Default for ApiSettings {
             account_concurrency: hearth_types::limits::ACCOUNT_CONCURRENCY_DEFAULT,
             function_roles: FunctionRoleCheck::None,
             session_key: rand::random(),
+            function_urls_origin: None,
         }
     }
 }
@@ -91,11 +96,11 @@ pub struct Shared {
     pub logs: Arc<LogStore>,
     /// Usage totals per account and function.
     pub usage: Arc<hearth_store::UsageStore>,
-    /// SQS queues and their messages.
-    pub sqs: Arc<hearth_store::SqsStore>,
-    /// Woken by every SQS send, so long polls answer as soon as a message
-    /// arrives.
-    pub sqs_sent: tokio::sync::Notify,
+    /// SQS queues and their messages, and the signal every send rings
+    /// (long polls answer as soon as a message arrives).
+    pub sqs: Arc<hearth_exec::sqs::SqsHub>,
+    /// The pollers of the SQS event source mappings.
+    pub mappings: hearth_exec::esm::Mappings,
     /// Keys code-download URLs (`GetFunction`'s `Code.Location`).
     pub url_key: [u8; 32],
     activation: mpsc::UnboundedSender<Activation>,
@@ -108,7 +113,9 @@ pub struct Services {
     pub events: Events,
     pub logs: Arc<LogStore>,
     pub usage: Arc<hearth_store::UsageStore>,
-    pub sqs: Arc<hearth_store::SqsStore>,
+    pub sqs: Arc<hearth_exec::sqs::SqsHub>,
+    /// The pollers of the SQS event source mappings.
+    pub mappings: hearth_exec::esm::Mappings,
 }
 
 /// The state handlers receive.
@@ -150,6 +157,7 @@ impl AppState {
             logs,
             usage,
             sqs,
+            mappings,
         } = services;
         let (tx, rx) = mpsc::unbounded_channel();
         let state = Self(Arc::new(Shared {
@@ -165,7 +173,7 @@ impl AppState {
             logs,
             usage,
             sqs,
-            sqs_sent: tokio::sync::Notify::new(),
+            mappings,
             url_key: rand::random(),
             activation: tx,
         }));

@@ -109,14 +109,20 @@ async fn node_with(settings: ApiSettings) -> Node {
         ExecConfig::new(dir.path().join("runtime")),
     );
     let queue = Arc::new(SqliteEventQueue::open(&dir.path().join("events.sqlite")).unwrap());
+    let sqs = Arc::new(hearth_exec::sqs::SqsHub::new(Arc::new(
+        hearth_store::SqsStore::open_in_memory().unwrap(),
+    )));
     let events = Events::start(
         executor.clone(),
         queue,
         registry.clone(),
         node.clone(),
         EventsConfig::default(),
+        sqs.clone(),
     )
     .unwrap();
+    let mappings =
+        hearth_exec::esm::Mappings::start(executor.clone(), sqs.clone(), node.clone()).unwrap();
     let state = AppState::start(
         registry,
         code,
@@ -128,7 +134,8 @@ async fn node_with(settings: ApiSettings) -> Node {
             events,
             logs,
             usage,
-            sqs: Arc::new(hearth_store::SqsStore::open_in_memory().unwrap()),
+            mappings,
+            sqs,
         },
     )
     .unwrap();

@@ -33,6 +33,9 @@ pub struct ServeArgs {
     /// TOML config file (see README: listen, data_dir, region, dev_account, [runtimes]).
     #[arg(long, env = "HEARTH_CONFIG")]
     pub config: Option<PathBuf>,
+    /// Address serving Function URLs [default: the API's address, port + 1].
+    #[arg(long, env = "HEARTH_FUNCTION_URLS_LISTEN")]
+    pub function_urls_listen: Option<SocketAddr>,
 }
 
 /// The config file. Flags and environment variables win over it.
@@ -40,6 +43,8 @@ pub struct ServeArgs {
 #[serde(deny_unknown_fields)]
 pub struct Config {
     pub listen: Option<SocketAddr>,
+    /// Address serving Function URLs [default: `listen`'s, port + 1].
+    pub function_urls_listen: Option<SocketAddr>,
     pub data_dir: Option<PathBuf>,
     /// Region printed in ARNs [default: us-east-1].
     pub region: Option<String>,
@@ -425,6 +430,11 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     let account_concurrency = config
         .account_concurrency
         .unwrap_or(hearth_types::limits::ACCOUNT_CONCURRENCY_DEFAULT);
+    let urls_listener = bind_function_urls(
+        args.function_urls_listen.or(config.function_urls_listen),
+        listen,
+    )
+    .await?;
     let settings = ApiSettings {
         account_concurrency,
         function_roles: config.iam.as_ref().map_or_else(
@@ -433,6 +443,10 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         )?,
         session_key: hearth_api::sts::load_or_create_key(&data_dir.join("sts.key"))
             .context("cannot read or make the STS session key (<data dir>/sts.key)")?,
+        function_urls_origin: urls_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+            .map(function_urls_origin),
     };
 
     // Execution: bootstraps, the sandbox backend (reaping what a previous
@@ -528,10 +542,10 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         hearth_store::UsageStore::open(&data_dir.join("usage.sqlite"))
             .context("cannot open the usage store")?,
     );
-    let sqs = Arc::new(
+    let sqs = Arc::new(hearth_exec::sqs::SqsHub::new(Arc::new(
         hearth_store::SqsStore::open(&data_dir.join("sqs.sqlite"))
             .context("cannot open the SQS store")?,
-    );
+    )));
     let executor = Executor::start(
         backend,
         hearth_exec::ExecStores {
@@ -559,9 +573,13 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         registry.clone(),
         node.clone(),
         events_config,
+        sqs.clone(),
     )
     .context("cannot start the event dispatcher")?;
     let events_handle = events.clone();
+    let mappings = hearth_exec::esm::Mappings::start(executor.clone(), sqs.clone(), node.clone())
+        .context("cannot start the SQS event source mappings")?;
+    let mappings_handle = mappings.clone();
     let state = AppState::start(
         registry,
         code,
@@ -574,6 +592,7 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
             logs,
             usage,
             sqs,
+            mappings,
         },
     )
     .map_err(|e| anyhow::anyhow!("cannot start: {}", e.0))?;
@@ -581,6 +600,18 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
     tracing::info!(%listen, data_dir = %data_dir.display(), "hearth is serving");
+    if let Some(urls) = urls_listener {
+        let app = hearth_api::urls::app(state.clone())
+            .into_make_service_with_connect_info::<SocketAddr>();
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(urls, app)
+                .with_graceful_shutdown(shutdown_signal())
+                .await
+            {
+                tracing::error!(error = %e, "the Function URL listener failed");
+            }
+        });
+    }
     axum::serve(listener, hearth_api::app(state))
         .with_graceful_shutdown(shutdown_signal())
         .await?;
@@ -589,6 +620,9 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     // reaped at the next start on this data dir.
     // No new event attempt; the running ones end (bounded) and are recorded
     // before their sandboxes go.
+    // No new SQS batch either; one in flight whose sandbox goes is not
+    // deleted, so its messages come back after their visibility timeout.
+    mappings_handle.stop();
     events_handle.stop(std::time::Duration::from_secs(15)).await;
     let gone = executor.shutdown();
     let all = async {
@@ -604,6 +638,52 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     }
     tracing::info!("hearth stopped");
     Ok(())
+}
+
+/// Binds the Function URL listener: at `configured` (a failure is fatal), or
+/// by default on the API's address with the next port (the API on port 0:
+/// any port), where a failure only means the node serves no URLs.
+async fn bind_function_urls(
+    configured: Option<SocketAddr>,
+    api: SocketAddr,
+) -> Result<Option<tokio::net::TcpListener>> {
+    if let Some(addr) = configured {
+        let l = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen for Function URLs on {addr}"))?;
+        tracing::info!(listen = %addr, "serving Function URLs");
+        return Ok(Some(l));
+    }
+    let port = match api.port() {
+        0 => 0,
+        p => p.checked_add(1).unwrap_or(0),
+    };
+    let addr = SocketAddr::new(api.ip(), port);
+    match tokio::net::TcpListener::bind(addr).await {
+        Ok(l) => {
+            tracing::info!(listen = %l.local_addr().unwrap_or(addr), "serving Function URLs");
+            Ok(Some(l))
+        }
+        Err(e) => {
+            tracing::warn!(listen = %addr, error = %e, "cannot listen for Function URLs: this node serves none (set function_urls_listen)");
+            Ok(None)
+        }
+    }
+}
+
+/// `http://<address>/`'s origin for `FunctionUrl`: an unspecified address
+/// (`0.0.0.0`) is written as loopback, which reaches it from this host.
+fn function_urls_origin(addr: SocketAddr) -> String {
+    let ip = match addr.ip() {
+        std::net::IpAddr::V4(v4) if v4.is_unspecified() => {
+            std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)
+        }
+        std::net::IpAddr::V6(v6) if v6.is_unspecified() => {
+            std::net::IpAddr::V6(std::net::Ipv6Addr::LOCALHOST)
+        }
+        ip => ip,
+    };
+    format!("http://{}", SocketAddr::new(ip, addr.port()))
 }
 
 /// `hearth-<digest of the data directory>`: each node's sandboxes live in

@@ -13,12 +13,14 @@
 //! is `hearth_pool::events::after_attempt`'s decision; destination
 //! records are enqueued in the same transaction that ends the event.
 
+use crate::sqs::{parse_queue_arn, SqsHub};
 use crate::{Executor, InvokeInput, InvokeMode};
 use bytes::Bytes;
 use hearth_pool::events::{
     after_attempt, decide, AfterAttempt, AttemptOutcome, Dispatch, EventSchedulerConfig,
     EventTiming, Failure, NodeLoad, RetryLimits, RunMode,
 };
+use hearth_store::sqs::{MessageAttribute, NewMessage};
 use hearth_store::{EventQueue, Registry};
 use hearth_types::arn::NodeIdentity;
 use hearth_types::events::{
@@ -75,6 +77,9 @@ struct EventMetrics {
     retries: IntCounterVec,
     /// `hearth_events_dead_lettered_total{condition}`.
     dead_lettered: IntCounterVec,
+    /// `hearth_event_sqs_deliveries_total{outcome}`: invocation records
+    /// sent to SQS destinations and dead-letter queues.
+    destinations: IntCounterVec,
     /// `hearth_event_deferrals_total{outcome}`: deferred events held, run
     /// early on a warm sandbox, or run as their window closed.
     deferrals: IntCounterVec,
@@ -111,6 +116,13 @@ impl EventMetrics {
             ),
             &["condition"],
         )?;
+        let destinations = IntCounterVec::new(
+            Opts::new(
+                "hearth_event_sqs_deliveries_total",
+                "Invocation records and dead letters sent to SQS queues",
+            ),
+            &["outcome"],
+        )?;
         let deferrals = IntCounterVec::new(
             Opts::new(
                 "hearth_event_deferrals_total",
@@ -141,6 +153,7 @@ impl EventMetrics {
         registry.register(Box::new(attempts.clone()))?;
         registry.register(Box::new(retries.clone()))?;
         registry.register(Box::new(dead_lettered.clone()))?;
+        registry.register(Box::new(destinations.clone()))?;
         registry.register(Box::new(deferrals.clone()))?;
         registry.register(Box::new(depth.clone()))?;
         registry.register(Box::new(oldest_age.clone()))?;
@@ -150,6 +163,7 @@ impl EventMetrics {
             attempts,
             retries,
             dead_lettered,
+            destinations,
             deferrals,
             depth,
             oldest_age,
@@ -165,6 +179,8 @@ struct Inner {
     registry: Arc<dyn Registry>,
     node: NodeIdentity,
     config: EventsConfig,
+    /// Where SQS destinations deliver.
+    sqs: Arc<SqsHub>,
     wake: Notify,
     workers: Arc<Semaphore>,
     /// Events with an attempt in flight (the queue says so too; this saves
@@ -234,6 +250,7 @@ impl Events {
         registry: Arc<dyn Registry>,
         node: NodeIdentity,
         config: EventsConfig,
+        sqs: Arc<SqsHub>,
     ) -> Result<Self, hearth_store::StoreError> {
         let recovered = queue.recover()?;
         if recovered > 0 {
@@ -254,6 +271,7 @@ impl Events {
             registry,
             node,
             config,
+            sqs,
             wake: Notify::new(),
             workers,
             running: Mutex::new(HashSet::new()),
@@ -629,8 +647,8 @@ impl Events {
         );
         match next {
             AfterAttempt::Done => {
-                let record = s.on_success.as_deref().and_then(|dest| {
-                    self.destination_event(
+                let delivery = s.on_success.as_deref().and_then(|dest| {
+                    self.destination(
                         dest,
                         &ev,
                         "Success",
@@ -639,6 +657,7 @@ impl Events {
                         false,
                     )
                 });
+                let record = self.deliver(delivery).await;
                 let id = ev.event.id.clone();
                 self.record("complete", move |me| me.queue.complete(&id, record.clone()))
                     .await?;
@@ -713,8 +732,8 @@ impl Events {
             .dead_lettered
             .with_label_values(&[condition.as_str()])
             .inc();
-        let record = s.on_failure.as_deref().and_then(|dest| {
-            self.destination_event(
+        let delivery = s.on_failure.as_deref().and_then(|dest| {
+            self.destination(
                 dest,
                 ev,
                 condition.as_str(),
@@ -723,6 +742,9 @@ impl Events {
                 true,
             )
         });
+        let record = self.deliver(delivery).await;
+        self.send_dead_letter(ev, executed_version.as_deref(), response.as_deref())
+            .await;
         tracing::info!(
             event = %ev.event.id,
             function = %ev.event.function_name,
@@ -742,10 +764,11 @@ impl Events {
         Ok(())
     }
 
-    /// Lambda's invocation record for a destination, as a new event of the
-    /// destination function (`None` if the ARN no longer names a function
-    /// on this node: the API checked it when the config was put).
-    fn destination_event(
+    /// Lambda's invocation record for a destination: a new event of the
+    /// destination function, or a message for the destination queue
+    /// (`None` if the ARN names neither: the API checked it when the
+    /// config was put).
+    fn destination(
         &self,
         destination: &str,
         ev: &QueuedEvent,
@@ -753,29 +776,173 @@ impl Events {
         executed_version: Option<&str>,
         response: Option<&[u8]>,
         failed: bool,
-    ) -> Option<NewEvent> {
+    ) -> Option<Delivery> {
+        let record = || {
+            invocation_record(
+                &self.0.node,
+                ev,
+                condition,
+                executed_version,
+                response,
+                failed,
+            )
+        };
+        if let Some((_, account, queue)) = parse_queue_arn(destination) {
+            return Some(Delivery::Queue {
+                account,
+                queue,
+                body: record().to_string(),
+            });
+        }
         let (account, function, qualifier) = parse_function_arn(destination)?;
-        let record = invocation_record(
-            &self.0.node,
-            ev,
-            condition,
-            executed_version,
-            response,
-            failed,
-        );
         let now = epoch_ms();
-        Some(NewEvent {
+        Some(Delivery::Function(NewEvent {
             id: uuid::Uuid::new_v4().to_string(),
             account_id: account,
             function_name: function,
             qualifier,
-            payload: record.to_string().into_bytes(),
+            payload: record().to_string().into_bytes(),
             client_context: None,
             received_ms: now,
             not_before_ms: now,
             window_end_ms: None,
-        })
+        }))
     }
+
+    /// Sends the event to its function's `DeadLetterConfig` queue, if it
+    /// has one: the original payload, with Lambda's `RequestID`,
+    /// `ErrorCode` and `ErrorMessage` attributes. Like a queue destination,
+    /// before the event's end is recorded (at least once).
+    async fn send_dead_letter(
+        &self,
+        ev: &QueuedEvent,
+        executed_version: Option<&str>,
+        response: Option<&[u8]>,
+    ) {
+        let e = &ev.event;
+        let (account, function) = (e.account_id.clone(), e.function_name.clone());
+        let qualifier = executed_version
+            .map(str::to_owned)
+            .or_else(|| e.qualifier.clone());
+        let target = self
+            .blocking(move |me| {
+                Ok(me
+                    .registry
+                    .get_version(
+                        &account,
+                        &function,
+                        &hearth_store::VersionSelector::from_qualifier(qualifier.as_deref()),
+                    )
+                    .ok()
+                    .and_then(|v| v.config.dead_letter_target))
+            })
+            .await
+            .ok()
+            .flatten();
+        let Some((_, account, queue)) = target.as_deref().and_then(parse_queue_arn) else {
+            return;
+        };
+        let message = dead_letter_message(ev, response);
+        match self.0.sqs.send(&account, &queue, vec![message]).await {
+            Ok(()) => self
+                .0
+                .metrics
+                .destinations
+                .with_label_values(&["delivered"])
+                .inc(),
+            Err(err) => {
+                tracing::warn!(account, queue, error = %err, "cannot send an event to its function's dead-letter queue");
+                self.0
+                    .metrics
+                    .destinations
+                    .with_label_values(&["failed"])
+                    .inc();
+            }
+        }
+    }
+
+    /// Sends a queue delivery now — on disk before the event's end is
+    /// recorded, so a crash between the two repeats the delivery rather
+    /// than losing it (at least once, as Lambda) — and returns a function
+    /// delivery as the event to enqueue with that end.
+    async fn deliver(&self, delivery: Option<Delivery>) -> Option<NewEvent> {
+        match delivery? {
+            Delivery::Function(ev) => Some(ev),
+            Delivery::Queue {
+                account,
+                queue,
+                body,
+            } => {
+                let msg = NewMessage::new(body, Vec::new(), None);
+                match self.0.sqs.send(&account, &queue, vec![msg]).await {
+                    Ok(()) => self
+                        .0
+                        .metrics
+                        .destinations
+                        .with_label_values(&["delivered"])
+                        .inc(),
+                    Err(e) => {
+                        // Lambda drops a record it cannot deliver and counts
+                        // it (DestinationDeliveryFailures).
+                        tracing::warn!(account, queue, error = %e, "cannot deliver an invocation record to its SQS destination");
+                        self.0
+                            .metrics
+                            .destinations
+                            .with_label_values(&["failed"])
+                            .inc();
+                    }
+                }
+                None
+            }
+        }
+    }
+}
+
+/// The dead-letter queue's message for an event: its payload as the body
+/// and, as Lambda sets them, `RequestID`, `ErrorCode` (the invocation's
+/// status: 200 for a function error, 429 if it never ran) and
+/// `ErrorMessage` (the function's `errorMessage`).
+pub fn dead_letter_message(ev: &QueuedEvent, response: Option<&[u8]>) -> NewMessage {
+    let e = &ev.event;
+    let string = |name: &str, data_type: &str, v: String| MessageAttribute {
+        name: name.to_owned(),
+        data_type: data_type.to_owned(),
+        string_value: Some(v),
+        binary_value: None,
+    };
+    let error_message = response
+        .and_then(|r| serde_json::from_slice::<serde_json::Value>(r).ok())
+        .and_then(|v| {
+            v.get("errorMessage")
+                .and_then(|m| m.as_str())
+                .map(str::to_owned)
+        })
+        .or_else(|| response.map(|r| String::from_utf8_lossy(r).into_owned()))
+        .filter(|m| !m.is_empty())
+        .unwrap_or_else(|| "The function was throttled until the event expired.".to_owned());
+    let code = if response.is_some() { "200" } else { "429" };
+    NewMessage::new(
+        String::from_utf8_lossy(&e.payload).into_owned(),
+        vec![
+            string("ErrorCode", "Number", code.to_owned()),
+            string("ErrorMessage", "String", error_message),
+            string("RequestID", "String", e.id.clone()),
+        ],
+        None,
+    )
+}
+
+/// Where a destination record goes.
+enum Delivery {
+    /// An event of the destination function, enqueued with the end of the
+    /// event it reports.
+    Function(NewEvent),
+    /// A message on an SQS queue.
+    Queue {
+        account: String,
+        queue: String,
+        body: String,
+    },
 }
 
 /// Lambda's invocation record (destinations), as AWS sends it.
@@ -865,6 +1032,34 @@ mod tests {
             running: false,
             last_response: None,
         }
+    }
+
+    #[test]
+    fn the_dead_letter_message_has_lambdas_attributes() {
+        let body = br#"{"errorMessage":"boom","errorType":"Exception"}"#;
+        let m = dead_letter_message(&queued(3), Some(body));
+        assert_eq!(m.body, r#"{"raise_error": 1}"#);
+        let attr = |n: &str| {
+            m.attributes.iter().find(|a| a.name == n).map(|a| {
+                (
+                    a.data_type.clone(),
+                    a.string_value.clone().unwrap_or_default(),
+                )
+            })
+        };
+        assert_eq!(attr("ErrorCode"), Some(("Number".into(), "200".into())));
+        assert_eq!(attr("ErrorMessage"), Some(("String".into(), "boom".into())));
+        assert_eq!(attr("RequestID"), Some(("String".into(), "req-1".into())));
+        assert!(m.md5_of_attributes.is_some());
+        let throttled = dead_letter_message(&queued(0), None);
+        assert_eq!(
+            throttled
+                .attributes
+                .iter()
+                .find(|a| a.name == "ErrorCode")
+                .and_then(|a| a.string_value.clone()),
+            Some("429".into())
+        );
     }
 
     #[test]

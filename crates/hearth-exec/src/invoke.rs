@@ -646,6 +646,7 @@ impl Executor {
             memory_mb: key.memory_class_mb,
             pids_max: self.0.config.pids_max,
             task_root: None,
+            opt_root: None,
             runtime_dir: Some(self.0.config.runtime_dir.clone()),
             tmp_mb: self.0.config.tmp_mb,
             argv: Vec::new(),
@@ -718,6 +719,11 @@ impl Executor {
             u.control
                 .mount_task(&self.0.code.unpacked_dir(&version.code.sha256_hex))
                 .map_err(|e| e.to_string())?;
+            // The version's layers at /opt, set here (not only at a cold
+            // start): a pooled sandbox serves whichever function it is given.
+            if let Some(opt) = self.opt_dir(version).map_err(|e| e.message)? {
+                u.control.mount_opt(&opt).map_err(|e| e.to_string())?;
+            }
             Ok(())
         })();
         u.charge.set(u64::from(c.memory_size));
@@ -937,6 +943,25 @@ impl Executor {
         }
     }
 
+    /// The directory to show at `/opt` for `v`: its layers merged in order
+    /// (made once per list of layers, then shared), `None` without layers.
+    /// [files] Merges on a miss.
+    pub(crate) fn opt_dir(
+        &self,
+        v: &VersionRecord,
+    ) -> Result<Option<std::path::PathBuf>, LambdaError> {
+        let digests: Vec<&str> = v
+            .config
+            .layers
+            .iter()
+            .map(|l| l.code.sha256_hex.as_str())
+            .collect();
+        self.0
+            .code
+            .opt_dir(&digests)
+            .map_err(|e| LambdaError::service(format!("cannot prepare the function's layers: {e}")))
+    }
+
     fn spec(&self, v: &VersionRecord, id: &str) -> Result<SandboxSpec, LambdaError> {
         let c = &v.config;
         let interpreter = self.0.runtimes.interpreter(&c.runtime)?;
@@ -953,6 +978,7 @@ impl Executor {
             memory_mb: c.memory_size,
             pids_max: self.0.config.pids_max,
             task_root: Some(self.0.code.unpacked_dir(&v.code.sha256_hex)),
+            opt_root: self.opt_dir(v)?,
             runtime_dir: Some(self.0.config.runtime_dir.clone()),
             tmp_mb: self.0.config.tmp_mb,
             argv,

@@ -9,6 +9,7 @@
 //! invocation's log as Lambda does.
 
 pub mod concurrency;
+pub mod esm;
 pub mod events;
 pub mod instance;
 pub mod invoke;
@@ -17,6 +18,7 @@ pub mod manager;
 pub mod metrics;
 pub mod placement;
 pub mod pools;
+pub mod sqs;
 pub mod usage;
 pub mod vm;
 

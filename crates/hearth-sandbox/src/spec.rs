@@ -24,6 +24,13 @@ pub struct SandboxSpec {
     /// made `/var/task` its working directory before then keeps seeing the
     /// empty directory until it changes directory again.
     pub task_root: Option<PathBuf>,
+    /// Host directory bind-mounted read-only at `/opt` (the function's
+    /// merged layers), with `task_root`. Without `task_root`, `/opt`
+    /// receives by propagation what [`SandboxControl::mount_opt`] mounts
+    /// (and stays an empty read-only directory until then); with
+    /// `task_root` but no `opt_root`, it is an empty read-only tmpfs.
+    #[serde(default)]
+    pub opt_root: Option<PathBuf>,
     /// Host directory bind-mounted read-only at `/var/runtime` (Hearth's bootstraps), if any.
     pub runtime_dir: Option<PathBuf>,
     /// Size of the `/tmp` tmpfs, MiB.
@@ -90,6 +97,10 @@ pub trait SandboxControl: Send + Sync + std::fmt::Debug {
     /// appear read-only, nosuid, nodev at `/var/task` in a sandbox started
     /// with `task_root: None`, without copying it. Valid once.
     fn mount_task(&self, dir: &Path) -> Result<(), SandboxError>;
+    /// Like [`mount_task`](Self::mount_task), for `/opt`: `dir` (a
+    /// function's merged layers) appears read-only, nosuid, nodev at `/opt`
+    /// in a sandbox started with `task_root: None`. Valid once.
+    fn mount_opt(&self, dir: &Path) -> Result<(), SandboxError>;
     /// Sets the sandbox's memory limit to `mb` MiB (and its CPU weight, which
     /// follows the memory size as at start). Lowering it below what the
     /// sandbox uses makes the kernel reclaim, and may fail (cgroup v1) or

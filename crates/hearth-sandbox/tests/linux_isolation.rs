@@ -129,6 +129,7 @@ impl Harness {
             memory_mb: 128,
             pids_max: 64,
             task_root: Some(self.task(script)),
+            opt_root: None,
             runtime_dir: None,
             tmp_mb: 16,
             argv: vec![PYTHON.into(), "/var/task/x.py".into()],
@@ -1100,6 +1101,7 @@ print(json.dumps({'uid': os.getuid(), 'uid_map': open('/proc/self/uid_map').read
         memory_mb: 128,
         pids_max: 64,
         task_root: Some(task.clone()),
+        opt_root: None,
         runtime_dir: None,
         tmp_mb: 16,
         argv,
@@ -1467,7 +1469,9 @@ fn code_mounted_later_appears_read_only_at_var_task() {
     for m in &mounts {
         let p = prop(m);
         assert!(!p.iter().any(|o| o.starts_with("shared:")), "{m}");
-        if m["at"] == "/var/task" {
+        // `/var/task` and `/opt` (the layers, mounted at specialisation)
+        // receive from the host's shared mounts; nothing else does.
+        if m["at"] == "/var/task" || m["at"] == "/opt" {
             assert!(p.iter().any(|o| o.starts_with("master:")), "{m}");
         } else {
             assert!(p.is_empty(), "{m} receives propagation");
@@ -1600,7 +1604,8 @@ time.sleep(30)
     sb0.control.destroy();
     assert!(mounts_at_or_below(&h.state_dir().join(&spec0.id)).is_empty());
     let (spec1, sb1, _) = sbs.remove(0);
-    assert_eq!(mounts_at_or_below(&h.state_dir().join(&spec1.id)).len(), 2);
+    // Its shared `task` with the code on it, and its (empty) shared `opt`.
+    assert_eq!(mounts_at_or_below(&h.state_dir().join(&spec1.id)).len(), 3);
     assert!(sb1.control.try_wait().is_none());
     sb1.control.destroy();
     assert_eq!(mounts_below(&h.state_dir()), Vec::<PathBuf>::new());
@@ -1648,7 +1653,8 @@ fn reap_leftovers_unmounts_a_leaked_sandboxs_code() {
         .mount_task(&code)
         .unwrap_or_else(|e| panic!("mount_task: {e}"));
     let uid = sb.uid;
-    assert_eq!(mounts_below(&h.state_dir()).len(), 2);
+    // The shared `task` with the code on it, and the shared `opt`.
+    assert_eq!(mounts_below(&h.state_dir()).len(), 3);
     std::mem::forget(sb);
     let again = LinuxBackend::new(config(h.state_dir(), "hearth-reapm-test")).expect("backend");
     assert_eq!(again.reap_leftovers().expect("reap"), 1);

@@ -7,8 +7,16 @@
 //! ```text
 //! <root>/blobs/<sha256>.zip   the zip exactly as uploaded (GetFunction, re-unpacking)
 //! <root>/unpacked/<sha256>/   its files, which sandboxes mount read-only at /var/task
+//! <root>/opt/<key>/           the merged layers of a function (CodeStore::opt_dir)
 //! <root>/tmp/                 work in progress; emptied by CodeStore::open
 //! ```
+//!
+//! A function with layers sees them merged, in order, read-only at `/opt`.
+//! [`CodeStore::opt_dir`] builds that tree once per ordered list of layer
+//! digests (hard links into the layers' unpacked trees: no copy) and keys
+//! it by the SHA-256 of the list, so every sandbox of every function with
+//! the same layers shares it. A single layer needs no merge: its unpacked
+//! tree is the `/opt`.
 //!
 //! Staging writes everything into `tmp/` first and renames it into place:
 //! the blob first, then the unpacked tree, each followed by an fsync of the
@@ -191,6 +199,7 @@ impl Default for Limits {
 pub struct CodeStore {
     blobs: PathBuf,
     unpacked: PathBuf,
+    opt: PathBuf,
     tmp: PathBuf,
     limits: Limits,
 }
@@ -206,10 +215,11 @@ impl CodeStore {
         let store = Self {
             blobs: root.join("blobs"),
             unpacked: root.join("unpacked"),
+            opt: root.join("opt"),
             tmp: root.join("tmp"),
             limits,
         };
-        for dir in [&store.blobs, &store.unpacked, &store.tmp] {
+        for dir in [&store.blobs, &store.unpacked, &store.opt, &store.tmp] {
             fs::create_dir_all(dir).map_err(io_err(format!("create {}", dir.display())))?;
         }
         let leftovers =
@@ -444,7 +454,63 @@ impl CodeStore {
         if !removed.is_empty() {
             tracing::info!(count = removed.len(), "removed unreferenced code");
         }
+        // Merged layer trees are derived from unpacked ones and remade on
+        // demand: none is in use at start-up, so all of them go.
+        let merged =
+            fs::read_dir(&self.opt).map_err(io_err(format!("list {}", self.opt.display())))?;
+        for entry in merged {
+            let entry = entry.map_err(io_err(format!("list {}", self.opt.display())))?;
+            let path = entry.path();
+            fs::remove_dir_all(&path).map_err(io_err(format!("remove {}", path.display())))?;
+        }
         Ok(removed.len())
+    }
+
+    /// The directory to show read-only at `/opt` for a function whose layers
+    /// have the code digests `layers`, in order: `None` without layers; the
+    /// layer's own unpacked tree for one; otherwise a tree merging them
+    /// (a later layer's file replaces an earlier one's at the same path, as
+    /// Lambda extracts layers in order), made the first time and then
+    /// shared. Re-unpacks a layer whose tree is missing.
+    pub fn opt_dir(&self, layers: &[&str]) -> Result<Option<PathBuf>, CodeError> {
+        for sha in layers {
+            self.ensure_unpacked(sha)?;
+        }
+        match layers {
+            [] => return Ok(None),
+            [one] => return Ok(Some(self.unpacked_dir(one))),
+            _ => {}
+        }
+        let dest = self.opt.join(opt_key(layers));
+        if is_real_dir(&dest) {
+            return Ok(Some(dest));
+        }
+        let merged = tempfile::Builder::new()
+            .prefix("opt-")
+            .tempdir_in(&self.tmp)
+            .map_err(io_err(format!(
+                "create a directory in {}",
+                self.tmp.display()
+            )))?;
+        set_mode(merged.path(), DIR_MODE)?;
+        for sha in layers {
+            merge_tree(&self.unpacked_dir(sha), merged.path())?;
+        }
+        match fs::rename(merged.path(), &dest) {
+            Ok(()) => {
+                let _moved = merged.keep();
+            }
+            // Another thread merged the same layers first: the trees are equal.
+            Err(_) if is_real_dir(&dest) => drop(merged),
+            Err(e) => {
+                return Err(CodeError::Io {
+                    op: format!("rename a merged layer tree to {}", dest.display()),
+                    source: e,
+                })
+            }
+        }
+        tracing::info!(layers = layers.len(), dir = %dest.display(), "merged layers");
+        Ok(Some(dest))
     }
 
     fn blob_error(&self, sha256_hex: &str, path: &Path, e: io::Error) -> CodeError {
@@ -574,6 +640,61 @@ impl CodeStore {
         }
         sync_dir(&self.unpacked)
     }
+}
+
+/// The name of the merged tree of `layers`: the SHA-256 of their ordered
+/// digests (order matters: a later layer wins).
+pub fn opt_key(layers: &[&str]) -> String {
+    let mut h = Sha256::new();
+    h.update(b"hearth-opt-v1");
+    for sha in layers {
+        h.update(b"\n");
+        h.update(sha.as_bytes());
+    }
+    hex::encode(h.finalize())
+}
+
+/// Merges the tree `from` into `into`: directories merge, anything else
+/// replaces what is at its path (a file or symlink replacing a directory
+/// removes the directory, and a directory replacing a file or symlink
+/// removes it, so nothing is ever written through a symlink). Files are
+/// hard links to `from`'s, copied where linking fails.
+fn merge_tree(from: &Path, into: &Path) -> Result<(), CodeError> {
+    let entries = fs::read_dir(from).map_err(io_err(format!("list {}", from.display())))?;
+    for entry in entries {
+        let entry = entry.map_err(io_err(format!("list {}", from.display())))?;
+        let src = entry.path();
+        let dst = into.join(entry.file_name());
+        let kind = entry
+            .file_type()
+            .map_err(io_err(format!("stat {}", src.display())))?;
+        let existing = fs::symlink_metadata(&dst).ok();
+        let existing_dir = existing.as_ref().is_some_and(|m| m.is_dir());
+        if kind.is_dir() {
+            if !existing_dir {
+                if existing.is_some() {
+                    fs::remove_file(&dst).map_err(io_err(format!("remove {}", dst.display())))?;
+                }
+                fs::create_dir(&dst).map_err(io_err(format!("create {}", dst.display())))?;
+                set_mode(&dst, DIR_MODE)?;
+            }
+            merge_tree(&src, &dst)?;
+            continue;
+        }
+        if existing_dir {
+            fs::remove_dir_all(&dst).map_err(io_err(format!("remove {}", dst.display())))?;
+        } else if existing.is_some() {
+            fs::remove_file(&dst).map_err(io_err(format!("remove {}", dst.display())))?;
+        }
+        if kind.is_symlink() {
+            let target =
+                fs::read_link(&src).map_err(io_err(format!("read link {}", src.display())))?;
+            symlink(&target, &dst).map_err(io_err(format!("symlink {}", dst.display())))?;
+        } else if kind.is_file() && fs::hard_link(&src, &dst).is_err() {
+            fs::copy(&src, &dst).map_err(io_err(format!("copy {}", src.display())))?;
+        }
+    }
+    Ok(())
 }
 
 /// What an entry will become on disk.
@@ -1895,6 +2016,68 @@ mod tests {
         }
         assert!(store.blobs.join("README").exists());
         assert_eq!(store.gc(&referenced).unwrap(), 0);
+    }
+
+    #[test]
+    fn layers_merge_in_order_into_a_shared_opt() {
+        let (_dir, store) = store();
+        let first = staged(
+            &store,
+            &[
+                F("python/shared.py", b"first", 0o644),
+                F("python/only_first.py", b"1", 0o644),
+                F("bin/tool", b"#!/bin/sh", 0o755),
+                F("conf", b"a file in the first", 0o644),
+                Link("python/alias.py", "shared.py"),
+            ],
+        );
+        let second = staged(
+            &store,
+            &[
+                F("python/shared.py", b"second", 0o644),
+                F("conf/inner", b"a dir in the second", 0o644),
+                F("bin", b"a file where a dir was", 0o644),
+            ],
+        );
+        assert_eq!(store.opt_dir(&[]).unwrap(), None);
+        assert_eq!(
+            store.opt_dir(&[&first]).unwrap(),
+            Some(store.unpacked_dir(&first))
+        );
+        let merged = store.opt_dir(&[&first, &second]).unwrap().unwrap();
+        let read = |p: &str| fs::read_to_string(merged.join(p)).unwrap();
+        assert_eq!(read("python/shared.py"), "second");
+        assert_eq!(read("python/only_first.py"), "1");
+        assert_eq!(read("python/alias.py"), "second"); // the link follows the winner
+        assert_eq!(read("conf/inner"), "a dir in the second");
+        assert_eq!(read("bin"), "a file where a dir was");
+        // The layers' own trees are untouched.
+        assert_eq!(
+            fs::read_to_string(store.unpacked_dir(&first).join("python/shared.py")).unwrap(),
+            "first"
+        );
+        assert!(store.unpacked_dir(&first).join("bin/tool").exists());
+        // Order matters, and the same order is the same tree.
+        let reversed = store.opt_dir(&[&second, &first]).unwrap().unwrap();
+        assert_ne!(reversed, merged);
+        assert_eq!(
+            fs::read_to_string(reversed.join("python/shared.py")).unwrap(),
+            "first"
+        );
+        assert_eq!(store.opt_dir(&[&first, &second]).unwrap().unwrap(), merged);
+        // A missing layer tree is re-unpacked from its blob.
+        fs::remove_dir_all(store.unpacked_dir(&second)).unwrap();
+        fs::remove_dir_all(&merged).unwrap();
+        let again = store.opt_dir(&[&first, &second]).unwrap().unwrap();
+        assert_eq!(
+            fs::read_to_string(again.join("python/shared.py")).unwrap(),
+            "second"
+        );
+        // gc at start-up drops merged trees (they are remade on demand).
+        let referenced = HashSet::from([first.clone(), second.clone()]);
+        store.gc(&referenced).unwrap();
+        assert!(!again.exists());
+        assert!(store.unpacked_dir(&second).exists());
     }
 
     #[test]

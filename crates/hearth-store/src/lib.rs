@@ -25,19 +25,23 @@
 pub mod code;
 pub mod events;
 pub mod iam;
+pub mod layers;
 pub mod logs;
 pub mod registry;
 pub mod sqlite;
 pub mod sqs;
+pub mod urls;
 pub mod usage;
 
 pub use code::{CodeError, CodeStore, StagedCode};
 pub use events::{EventQueue, SqliteEventQueue};
 pub use iam::{IamError, IamStore};
+pub use layers::LayerStore;
 pub use logs::{LogEvent, LogStore, NewLogEvent};
 pub use registry::{
     AliasSpec, ConfigPatch, NewFunction, Page, Registry, StoreError, VersionSelector,
 };
 pub use sqlite::SqliteRegistry;
 pub use sqs::{SqsError, SqsStore};
+pub use urls::FunctionUrlStore;
 pub use usage::{UsageDelta, UsageQuery, UsageStore, UsageTotals};

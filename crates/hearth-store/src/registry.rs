@@ -85,6 +85,10 @@ pub struct ConfigPatch {
     pub timeout: Option<u32>,
     pub environment: Option<BTreeMap<String, String>>,
     pub ephemeral_storage_mb: Option<u32>,
+    /// `Some(empty)` removes every layer.
+    pub layers: Option<Vec<hearth_types::function::LayerRef>>,
+    /// `Some(None)` removes the dead-letter queue.
+    pub dead_letter_target: Option<Option<String>>,
 }
 
 impl ConfigPatch {
@@ -113,6 +117,12 @@ impl ConfigPatch {
         if let Some(v) = self.ephemeral_storage_mb {
             c.ephemeral_storage_mb = v;
         }
+        if let Some(v) = &self.layers {
+            c.layers = v.clone();
+        }
+        if let Some(v) = &self.dead_letter_target {
+            c.dead_letter_target = v.clone();
+        }
     }
 }
 
@@ -135,7 +145,14 @@ pub struct AliasSpec {
 ///
 /// Names passed in are already syntactically valid; `account` is always the
 /// caller's account id, so a tenant can only ever reach its own rows.
-pub trait Registry: crate::iam::IamStore + Send + Sync + std::fmt::Debug {
+pub trait Registry:
+    crate::iam::IamStore
+    + crate::urls::FunctionUrlStore
+    + crate::layers::LayerStore
+    + Send
+    + Sync
+    + std::fmt::Debug
+{
     /// Increases with every committed write of this process.
     fn write_epoch(&self) -> u64;
 

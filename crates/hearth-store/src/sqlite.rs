@@ -234,6 +234,29 @@ const MIGRATIONS: &[&str] = &[
             REFERENCES iam_roles(account_id, name) ON DELETE CASCADE
     ) STRICT;
     "#,
+    // 5: function URL configs (see `urls.rs`).
+    r#"
+    -- qualifier is an alias name, or $LATEST for the unqualified function.
+    -- A config goes with its function (cascade), not with its alias: as on
+    -- AWS, an alias's URL outlives the alias and then answers 403.
+    -- cors_json NULL: no Cors given; invoke_mode NULL: never given.
+    CREATE TABLE function_urls (
+        account_id       TEXT NOT NULL,
+        function_name    TEXT NOT NULL,
+        qualifier        TEXT NOT NULL,
+        url_id           TEXT NOT NULL UNIQUE,
+        auth_type        TEXT NOT NULL,
+        cors_json        TEXT,
+        invoke_mode      TEXT,
+        created_ms       INTEGER NOT NULL,
+        last_modified_ms INTEGER NOT NULL,
+        PRIMARY KEY (account_id, function_name, qualifier),
+        FOREIGN KEY (account_id, function_name)
+            REFERENCES functions(account_id, name) ON DELETE CASCADE
+    ) STRICT;
+    "#,
+    // 6: Lambda layers, their versions and version permissions (see `layers.rs`).
+    crate::layers::MIGRATION,
 ];
 
 /// The registry over one SQLite connection.
@@ -2500,8 +2523,14 @@ impl Registry for SqliteRegistry {
 
     fn referenced_code(&self) -> Result<Vec<String>> {
         self.read(|tx| {
+            // Function code, the layer versions that exist, and the layer
+            // content functions keep after its layer version was deleted.
             let mut stmt = tx.prepare_cached(
-                "SELECT DISTINCT code_sha256_hex FROM versions ORDER BY code_sha256_hex",
+                "SELECT code_sha256_hex FROM versions \
+                 UNION SELECT code_sha256_hex FROM layer_versions \
+                 UNION SELECT json_extract(l.value, '$.code.sha256_hex') \
+                   FROM versions, json_each(versions.config_json, '$.layers') AS l \
+                 ORDER BY 1",
             )?;
             let digests = stmt
                 .query_map([], |r| r.get(0))?
@@ -2574,6 +2603,8 @@ mod tests {
             environment: None,
             ephemeral_storage_mb: 512,
             architectures: vec!["x86_64".into()],
+            layers: Vec::new(),
+            dead_letter_target: None,
         }
     }
 

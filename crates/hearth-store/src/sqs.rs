@@ -23,6 +23,8 @@ pub enum SqsError {
     QueueExists,
     #[error("The message referred to is not in flight.")]
     NotInflight,
+    #[error("the node is shutting down")]
+    ShuttingDown,
     #[error("the SQS store failed: {0}")]
     Sqlite(#[from] rusqlite::Error),
     #[error("the SQS store holds unreadable data: {0}")]
@@ -32,13 +34,24 @@ pub enum SqsError {
 pub type Result<T> = std::result::Result<T, SqsError>;
 
 /// A queue's settable attributes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueueSettings {
     pub visibility_timeout_s: u32,
     pub retention_s: u32,
     pub delay_s: u32,
     pub receive_wait_s: u32,
     pub max_message_bytes: u32,
+    /// `RedrivePolicy`: where a message goes once received this often
+    /// without being deleted.
+    pub redrive: Option<Redrive>,
+}
+
+/// A queue's dead-letter queue (same account) and the receives a message
+/// gets before it moves there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Redrive {
+    pub dead_letter_queue: String,
+    pub max_receive_count: u32,
 }
 
 impl Default for QueueSettings {
@@ -50,6 +63,7 @@ impl Default for QueueSettings {
             delay_s: 0,
             receive_wait_s: 0,
             max_message_bytes: 262_144,
+            redrive: None,
         }
     }
 }
@@ -109,6 +123,128 @@ pub struct Received {
     pub receive_count: i64,
 }
 
+/// The hex MD5 of `data`: SQS's `MD5OfMessageBody` (a checksum, not for
+/// security).
+pub fn md5_hex(data: &[u8]) -> String {
+    use md5::Digest as _;
+    hex::encode(md5::Md5::digest(data))
+}
+
+/// SQS's digest of message attributes: for each, by name, the length-
+/// prefixed (4 bytes, big-endian) name and type, a transport byte (1:
+/// string, 2: binary) and the length-prefixed value.
+pub fn md5_of_attributes(attrs: &[MessageAttribute]) -> String {
+    let mut sorted: Vec<&MessageAttribute> = attrs.iter().collect();
+    sorted.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut buf = Vec::new();
+    let put = |b: &[u8], buf: &mut Vec<u8>| {
+        buf.extend_from_slice(&u32::try_from(b.len()).unwrap_or(u32::MAX).to_be_bytes());
+        buf.extend_from_slice(b);
+    };
+    for a in sorted {
+        put(a.name.as_bytes(), &mut buf);
+        put(a.data_type.as_bytes(), &mut buf);
+        match (&a.string_value, &a.binary_value) {
+            (_, Some(bin)) => {
+                buf.push(2);
+                put(bin, &mut buf);
+            }
+            (s, None) => {
+                buf.push(1);
+                put(s.as_deref().unwrap_or("").as_bytes(), &mut buf);
+            }
+        }
+    }
+    md5_hex(&buf)
+}
+
+/// A receipt handle: the message's queue and id and the receive's token,
+/// base64url-encoded. Opaque to clients.
+pub fn receipt_handle(account: &str, queue: &str, id: &str, token: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(format!("{account}/{queue}/{id}/{token}"))
+}
+
+/// A receipt handle's account, queue, message id and token.
+pub fn parse_receipt_handle(handle: &str) -> Option<(String, String, String, String)> {
+    use base64::Engine as _;
+    let text = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(handle)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())?;
+    let mut parts = text.split('/');
+    match (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) {
+        (Some(a), Some(q), Some(id), Some(t), None) => {
+            Some((a.to_owned(), q.to_owned(), id.to_owned(), t.to_owned()))
+        }
+        _ => None,
+    }
+}
+
+impl NewMessage {
+    /// A message with its checksums computed.
+    pub fn new(body: String, attributes: Vec<MessageAttribute>, delay_s: Option<u32>) -> Self {
+        let md5_of_attributes = (!attributes.is_empty()).then(|| md5_of_attributes(&attributes));
+        Self {
+            id: uuid::Uuid::new_v4().to_string(),
+            md5_of_body: md5_hex(body.as_bytes()),
+            body,
+            md5_of_attributes,
+            attributes,
+            delay_s,
+        }
+    }
+}
+
+/// An SQS event source mapping: a queue whose messages a function is
+/// invoked with, in batches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mapping {
+    pub uuid: String,
+    pub account: String,
+    pub function_name: String,
+    /// An alias or version; `None`: `$LATEST`.
+    pub qualifier: Option<String>,
+    pub queue_account: String,
+    pub queue: String,
+    /// Messages per invocation at most.
+    pub batch_size: u32,
+    /// How long a batch may gather before the function is invoked, s.
+    pub window_s: u32,
+    pub enabled: bool,
+    /// `FunctionResponseTypes: [ReportBatchItemFailures]`.
+    pub report_failures: bool,
+    /// `ScalingConfig.MaximumConcurrency`.
+    pub max_concurrency: Option<u32>,
+    pub modified_ms: i64,
+}
+
+const MAPPING_COLUMNS: &str = "uuid, account_id, function_name, qualifier, queue_account, queue, batch_size, window_s, enabled, report_failures, max_concurrency, modified_ms";
+
+fn mapping_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<Mapping> {
+    Ok(Mapping {
+        uuid: r.get(0)?,
+        account: r.get(1)?,
+        function_name: r.get(2)?,
+        qualifier: r.get(3)?,
+        queue_account: r.get(4)?,
+        queue: r.get(5)?,
+        batch_size: r.get(6)?,
+        window_s: r.get(7)?,
+        enabled: r.get(8)?,
+        report_failures: r.get(9)?,
+        max_concurrency: r.get(10)?,
+        modified_ms: r.get(11)?,
+    })
+}
+
 #[derive(Debug)]
 pub struct SqsStore {
     db: Mutex<Connection>,
@@ -123,6 +259,8 @@ CREATE TABLE IF NOT EXISTS queues (
     delay_s       INTEGER NOT NULL,
     wait_s        INTEGER NOT NULL,
     max_bytes     INTEGER NOT NULL,
+    dlq           TEXT,
+    max_receives  INTEGER NOT NULL DEFAULT 0,
     created_s     INTEGER NOT NULL,
     modified_s    INTEGER NOT NULL,
     PRIMARY KEY (account_id, name)
@@ -145,15 +283,46 @@ CREATE TABLE IF NOT EXISTS messages (
 ) STRICT;
 CREATE INDEX IF NOT EXISTS messages_by_queue ON messages (account_id, queue, visible_ms, seq);
 CREATE UNIQUE INDEX IF NOT EXISTS messages_by_id ON messages (account_id, queue, id);
+CREATE TABLE IF NOT EXISTS mappings (
+    uuid           TEXT PRIMARY KEY,
+    account_id     TEXT NOT NULL,
+    function_name  TEXT NOT NULL,
+    qualifier      TEXT,
+    queue_account  TEXT NOT NULL,
+    queue          TEXT NOT NULL,
+    batch_size     INTEGER NOT NULL,
+    window_s       INTEGER NOT NULL,
+    enabled        INTEGER NOT NULL,
+    report_failures INTEGER NOT NULL,
+    max_concurrency INTEGER,
+    modified_ms    INTEGER NOT NULL
+) STRICT;
+CREATE INDEX IF NOT EXISTS mappings_by_account ON mappings (account_id, function_name);
 "#;
 
+fn redrive_columns(s: &QueueSettings) -> (Option<&str>, u32) {
+    s.redrive.as_ref().map_or((None, 0), |r| {
+        (Some(r.dead_letter_queue.as_str()), r.max_receive_count)
+    })
+}
+
+/// The columns [`settings_of`] reads, in its order.
+const SETTINGS_COLUMNS: &str =
+    "visibility_s, retention_s, delay_s, wait_s, max_bytes, dlq, max_receives";
+
 fn settings_of(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<QueueSettings> {
+    let dlq: Option<String> = r.get(at + 5)?;
+    let max_receives: u32 = r.get(at + 6)?;
     Ok(QueueSettings {
         visibility_timeout_s: r.get(at)?,
         retention_s: r.get(at + 1)?,
         delay_s: r.get(at + 2)?,
         receive_wait_s: r.get(at + 3)?,
         max_message_bytes: r.get(at + 4)?,
+        redrive: dlq.map(|d| Redrive {
+            dead_letter_queue: d,
+            max_receive_count: max_receives,
+        }),
     })
 }
 
@@ -191,7 +360,9 @@ impl SqsStore {
         let tx = db.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let existing = tx
             .query_row(
-                "SELECT visibility_s, retention_s, delay_s, wait_s, max_bytes FROM queues WHERE account_id = ?1 AND name = ?2",
+                &format!(
+                    "SELECT {SETTINGS_COLUMNS} FROM queues WHERE account_id = ?1 AND name = ?2"
+                ),
                 params![account, name],
                 |r| settings_of(r, 0),
             )
@@ -201,8 +372,9 @@ impl SqsStore {
             Some(_) => return Err(SqsError::QueueExists),
             None => {}
         }
+        let (dlq, max_receives) = redrive_columns(&settings);
         tx.execute(
-            "INSERT INTO queues VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)",
+            &format!("INSERT INTO queues (account_id, name, {SETTINGS_COLUMNS}, created_s, modified_s) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)"),
             params![
                 account,
                 name,
@@ -211,10 +383,44 @@ impl SqsStore {
                 settings.delay_s,
                 settings.receive_wait_s,
                 settings.max_message_bytes,
+                dlq,
+                max_receives,
                 now_s
             ],
         )?;
         tx.commit()?;
+        Ok(())
+    }
+
+    /// Changes a queue's settings (SetQueueAttributes).
+    pub fn set_settings(
+        &self,
+        account: &str,
+        name: &str,
+        settings: QueueSettings,
+        now_s: i64,
+    ) -> Result<()> {
+        let db = self.db.lock();
+        let (dlq, max_receives) = redrive_columns(&settings);
+        let n = db.execute(
+            "UPDATE queues SET visibility_s = ?3, retention_s = ?4, delay_s = ?5, wait_s = ?6, max_bytes = ?7, dlq = ?8, max_receives = ?9, modified_s = ?10
+             WHERE account_id = ?1 AND name = ?2",
+            params![
+                account,
+                name,
+                settings.visibility_timeout_s,
+                settings.retention_s,
+                settings.delay_s,
+                settings.receive_wait_s,
+                settings.max_message_bytes,
+                dlq,
+                max_receives,
+                now_s
+            ],
+        )?;
+        if n == 0 {
+            return Err(SqsError::NoQueue);
+        }
         Ok(())
     }
 
@@ -225,14 +431,14 @@ impl SqsStore {
 
     fn queue_in(db: &Connection, account: &str, name: &str) -> Result<QueueInfo> {
         db.query_row(
-            "SELECT name, visibility_s, retention_s, delay_s, wait_s, max_bytes, created_s, modified_s FROM queues WHERE account_id = ?1 AND name = ?2",
+            &format!("SELECT name, created_s, modified_s, {SETTINGS_COLUMNS} FROM queues WHERE account_id = ?1 AND name = ?2"),
             params![account, name],
             |r| {
                 Ok(QueueInfo {
                     name: r.get(0)?,
-                    settings: settings_of(r, 1)?,
-                    created_s: r.get(6)?,
-                    modified_s: r.get(7)?,
+                    created_s: r.get(1)?,
+                    modified_s: r.get(2)?,
+                    settings: settings_of(r, 3)?,
                 })
             },
         )
@@ -366,6 +572,9 @@ impl SqsStore {
             "DELETE FROM messages WHERE account_id = ?1 AND queue = ?2 AND expires_ms <= ?3",
             params![account, name, now_ms],
         )?;
+        if let Some(r) = &q.settings.redrive {
+            Self::redrive(&tx, account, name, r, now_ms)?;
+        }
         let hide = i64::from(visibility_s.unwrap_or(q.settings.visibility_timeout_s)) * 1000;
         let mut out = Vec::new();
         {
@@ -420,6 +629,37 @@ impl SqsStore {
         Ok(out)
     }
 
+    /// Moves the queue's visible messages already received
+    /// `max_receive_count` times to its dead-letter queue (if that still
+    /// exists), as unreceived messages keeping their send time: SQS's
+    /// redrive, done when the queue is next received from.
+    fn redrive(tx: &Connection, account: &str, name: &str, r: &Redrive, now_ms: i64) -> Result<()> {
+        let Ok(dlq) = Self::queue_in(tx, account, &r.dead_letter_queue) else {
+            return Ok(());
+        };
+        let moved = tx.execute(
+            "INSERT OR IGNORE INTO messages (account_id, queue, id, body, md5_body, md5_attrs, attrs, sent_ms, expires_ms, visible_ms)
+             SELECT account_id, ?3, id, body, md5_body, md5_attrs, attrs, sent_ms, sent_ms + ?4, ?5
+             FROM messages WHERE account_id = ?1 AND queue = ?2 AND visible_ms <= ?5 AND receive_count >= ?6 AND expires_ms > ?5
+             ORDER BY seq",
+            params![
+                account,
+                name,
+                dlq.name,
+                i64::from(dlq.settings.retention_s) * 1000,
+                now_ms,
+                r.max_receive_count
+            ],
+        )?;
+        if moved > 0 {
+            tx.execute(
+                "DELETE FROM messages WHERE account_id = ?1 AND queue = ?2 AND visible_ms <= ?3 AND receive_count >= ?4",
+                params![account, name, now_ms, r.max_receive_count],
+            )?;
+        }
+        Ok(())
+    }
+
     /// Deletes a message by id (a receipt handle's). A message already
     /// gone is no error, as in SQS.
     pub fn delete_message(&self, account: &str, name: &str, id: &str) -> Result<()> {
@@ -466,6 +706,79 @@ impl SqsStore {
         tx.commit()?;
         Ok(())
     }
+
+    /// Deletes messages by id, in one transaction.
+    pub fn delete_messages(&self, account: &str, name: &str, ids: &[String]) -> Result<()> {
+        let mut db = self.db.lock();
+        let tx = db.transaction()?;
+        {
+            let mut del = tx.prepare_cached(
+                "DELETE FROM messages WHERE account_id = ?1 AND queue = ?2 AND id = ?3",
+            )?;
+            for id in ids {
+                del.execute(params![account, name, id])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Stores a mapping (new or changed), durably.
+    pub fn put_mapping(&self, m: &Mapping) -> Result<()> {
+        let db = self.db.lock();
+        db.execute(
+            &format!("INSERT OR REPLACE INTO mappings ({MAPPING_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"),
+            params![
+                m.uuid,
+                m.account,
+                m.function_name,
+                m.qualifier,
+                m.queue_account,
+                m.queue,
+                m.batch_size,
+                m.window_s,
+                m.enabled,
+                m.report_failures,
+                m.max_concurrency,
+                m.modified_ms
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// A mapping of the account, if it exists.
+    pub fn mapping(&self, account: &str, uuid: &str) -> Result<Option<Mapping>> {
+        let db = self.db.lock();
+        Ok(db
+            .query_row(
+                &format!(
+                    "SELECT {MAPPING_COLUMNS} FROM mappings WHERE uuid = ?1 AND account_id = ?2"
+                ),
+                params![uuid, account],
+                mapping_of,
+            )
+            .optional()?)
+    }
+
+    /// Every mapping on the node (`account`: `None`) or of one account, in
+    /// uuid order.
+    pub fn mappings(&self, account: Option<&str>) -> Result<Vec<Mapping>> {
+        let db = self.db.lock();
+        let mut st = db.prepare_cached(&format!(
+            "SELECT {MAPPING_COLUMNS} FROM mappings WHERE ?1 IS NULL OR account_id = ?1 ORDER BY uuid"
+        ))?;
+        let rows = st.query_map(params![account], mapping_of)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Deletes a mapping; whether it existed.
+    pub fn delete_mapping(&self, account: &str, uuid: &str) -> Result<bool> {
+        let db = self.db.lock();
+        Ok(db.execute(
+            "DELETE FROM mappings WHERE uuid = ?1 AND account_id = ?2",
+            params![uuid, account],
+        )? > 0)
+    }
 }
 
 #[cfg(test)]
@@ -481,6 +794,63 @@ mod tests {
             attributes: Vec::new(),
             delay_s: None,
         }
+    }
+
+    #[test]
+    fn mappings_are_per_account() {
+        let s = SqsStore::open_in_memory().unwrap();
+        let m = Mapping {
+            uuid: "u1".into(),
+            account: "111111111111".into(),
+            function_name: "f".into(),
+            qualifier: None,
+            queue_account: "111111111111".into(),
+            queue: "q".into(),
+            batch_size: 10,
+            window_s: 0,
+            enabled: true,
+            report_failures: true,
+            max_concurrency: Some(2),
+            modified_ms: 5,
+        };
+        s.put_mapping(&m).unwrap();
+        assert_eq!(s.mapping("111111111111", "u1").unwrap(), Some(m.clone()));
+        assert_eq!(s.mapping("222222222222", "u1").unwrap(), None);
+        assert_eq!(s.mappings(None).unwrap(), vec![m.clone()]);
+        assert!(s.mappings(Some("222222222222")).unwrap().is_empty());
+        let off = Mapping {
+            enabled: false,
+            ..m
+        };
+        s.put_mapping(&off).unwrap();
+        assert!(!s.mapping("111111111111", "u1").unwrap().unwrap().enabled);
+        assert!(!s.delete_mapping("222222222222", "u1").unwrap());
+        assert!(s.delete_mapping("111111111111", "u1").unwrap());
+        assert!(s.mappings(None).unwrap().is_empty());
+    }
+
+    #[test]
+    fn md5_matches_rfc_1321() {
+        assert_eq!(md5_hex(b""), "d41d8cd98f00b204e9800998ecf8427e");
+        assert_eq!(
+            md5_hex(b"The quick brown fox jumps over the lazy dog"),
+            "9e107d9d372bb6826bd81d3542a419d6"
+        );
+    }
+
+    #[test]
+    fn receipt_handles_round_trip() {
+        let h = receipt_handle("123456789012", "q", "id-1", "tok");
+        assert_eq!(
+            parse_receipt_handle(&h),
+            Some((
+                "123456789012".into(),
+                "q".into(),
+                "id-1".into(),
+                "tok".into()
+            ))
+        );
+        assert_eq!(parse_receipt_handle("bogus"), None);
     }
 
     #[test]
@@ -530,6 +900,31 @@ mod tests {
         s.delete_message("a", "q", "m1").unwrap();
         s.delete_message("a", "q", "m2").unwrap();
         assert_eq!(s.counts("a", "q", 100_000).unwrap(), QueueCounts::default());
+    }
+
+    #[test]
+    fn redrive_moves_messages_received_too_often() {
+        let s = SqsStore::open_in_memory().unwrap();
+        s.create_queue("a", "dlq", QueueSettings::default(), 0)
+            .unwrap();
+        let src = QueueSettings {
+            redrive: Some(Redrive {
+                dead_letter_queue: "dlq".into(),
+                max_receive_count: 2,
+            }),
+            ..QueueSettings::default()
+        };
+        s.create_queue("a", "q", src, 0).unwrap();
+        s.send("a", "q", &[msg("m1", "x")], 1000).unwrap();
+        assert_eq!(s.receive("a", "q", 1, Some(1), 1000).unwrap().len(), 1);
+        assert_eq!(s.receive("a", "q", 1, Some(1), 3000).unwrap().len(), 1);
+        // Received twice and not deleted: the next receive moves it.
+        assert!(s.receive("a", "q", 1, Some(1), 5000).unwrap().is_empty());
+        let moved = s.receive("a", "dlq", 10, None, 5000).unwrap();
+        assert_eq!(moved.len(), 1);
+        assert_eq!((moved[0].id.as_str(), moved[0].body.as_str()), ("m1", "x"));
+        assert_eq!((moved[0].receive_count, moved[0].sent_ms), (1, 1000));
+        assert_eq!(s.counts("a", "q", 5000).unwrap(), QueueCounts::default());
     }
 
     #[test]

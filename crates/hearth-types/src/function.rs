@@ -23,6 +23,24 @@ pub struct FunctionConfig {
     pub environment: Option<BTreeMap<String, String>>,
     pub ephemeral_storage_mb: u32,
     pub architectures: Vec<String>,
+    /// The layer versions merged under `/opt`, in order (a later one's files
+    /// win), each with the content it had when the function named it: a
+    /// deleted layer version stays usable by the functions that name it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub layers: Vec<LayerRef>,
+    /// `DeadLetterConfig.TargetArn`: the SQS queue an asynchronous event
+    /// goes to when every attempt failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dead_letter_target: Option<String>,
+}
+
+/// A layer version as a function configuration names it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LayerRef {
+    /// `arn:aws:lambda:<region>:<account>:layer:<name>:<version>`.
+    pub arn: String,
+    /// Its content in the code store.
+    pub code: CodeRef,
 }
 
 /// A code package in the content-addressed store.

@@ -13,6 +13,12 @@ pub const ENVIRONMENT_MAX_BYTES: usize = 4 * 1024;
 pub const ZIP_MAX_BYTES: u64 = 50 * 1024 * 1024;
 /// The unpacked code.
 pub const UNZIPPED_MAX_BYTES: u64 = 250 * 1024 * 1024;
+/// Layers one function may name.
+pub const FUNCTION_LAYERS_MAX: usize = 5;
+/// The unpacked code of a function and all its layers together.
+pub const UNZIPPED_WITH_LAYERS_MAX_BYTES: u64 = 262_144_000;
+/// Layer names (the ARN's last part before the version).
+pub const LAYER_NAME_MAX: usize = 64;
 /// Entries in one zip; more is treated as a zip bomb.
 pub const ZIP_MAX_ENTRIES: usize = 20_000;
 /// The JSON request body of CreateFunction/UpdateFunctionCode: the base64 of a 50 MB zip plus slack.

@@ -723,12 +723,14 @@ impl Executor {
         let c = &version.config;
         let class = memory_class_for(c.memory_size).unwrap_or(c.memory_size);
         // Keyed on the config without its mount table: the images a
-        // version mounts follow from its code and the node's runtime.
-        let pk = (
-            version.code.sha256_hex.clone(),
-            config_blob(version, code, &self.0.node, &[])?,
-            class,
-        );
+        // version mounts follow from its code, its layers and the node's
+        // runtime.
+        let mut blob = config_blob(version, code, &self.0.node, &[])?;
+        for l in &version.config.layers {
+            blob.extend_from_slice(b"\0layer=");
+            blob.extend_from_slice(l.code.sha256_hex.as_bytes());
+        }
+        let pk = (version.code.sha256_hex.clone(), blob, class);
         if let Some(p) = side.prepared.lock().get(&pk) {
             return Ok((pk, p.clone()));
         }
@@ -750,7 +752,27 @@ impl Executor {
                 .store
                 .code_image(sha, &tree)
                 .map_err(|e| e.to_string())?;
-            let (module_path, files) = match (&code, &python) {
+            // Its layers, merged, read-only at /opt: one image per ordered
+            // list of layers. The image's digest is part of the function
+            // snapshot's key, so other layers never reuse a snapshot.
+            let digests: Vec<&str> = version
+                .config
+                .layers
+                .iter()
+                .map(|l| l.code.sha256_hex.as_str())
+                .collect();
+            let opt = match me.0.code.opt_dir(&digests).map_err(|e| e.to_string())? {
+                Some(dir) => {
+                    let key = format!("opt{}", hearth_store::code::opt_key(&digests));
+                    Some(
+                        host.store
+                            .code_image(&key, &dir)
+                            .map_err(|e| e.to_string())?,
+                    )
+                }
+                None => None,
+            };
+            let (module_path, mut files) = match (&code, &python) {
                 (VmCode::Wasm(m), _) => (m.clone(), vec![("/var/task", task)]),
                 (VmCode::Python, Some(rt)) => (
                     rt.cwasm(),
@@ -761,6 +783,9 @@ impl Executor {
                 ),
                 (VmCode::Python, None) => return Err("no CPython runtime for microVMs".into()),
             };
+            if let Some(opt) = opt {
+                files.push(("/opt", opt));
+            }
             let mut mounts = Vec::new();
             for (at, path) in &files {
                 let len = host.store.module(path).map_err(|e| e.to_string())?.len;

@@ -405,7 +405,12 @@ impl Executor {
             side.prepared
                 .lock()
                 .retain(|(sha, _, _), _| referenced.contains(sha));
-            let gone = side.host.store.sweep(|sha| referenced.contains(sha));
+            // Merged-layer images (`code-opt<key>.img`) are shared across
+            // functions and not tracked per digest: they stay.
+            let gone = side
+                .host
+                .store
+                .sweep(|sha| sha.starts_with("opt") || referenced.contains(sha));
             if gone > 0 {
                 tracing::info!(gone, "deleted function snapshots no version uses");
             }

@@ -34,7 +34,7 @@ use nix::unistd::Pid;
 use super::protocol::{
     self, ExecRequest, IdMapping, LaunchRequest, ProbeReport, ProbeRequest, Report, Request,
 };
-use super::rootfs::{self, RootSpec, TaskSource};
+use super::rootfs::{self, OptSource, RootSpec, TaskSource};
 use super::seccomp;
 use super::sys::{self, Forked, SingleThreaded};
 
@@ -467,10 +467,16 @@ fn prepare(req: &LaunchRequest) -> Result<(), String> {
         (None, Some(host)) => TaskSource::Propagated(host.clone()),
         (None, None) => return Err("no task_root and no host-side task mount".to_owned()),
     };
+    let opt = match (&req.spec.opt_root, &req.opt_mount) {
+        (Some(dir), _) => OptSource::Bind(dir.clone()),
+        (None, Some(host)) => OptSource::Propagated(host.clone()),
+        (None, None) => OptSource::Empty,
+    };
     rootfs::build(
         &RootSpec {
             root: req.root_dir.clone(),
             task,
+            opt,
             runtime_dir: req.spec.runtime_dir.clone(),
             runtime_mount: req.runtime_mount,
             tmp_mb: req.spec.tmp_mb,
@@ -650,6 +656,7 @@ mod tests {
                 memory_mb: 128,
                 pids_max: 64,
                 task_root: Some("/tmp".into()),
+                opt_root: None,
                 runtime_dir: None,
                 tmp_mb: 16,
                 argv: argv.iter().map(|s| s.to_string()).collect(),
@@ -664,6 +671,7 @@ mod tests {
             cgroup_procs: vec![],
             root_dir: "/x".into(),
             task_mount: None,
+            opt_mount: None,
             user_namespace: None,
             seccomp: vec![],
             nproc_limit: None,

@@ -40,6 +40,7 @@
 //!     memory_mb: 128,
 //!     pids_max: 64,
 //!     task_root: Some("/srv/code/abc".into()),
+//!     opt_root: None,
 //!     runtime_dir: None,
 //!     tmp_mb: 512,
 //!     argv: vec!["/usr/bin/python3".into(), "/var/task/main.py".into()],
@@ -532,6 +533,7 @@ fn validate(spec: &SandboxSpec) -> Result<(), String> {
         ));
     }
     let dirs = (spec.task_root.iter().map(|d| ("task_root", d)))
+        .chain(spec.opt_root.iter().map(|d| ("opt_root", d)))
         .chain(spec.runtime_dir.iter().map(|d| ("runtime_dir", d)));
     for (what, d) in dirs {
         if !d.is_absolute() || !d.is_dir() {
@@ -554,6 +556,8 @@ struct Resources {
     cgroup: Option<SandboxCgroup>,
     /// `<dir>/task`, once it is a shared mount (a sandbox without `task_root`).
     task_mount: Option<PathBuf>,
+    /// `<dir>/opt`, likewise, for the function's layers.
+    opt_mount: Option<PathBuf>,
 }
 
 impl Resources {
@@ -570,14 +574,13 @@ impl Resources {
         // Never remove a directory that may still have the shared code
         // mounted below it. (Tried whatever `task_mount` says: the directory
         // may be a leftover that `launch` refused to reuse.)
-        let task = self.dir.join("task");
-        let unmounted = match unmount_all_at(&task) {
-            Ok(()) => true,
-            Err(e) => {
+        let mut unmounted = true;
+        for task in [self.dir.join("task"), self.dir.join("opt")] {
+            if let Err(e) = unmount_all_at(&task) {
                 tracing::warn!(sandbox = %self.id, "cannot unmount {}: {e}; leaving it", task.display());
-                false
+                unmounted = false;
             }
-        };
+        }
         if unmounted {
             match std::fs::remove_dir_all(&self.dir) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
@@ -689,11 +692,66 @@ struct LinuxSandboxControl {
     control: Mutex<Option<OwnedFd>>,
     /// `mount_task` has succeeded.
     task_mounted: Mutex<bool>,
+    /// `mount_opt` has succeeded.
+    opt_mounted: Mutex<bool>,
 }
 
 impl LinuxSandboxControl {
     fn kill_launcher(&self) {
         let _ = sys::pidfd_send_signal(self.pidfd.as_fd(), libc::SIGKILL);
+    }
+}
+
+impl LinuxSandboxControl {
+    /// Binds `dir` read-only on the host-side shared mount `host`, which
+    /// the sandbox's `inside` receives by propagation; once.
+    fn mount_propagated(
+        &self,
+        dir: &Path,
+        host: Option<&Path>,
+        done: &Mutex<bool>,
+        inside: &str,
+    ) -> Result<(), SandboxError> {
+        let fail = |m: String| SandboxError::Setup(m);
+        let Some(task) = host else {
+            return Err(fail(format!(
+                "sandbox {} was started with a task_root; {inside} cannot be mounted later",
+                self.res.id
+            )));
+        };
+        if !dir.is_absolute() || !dir.is_dir() {
+            return Err(fail(format!(
+                "{} is not an absolute path to a directory",
+                dir.display()
+            )));
+        }
+        // Held throughout: destroy waits, so it never removes the directory
+        // between the check and the mount.
+        let destroyed = self.destroyed.lock();
+        if *destroyed {
+            return Err(fail(format!("sandbox {} is destroyed", self.res.id)));
+        }
+        let mut mounted = done.lock();
+        if *mounted {
+            return Err(fail(format!(
+                "sandbox {} already has {inside} mounted",
+                self.res.id
+            )));
+        }
+        sys::bind_ro_detached(dir, task).map_err(|e| {
+            fail(format!(
+                "cannot mount {} on {}: {e}{}",
+                dir.display(),
+                task.display(),
+                if e.raw_os_error() == Some(libc::ENOSYS) {
+                    " (needs Linux 5.12 or later)"
+                } else {
+                    ""
+                }
+            ))
+        })?;
+        *mounted = true;
+        Ok(())
     }
 }
 
@@ -745,46 +803,21 @@ impl SandboxControl for LinuxSandboxControl {
     }
 
     fn mount_task(&self, dir: &Path) -> Result<(), SandboxError> {
-        let fail = |m: String| SandboxError::Setup(m);
-        let Some(task) = &self.res.task_mount else {
-            return Err(fail(format!(
-                "sandbox {} was started with a task_root; mount_task is for task_root: None",
-                self.res.id
-            )));
-        };
-        if !dir.is_absolute() || !dir.is_dir() {
-            return Err(fail(format!(
-                "{} is not an absolute path to a directory",
-                dir.display()
-            )));
-        }
-        // Held throughout: destroy waits, so it never removes the directory
-        // between the check and the mount.
-        let destroyed = self.destroyed.lock();
-        if *destroyed {
-            return Err(fail(format!("sandbox {} is destroyed", self.res.id)));
-        }
-        let mut mounted = self.task_mounted.lock();
-        if *mounted {
-            return Err(fail(format!(
-                "sandbox {} already has its code at /var/task",
-                self.res.id
-            )));
-        }
-        sys::bind_ro_detached(dir, task).map_err(|e| {
-            fail(format!(
-                "cannot mount {} on {}: {e}{}",
-                dir.display(),
-                task.display(),
-                if e.raw_os_error() == Some(libc::ENOSYS) {
-                    " (needs Linux 5.12 or later)"
-                } else {
-                    ""
-                }
-            ))
-        })?;
-        *mounted = true;
-        Ok(())
+        self.mount_propagated(
+            dir,
+            self.res.task_mount.as_deref(),
+            &self.task_mounted,
+            "/var/task",
+        )
+    }
+
+    fn mount_opt(&self, dir: &Path) -> Result<(), SandboxError> {
+        self.mount_propagated(
+            dir,
+            self.res.opt_mount.as_deref(),
+            &self.opt_mounted,
+            "/opt",
+        )
     }
 
     fn set_memory_limit(&self, mb: u32) -> Result<(), SandboxError> {
@@ -909,6 +942,7 @@ impl LinuxBackend {
             dir: sh.config.state_dir.join(&spec.id),
             cgroup: None,
             task_mount: None,
+            opt_mount: None,
         };
         let prepared = (|| {
             if res.dir.exists() {
@@ -924,6 +958,9 @@ impl LinuxBackend {
                 let task = res.dir.join("task");
                 make_task_mount(&task)?;
                 res.task_mount = Some(task);
+                let opt = res.dir.join("opt");
+                make_task_mount(&opt)?;
+                res.opt_mount = Some(opt);
             }
             if !sh.cgroups.parents().is_empty() {
                 res.cgroup = Some(sh.cgroups.create(
@@ -963,6 +1000,7 @@ impl LinuxBackend {
             shell_warm: spec.argv.is_empty(),
             control: Mutex::new(None),
             task_mounted: Mutex::new(false),
+            opt_mounted: Mutex::new(false),
         };
         // From here on, dropping `control` on an error destroys everything.
         let (Some(stdout), Some(stderr)) = (stdout, stderr) else {
@@ -980,6 +1018,7 @@ impl LinuxBackend {
                 .unwrap_or_default(),
             root_dir: control.res.dir.join("root"),
             task_mount: control.res.task_mount.clone(),
+            opt_mount: control.res.opt_mount.clone(),
             user_namespace: sh.userns.mapping(uid, uid),
             seccomp: sh.seccomp.clone(),
             nproc_limit: (sh.is_root && sh.userns == UserNs::None)
@@ -1207,6 +1246,7 @@ mod tests {
             memory_mb: 128,
             pids_max: 16,
             task_root: Some(task.to_path_buf()),
+            opt_root: None,
             runtime_dir: None,
             tmp_mb: 8,
             argv: vec!["/bin/true".into()],

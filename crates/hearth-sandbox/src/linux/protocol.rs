@@ -67,6 +67,9 @@ pub(crate) struct LaunchRequest {
     /// With `spec.task_root` `None`: the host-side directory, a shared mount
     /// in its own peer group, whose slave becomes `/var/task`.
     pub task_mount: Option<PathBuf>,
+    /// Likewise for `/opt` (the function's layers).
+    #[serde(default)]
+    pub opt_mount: Option<PathBuf>,
     pub user_namespace: Option<IdMapping>,
     pub seccomp: Vec<Vec<WireInstruction>>,
     /// `RLIMIT_NPROC`, when the sandbox's uid is its own on the host.

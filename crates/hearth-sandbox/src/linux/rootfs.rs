@@ -95,12 +95,24 @@ pub(crate) enum TaskSource {
     Propagated(PathBuf),
 }
 
+/// Where `/opt` comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum OptSource {
+    /// Nothing: an empty read-only tmpfs.
+    Empty,
+    /// A host directory (the function's layers), bound read-only.
+    Bind(PathBuf),
+    /// A host-side shared mount point, as [`TaskSource::Propagated`].
+    Propagated(PathBuf),
+}
+
 /// What one sandbox's root is made of.
 #[derive(Debug, Clone)]
 pub(crate) struct RootSpec {
     /// Host directory to build on (only this mount namespace sees the build).
     pub root: PathBuf,
     pub task: TaskSource,
+    pub opt: OptSource,
     pub runtime_dir: Option<PathBuf>,
     /// A detached tmpfs copy of `runtime_dir` to attach instead of binding
     /// it (see `runtime_fs`): its host path then shows nowhere.
@@ -259,9 +271,12 @@ pub(crate) fn build(spec: &RootSpec, sys: &dyn Syscall) -> Result<(), String> {
     let root = spec.root.as_path();
     // Private, or — to keep the host-side task mount's copy in its peer
     // group — a slave: either way nothing mounted here reaches the host.
-    let first = match spec.task {
-        TaskSource::Bind(_) => MsFlags::MS_PRIVATE,
-        TaskSource::Propagated(_) => MsFlags::MS_SLAVE,
+    let propagated = matches!(spec.task, TaskSource::Propagated(_))
+        || matches!(spec.opt, OptSource::Propagated(_));
+    let first = if propagated {
+        MsFlags::MS_SLAVE
+    } else {
+        MsFlags::MS_PRIVATE
     };
     b.mount(None, Path::new("/"), None, MsFlags::MS_REC | first, None)?;
     b.tmpfs(
@@ -309,11 +324,15 @@ pub(crate) fn build(spec: &RootSpec, sys: &dyn Syscall) -> Result<(), String> {
 
     let opt = root.join("opt");
     b.mkdir(&opt, 0o755)?;
-    b.tmpfs(
-        &opt,
-        MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-        "size=4k,nr_inodes=16,mode=755",
-    )?;
+    match &spec.opt {
+        OptSource::Empty => b.tmpfs(
+            &opt,
+            MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+            "size=4k,nr_inodes=16,mode=755",
+        )?,
+        OptSource::Bind(dir) => b.bind_ro(dir, &opt)?,
+        OptSource::Propagated(_) => {}
+    }
 
     let tmp = root.join("tmp");
     b.mkdir(&tmp, 0o1777)?;
@@ -345,12 +364,13 @@ pub(crate) fn build(spec: &RootSpec, sys: &dyn Syscall) -> Result<(), String> {
         b.remount_ro(&m)?;
     }
 
-    if let TaskSource::Propagated(host) = &spec.task {
+    if propagated {
         // The binds above are slaves of the host's mounts (copies of `/`
         // made slave): cut them off, so that the host's later mounts under
         // /usr and the rest never show up here. Then bind the host-side task
-        // mount, whose copy here is a slave of its own peer group; the bind
-        // is a slave of the same group, the only one in this root.
+        // (and opt) mounts, whose copies here are slaves of their own peer
+        // groups; each bind is a slave of the same group, the only ones in
+        // this root.
         b.mount(
             None,
             root,
@@ -358,8 +378,14 @@ pub(crate) fn build(spec: &RootSpec, sys: &dyn Syscall) -> Result<(), String> {
             MsFlags::MS_REC | MsFlags::MS_PRIVATE,
             None,
         )?;
-        b.mount(Some(host), &task, None, MsFlags::MS_BIND, None)?;
-        b.remount_ro(&task)?;
+        if let TaskSource::Propagated(host) = &spec.task {
+            b.mount(Some(host), &task, None, MsFlags::MS_BIND, None)?;
+            b.remount_ro(&task)?;
+        }
+        if let OptSource::Propagated(host) = &spec.opt {
+            b.mount(Some(host), &opt, None, MsFlags::MS_BIND, None)?;
+            b.remount_ro(&opt)?;
+        }
     }
 
     ctx(sys.pivot_root(root), || {
@@ -750,6 +776,7 @@ mod tests {
         RootSpec {
             root: "/r".into(),
             task: TaskSource::Bind("/data/code/abc".into()),
+            opt: OptSource::Empty,
             runtime_dir: Some("/data/runtime".into()),
             runtime_mount: None,
             tmp_mb: 512,

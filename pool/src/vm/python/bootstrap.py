@@ -142,7 +142,9 @@ class LambdaContext(object):
 def _main():
     import os
 
-    sys.path.insert(0, TASK_ROOT)
+    # The task root, then the layers' directories, as Lambda orders them.
+    minor = "python%d.%d" % sys.version_info[:2]
+    sys.path[0:0] = [TASK_ROOT, "/opt/python/lib/%s/site-packages" % minor, "/opt/python"]
     handler = _load(os.environ.get("_HANDLER", ""))
     import json
 
