@@ -28,6 +28,9 @@ def handler(event, context):
         return {"plain": True, "n": [1, 2]}
     if mode == "string":
         return "just text"
+    if mode == "framing":
+        return {"statusCode": 200, "body": "hello framing",
+                "headers": {"Content-Length": "3", "Transfer-Encoding": "chunked", "Connection": "close"}}
     if mode == "binary":
         return {"statusCode": 200, "headers": {"Content-Type": "application/octet-stream"},
                 "body": base64.b64encode(b"\x00\x01\xffbin").decode(), "isBase64Encoded": True}
@@ -334,3 +337,20 @@ def test_urls_survive_a_restart(start_server):
     assert url.startswith(srv.url_endpoint + "/")
     status, _, body = http("GET", url + "?mode=plain")
     assert status == 200, body
+
+
+def test_a_function_cannot_set_the_responses_framing(lam, echo):
+    import http.client
+    import urllib.parse
+
+    u = urllib.parse.urlsplit(_echo_url(lam, echo))
+    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
+    try:
+        for _ in range(2):  # the same kept-alive connection, twice
+            conn.request("GET", u.path + "?mode=framing")
+            r = conn.getresponse()
+            assert (r.status, r.read()) == (200, b"hello framing")
+            assert r.getheader("Content-Length") == str(len(b"hello framing"))
+            assert r.getheader("Transfer-Encoding") is None
+    finally:
+        conn.close()

@@ -125,10 +125,12 @@ def test_mapping_crud_and_validation(lam, sqs, hearth, second_account):
     create_fn(lam, name, handler="app.handler", zip_bytes=make_zip({"app.py": SEEN}))
     m = lam.create_event_source_mapping(EventSourceArn=arn, FunctionName=name, BatchSize=5, Enabled=False)
     assert m["ResponseMetadata"]["HTTPStatusCode"] == 202
-    assert m["State"] == "Disabled" and m["BatchSize"] == 5
+    assert m["State"] == "Creating" and m["BatchSize"] == 5
+    assert m["StateTransitionReason"] == "User action"
     assert m["EventSourceArn"] == arn and m["FunctionArn"].endswith(f":function:{name}")
     got = lam.get_event_source_mapping(UUID=m["UUID"])
     assert got["UUID"] == m["UUID"] and got["MaximumBatchingWindowInSeconds"] == 0
+    assert got["State"] == "Disabled"
     listed = lam.list_event_source_mappings(FunctionName=name)["EventSourceMappings"]
     assert [x["UUID"] for x in listed] == [m["UUID"]]
     assert [x["UUID"] for x in lam.list_event_source_mappings(EventSourceArn=arn)["EventSourceMappings"]] == [m["UUID"]]
@@ -136,6 +138,7 @@ def test_mapping_crud_and_validation(lam, sqs, hearth, second_account):
                                           FunctionResponseTypes=["ReportBatchItemFailures"])
     assert (upd["BatchSize"], upd["MaximumBatchingWindowInSeconds"], upd["FunctionResponseTypes"]) == (
         50, 2, ["ReportBatchItemFailures"])
+    assert upd["State"] == "Updating"
 
     def code(call, **kw) -> str:
         with pytest.raises(ClientError) as e:
@@ -143,7 +146,18 @@ def test_mapping_crud_and_validation(lam, sqs, hearth, second_account):
         return e.value.response["Error"]["Code"]
 
     assert code(lam.create_event_source_mapping, EventSourceArn=arn, FunctionName=name) == "ResourceConflictException"
-    assert code(lam.create_event_source_mapping, EventSourceArn=arn, FunctionName=name + "-nope") == "ResourceNotFoundException"
+    # Lambda's answers (aws-recorded): a missing function is a 400 here.
+    assert code(lam.create_event_source_mapping, EventSourceArn=arn, FunctionName=name + "-nope") == "InvalidParameterValueException"
+    assert code(lam.create_event_source_mapping, FunctionName=name) == "InvalidParameterValueException"
+    assert code(lam.create_event_source_mapping, EventSourceArn=arn, FunctionName=name,
+                DestinationConfig={"OnFailure": {"Destination": arn}}) == "InvalidParameterValueException"
+    # The queue's visibility timeout (30 s) must cover the function's timeout.
+    slow = unique_name("esm-slow")
+    create_fn(lam, slow, handler="app.handler", zip_bytes=make_zip({"app.py": SEEN}), Timeout=60)
+    with pytest.raises(ClientError) as e:
+        lam.create_event_source_mapping(EventSourceArn=arn, FunctionName=slow)
+    assert e.value.response["Error"]["Message"] == (
+        "Queue visibility timeout: 30 seconds is less than Function timeout: 60 seconds")
     assert code(lam.create_event_source_mapping, EventSourceArn=arn + "-nope", FunctionName=name) == "InvalidParameterValueException"
     assert code(lam.update_event_source_mapping, UUID=m["UUID"], MaximumBatchingWindowInSeconds=0) == "InvalidParameterValueException"
     assert code(lam.update_event_source_mapping, UUID=m["UUID"], BatchSize=20000) == "ValidationException"
@@ -194,8 +208,9 @@ def test_the_function_gets_lambdas_sqs_event(lam, sqs, hearth):
 
 
 def test_a_thousand_messages_exactly_once_with_partial_failures(lam, sqs, hearth):
-    # Failed items come back after the 3 s visibility timeout.
-    url, arn = queue(sqs, VisibilityTimeout=3)
+    # Failed items come back after the 10 s visibility timeout (long enough
+    # that no batch still running sees its messages come back).
+    url, arn = queue(sqs, VisibilityTimeout=10)
     name = unique_name("esm-1000")
     create_fn(lam, name, handler="app.handler", zip_bytes=make_zip({"app.py": BATCH}))
     n = 1000
@@ -287,3 +302,16 @@ def test_dead_letter_config_sends_the_failed_event_to_its_queue(lam, sqs):
             lam.update_function_configuration(FunctionName=name, DeadLetterConfig={"TargetArn": bad})
         assert e.value.response["Error"]["Code"] == "InvalidParameterValueException"
     assert "DeadLetterConfig" not in lam.get_function_configuration(FunctionName=name)
+
+
+def test_poison_messages_reach_the_queues_dead_letter_queue(lam, sqs):
+    dlq_url, dlq_arn = queue(sqs)
+    url, arn = queue(sqs, VisibilityTimeout=3,
+                     RedrivePolicy=json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 2}))
+    name = unique_name("esm-poison")
+    create_fn(lam, name, handler="app.handler", zip_bytes=make_zip({"app.py": FAILING}))
+    m = lam.create_event_source_mapping(EventSourceArn=arn, FunctionName=name, BatchSize=1)
+    sqs.send_message(QueueUrl=url, MessageBody='{"n": 5}')
+    got = receive_all(sqs, dlq_url, 1, timeout=60)
+    lam.delete_event_source_mapping(UUID=m["UUID"])
+    assert [g["Body"] for g in got] == ['{"n": 5}']

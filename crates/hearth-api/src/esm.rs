@@ -47,6 +47,8 @@ pub struct MappingInput {
     scaling_config: Option<ScalingInput>,
     /// Stream-only settings: refused for SQS, as Lambda does.
     starting_position: Option<String>,
+    /// Refused for SQS, as Lambda does.
+    destination_config: Option<Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -89,7 +91,7 @@ fn shape(s: &Shared, m: &Mapping) -> Value {
         "FunctionArn": s.node.arn(&m.account, &m.function_name, m.qualifier.as_deref()),
         "LastModified": m.modified_ms as f64 / 1000.0,
         "State": if m.enabled { "Enabled" } else { "Disabled" },
-        "StateTransitionReason": "USER_INITIATED",
+        "StateTransitionReason": "User action",
         "FunctionResponseTypes": if m.report_failures { vec!["ReportBatchItemFailures"] } else { Vec::new() },
     });
     if let Some(c) = m.max_concurrency {
@@ -98,8 +100,37 @@ fn shape(s: &Shared, m: &Mapping) -> Value {
     v
 }
 
+/// The visibility timeout of the mapping's queue, s.
+fn queue_visibility(s: &Shared, m: &Mapping) -> ApiResult<u32> {
+    Ok(s.sqs
+        .store()
+        .queue(&m.queue_account, &m.queue)
+        .map_err(sqs_store_error)?
+        .settings
+        .visibility_timeout_s)
+}
+
+/// The queue's visibility timeout must be at least the function's timeout
+/// (else its messages would come back while the function still works on
+/// them), as Lambda checks.
+fn check_visibility(visibility: u32, function_timeout_s: u32) -> ApiResult<()> {
+    if visibility < function_timeout_s {
+        return Err(LambdaError::invalid(format!(
+            "Queue visibility timeout: {visibility} seconds is less than Function timeout: {function_timeout_s} seconds"
+        ))
+        .into());
+    }
+    Ok(())
+}
+
 /// Checks the settings a create or update gives, onto `m`.
 fn apply_settings(m: &mut Mapping, input: &MappingInput) -> ApiResult<()> {
+    if input.destination_config.is_some() {
+        return Err(LambdaError::invalid(
+            "Unsupported DestinationConfig parameter for given event source mapping type.",
+        )
+        .into());
+    }
     if input.starting_position.is_some() {
         return Err(LambdaError::invalid("Unsupported starting position for arn type: sqs").into());
     }
@@ -159,37 +190,28 @@ fn apply_settings(m: &mut Mapping, input: &MappingInput) -> ApiResult<()> {
 }
 
 /// The function (and qualifier) a request names; it must exist.
-fn function_of(s: &Shared, caller: &Caller, name: &str) -> ApiResult<(String, Option<String>)> {
+/// Also its timeout, s, which the queue's visibility timeout must cover.
+fn function_of(
+    s: &Shared,
+    caller: &Caller,
+    name: &str,
+) -> ApiResult<(String, Option<String>, u32)> {
     let fref = hearth_types::arn::FunctionRef::parse_with_qualifier(name, None)?;
     if !fref.is_for(&s.node, caller.id()) {
         return Err(fref.not_found(&s.node, caller.id()).into());
     }
     let function = fref.name.as_str().to_owned();
     let q = fref.qualifier.filter(|q| q != "$LATEST");
-    let exists = match q.as_deref() {
-        Some(a) if !a.chars().all(|c| c.is_ascii_digit()) => {
-            s.registry.get_alias(caller.id(), &function, a).is_ok()
-        }
-        _ => s
-            .registry
-            .get_version(
-                caller.id(),
-                &function,
-                &VersionSelector::from_qualifier(q.as_deref()),
-            )
-            .is_ok(),
-    };
-    if !exists {
-        return Err(LambdaError::new(
-            ErrorKind::ResourceNotFound,
-            format!(
-                "Function not found: {}",
-                s.node.arn(caller.id(), &function, q.as_deref())
-            ),
-        )
-        .into());
+    let version = s.registry.get_version(
+        caller.id(),
+        &function,
+        &VersionSelector::from_qualifier(q.as_deref()),
+    );
+    match version {
+        Ok(v) => Ok((function, q, v.config.timeout)),
+        // As Lambda answers CreateEventSourceMapping for a missing function.
+        Err(_) => Err(LambdaError::invalid("Function does not exist").into()),
     }
-    Ok((function, q))
 }
 
 fn now_ms() -> i64 {
@@ -207,48 +229,34 @@ pub async fn create(
     body: Bytes,
 ) -> ApiResult<Response> {
     let input: MappingInput = json_body(&body)?;
-    let source = input.event_source_arn.clone().ok_or_else(|| {
-        LambdaError::validation(&[
-            "Value null at 'eventSourceArn' failed to satisfy constraint: Member must not be null"
-                .to_owned(),
-        ])
-    })?;
+    let source = input
+        .event_source_arn
+        .clone()
+        .ok_or_else(|| LambdaError::invalid("Unrecognized event source."))?;
     let name = input.function_name.clone().ok_or_else(|| {
         LambdaError::validation(&[
             "Value null at 'functionName' failed to satisfy constraint: Member must not be null"
                 .to_owned(),
         ])
     })?;
-    let (m, view) = state
+    let account = caller.id().to_owned();
+    let (uuid, view) = state
         .blocking(move |s| {
-            let Some((region, account, queue)) = hearth_exec::sqs::parse_queue_arn(&source) else {
+            let Some((region, queue_account, queue)) = hearth_exec::sqs::parse_queue_arn(&source)
+            else {
                 return Err(LambdaError::invalid(format!(
                     "Unrecognized event source, must be kafka or one of: DynamoDB, Kinesis, SQS, DocumentDB, MQ (got {source}). Hearth maps SQS queues only."
                 ))
                 .into());
             };
-            let (function, qualifier) = function_of(s, &caller, &name)?;
+            let (function, qualifier, timeout) = function_of(s, &caller, &name)?;
             if region != s.node.region
-                || account != caller.id()
-                || s.sqs.store().queue(&account, &queue).is_err()
+                || queue_account != caller.id()
+                || s.sqs.store().queue(&queue_account, &queue).is_err()
             {
                 return Err(LambdaError::invalid(format!(
                     "Error occurred while ReceiveMessage. SQS Error Code: AWS.SimpleQueueService.NonExistentQueue. SQS Error Message: The specified queue does not exist ({source})."
                 ))
-                .into());
-            }
-            let existing = s.sqs.store().mappings(Some(caller.id())).map_err(sqs_store_error)?;
-            if let Some(e) = existing.iter().find(|e| {
-                e.queue_account == account && e.queue == queue && e.function_name == function
-                    && e.qualifier == qualifier
-            }) {
-                return Err(LambdaError::new(
-                    ErrorKind::ResourceConflict,
-                    format!(
-                        "An event source mapping with SQS arn (\" {source} \") and function (\" {function} \") already exists. Please update or delete the existing mapping with UUID {}",
-                        e.uuid
-                    ),
-                )
                 .into());
             }
             let mut m = Mapping {
@@ -256,7 +264,7 @@ pub async fn create(
                 account: caller.id().to_owned(),
                 function_name: function,
                 qualifier,
-                queue_account: account,
+                queue_account,
                 queue,
                 batch_size: 10,
                 window_s: 0,
@@ -266,12 +274,23 @@ pub async fn create(
                 modified_ms: now_ms(),
             };
             apply_settings(&mut m, &input)?;
-            s.sqs.store().put_mapping(&m).map_err(sqs_store_error)?;
-            let view = shape(s, &m);
-            Ok((m, view))
+            check_visibility(queue_visibility(s, &m)?, timeout)?;
+            if let Some(existing) = s.sqs.store().insert_mapping(&m).map_err(sqs_store_error)? {
+                return Err(LambdaError::new(
+                    ErrorKind::ResourceConflict,
+                    format!(
+                        "An event source mapping with SQS arn (\" {source} \") and function (\" {} \") already exists. Please update or delete the existing mapping with UUID {existing}",
+                        m.function_name
+                    ),
+                )
+                .into());
+            }
+            let mut view = shape(s, &m);
+            view["State"] = json!("Creating");
+            Ok((m.uuid, view))
         })
         .await?;
-    state.mappings.apply(&m.uuid.clone(), Some(m));
+    state.mappings.refresh(&account, &uuid);
     Ok((StatusCode::ACCEPTED, Json(view)).into_response())
 }
 
@@ -301,27 +320,61 @@ pub async fn update(
     body: Bytes,
 ) -> ApiResult<Response> {
     let input: MappingInput = json_body(&body)?;
-    let (m, view) = state
+    let account = caller.id().to_owned();
+    let id = uuid.clone();
+    let view = state
         .blocking(move |s| {
-            let mut m = s
+            // The function named (checked outside the store's transaction:
+            // it lives in the registry).
+            let function = input
+                .function_name
+                .as_deref()
+                .map(|n| function_of(s, &caller, n))
+                .transpose()?;
+            // The queue (fixed for a mapping) and the function decide the
+            // visibility check: read before the store's transaction, which
+            // must not call back into the store.
+            let current = s
                 .sqs
                 .store()
-                .mapping(caller.id(), &uuid)
+                .mapping(caller.id(), &id)
                 .map_err(sqs_store_error)?
                 .ok_or_else(not_found)?;
-            if let Some(name) = &input.function_name {
-                let (function, qualifier) = function_of(s, &caller, name)?;
-                m.function_name = function;
-                m.qualifier = qualifier;
-            }
-            apply_settings(&mut m, &input)?;
-            m.modified_ms = now_ms();
-            s.sqs.store().put_mapping(&m).map_err(sqs_store_error)?;
-            let view = shape(s, &m);
-            Ok((m, view))
+            let visibility = queue_visibility(s, &current)?;
+            let timeout = match &function {
+                Some((_, _, t)) => *t,
+                None => function_of(
+                    s,
+                    &caller,
+                    &s.node.arn(
+                        caller.id(),
+                        &current.function_name,
+                        current.qualifier.as_deref(),
+                    ),
+                )
+                .map_or(0, |f| f.2),
+            };
+            let changed = s
+                .sqs
+                .store()
+                .modify_mapping(caller.id(), &id, |m| -> ApiResult<()> {
+                    if let Some((name, qualifier, _)) = &function {
+                        m.function_name.clone_from(name);
+                        m.qualifier.clone_from(qualifier);
+                    }
+                    apply_settings(m, &input)?;
+                    check_visibility(visibility, timeout)?;
+                    m.modified_ms = now_ms();
+                    Ok(())
+                })
+                .map_err(sqs_store_error)?
+                .ok_or_else(not_found)??;
+            let mut view = shape(s, &changed);
+            view["State"] = json!("Updating");
+            Ok(view)
         })
         .await?;
-    state.mappings.apply(&m.uuid.clone(), Some(m));
+    state.mappings.refresh(&account, &uuid);
     Ok((StatusCode::ACCEPTED, Json(view)).into_response())
 }
 
@@ -330,25 +383,22 @@ pub async fn delete(
     Extension(caller): Extension<Caller>,
     Path(uuid): Path<String>,
 ) -> ApiResult<Response> {
+    let account = caller.id().to_owned();
     let id = uuid.clone();
     let view = state
         .blocking(move |s| {
             let m = s
                 .sqs
                 .store()
-                .mapping(caller.id(), &id)
+                .delete_mapping(caller.id(), &id)
                 .map_err(sqs_store_error)?
                 .ok_or_else(not_found)?;
-            s.sqs
-                .store()
-                .delete_mapping(caller.id(), &id)
-                .map_err(sqs_store_error)?;
             let mut view = shape(s, &m);
             view["State"] = json!("Deleting");
             Ok(view)
         })
         .await?;
-    state.mappings.apply(&uuid, None);
+    state.mappings.refresh(&account, &uuid);
     Ok((StatusCode::ACCEPTED, Json(view)).into_response())
 }
 
@@ -378,7 +428,8 @@ pub async fn list(
                 .function_name
                 .as_deref()
                 .map(|n| function_of(s, &caller, n))
-                .transpose()?;
+                .transpose()?
+                .map(|(f, q, _)| (f, q));
             let all = s
                 .sqs
                 .store()

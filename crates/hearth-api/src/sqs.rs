@@ -109,6 +109,7 @@ impl From<SqsError> for Fail {
     fn from(e: SqsError) -> Self {
         match e {
             SqsError::NoQueue => no_queue(),
+            SqsError::TooLarge(max) => too_long(max as usize),
             SqsError::QueueExists => fail("QueueNameExists", "QueueAlreadyExists", e.to_string()),
             SqsError::NotInflight => fail(
                 "MessageNotInflight",

@@ -460,11 +460,31 @@ fn iam_authorizer(caller: &Caller, access_key: &str) -> Value {
     }})
 }
 
+/// Headers a function's answer may not set (RFC 9110 §7.6.1, plus the
+/// body's length, which the server computes).
+const HOP_BY_HOP: [&str; 9] = [
+    "connection",
+    "content-length",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
 fn respond(r: event::UrlResponse, request_id: &str) -> Response {
     let mut resp = Response::new(Body::from(r.body));
     *resp.status_mut() = r.status;
     let h = resp.headers_mut();
     for (name, value) in r.headers {
+        // The connection's framing is the server's, never the function's:
+        // a function's Content-Length or Transfer-Encoding would corrupt
+        // the response (and the kept-alive connection behind it).
+        if HOP_BY_HOP.iter().any(|hop| name.eq_ignore_ascii_case(hop)) {
+            continue;
+        }
         if let (Ok(n), Ok(v)) = (
             http::HeaderName::from_bytes(name.as_bytes()),
             HeaderValue::from_str(&value),

@@ -34,6 +34,12 @@ pub const DEFAULT_CONCURRENCY: u32 = 5;
 /// The longest an idle poller sleeps between looks (messages turn visible
 /// without a send: delays, visibility timeouts).
 const IDLE_LOOK: Duration = Duration::from_secs(1);
+/// The most a batch's records may weigh: Lambda's synchronous payload limit.
+const BATCH_MAX_BYTES: usize = hearth_types::limits::SYNC_PAYLOAD_MAX_BYTES;
+/// What a record adds to the event beyond its body and attributes (ids,
+/// receipt handle, ARN, the attribute names), bytes: a generous bound.
+const RECORD_OVERHEAD_BYTES: usize = 1024;
+
 /// The pause after the function could not be found or its invocation was
 /// refused, before the poller takes messages again.
 const BACK_OFF: Duration = Duration::from_secs(2);
@@ -71,11 +77,33 @@ impl Mappings {
         Ok(me)
     }
 
-    /// Makes the pollers follow a mapping's new state (`None`: deleted).
+    /// Makes the pollers follow a mapping's stored state, read here under
+    /// the pollers' lock so concurrent changes apply in the store's order.
     /// A running poller stops taking messages at once; its batches in
     /// flight finish and are deleted as usual.
-    pub fn apply(&self, uuid: &str, mapping: Option<Mapping>) {
+    pub fn refresh(&self, account: &str, uuid: &str) {
         let mut running = self.0.running.lock();
+        let mapping = match self.0.sqs.store().mapping(account, uuid) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::error!(uuid, error = %e, "cannot read an event source mapping; its poller is stopped");
+                None
+            }
+        };
+        Self::apply_locked(self, &mut running, uuid, mapping);
+    }
+
+    fn apply(&self, uuid: &str, mapping: Option<Mapping>) {
+        let mut running = self.0.running.lock();
+        Self::apply_locked(self, &mut running, uuid, mapping);
+    }
+
+    fn apply_locked(
+        &self,
+        running: &mut HashMap<String, watch::Sender<bool>>,
+        uuid: &str,
+        mapping: Option<Mapping>,
+    ) {
         if let Some(stop) = running.remove(uuid) {
             let _ = stop.send(true);
         }
@@ -148,25 +176,47 @@ impl Mappings {
         tracing::info!(uuid = %m.uuid, "SQS poller stopped");
     }
 
-    /// Takes a batch: up to `batch_size` messages, gathered for up to the
-    /// batching window once the first arrived; empty after an idle look.
+    /// Takes a batch: up to `batch_size` messages and at most the
+    /// function's 6 MB payload (as Lambda), gathered for up to the batching
+    /// window once the first arrived — never past the queue's visibility
+    /// timeout, so no message of the batch can turn visible and be taken
+    /// twice. Empty after an idle look.
     async fn gather(&self, m: &Mapping) -> Result<Vec<Received>, hearth_store::SqsError> {
         let want = m.batch_size.max(1) as usize;
         let mut got: Vec<Received> = Vec::new();
+        let mut bytes = 0usize;
         let mut deadline: Option<tokio::time::Instant> = None;
         loop {
             let sent = self.0.sqs.sent().notified();
             tokio::pin!(sent);
             sent.as_mut().enable();
-            let more = self.receive(m, want - got.len()).await?;
-            got.extend(more);
+            // SQS hands out 10 at a time: the byte cap is checked per chunk.
+            let (more, visibility_s) = self.receive(m, (want - got.len()).min(10)).await?;
+            let mut over = Vec::new();
+            for r in more {
+                let size = record_size(&r);
+                if !got.is_empty() && bytes + size > BATCH_MAX_BYTES {
+                    over.push(r);
+                } else if !got.iter().any(|g| g.id == r.id) {
+                    bytes += size;
+                    got.push(r);
+                }
+            }
+            if !over.is_empty() {
+                // Not this batch's: back to the queue at once.
+                self.release(m, over).await;
+                return Ok(got);
+            }
             let now = tokio::time::Instant::now();
             if got.len() >= want {
                 return Ok(got);
             }
             if !got.is_empty() {
-                let end = *deadline
-                    .get_or_insert_with(|| now + Duration::from_secs(u64::from(m.window_s)));
+                let end = *deadline.get_or_insert_with(|| {
+                    now + Duration::from_secs(u64::from(
+                        m.window_s.min(visibility_s.saturating_sub(1)),
+                    ))
+                });
                 if now >= end {
                     return Ok(got);
                 }
@@ -178,15 +228,31 @@ impl Mappings {
         }
     }
 
+    /// Makes received messages visible again.
+    async fn release(&self, m: &Mapping, msgs: Vec<Received>) {
+        let store = self.0.sqs.store().clone();
+        let (a, q) = (m.queue_account.clone(), m.queue.clone());
+        let _ = tokio::task::spawn_blocking(move || {
+            let now = crate::events::epoch_ms();
+            for r in msgs {
+                // Already visible or gone: nothing to give back.
+                let _ = store.change_visibility(&a, &q, &r.id, &r.token, 0, now);
+            }
+        })
+        .await;
+    }
+
     async fn receive(
         &self,
         m: &Mapping,
         max: usize,
-    ) -> Result<Vec<Received>, hearth_store::SqsError> {
+    ) -> Result<(Vec<Received>, u32), hearth_store::SqsError> {
         let store = self.0.sqs.store().clone();
         let (a, q) = (m.queue_account.clone(), m.queue.clone());
         match tokio::task::spawn_blocking(move || {
-            store.receive(&a, &q, max, None, crate::events::epoch_ms())
+            let got = store.receive(&a, &q, max, None, crate::events::epoch_ms())?;
+            let visibility_s = store.queue(&a, &q)?.settings.visibility_timeout_s;
+            Ok((got, visibility_s))
         })
         .await
         {
@@ -255,6 +321,24 @@ impl Mappings {
     }
 }
 
+/// A record's weight in the event, bytes (an upper bound).
+fn record_size(r: &Received) -> usize {
+    let attrs: usize = r
+        .attributes
+        .iter()
+        .map(|a| {
+            a.name.len()
+                + a.data_type.len()
+                + a.string_value.as_ref().map_or(0, String::len)
+                // base64 of the binary value
+                + a.binary_value.as_ref().map_or(0, |b| b.len().div_ceil(3) * 4)
+                + 64
+        })
+        .sum();
+    // JSON escaping can double a body made of quotes or control characters.
+    r.body.len() * 2 + attrs + RECORD_OVERHEAD_BYTES
+}
+
 /// The ids of the batch's messages the function processed, from its
 /// answer: all of them, or with `ReportBatchItemFailures` all but those in
 /// `batchItemFailures`. `None`: the answer names an item that is not in
@@ -264,9 +348,16 @@ pub fn processed(report_failures: bool, answer: &[u8], batch: &[&str]) -> Option
     if !report_failures {
         return Some(all());
     }
-    let Ok(Value::Object(obj)) = serde_json::from_slice::<Value>(answer) else {
-        // null, a non-object or no JSON: nothing reported, all processed.
+    if answer.iter().all(u8::is_ascii_whitespace) {
+        // An empty answer reports nothing: all processed.
         return Some(all());
+    }
+    let obj = match serde_json::from_slice::<Value>(answer) {
+        // Answers that are not JSON fail the whole batch, as in Lambda.
+        Err(_) => return None,
+        Ok(Value::Object(obj)) => obj,
+        // null (or another value): nothing reported, all processed.
+        Ok(_) => return Some(all()),
     };
     let failures = match obj.get("batchItemFailures") {
         None | Some(Value::Null) => return Some(all()),
@@ -364,6 +455,8 @@ mod tests {
         );
         assert_eq!(processed(true, br#"{"batchItemFailures":[]}"#, &batch), all);
         assert_eq!(processed(true, b"null", &batch), all);
+        assert_eq!(processed(true, b"", &batch), all);
+        assert_eq!(processed(true, b"not json", &batch), None);
         assert_eq!(processed(true, b"{}", &batch), all);
         // An identifier not in the batch, empty, or missing fails it all.
         assert_eq!(

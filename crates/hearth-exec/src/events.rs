@@ -898,6 +898,21 @@ impl Events {
     }
 }
 
+/// Lambda keeps the first kilobyte of a dead letter's `ErrorMessage`.
+const DLQ_ERROR_MESSAGE_MAX_BYTES: usize = 1024;
+
+/// `s` cut to at most `max` bytes, on a character boundary.
+fn truncate_utf8(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let mut end = max;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+    }
+    s
+}
+
 /// The dead-letter queue's message for an event: its payload as the body
 /// and, as Lambda sets them, `RequestID`, `ErrorCode` (the invocation's
 /// status: 200 for a function error, 429 if it never ran) and
@@ -919,6 +934,7 @@ pub fn dead_letter_message(ev: &QueuedEvent, response: Option<&[u8]>) -> NewMess
         })
         .or_else(|| response.map(|r| String::from_utf8_lossy(r).into_owned()))
         .filter(|m| !m.is_empty())
+        .map(|m| truncate_utf8(m, DLQ_ERROR_MESSAGE_MAX_BYTES))
         .unwrap_or_else(|| "The function was throttled until the event expired.".to_owned());
     let code = if response.is_some() { "200" } else { "429" };
     NewMessage::new(
@@ -1051,6 +1067,14 @@ mod tests {
         assert_eq!(attr("ErrorMessage"), Some(("String".into(), "boom".into())));
         assert_eq!(attr("RequestID"), Some(("String".into(), "req-1".into())));
         assert!(m.md5_of_attributes.is_some());
+        let long = format!(r#"{{"errorMessage":"{}é"}}"#, "x".repeat(1023));
+        let m = dead_letter_message(&queued(3), Some(long.as_bytes()));
+        let msg = m
+            .attributes
+            .iter()
+            .find(|a| a.name == "ErrorMessage")
+            .and_then(|a| a.string_value.clone());
+        assert_eq!(msg.map(|m| m.len()), Some(1023));
         let throttled = dead_letter_message(&queued(0), None);
         assert_eq!(
             throttled

@@ -23,6 +23,8 @@ pub enum SqsError {
     QueueExists,
     #[error("The message referred to is not in flight.")]
     NotInflight,
+    #[error("The message is longer than the queue's MaximumMessageSize of {0} bytes.")]
+    TooLarge(u32),
     #[error("the node is shutting down")]
     ShuttingDown,
     #[error("the SQS store failed: {0}")]
@@ -529,6 +531,12 @@ impl SqsStore {
         let mut db = self.db.lock();
         let tx = db.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let q = Self::queue_in(&tx, account, name)?;
+        if msgs
+            .iter()
+            .any(|m| m.body.len() > q.settings.max_message_bytes as usize)
+        {
+            return Err(SqsError::TooLarge(q.settings.max_message_bytes));
+        }
         {
             let mut ins = tx.prepare_cached(
                 "INSERT INTO messages (account_id, queue, id, body, md5_body, md5_attrs, attrs, sent_ms, expires_ms, visible_ms)
@@ -723,9 +731,61 @@ impl SqsStore {
         Ok(())
     }
 
-    /// Stores a mapping (new or changed), durably.
-    pub fn put_mapping(&self, m: &Mapping) -> Result<()> {
-        let db = self.db.lock();
+    /// Stores a new mapping unless one of the same account already maps
+    /// the same queue to the same function (and qualifier): then returns
+    /// that one's uuid and stores nothing. One transaction.
+    pub fn insert_mapping(&self, m: &Mapping) -> Result<Option<String>> {
+        let mut db = self.db.lock();
+        let tx = db.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let existing: Option<String> = tx
+            .query_row(
+                "SELECT uuid FROM mappings WHERE account_id = ?1 AND queue_account = ?2 AND queue = ?3
+                   AND function_name = ?4 AND qualifier IS ?5",
+                params![m.account, m.queue_account, m.queue, m.function_name, m.qualifier],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if existing.is_some() {
+            return Ok(existing);
+        }
+        Self::write_mapping(&tx, m)?;
+        tx.commit()?;
+        Ok(None)
+    }
+
+    /// Changes a mapping of the account in one transaction: `change` sees
+    /// the stored mapping and may refuse (nothing is written then). It runs
+    /// under the store's lock, so it must not call the store itself.
+    /// `Ok(None)`: no such mapping.
+    pub fn modify_mapping<E>(
+        &self,
+        account: &str,
+        uuid: &str,
+        change: impl FnOnce(&mut Mapping) -> std::result::Result<(), E>,
+    ) -> Result<Option<std::result::Result<Mapping, E>>> {
+        let mut db = self.db.lock();
+        let tx = db.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let Some(mut m) = tx
+            .query_row(
+                &format!(
+                    "SELECT {MAPPING_COLUMNS} FROM mappings WHERE uuid = ?1 AND account_id = ?2"
+                ),
+                params![uuid, account],
+                mapping_of,
+            )
+            .optional()?
+        else {
+            return Ok(None);
+        };
+        if let Err(e) = change(&mut m) {
+            return Ok(Some(Err(e)));
+        }
+        Self::write_mapping(&tx, &m)?;
+        tx.commit()?;
+        Ok(Some(Ok(m)))
+    }
+
+    fn write_mapping(db: &Connection, m: &Mapping) -> Result<()> {
         db.execute(
             &format!("INSERT OR REPLACE INTO mappings ({MAPPING_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"),
             params![
@@ -771,13 +831,27 @@ impl SqsStore {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    /// Deletes a mapping; whether it existed.
-    pub fn delete_mapping(&self, account: &str, uuid: &str) -> Result<bool> {
-        let db = self.db.lock();
-        Ok(db.execute(
-            "DELETE FROM mappings WHERE uuid = ?1 AND account_id = ?2",
-            params![uuid, account],
-        )? > 0)
+    /// Deletes a mapping; what it was, if it existed.
+    pub fn delete_mapping(&self, account: &str, uuid: &str) -> Result<Option<Mapping>> {
+        let mut db = self.db.lock();
+        let tx = db.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let m = tx
+            .query_row(
+                &format!(
+                    "SELECT {MAPPING_COLUMNS} FROM mappings WHERE uuid = ?1 AND account_id = ?2"
+                ),
+                params![uuid, account],
+                mapping_of,
+            )
+            .optional()?;
+        if m.is_some() {
+            tx.execute(
+                "DELETE FROM mappings WHERE uuid = ?1 AND account_id = ?2",
+                params![uuid, account],
+            )?;
+            tx.commit()?;
+        }
+        Ok(m)
     }
 }
 
@@ -813,19 +887,39 @@ mod tests {
             max_concurrency: Some(2),
             modified_ms: 5,
         };
-        s.put_mapping(&m).unwrap();
+        assert_eq!(s.insert_mapping(&m).unwrap(), None);
         assert_eq!(s.mapping("111111111111", "u1").unwrap(), Some(m.clone()));
         assert_eq!(s.mapping("222222222222", "u1").unwrap(), None);
         assert_eq!(s.mappings(None).unwrap(), vec![m.clone()]);
         assert!(s.mappings(Some("222222222222")).unwrap().is_empty());
-        let off = Mapping {
-            enabled: false,
-            ..m
+        let twin = Mapping {
+            uuid: "u2".into(),
+            ..m.clone()
         };
-        s.put_mapping(&off).unwrap();
+        assert_eq!(s.insert_mapping(&twin).unwrap(), Some("u1".into()));
+        assert_eq!(s.mappings(None).unwrap().len(), 1);
+        let off = s
+            .modify_mapping("111111111111", "u1", |m| {
+                m.enabled = false;
+                Ok::<(), ()>(())
+            })
+            .unwrap();
+        assert!(matches!(off, Some(Ok(ref x)) if !x.enabled));
         assert!(!s.mapping("111111111111", "u1").unwrap().unwrap().enabled);
-        assert!(!s.delete_mapping("222222222222", "u1").unwrap());
-        assert!(s.delete_mapping("111111111111", "u1").unwrap());
+        let refused = s
+            .modify_mapping("111111111111", "u1", |m| {
+                m.enabled = true;
+                Err("no")
+            })
+            .unwrap();
+        assert!(matches!(refused, Some(Err("no"))));
+        assert!(!s.mapping("111111111111", "u1").unwrap().unwrap().enabled);
+        assert!(s
+            .modify_mapping("222222222222", "u1", |_| Ok::<(), ()>(()))
+            .unwrap()
+            .is_none());
+        assert!(s.delete_mapping("222222222222", "u1").unwrap().is_none());
+        assert!(s.delete_mapping("111111111111", "u1").unwrap().is_some());
         assert!(s.mappings(None).unwrap().is_empty());
     }
 
