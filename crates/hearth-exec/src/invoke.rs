@@ -712,6 +712,7 @@ impl Executor {
         let started = Instant::now();
         let c = &version.config;
         let warmth = u.key.warmth();
+        let opt = self.opt_dir(version).await;
         let setup = (|| -> Result<(), String> {
             u.control
                 .set_memory_limit(c.memory_size)
@@ -721,7 +722,7 @@ impl Executor {
                 .map_err(|e| e.to_string())?;
             // The version's layers at /opt, set here (not only at a cold
             // start): a pooled sandbox serves whichever function it is given.
-            if let Some(opt) = self.opt_dir(version).map_err(|e| e.message)? {
+            if let Some(opt) = opt.map_err(|e| e.message)? {
                 u.control.mount_opt(&opt).map_err(|e| e.to_string())?;
             }
             Ok(())
@@ -827,7 +828,8 @@ impl Executor {
             "sb{seq}-{}",
             &uuid::Uuid::new_v4().simple().to_string()[..8]
         );
-        let spec = self.spec(version, &id).map_err(FailedStart::Error)?;
+        let opt = self.opt_dir(version).await.map_err(FailedStart::Error)?;
+        let spec = self.spec(version, &id, opt).map_err(FailedStart::Error)?;
         let (control, logs, api) = self
             .launch(spec)
             .await
@@ -945,24 +947,37 @@ impl Executor {
 
     /// The directory to show at `/opt` for `v`: its layers merged in order
     /// (made once per list of layers, then shared), `None` without layers.
-    /// [files] Merges on a miss.
-    pub(crate) fn opt_dir(
+    /// Merges on a miss (unpacking and hard-linking whole trees), off the
+    /// async threads.
+    pub(crate) async fn opt_dir(
         &self,
         v: &VersionRecord,
     ) -> Result<Option<std::path::PathBuf>, LambdaError> {
-        let digests: Vec<&str> = v
+        if v.config.layers.is_empty() {
+            return Ok(None);
+        }
+        let digests: Vec<String> = v
             .config
             .layers
             .iter()
-            .map(|l| l.code.sha256_hex.as_str())
+            .map(|l| l.code.sha256_hex.clone())
             .collect();
-        self.0
-            .code
-            .opt_dir(&digests)
-            .map_err(|e| LambdaError::service(format!("cannot prepare the function's layers: {e}")))
+        let code = self.0.code.clone();
+        tokio::task::spawn_blocking(move || {
+            let digests: Vec<&str> = digests.iter().map(String::as_str).collect();
+            code.opt_dir(&digests)
+        })
+        .await
+        .map_err(|e| LambdaError::service(format!("the layers' worker failed: {e}")))?
+        .map_err(|e| LambdaError::service(format!("cannot prepare the function's layers: {e}")))
     }
 
-    fn spec(&self, v: &VersionRecord, id: &str) -> Result<SandboxSpec, LambdaError> {
+    fn spec(
+        &self,
+        v: &VersionRecord,
+        id: &str,
+        opt_root: Option<std::path::PathBuf>,
+    ) -> Result<SandboxSpec, LambdaError> {
         let c = &v.config;
         let interpreter = self.0.runtimes.interpreter(&c.runtime)?;
         let argv = hearth_runtime::bootstrap::command(&c.runtime, interpreter.as_deref());
@@ -978,7 +993,7 @@ impl Executor {
             memory_mb: c.memory_size,
             pids_max: self.0.config.pids_max,
             task_root: Some(self.0.code.unpacked_dir(&v.code.sha256_hex)),
-            opt_root: self.opt_dir(v)?,
+            opt_root,
             runtime_dir: Some(self.0.config.runtime_dir.clone()),
             tmp_mb: self.0.config.tmp_mb,
             argv,
