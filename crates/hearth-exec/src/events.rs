@@ -354,18 +354,26 @@ impl Events {
 
     async fn run(self) {
         let mut last_gauges = std::time::Instant::now() - Duration::from_secs(10);
+        // Whether the last pass held a due event back for capacity.
+        let mut holding = true;
         loop {
             // Capacity freed by a synchronous invocation may let a held
-            // event run: the release notification wakes the loop too.
+            // event run: the release notification wakes the loop too — but
+            // only while an event is held, so that warm synchronous traffic
+            // does not pay a queue read per invocation.
             let released = self.0.exec.released_notified();
             tokio::select! {
                 () = self.0.wake.notified() => {}
-                () = released => {}
+                () = released, if holding => {}
                 () = tokio::time::sleep(self.0.config.poll) => {}
             }
-            if let Err(e) = self.pass().await {
-                tracing::warn!(error = %e, "event dispatch pass failed");
-                tokio::time::sleep(Duration::from_secs(1)).await;
+            match self.pass().await {
+                Ok(held) => holding = held,
+                Err(e) => {
+                    tracing::warn!(error = %e, "event dispatch pass failed");
+                    holding = true;
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
             }
             if last_gauges.elapsed() >= Duration::from_secs(1) {
                 last_gauges = std::time::Instant::now();
@@ -409,13 +417,17 @@ impl Events {
         }
     }
 
-    /// One pass over the due events.
-    async fn pass(&self) -> Result<(), hearth_store::StoreError> {
+    /// One pass over the due events. Returns whether it held one back
+    /// (deferred, or waiting for capacity): a released sandbox should
+    /// trigger another pass then. (Attempts that end wake the loop
+    /// themselves.)
+    async fn pass(&self) -> Result<bool, hearth_store::StoreError> {
         if self.0.workers.available_permits() == 0
             || self.0.stopping.load(std::sync::atomic::Ordering::SeqCst)
         {
-            return Ok(());
+            return Ok(false);
         }
+        let mut held = false;
         // Warm sandboxes already promised to deferred events in this pass,
         // by function: one idle sandbox runs one of them, not all.
         let mut warm_promised: HashMap<(String, String), u32> = HashMap::new();
@@ -471,6 +483,7 @@ impl Events {
             };
             match decision {
                 Dispatch::Hold => {
+                    held = true;
                     self.0.metrics.deferrals.with_label_values(&["held"]).inc();
                 }
                 Dispatch::Expire => {
@@ -533,7 +546,7 @@ impl Events {
                 }
             }
         }
-        Ok(())
+        Ok(held)
     }
 
     fn load_for(&self, ev: &NewEvent) -> NodeLoad {

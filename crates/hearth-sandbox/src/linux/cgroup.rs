@@ -36,6 +36,10 @@ pub(crate) trait CgroupFs: Send + Sync + fmt::Debug {
     fn rmdir(&self, path: &Path) -> io::Result<()>;
     fn subdirs(&self, path: &Path) -> io::Result<Vec<PathBuf>>;
     fn exists(&self, path: &Path) -> bool;
+    /// Whether paths name the host's real files (not a test double's).
+    fn is_real(&self) -> bool {
+        false
+    }
     /// Whether the caller may create cgroups in `dir`.
     fn writable(&self, dir: &Path) -> bool;
 }
@@ -47,6 +51,9 @@ pub(crate) struct HostCgroupFs;
 impl CgroupFs for HostCgroupFs {
     fn read(&self, path: &Path) -> io::Result<String> {
         std::fs::read_to_string(path)
+    }
+    fn is_real(&self) -> bool {
+        true
     }
     fn write(&self, path: &Path, value: &str) -> io::Result<()> {
         use std::io::Write;
@@ -626,12 +633,26 @@ impl CgroupManager {
 
     /// Peak memory use of the sandbox, bytes.
     pub(crate) fn peak_memory(&self, cg: &SandboxCgroup) -> Option<u64> {
+        self.fs
+            .read(&Self::peak_file(cg)?)
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    /// The file [`peak_memory`](Self::peak_memory) reads, for a caller that
+    /// keeps it open (only where the cgroup filesystem is the real one).
+    pub(crate) fn peak_memory_path(&self, cg: &SandboxCgroup) -> Option<PathBuf> {
+        self.fs.is_real().then(|| Self::peak_file(cg)).flatten()
+    }
+
+    fn peak_file(cg: &SandboxCgroup) -> Option<PathBuf> {
         let (v, d) = cg.memory.as_ref()?;
-        let file = match v {
+        Some(d.join(match v {
             CgroupVersion::V1 => "memory.max_usage_in_bytes",
             CgroupVersion::V2 => "memory.peak",
-        };
-        self.fs.read(&d.join(file)).ok()?.trim().parse().ok()
+        }))
     }
 
     /// Whether the OOM killer has killed something in the sandbox.

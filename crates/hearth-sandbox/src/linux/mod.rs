@@ -690,6 +690,10 @@ struct LinuxSandboxControl {
     /// The daemon's end of the launcher's socketpair, kept while a
     /// shell-warm sandbox's init waits for its program; `exec` takes it.
     control: Mutex<Option<OwnedFd>>,
+    /// The memory cgroup's peak-usage file, opened at the first read and
+    /// re-read in place (`pread` at 0 regenerates it): one syscall per
+    /// invocation's REPORT, not a path walk, open and close.
+    peak_file: Mutex<Option<std::fs::File>>,
     /// `mount_task` has succeeded.
     task_mounted: Mutex<bool>,
     /// `mount_opt` has succeeded.
@@ -884,8 +888,23 @@ impl SandboxControl for LinuxSandboxControl {
     }
 
     fn peak_memory_bytes(&self) -> Option<u64> {
+        use std::os::unix::fs::FileExt as _;
         let cg = self.res.cgroup.as_ref()?;
-        self.res.shared.cgroups.peak_memory(cg)
+        let mut file = self.peak_file.lock();
+        if file.is_none() {
+            *file = self
+                .res
+                .shared
+                .cgroups
+                .peak_memory_path(cg)
+                .and_then(|p| std::fs::File::open(p).ok());
+        }
+        let Some(f) = file.as_ref() else {
+            return self.res.shared.cgroups.peak_memory(cg);
+        };
+        let mut buf = [0u8; 32];
+        let n = f.read_at(&mut buf, 0).ok()?;
+        std::str::from_utf8(&buf[..n]).ok()?.trim().parse().ok()
     }
 
     fn oom_killed(&self) -> bool {
@@ -1001,6 +1020,7 @@ impl LinuxBackend {
             control: Mutex::new(None),
             task_mounted: Mutex::new(false),
             opt_mounted: Mutex::new(false),
+            peak_file: Mutex::new(None),
         };
         // From here on, dropping `control` on an error destroys everything.
         let (Some(stdout), Some(stderr)) = (stdout, stderr) else {
