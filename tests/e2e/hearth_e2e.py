@@ -974,11 +974,12 @@ def invoke_error(client, name: str, payload: object = NO_PAYLOAD, **kw) -> tuple
 
 REPORT_RE = (
     r"^REPORT RequestId: (?P<id>[0-9a-f-]{36})\tDuration: \d+(\.\d+)? ms\tBilled Duration: \d+ ms\t"
-    r"Memory Size: (?P<mem>\d+) MB\tMax Memory Used: \d+ MB\t(Init Duration: \d+(\.\d+)? ms\t)?$"
+    r"Memory Size: (?P<mem>\d+) MB\tMax Memory Used: (?P<used>\d+) MB\t(Init Duration: \d+(\.\d+)? ms\t)?$"
 )
 
 
-def assert_log_frame(inv: Invocation, *, version: str = "$LATEST", memory_mb: int | None = None) -> list[str]:
+def assert_log_frame(inv: Invocation, *, version: str = "$LATEST", memory_mb: int | None = None,
+                     min_used_mb: int = 0) -> list[str]:
     """The log tail reads START / output / END / REPORT for this invocation's
     request id; returns the lines between START and END."""
     import re
@@ -996,6 +997,7 @@ def assert_log_frame(inv: Invocation, *, version: str = "$LATEST", memory_mb: in
     assert m.group("id") == rid
     if memory_mb is not None:
         assert int(m.group("mem")) == memory_mb, inv.report
+    assert int(m.group("used")) >= min_used_mb, inv.report
     return lines[starts[-1] + 1:ends[-1]]
 
 
