@@ -19,6 +19,7 @@
 //! All file access goes through [`CgroupFs`], so placement and limit logic is
 //! tested against a temporary directory.
 
+use super::protocol::CgroupJoin;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::io;
@@ -372,12 +373,38 @@ impl SandboxCgroup {
         v
     }
 
-    /// The `cgroup.procs` files a process writes its pid into to join.
-    pub(crate) fn procs_files(&self) -> Vec<PathBuf> {
-        self.dirs()
+    /// The directories a sandbox's processes join, by hierarchy version.
+    /// Every v2 slot lives on the one unified hierarchy, where a process
+    /// is in exactly one cgroup, so they are one directory.
+    pub(crate) fn joins(&self) -> Result<CgroupJoin, String> {
+        let mut join = CgroupJoin::default();
+        let versioned = [&self.memory, &self.pids, &self.cpu]
             .into_iter()
-            .map(|d| d.join("cgroup.procs"))
-            .collect()
+            .flatten()
+            .map(|(v, d)| (*v, d))
+            .chain(self.freezer.iter().map(|d| (CgroupVersion::V1, d)))
+            .chain(self.unified.iter().map(|d| (CgroupVersion::V2, d)));
+        for (version, dir) in versioned {
+            match version {
+                CgroupVersion::V1 => {
+                    if !join.v1.contains(dir) {
+                        join.v1.push(dir.clone());
+                    }
+                }
+                CgroupVersion::V2 => match &join.v2 {
+                    None => join.v2 = Some(dir.clone()),
+                    Some(d) if d == dir => {}
+                    Some(d) => {
+                        return Err(format!(
+                            "two unified-hierarchy cgroups for one sandbox: {} and {}",
+                            d.display(),
+                            dir.display()
+                        ))
+                    }
+                },
+            }
+        }
+        Ok(join)
     }
 }
 
@@ -1153,7 +1180,10 @@ pub(crate) mod tests {
         assert_eq!(read(t.path().join("cpu/hearth/sb1/cpu.shares")), "128");
         assert!(t.path().join("freezer/hearth/sb1").is_dir());
         assert!(t.path().join("unified/hearth/sb1").is_dir());
-        assert_eq!(cg.procs_files().len(), 5);
+        // Four v1 hierarchies joined by thread, the unified one by clone.
+        let join = cg.joins().unwrap();
+        assert_eq!(join.v1.len(), 4);
+        assert_eq!(join.v2, Some(t.path().join("unified/hearth/sb1")));
         // The memory limit is written before memsw (the kernel requires memsw >= limit).
         let w = fs.writes.lock();
         let pos = |f: &str| w.iter().position(|(p, _)| p.ends_with(f)).unwrap();
@@ -1346,6 +1376,14 @@ pub(crate) mod tests {
             )
             .unwrap();
         assert_eq!(cg.dirs(), vec![sb.clone()]);
+        // Every controller is on the one v2 directory, joined by clone.
+        assert_eq!(
+            cg.joins().unwrap(),
+            CgroupJoin {
+                v1: vec![],
+                v2: Some(sb.clone())
+            }
+        );
         let read = |f: &str| std::fs::read_to_string(sb.join(f)).unwrap();
         assert_eq!(read("memory.max"), "268435456");
         assert_eq!(read("memory.swap.max"), "0");

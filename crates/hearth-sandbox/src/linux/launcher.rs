@@ -150,19 +150,20 @@ fn write_file(path: &Path, value: &str) -> Result<(), String> {
 /// writing the id maps.
 fn enter_namespaces(
     one_thread: SingleThreaded,
+    flags: CloneFlags,
     userns: Option<IdMapping>,
     uid: u32,
     gid: u32,
 ) -> Result<(), String> {
     let Some(map) = userns else {
-        return nix::sched::unshare(namespace_flags())
+        return nix::sched::unshare(flags)
             .map_err(|e| format!("cannot create namespaces: {}", sys::errno_text(e as i32)));
     };
     let uid_map = format!("{uid} {} 1\n", map.outside_uid);
     let gid_map = format!("{gid} {} 1\n", map.outside_gid);
     if !map.privileged {
         // Unprivileged: the only map allowed is of our own ids, written by us.
-        nix::sched::unshare(namespace_flags() | CloneFlags::CLONE_NEWUSER).map_err(|e| {
+        nix::sched::unshare(flags | CloneFlags::CLONE_NEWUSER).map_err(|e| {
             format!(
                 "cannot create a user namespace: {}",
                 sys::errno_text(e as i32)
@@ -198,7 +199,7 @@ fn enter_namespaces(
         Forked::Parent(helper) => {
             drop(go_r);
             drop(err_w);
-            let unshared = nix::sched::unshare(namespace_flags() | CloneFlags::CLONE_NEWUSER);
+            let unshared = nix::sched::unshare(flags | CloneFlags::CLONE_NEWUSER);
             if unshared.is_ok() {
                 let _ = File::from(go_w).write_all(b"g");
             } else {
@@ -238,12 +239,45 @@ fn outer(
     // Out of the daemon's session: a terminal's ^C must not reach sandboxes.
     let _ = nix::unistd::setsid();
     let me = std::process::id().to_string();
-    for procs in &req.cgroup_procs {
-        write_file(procs, &me).map_err(|e| format!("cannot join the sandbox's cgroup: {e}"))?;
+    let join_by_pid = |dir: &Path| {
+        write_file(&dir.join("cgroup.procs"), &me)
+            .map_err(|e| format!("cannot join the sandbox's cgroup: {e}"))
+    };
+    // Writing a pid to `cgroup.procs` takes the kernel's cgroup
+    // threadgroup lock for writing, which waits for an RCU grace period:
+    // 14-30 ms on a nested-virtualised host, more than the rest of a cold
+    // start. Neither way used here takes it. v1: this process has one
+    // thread (the proof), so moving that thread ("0" to `tasks`) moves the
+    // process.
+    for dir in &req.cgroups.v1 {
+        write_file(&dir.join("tasks"), "0")
+            .map_err(|e| format!("cannot join the sandbox's cgroup: {e}"))?;
     }
+    // v2: pid 1 is cloned straight into it (`CLONE_INTO_CGROUP`, below);
+    // this stage stays in the daemon's v2 cgroup. In a user namespace that
+    // clone's permission check would run as the namespace's user, so then
+    // this stage joins by pid, before unsharing.
+    let clone_into = match (&req.cgroups.v2, &req.user_namespace) {
+        (Some(dir), None) => Some((
+            dir,
+            File::open(dir).map_err(|e| format!("cannot open the sandbox's cgroup: {e}"))?,
+        )),
+        (Some(dir), Some(_)) => {
+            join_by_pid(dir)?;
+            None
+        }
+        (None, _) => None,
+    };
     let _ = nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_CORE, 0, 0);
 
-    enter_namespaces(one_thread, req.user_namespace, req.uid, req.gid)?;
+    // The cgroup namespace must be rooted at the sandbox's cgroups, which
+    // pid 1 is in only once cloned: then pid 1 unshares it.
+    let pid1_unshares_cgroupns = req.user_namespace.is_none();
+    let mut flags = namespace_flags();
+    if pid1_unshares_cgroupns {
+        flags.remove(CloneFlags::CLONE_NEWCGROUP);
+    }
+    enter_namespaces(one_thread, flags, req.user_namespace, req.uid, req.gid)?;
     // No core dumps or ptrace of the launcher (after the id maps: a
     // non-dumpable process's /proc files belong to root).
     let _ = nix::sys::prctl::set_dumpable(false);
@@ -258,11 +292,43 @@ fn outer(
     let (status_r, status_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| e.to_string())?;
     // Held open by this stage only: pid 1 sees it hang up if we are gone.
     let (life_r, life_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| e.to_string())?;
-    match sys::fork(one_thread).map_err(|e| format!("cannot fork the sandbox's init: {e}"))? {
+    let forked = match &clone_into {
+        Some((dir, fd)) => match sys::fork_into_cgroup(one_thread, fd.as_fd()) {
+            // A kernel older than 5.7: join by pid (the slow way), then fork.
+            Err(e)
+                if [nix::errno::Errno::ENOSYS, nix::errno::Errno::E2BIG, nix::errno::Errno::EINVAL]
+                    .iter()
+                    .any(|n| e.raw_os_error() == Some(*n as i32)) =>
+            {
+                join_by_pid(dir)?;
+                sys::fork(one_thread)
+            }
+            other => other,
+        },
+        None => sys::fork(one_thread),
+    };
+    drop(clone_into);
+    match forked.map_err(|e| format!("cannot fork the sandbox's init: {e}"))? {
         Forked::Child => {
             drop(status_r);
             drop(life_w);
-            let code = init(one_thread, control, req, status_w, life_r);
+            let code = if pid1_unshares_cgroupns {
+                nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP).map_err(|e| {
+                    format!(
+                        "cannot create the cgroup namespace: {}",
+                        sys::errno_text(e as i32)
+                    )
+                })
+            } else {
+                Ok(())
+            }
+            .map_or_else(
+                |message| {
+                    let _ = protocol::send(control, &Report::Error { message }, None);
+                    1
+                },
+                |()| init(one_thread, control, req, status_w, life_r),
+            );
             sys::exit_now(code)
         }
         Forked::Parent(pid1) => {
@@ -594,7 +660,7 @@ fn probe(one_thread: SingleThreaded, p: &ProbeRequest) -> ProbeReport {
         procfs: Err("not tried".to_owned()),
         seccomp: Err("not tried".to_owned()),
     };
-    report.namespaces = enter_namespaces(one_thread, p.user_namespace, p.uid, p.gid);
+    report.namespaces = enter_namespaces(one_thread, namespace_flags(), p.user_namespace, p.uid, p.gid);
     if report.namespaces.is_ok() {
         report.loopback = sys::loopback_up().map_err(|e| e.to_string());
         report.procfs = probe_procfs(one_thread, &p.scratch_dir);
@@ -668,7 +734,7 @@ mod tests {
             },
             uid: 1,
             gid: 1,
-            cgroup_procs: vec![],
+            cgroups: protocol::CgroupJoin::default(),
             root_dir: "/x".into(),
             task_mount: None,
             opt_mount: None,

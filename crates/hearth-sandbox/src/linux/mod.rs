@@ -1030,11 +1030,12 @@ impl LinuxBackend {
             spec: spec.clone(),
             uid,
             gid: uid,
-            cgroup_procs: control
+            cgroups: control
                 .res
                 .cgroup
                 .as_ref()
-                .map(SandboxCgroup::procs_files)
+                .map(SandboxCgroup::joins)
+                .transpose()?
                 .unwrap_or_default(),
             root_dir: control.res.dir.join("root"),
             task_mount: control.res.task_mount.clone(),

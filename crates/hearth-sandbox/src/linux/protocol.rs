@@ -53,14 +53,24 @@ pub(crate) struct IdMapping {
     pub privileged: bool,
 }
 
+/// Where a sandbox's processes go, by hierarchy version: joining a cgroup
+/// costs very different amounts on the two (see the launcher's `outer`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct CgroupJoin {
+    /// v1 cgroup directories (one per mounted controller hierarchy).
+    pub v1: Vec<PathBuf>,
+    /// The v2 (unified) cgroup directory, if the sandbox has one.
+    pub v2: Option<PathBuf>,
+}
+
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub(crate) struct LaunchRequest {
     pub spec: SandboxSpec,
     /// The sandbox's uid and gid (inside its user namespace, if any).
     pub uid: u32,
     pub gid: u32,
-    /// `cgroup.procs` files the launcher joins before anything else.
-    pub cgroup_procs: Vec<PathBuf>,
+    /// The sandbox's cgroups, which the launcher joins before anything else.
+    pub cgroups: CgroupJoin,
     /// Host directory the new root is mounted on (private to the sandbox's
     /// mount namespace).
     pub root_dir: PathBuf,

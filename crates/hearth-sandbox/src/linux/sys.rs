@@ -43,6 +43,47 @@ pub(crate) fn fork(_proof: SingleThreaded) -> io::Result<Forked> {
     }
 }
 
+/// `CLONE_INTO_CGROUP` (Linux 5.7); `libc`'s constant overflows its type.
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// `fork()` whose child starts in the v2 cgroup `cgroup` (an open
+/// directory), by `clone3(CLONE_INTO_CGROUP)`. Unlike writing a pid to
+/// `cgroup.procs`, this takes the cgroup lock only for reading, so no RCU
+/// grace period is waited for. `Err` with `ENOSYS`, `E2BIG` or `EINVAL`
+/// means the kernel cannot do it (older than 5.7).
+pub(crate) fn fork_into_cgroup(
+    _proof: SingleThreaded,
+    cgroup: BorrowedFd<'_>,
+) -> io::Result<Forked> {
+    // SAFETY: all-zero is a valid `clone_args` (plain integers).
+    let mut args: libc::clone_args = unsafe { std::mem::zeroed() };
+    args.flags = CLONE_INTO_CGROUP;
+    args.exit_signal = libc::SIGCHLD as u64;
+    args.cgroup = cgroup.as_raw_fd() as u64;
+    // SAFETY: a fork (no CLONE_VM, no stack given: the child continues on a
+    // copy of this stack) of a process proven single-threaded, so the
+    // child's memory is a consistent copy, as with `fork`. glibc's wrapper
+    // is bypassed (it has none for clone3), so the child's cached thread
+    // id in its TCB is the parent's: the child must not rely on
+    // `raise`/`pthread_kill` (the launcher never does; `getpid` is not
+    // cached, and a later glibc `fork` in the child sets its own child's
+    // id correctly).
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            std::ptr::addr_of!(args),
+            std::mem::size_of::<libc::clone_args>(),
+        )
+    };
+    match r {
+        r if r < 0 => Err(io::Error::last_os_error()),
+        0 => Ok(Forked::Child),
+        pid => Ok(Forked::Parent(
+            i32::try_from(pid).map_err(|_| io::Error::from(io::ErrorKind::InvalidData))?,
+        )),
+    }
+}
+
 /// Takes ownership of a descriptor just received with `SCM_RIGHTS`.
 pub(crate) fn own_received_fd(fd: RawFd) -> OwnedFd {
     // SAFETY: the kernel installed this descriptor in our table for this
