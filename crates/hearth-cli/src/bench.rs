@@ -379,6 +379,13 @@ fn target_notes(report: &Report) -> Vec<String> {
                 verdict(v <= 15.0)
             ));
         }
+        if let (Some(v), Some(b)) = (p(f, "cold", |m| m.p50), p(f, "bwrap", |m| m.p50)) {
+            notes.push(format!(
+                "Target: cold start p50 ≤ bubblewrap's: {v:.2} ms against {b:.2} ms ({:.2}×, {}).",
+                v / b.max(1e-9),
+                verdict(v <= b)
+            ));
+        }
         if let (Some(a), Some(b)) = (
             p(f, "provisioned", |m| m.p50),
             p(f, "provisioned-warm", |m| m.p50),

@@ -608,6 +608,13 @@ impl Executor {
             .await
             .map_err(|e| format!("sandbox start failed: {e}"))?
             .map_err(|e| e.to_string())?;
+        for (stage, took) in &sandbox.start_stages {
+            self.0
+                .metrics
+                .sandbox_start_stage_seconds
+                .with_label_values(&[stage.as_str()])
+                .observe(took.as_secs_f64());
+        }
         let control: Arc<dyn hearth_sandbox::SandboxControl> = Arc::from(sandbox.control);
         let attached = LogPump::start(sandbox.stdout, sandbox.stderr)
             .map_err(|e| format!("cannot read the sandbox's output: {e}"))

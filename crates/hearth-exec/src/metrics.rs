@@ -30,6 +30,9 @@ pub struct Metrics {
     /// `hearth_vm_phase_seconds{phase}`: a microVM invocation's phases
     /// (queue, restore, specialise, reset, guest, guest_cpu).
     pub vm_phase_seconds: HistogramVec,
+    /// `hearth_sandbox_start_stage_seconds{stage}`: each stage of a process
+    /// sandbox's start, from the daemon's preparation to the runtime's exec.
+    pub sandbox_start_stage_seconds: HistogramVec,
     /// `hearth_vm_exits_total`: exits from microVM guests while invoked.
     pub vm_exits: prometheus::IntCounter,
     /// `hearth_vm_cow_pages_total`: pages microVMs copied on write while invoked.
@@ -131,6 +134,14 @@ impl Metrics {
             .buckets(VM_PHASE_BUCKETS.to_vec()),
             &["phase"],
         )?;
+        let sandbox_start_stage_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "hearth_sandbox_start_stage_seconds",
+                "Process sandbox starts: time in each stage (host_prepare, launcher_exec, cgroup_join, unshare, runtime_api_socket, fork_init, mounts, privileges_seccomp, runtime_exec, ready_report)",
+            )
+            .buckets(VM_PHASE_BUCKETS.to_vec()),
+            &["stage"],
+        )?;
         let vm_exits = prometheus::IntCounter::new(
             "hearth_vm_exits_total",
             "Exits from microVM guests during invocations",
@@ -141,6 +152,7 @@ impl Metrics {
         )?;
         registry.register(Box::new(vm_phase_seconds.clone()))?;
         registry.register(Box::new(vm_exits.clone()))?;
+        registry.register(Box::new(sandbox_start_stage_seconds.clone()))?;
         registry.register(Box::new(vm_cow_pages.clone()))?;
         registry.register(Box::new(placements.clone()))?;
         registry.register(Box::new(placement_seconds.clone()))?;
@@ -165,6 +177,7 @@ impl Metrics {
             queue_wait_seconds,
             invocations,
             vm_phase_seconds,
+            sandbox_start_stage_seconds,
             vm_exits,
             vm_cow_pages,
         })

@@ -52,6 +52,12 @@ pub struct SandboxSpec {
 #[derive(Debug)]
 pub struct Sandbox {
     pub id: String,
+    /// How long each stage of this start took, in order (the Linux
+    /// backend: `host_prepare`, `launcher_exec`, `cgroup_join`, `unshare`,
+    /// `runtime_api_socket`, `fork_init`, `mounts`, `privileges_seccomp`,
+    /// `runtime_exec`, `ready_report`). Empty for a shell-warm start, whose
+    /// program starts later.
+    pub start_stages: Vec<(String, std::time::Duration)>,
     /// The Runtime API listening socket (`127.0.0.1:9001` inside the sandbox's
     /// network namespace), already listening; the daemon accepts on it.
     pub runtime_api: std::net::TcpListener,

@@ -731,6 +731,23 @@ fn destroy_kills_a_running_sandbox_and_removes_its_cgroups() {
     spec.argv = vec!["/bin/sleep".into(), "1000".into()];
     let sb = h.start(&spec);
     assert!(sb.control.try_wait().is_none());
+    // Every stage of the start is accounted for, in order.
+    let stages: Vec<&str> = sb.start_stages.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        stages,
+        [
+            "host_prepare",
+            "launcher_exec",
+            "cgroup_join",
+            "unshare",
+            "runtime_api_socket",
+            "fork_init",
+            "mounts",
+            "privileges_seccomp",
+            "runtime_exec",
+            "ready_report"
+        ]
+    );
     let cgroups = cgroup_dirs_named(&spec.id);
     assert!(!cgroups.is_empty() || !h.backend.protections().memory_limit);
     assert!(!processes_of(sb.uid).is_empty());

@@ -11,7 +11,7 @@ use super::node::{zip_b64, Node};
 use super::{check_stop, Ctx, HANDLER};
 use anyhow::{bail, Context, Result};
 use hearth_bench::baselines::{Fixture, PeerBaseline};
-use hearth_bench::report::{ChartSpec, Scenario, Section};
+use hearth_bench::report::{ChartSpec, Figure, Scenario, Section};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -144,6 +144,7 @@ pub fn run(ctx: &Ctx) -> Result<Section> {
     let mut inits = Samples::default();
     let mut trial = 0usize;
     let mut node: Option<(Node, &'static str)> = None;
+    let mut stages = Vec::new();
     for phase in Phase::ALL {
         // Provisioned capacity is made on the runtime-warm node.
         if node.as_ref().map(|(_, cfg)| *cfg) != Some(phase.config()) {
@@ -179,6 +180,9 @@ pub fn run(ctx: &Ctx) -> Result<Section> {
                 run_peers(f, &peers, trial, &mut samples, &mut inits)?;
             }
             trial += 1;
+        }
+        if phase == Phase::Cold {
+            stages = cold_stages(n)?;
         }
     }
     drop(node);
@@ -222,11 +226,95 @@ pub fn run(ctx: &Ctx) -> Result<Section> {
             ));
         cdf.push(id);
     }
+    section = stage_figures(section, &stages);
     Ok(section.chart(ChartSpec::latency_cdf(
         "first-invoke.svg",
         "First invoke of a fresh function",
         &cdf,
     )))
+}
+
+/// The stages of a process sandbox's start, in order, as the node's
+/// `hearth_sandbox_start_stage_seconds` histogram names them.
+const STAGES: [&str; 10] = [
+    "host_prepare",
+    "launcher_exec",
+    "cgroup_join",
+    "unshare",
+    "runtime_api_socket",
+    "fork_init",
+    "mounts",
+    "privileges_seccomp",
+    "runtime_exec",
+    "ready_report",
+];
+
+/// The mean of each start stage over every sandbox the node started (the
+/// cold phase's node has no pools, so these are its cold starts), in ms.
+fn cold_stages(node: &Node) -> Result<Vec<(&'static str, f64, f64)>> {
+    let mut out = Vec::new();
+    for stage in STAGES {
+        let label = format!("stage=\"{stage}\"");
+        let sum = node.metric_sum("hearth_sandbox_start_stage_seconds_sum", &label)?;
+        let count = node.metric_sum("hearth_sandbox_start_stage_seconds_count", &label)?;
+        if count > 0.0 {
+            out.push((stage, sum * 1e3 / count, count));
+        }
+    }
+    Ok(out)
+}
+
+/// A figure per start stage, their sum (the set-up before the runtime
+/// runs), and bubblewrap's set-up measured the same way from outside: its
+/// p50 less fork+exec's, the same bootstrap started without isolation.
+fn stage_figures(mut section: Section, stages: &[(&'static str, f64, f64)]) -> Section {
+    if stages.is_empty() {
+        return section;
+    }
+    let mut total = 0.0;
+    for (stage, ms, n) in stages {
+        total += ms;
+        section = section.figure(
+            Figure::new(
+                &format!("cold-stage-{stage}"),
+                &format!("cold start stage {stage} (mean)"),
+                *ms,
+                "ms",
+            )
+            .with_note(&format!("{n:.0} starts")),
+        );
+    }
+    section = section.figure(
+        Figure::new(
+            "cold-setup",
+            "cold start set-up, daemon to runtime exec'd (sum of the stage means)",
+            total,
+            "ms",
+        )
+        .with_note("what Hearth does before the runtime runs: cgroups, namespaces, the Runtime API socket, mounts, privileges and seccomp"),
+    );
+    let p50 = |id: &str| {
+        section
+            .scenarios
+            .iter()
+            .find(|x| x.id == id && x.summary.count > 0)
+            .map(|x| x.summary.p50)
+    };
+    if let (Some(b), Some(f)) = (
+        p50(peer_id(PeerBaseline::Bubblewrap)),
+        p50(peer_id(PeerBaseline::ForkExec)),
+    ) {
+        section = section.figure(
+            Figure::new(
+                "bwrap-setup",
+                "bubblewrap set-up (bubblewrap p50 − fork+exec p50)",
+                b - f,
+                "ms",
+            )
+            .with_note("user, pid, ipc, uts and mount namespaces and the same binds; no cgroups, no network namespace, no seccomp"),
+        );
+    }
+    section
 }
 
 /// One trial of each measurable peer, starting with a different one each

@@ -52,6 +52,23 @@ fn namespace_flags() -> CloneFlags {
         | CloneFlags::CLONE_NEWCGROUP
 }
 
+/// When each launcher stage ended, for the daemon's start-up figures. A
+/// process-wide list: pid 1 inherits the outer stage's entries with its
+/// memory, and the launcher is single-threaded throughout.
+static STAGES: std::sync::Mutex<Vec<(String, u64)>> = std::sync::Mutex::new(Vec::new());
+
+/// Records that the stage `name` ended now.
+fn stage_done(name: &str) {
+    let now = sys::monotonic_ns();
+    if let Ok(mut s) = STAGES.lock() {
+        s.push((name.to_owned(), now));
+    }
+}
+
+fn stages() -> Vec<(String, u64)> {
+    STAGES.lock().map(|s| s.clone()).unwrap_or_default()
+}
+
 /// The launcher's entry point (`hearth sandbox-init`). Never returns.
 pub fn init_main() -> ! {
     std::process::exit(launcher().unwrap_or(1))
@@ -91,6 +108,7 @@ impl Ended {
 }
 
 fn launcher() -> Result<i32, ()> {
+    stage_done("launcher_exec");
     let Some(one_thread) = SingleThreaded::check() else {
         return Err(());
     };
@@ -269,6 +287,7 @@ fn outer(
         (None, _) => None,
     };
     let _ = nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_CORE, 0, 0);
+    stage_done("cgroup_join");
 
     // The cgroup namespace must be rooted at the sandbox's cgroups, which
     // pid 1 is in only once cloned: then pid 1 unshares it.
@@ -278,6 +297,7 @@ fn outer(
         flags.remove(CloneFlags::CLONE_NEWCGROUP);
     }
     enter_namespaces(one_thread, flags, req.user_namespace, req.uid, req.gid)?;
+    stage_done("unshare");
     // No core dumps or ptrace of the launcher (after the id maps: a
     // non-dumpable process's /proc files belong to root).
     let _ = nix::sys::prctl::set_dumpable(false);
@@ -288,6 +308,7 @@ fn outer(
     protocol::send(control, &Report::Listener, Some(listener.as_fd()))
         .map_err(|e| format!("cannot send the Runtime API socket: {e}"))?;
     drop(listener);
+    stage_done("runtime_api_socket");
 
     let (status_r, status_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| e.to_string())?;
     // Held open by this stage only: pid 1 sees it hang up if we are gone.
@@ -296,9 +317,13 @@ fn outer(
         Some((dir, fd)) => match sys::fork_into_cgroup(one_thread, fd.as_fd()) {
             // A kernel older than 5.7: join by pid (the slow way), then fork.
             Err(e)
-                if [nix::errno::Errno::ENOSYS, nix::errno::Errno::E2BIG, nix::errno::Errno::EINVAL]
-                    .iter()
-                    .any(|n| e.raw_os_error() == Some(*n as i32)) =>
+                if [
+                    nix::errno::Errno::ENOSYS,
+                    nix::errno::Errno::E2BIG,
+                    nix::errno::Errno::EINVAL,
+                ]
+                .iter()
+                .any(|n| e.raw_os_error() == Some(*n as i32)) =>
             {
                 join_by_pid(dir)?;
                 sys::fork(one_thread)
@@ -322,6 +347,7 @@ fn outer(
             } else {
                 Ok(())
             }
+            .inspect(|()| stage_done("fork_init"))
             .map_or_else(
                 |message| {
                     let _ = protocol::send(control, &Report::Error { message }, None);
@@ -397,7 +423,8 @@ fn init(
             return 1;
         }
     };
-    let _ = protocol::send(control, &Report::Ready, None);
+    stage_done("runtime_exec");
+    let _ = protocol::send(control, &Report::Ready { stages: stages() }, None);
     if let Ok(null) = File::options().write(true).open("/dev/null") {
         let _ = nix::unistd::dup2_stdout(&null);
         let _ = nix::unistd::dup2_stderr(&null);
@@ -501,6 +528,7 @@ fn build_and_spawn(
         Some(exec_plan(&spec.argv, &spec.env, &spec.cwd)?)
     };
     prepare(req)?;
+    stage_done("privileges_seccomp");
     let plan = match plan {
         Some(plan) => plan,
         None => {
@@ -551,6 +579,7 @@ fn prepare(req: &LaunchRequest) -> Result<(), String> {
         },
         &rootfs::HostSyscall,
     )?;
+    stage_done("mounts");
     nix::unistd::sethostname(HOSTNAME).map_err(|e| format!("sethostname: {e}"))?;
     drop_privileges(req)?;
     seccomp::install(&programs)
@@ -660,7 +689,13 @@ fn probe(one_thread: SingleThreaded, p: &ProbeRequest) -> ProbeReport {
         procfs: Err("not tried".to_owned()),
         seccomp: Err("not tried".to_owned()),
     };
-    report.namespaces = enter_namespaces(one_thread, namespace_flags(), p.user_namespace, p.uid, p.gid);
+    report.namespaces = enter_namespaces(
+        one_thread,
+        namespace_flags(),
+        p.user_namespace,
+        p.uid,
+        p.gid,
+    );
     if report.namespaces.is_ok() {
         report.loopback = sys::loopback_up().map_err(|e| e.to_string());
         report.procfs = probe_procfs(one_thread, &p.scratch_dir);

@@ -502,6 +502,26 @@ fn spawn_launcher(
     Ok((child, ours))
 }
 
+/// How long each stage of a start took: the daemon's preparation (state
+/// directory, mounts for the code, cgroups with their limits), then each
+/// launcher stage up to the runtime's exec, then the report of it reaching
+/// the daemon. `marks` are the launcher's stage ends, in order.
+fn stage_durations(
+    started_ns: u64,
+    spawning_ns: u64,
+    marks: &[(String, u64)],
+) -> Vec<(String, Duration)> {
+    let ns = |a: u64, b: u64| Duration::from_nanos(b.saturating_sub(a));
+    let mut out = vec![("host_prepare".to_owned(), ns(started_ns, spawning_ns))];
+    let mut last = spawning_ns;
+    for (name, at) in marks {
+        out.push((name.clone(), ns(last, *at)));
+        last = *at;
+    }
+    out.push(("ready_report".to_owned(), ns(last, sys::monotonic_ns())));
+    out
+}
+
 fn validate(spec: &SandboxSpec) -> Result<(), String> {
     let id_ok = !spec.id.is_empty()
         && spec.id.len() <= 40
@@ -790,7 +810,7 @@ impl SandboxControl for LinuxSandboxControl {
             .map_err(|e| fail(format!("cannot send the program to the sandbox: {e}")))?;
         let timeout = self.res.shared.config.start_timeout;
         match protocol::recv::<Report>(sock.as_fd(), Some(Instant::now() + timeout)) {
-            Ok(Some((Report::Ready, _))) => Ok(()),
+            Ok(Some((Report::Ready { .. }, _))) => Ok(()),
             Ok(Some((Report::Error { message }, _))) => Err(fail(message)),
             Ok(Some((other, _))) => Err(fail(format!(
                 "unexpected message from the sandbox: {other:?}"
@@ -940,6 +960,7 @@ impl Drop for LinuxSandboxControl {
 impl LinuxBackend {
     fn launch(&self, spec: &SandboxSpec) -> Result<Sandbox, String> {
         let sh = &self.shared;
+        let started_ns = sys::monotonic_ns();
         validate(spec)?;
         if spec.task_root.is_none() && !sh.is_root {
             return Err(
@@ -963,6 +984,7 @@ impl LinuxBackend {
             task_mount: None,
             opt_mount: None,
         };
+        let mut spawning_ns = started_ns;
         let prepared = (|| {
             if res.dir.exists() {
                 return Err(format!(
@@ -990,6 +1012,7 @@ impl LinuxBackend {
                     },
                 )?);
             }
+            spawning_ns = sys::monotonic_ns();
             spawn_launcher(&sh.config, &res.dir, Stdio::piped(), Stdio::piped())
         })();
         let (mut child, sock) = match prepared {
@@ -1058,12 +1081,16 @@ impl LinuxBackend {
         .map_err(|e| format!("cannot send the launch request: {e}"))?;
         let deadline = Instant::now() + sh.config.start_timeout;
         let mut listener = None;
+        let mut start_stages = Vec::new();
         loop {
             match protocol::recv::<Report>(sock.as_fd(), Some(deadline)) {
                 Ok(Some((Report::Listener, Some(fd)))) => {
                     listener = Some(std::net::TcpListener::from(fd));
                 }
-                Ok(Some((Report::Ready, _))) if !control.shell_warm => break,
+                Ok(Some((Report::Ready { stages }, _))) if !control.shell_warm => {
+                    start_stages = stage_durations(started_ns, spawning_ns, &stages);
+                    break;
+                }
                 Ok(Some((Report::Waiting, _))) if control.shell_warm => break,
                 Ok(Some((Report::Error { message }, _))) => return Err(message),
                 Ok(Some((other, _))) => {
@@ -1090,6 +1117,7 @@ impl LinuxBackend {
         }
         Ok(Sandbox {
             id: spec.id.clone(),
+            start_stages,
             runtime_api,
             stdout,
             stderr,

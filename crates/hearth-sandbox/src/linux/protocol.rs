@@ -115,8 +115,12 @@ pub(crate) struct ProbeReport {
 pub(crate) enum Report {
     /// Carries the Runtime API listening socket.
     Listener,
-    /// The runtime has been exec'd.
-    Ready,
+    /// The runtime has been exec'd. `stages`: when each of the launcher's
+    /// stages ended ([`crate::linux::sys::monotonic_ns`]), in order.
+    Ready {
+        #[serde(default)]
+        stages: Vec<(String, u64)>,
+    },
     /// A shell-warm sandbox is built; its pid 1 waits for [`Request::Exec`].
     Waiting,
     Error {

@@ -43,6 +43,19 @@ pub(crate) fn fork(_proof: SingleThreaded) -> io::Result<Forked> {
     }
 }
 
+/// `CLOCK_MONOTONIC` in nanoseconds: the one clock the daemon and its
+/// launcher (separate processes) can compare stage times on (`Instant`
+/// reads it too, but cannot be sent between processes).
+pub(crate) fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    u64::try_from(ts.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(ts.tv_nsec).unwrap_or(0)
+}
+
 /// `CLONE_INTO_CGROUP` (Linux 5.7); `libc`'s constant overflows its type.
 const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 
@@ -78,9 +91,11 @@ pub(crate) fn fork_into_cgroup(
     match r {
         r if r < 0 => Err(io::Error::last_os_error()),
         0 => Ok(Forked::Child),
-        pid => Ok(Forked::Parent(
-            i32::try_from(pid).map_err(|_| io::Error::from(io::ErrorKind::InvalidData))?,
-        )),
+        pid => {
+            Ok(Forked::Parent(i32::try_from(pid).map_err(|_| {
+                io::Error::from(io::ErrorKind::InvalidData)
+            })?))
+        }
     }
 }
 
