@@ -18,6 +18,7 @@
 //! every child is killed on every path ([`node::Guard`]); SIGINT or SIGTERM
 //! stops the run between steps and cleans up (a second one quits at once).
 
+mod cpu;
 mod density;
 mod engine;
 mod events;

@@ -144,6 +144,11 @@ pub struct DirectServer {
 }
 
 impl DirectServer {
+    /// The server's pid (its connections' processes are its children).
+    pub fn pid(&self) -> u32 {
+        self._guard.child.id()
+    }
+
     /// Writes the handler and the server into `dir` and starts it.
     pub fn start(dir: &Path) -> Result<Self> {
         let code = dir.join("direct");
@@ -233,6 +238,11 @@ impl Node {
             addr,
             data_dir,
         })
+    }
+
+    /// The pid of `hearth serve` (its sandboxes are its descendants).
+    pub fn pid(&self) -> u32 {
+        self._guard.child.id()
     }
 
     /// Creates a Python function from `zip_b64` and waits until it is Active.

@@ -10,6 +10,7 @@
 //! and each step is a closed loop at exactly N requests in flight. The
 //! Runtime API round trips run between rounds at concurrency 1.
 
+use super::cpu;
 use super::http::{plain_post, Conn, Signer};
 use super::node::{zip_b64, DirectServer, Node};
 use super::{check_stop, lock, thin, Ctx, HANDLER};
@@ -74,6 +75,8 @@ struct StepResult {
     not_warm: usize,
     /// Time spent signing requests (off the latency clock).
     signing: Duration,
+    /// This client thread's CPU time in the step, signing included.
+    cpu: Duration,
     first: Instant,
     last: Instant,
 }
@@ -98,6 +101,28 @@ struct Measured {
     direct_count: usize,
     direct_time: Duration,
     signing: Duration,
+    cpu: CpuSpent,
+}
+
+/// CPU time spent in the measured steps, by target and process.
+#[derive(Debug, Default)]
+struct CpuSpent {
+    /// The client threads, in Hearth's steps and in direct's.
+    hearth_client: Duration,
+    direct_client: Duration,
+    /// `hearth serve` itself, and its descendants (the sandboxes: the
+    /// launchers, their inits and the runtimes), in Hearth's steps.
+    hearth_server: Duration,
+    hearth_sandboxes: Duration,
+    /// The direct server and its per-connection children, in direct's.
+    direct_server: Duration,
+}
+
+/// The processes whose CPU time is attributed to the steps.
+#[derive(Debug, Clone, Copy)]
+struct Pids {
+    hearth: u32,
+    direct: u32,
 }
 
 pub fn run(ctx: &Ctx) -> Result<Section> {
@@ -125,7 +150,11 @@ pub fn run(ctx: &Ctx) -> Result<Section> {
     for c in CONCURRENCY {
         check_stop()?;
         eprintln!("[warm] {c} client(s)…");
-        let m = measure(c, &plan, &signer, node.addr, direct.addr, rt_api)?;
+        let pids = Pids {
+            hearth: node.pid(),
+            direct: direct.pid(),
+        };
+        let m = measure(c, &plan, &signer, node.addr, direct.addr, rt_api, pids)?;
         let direct_id = format!("direct-c{c}");
         let hearth_id = format!("hearth-c{c}");
         let clients = if c == 1 {
@@ -193,6 +222,7 @@ pub fn run(ctx: &Ctx) -> Result<Section> {
                 ))
                 .with_baseline(&format!("throughput-direct-c{c}")),
             );
+        section = cpu_figures(section, c, &clients, &m);
         let ids: Vec<&str> = chart.iter().map(String::as_str).collect();
         section = section.chart(ChartSpec::latency_cdf(
             &format!("warm-c{c}.svg"),
@@ -201,6 +231,66 @@ pub fn run(ctx: &Ctx) -> Result<Section> {
         ));
     }
     Ok(section)
+}
+
+/// CPU time per invocation, by process, for Hearth and for direct; and,
+/// for the throughput target, what a Hearth invocation may cost the
+/// server for Hearth to reach 80% of direct's throughput when the machine
+/// is CPU-bound (throughput is then cores / CPU per invocation).
+fn cpu_figures(mut section: Section, c: usize, clients: &str, m: &Measured) -> Section {
+    let per = |d: Duration, n: usize| d.as_secs_f64() * 1e6 / n.max(1) as f64;
+    if m.hearth_count == 0 || m.direct_count == 0 {
+        return section;
+    }
+    let client = per(m.cpu.hearth_client, m.hearth_count);
+    let server = per(m.cpu.hearth_server, m.hearth_count);
+    let sandboxes = per(m.cpu.hearth_sandboxes, m.hearth_count);
+    let d_client = per(m.cpu.direct_client, m.direct_count);
+    let d_server = per(m.cpu.direct_server, m.direct_count);
+    section = section
+        .figure(
+            Figure::new(
+                &format!("cpu-direct-c{c}"),
+                &format!("CPU per invocation, direct, {clients}"),
+                d_client + d_server,
+                "µs",
+            )
+            .with_note(&format!(
+                "client {d_client:.1} µs, Python server {d_server:.1} µs"
+            )),
+        )
+        .figure(
+            Figure::new(
+                &format!("cpu-hearth-c{c}"),
+                &format!("CPU per invocation, Hearth, {clients}"),
+                client + server + sandboxes,
+                "µs",
+            )
+            .with_note(&format!(
+                "client {client:.1} µs (signing included), hearth serve {server:.1} µs, sandbox (runtime) {sandboxes:.1} µs"
+            ))
+            .with_baseline(&format!("cpu-direct-c{c}")),
+        );
+    if c == CONCURRENCY[CONCURRENCY.len() - 1] {
+        let budget = (d_client + d_server) / 0.8 - client - sandboxes;
+        section = section.figure(
+            Figure::new(
+                "cpu-server-budget-80",
+                "hearth serve's CPU budget per invocation for 80% of direct's throughput (CPU-bound)",
+                budget,
+                "µs",
+            )
+            .with_note(&format!(
+                "direct's CPU per invocation / 0.8, less Hearth's client and runtime; spent now: {server:.1} µs{}",
+                if budget <= 0.0 {
+                    " (not positive: out of reach whatever the server does)"
+                } else {
+                    ""
+                }
+            )),
+        );
+    }
+    section
 }
 
 /// Runs the plan at concurrency `c`: `c` client threads, conducted from
@@ -212,6 +302,7 @@ fn measure(
     hearth: SocketAddr,
     direct: SocketAddr,
     rt_api: Option<&hearth_bench::baselines::Fixture>,
+    pids: Pids,
 ) -> Result<Measured> {
     let shared = Shared {
         barrier: Barrier::new(c + 1),
@@ -224,7 +315,7 @@ fn measure(
             let shared = &shared;
             s.spawn(move || client(shared, signer, hearth, direct));
         }
-        let outcome = conduct(c, plan, &shared, rt_api);
+        let outcome = conduct(c, plan, &shared, rt_api, pids);
         // Releases the threads whatever happened: they are all waiting at
         // the start of a step.
         *lock(&shared.step) = Step::Done;
@@ -250,6 +341,7 @@ fn conduct(
     plan: &Plan,
     shared: &Shared,
     rt_api: Option<&hearth_bench::baselines::Fixture>,
+    pids: Pids,
 ) -> Result<Measured> {
     // Warm-up: until one step at this concurrency is served only by
     // function-warm sandboxes (the first ones start cold or from a pool).
@@ -275,7 +367,23 @@ fn conduct(
             [Target::Direct, Target::Hearth]
         };
         for target in order {
+            // Read between steps, off every client's clock.
+            let before = cpu::trees(&[pids.hearth, pids.direct]);
             let results = step(shared, Step::Run(target, plan.step))?;
+            let after = cpu::trees(&[pids.hearth, pids.direct]);
+            let client_cpu: Duration = results.iter().map(|r| r.cpu).sum();
+            match target {
+                Target::Hearth => {
+                    m.cpu.hearth_client += client_cpu;
+                    m.cpu.hearth_server += after[0].own.saturating_sub(before[0].own);
+                    m.cpu.hearth_sandboxes +=
+                        after[0].descendants.saturating_sub(before[0].descendants);
+                }
+                Target::Direct => {
+                    m.cpu.direct_client += client_cpu;
+                    m.cpu.direct_server += after[1].total().saturating_sub(before[1].total());
+                }
+            }
             let first = results.iter().map(|r| r.first).min();
             let last = results.iter().map(|r| r.last).max();
             let elapsed = match (first, last) {
@@ -344,6 +452,7 @@ fn client(shared: &Shared, signer: &Signer, hearth: SocketAddr, direct: SocketAd
 }
 
 fn run_hearth(conn: &mut Conn, signer: &Signer, length: Duration) -> Result<StepResult> {
+    let cpu_start = cpu::this_thread();
     let mut samples = Vec::new();
     let mut not_warm = 0;
     let mut signing = Duration::ZERO;
@@ -377,12 +486,14 @@ fn run_hearth(conn: &mut Conn, signer: &Signer, length: Duration) -> Result<Step
         samples,
         not_warm,
         signing,
+        cpu: cpu::this_thread().saturating_sub(cpu_start),
         first,
         last,
     })
 }
 
 fn run_direct(conn: &mut Conn, request: &[u8], length: Duration) -> Result<StepResult> {
+    let cpu_start = cpu::this_thread();
     let mut samples = Vec::new();
     let first = Instant::now();
     let deadline = first + length;
@@ -404,6 +515,7 @@ fn run_direct(conn: &mut Conn, request: &[u8], length: Duration) -> Result<StepR
         samples,
         not_warm: 0,
         signing: Duration::ZERO,
+        cpu: cpu::this_thread().saturating_sub(cpu_start),
         first,
         last,
     })
