@@ -760,6 +760,8 @@ fn pool_results(
     section = section
         .figure(Figure::new("api-vm-warm-over-run", "Lambda API around a warm VM's run: vm-warm p50 - the VM's run alone (p50)", vm_warm - core.rerun_ms, "ms")
             .with_note(&format!("HTTP, SigV4, placement, the VM thread hop and the answer; the reset is off the response path; {}", not_warm(api.vm_not_warm, api.vm_warm.len(), "vm-warm"))))
+        .figure(Figure::new("api-vm-warm-exits", "guest exits per warm VM invocation through the Lambda API", api.vm_exits_per_warm, "exits")
+            .with_note("the node's hearth_vm_exits_total over the warm loop; one is the invocation's own (the guest's answer)"))
         .figure(Figure::new("api-vm-warm-vs-in-process", "Lambda API vm-warm p50 - the echo run in-process (p50)", vm_warm - core.in_process_ms, "ms")
             .with_note("in-process compiles and instantiates the module on every run, without isolation or HTTP"))
         .figure(Figure::new("api-vm-warm-vs-sandbox", "Lambda API warm p50: microVM - Python process sandbox", vm_warm - p50_ms(&api.sandbox_warm), "ms")
@@ -1220,6 +1222,8 @@ struct ApiMeasured {
     vm_first: Vec<Duration>,
     vm_first_init: Vec<Duration>,
     sandbox_first: Vec<Duration>,
+    /// Guest exits per warm VM invocation (the node's `hearth_vm_exits_total`).
+    vm_exits_per_warm: f64,
 }
 
 /// A zip holding `function.wasm`, base64-encoded for CreateFunction.
@@ -1351,6 +1355,7 @@ fn pool_api(ctx: &Ctx) -> Result<ApiMeasured> {
     let mut conn = Conn::connect(node.addr)?;
     warm_up(&mut conn, &signer, vm_fn, "vm-warm")?;
     warm_up(&mut conn, &signer, py_fn, "warm")?;
+    let exits_before = node.metric_sum("hearth_vm_exits_total", "")?;
     let started = Instant::now();
     for i in 0..warm_n {
         check_stop()?;
@@ -1370,6 +1375,8 @@ fn pool_api(ctx: &Ctx) -> Result<ApiMeasured> {
         }
     }
     drop(conn);
+    m.vm_exits_per_warm = (node.metric_sum("hearth_vm_exits_total", "")? - exits_before)
+        / m.vm_warm.len().max(1) as f64;
     node.delete_function(vm_fn)?;
     node.delete_function(py_fn)?;
 
