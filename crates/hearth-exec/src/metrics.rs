@@ -137,7 +137,7 @@ impl Metrics {
         let sandbox_start_stage_seconds = HistogramVec::new(
             HistogramOpts::new(
                 "hearth_sandbox_start_stage_seconds",
-                "Process sandbox starts: time in each stage (host_prepare, launcher_exec, cgroup_join, unshare, runtime_api_socket, fork_init, mounts, privileges_seccomp, runtime_exec, ready_report)",
+                "Process sandbox starts: time in each stage (host_prepare, launcher_exec, await_request, cgroup_join, unshare, runtime_api_socket, fork_init, mounts, privileges_seccomp, runtime_exec, ready_report)",
             )
             .buckets(VM_PHASE_BUCKETS.to_vec()),
             &["stage"],

@@ -53,7 +53,7 @@ pub struct SandboxSpec {
 pub struct Sandbox {
     pub id: String,
     /// How long each stage of this start took, in order (the Linux
-    /// backend: `host_prepare`, `launcher_exec`, `cgroup_join`, `unshare`,
+    /// backend: `host_prepare`, `launcher_exec`, `await_request`, `cgroup_join`, `unshare`,
     /// `runtime_api_socket`, `fork_init`, `mounts`, `privileges_seccomp`,
     /// `runtime_exec`, `ready_report`). Empty for a shell-warm start, whose
     /// program starts later.

@@ -738,6 +738,7 @@ fn destroy_kills_a_running_sandbox_and_removes_its_cgroups() {
         [
             "host_prepare",
             "launcher_exec",
+            "await_request",
             "cgroup_join",
             "unshare",
             "runtime_api_socket",

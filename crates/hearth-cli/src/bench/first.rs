@@ -236,9 +236,10 @@ pub fn run(ctx: &Ctx) -> Result<Section> {
 
 /// The stages of a process sandbox's start, in order, as the node's
 /// `hearth_sandbox_start_stage_seconds` histogram names them.
-const STAGES: [&str; 10] = [
+const STAGES: [&str; 11] = [
     "host_prepare",
     "launcher_exec",
+    "await_request",
     "cgroup_join",
     "unshare",
     "runtime_api_socket",

@@ -127,6 +127,7 @@ fn launcher() -> Result<i32, ()> {
         Ok(Some((r, fd))) => (r, fd),
         _ => return Err(()),
     };
+    stage_done("await_request");
     match request {
         Request::Probe(p) => {
             let report = probe(one_thread, &p);

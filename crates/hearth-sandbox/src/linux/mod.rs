@@ -502,10 +502,37 @@ fn spawn_launcher(
     Ok((child, ours))
 }
 
-/// How long each stage of a start took: the daemon's preparation (state
-/// directory, mounts for the code, cgroups with their limits), then each
-/// launcher stage up to the runtime's exec, then the report of it reaching
-/// the daemon. `marks` are the launcher's stage ends, in order.
+/// What a sandbox needs on the host besides its directory: the host-side
+/// task and opt mounts (without `task_root`), and its cgroups with their
+/// limits. Recorded in `res` as they are made, so `res.release` undoes them.
+fn prepare_host(res: &mut Resources, spec: &SandboxSpec) -> Result<(), String> {
+    if spec.task_root.is_none() {
+        let task = res.dir.join("task");
+        make_task_mount(&task)?;
+        res.task_mount = Some(task);
+        let opt = res.dir.join("opt");
+        make_task_mount(&opt)?;
+        res.opt_mount = Some(opt);
+    }
+    let cgroups = &res.shared.cgroups;
+    if !cgroups.parents().is_empty() {
+        res.cgroup = Some(cgroups.create(
+            &spec.id,
+            Limits {
+                memory_mb: spec.memory_mb,
+                pids_max: spec.pids_max,
+            },
+        )?);
+    }
+    Ok(())
+}
+
+/// How long each stage of a start took: the daemon's preparation before
+/// the launcher is spawned (its state directory), then each launcher stage
+/// up to the runtime's exec (the first, `launcher_exec`, overlaps the
+/// daemon's remaining preparation, and `await_request` is what of it the
+/// exec did not cover), then the report of it reaching the daemon. `marks`
+/// are the launcher's stage ends, in order.
 fn stage_durations(
     started_ns: u64,
     spawning_ns: u64,
@@ -995,25 +1022,19 @@ impl LinuxBackend {
             create_private_dir(&res.dir, 0o711)
                 .and_then(|()| create_private_dir(&res.dir.join("root"), 0o755))
                 .map_err(|e| format!("cannot create {}: {e}", res.dir.display()))?;
-            if spec.task_root.is_none() {
-                let task = res.dir.join("task");
-                make_task_mount(&task)?;
-                res.task_mount = Some(task);
-                let opt = res.dir.join("opt");
-                make_task_mount(&opt)?;
-                res.opt_mount = Some(opt);
-            }
-            if !sh.cgroups.parents().is_empty() {
-                res.cgroup = Some(sh.cgroups.create(
-                    &spec.id,
-                    Limits {
-                        memory_mb: spec.memory_mb,
-                        pids_max: spec.pids_max,
-                    },
-                )?);
-            }
+            // The launcher loads (the exec, the dynamic loader) while the
+            // rest is prepared here; it waits for its request, which names
+            // the cgroups, before it does anything.
             spawning_ns = sys::monotonic_ns();
-            spawn_launcher(&sh.config, &res.dir, Stdio::piped(), Stdio::piped())
+            let (mut child, sock) =
+                spawn_launcher(&sh.config, &res.dir, Stdio::piped(), Stdio::piped())?;
+            let rest = prepare_host(&mut res, spec);
+            if let Err(e) = rest {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(e);
+            }
+            Ok((child, sock))
         })();
         let (mut child, sock) = match prepared {
             Ok(x) => x,
