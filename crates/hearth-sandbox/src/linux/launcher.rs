@@ -41,7 +41,7 @@ use super::sys::{self, Forked, SingleThreaded};
 /// The sandbox's hostname.
 const HOSTNAME: &str = "localhost";
 /// Where the Runtime API listens inside the sandbox.
-const RUNTIME_API_ADDR: &str = "127.0.0.1:9001";
+pub(crate) const RUNTIME_API_ADDR: &str = "127.0.0.1:9001";
 
 fn namespace_flags() -> CloneFlags {
     CloneFlags::CLONE_NEWNS
@@ -123,8 +123,8 @@ fn launcher() -> Result<i32, ()> {
         let _ = nix::unistd::dup2_stdin(&null);
     }
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
-    let (request, passed_fd) = match protocol::recv::<Request>(control.as_fd(), None) {
-        Ok(Some((r, fd))) => (r, fd),
+    let (request, passed_fds) = match protocol::recv_all::<Request>(control.as_fd(), None) {
+        Ok(Some((r, fds))) => (r, fds),
         _ => return Err(()),
     };
     stage_done("await_request");
@@ -135,8 +135,13 @@ fn launcher() -> Result<i32, ()> {
             Ok(0)
         }
         Request::Launch(mut req) => {
-            // Kept open for this process's whole life (pid 1 inherits it).
-            req.runtime_mount = passed_fd.map(std::os::fd::IntoRawFd::into_raw_fd);
+            // Kept open for this process's whole life (pid 1 inherits them):
+            // the runtime directory's mount, then the pooled namespace.
+            let mut fds = passed_fds.into_iter();
+            if req.pooled_netns {
+                req.netns = fds.next_back();
+            }
+            req.runtime_mount = fds.next().map(std::os::fd::IntoRawFd::into_raw_fd);
             launch(one_thread, control.as_fd(), &req)
         }
         Request::Exec(_) => Err(()),
@@ -297,18 +302,31 @@ fn outer(
     if pid1_unshares_cgroupns {
         flags.remove(CloneFlags::CLONE_NEWCGROUP);
     }
+    // A network namespace the daemon made ahead, with the Runtime API
+    // already listening in it: entered, not made.
+    if let Some(ns) = &req.netns {
+        nix::sched::setns(ns, CloneFlags::CLONE_NEWNET).map_err(|e| {
+            format!(
+                "cannot enter the sandbox's network namespace: {}",
+                sys::errno_text(e as i32)
+            )
+        })?;
+        flags.remove(CloneFlags::CLONE_NEWNET);
+    }
     enter_namespaces(one_thread, flags, req.user_namespace, req.uid, req.gid)?;
     stage_done("unshare");
     // No core dumps or ptrace of the launcher (after the id maps: a
     // non-dumpable process's /proc files belong to root).
     let _ = nix::sys::prctl::set_dumpable(false);
 
-    sys::loopback_up().map_err(|e| format!("cannot bring up lo: {e}"))?;
-    let listener = std::net::TcpListener::bind(RUNTIME_API_ADDR)
-        .map_err(|e| format!("cannot listen on {RUNTIME_API_ADDR}: {e}"))?;
-    protocol::send(control, &Report::Listener, Some(listener.as_fd()))
-        .map_err(|e| format!("cannot send the Runtime API socket: {e}"))?;
-    drop(listener);
+    if req.netns.is_none() {
+        sys::loopback_up().map_err(|e| format!("cannot bring up lo: {e}"))?;
+        let listener = std::net::TcpListener::bind(RUNTIME_API_ADDR)
+            .map_err(|e| format!("cannot listen on {RUNTIME_API_ADDR}: {e}"))?;
+        protocol::send(control, &Report::Listener, Some(listener.as_fd()))
+            .map_err(|e| format!("cannot send the Runtime API socket: {e}"))?;
+        drop(listener);
+    }
     stage_done("runtime_api_socket");
 
     let (status_r, status_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| e.to_string())?;
@@ -771,6 +789,8 @@ mod tests {
             uid: 1,
             gid: 1,
             cgroups: protocol::CgroupJoin::default(),
+            pooled_netns: false,
+            netns: None,
             root_dir: "/x".into(),
             task_mount: None,
             opt_mount: None,

@@ -59,6 +59,7 @@
 
 mod cgroup;
 mod launcher;
+mod netns;
 mod protocol;
 mod rootfs;
 mod runtime_fs;
@@ -189,6 +190,10 @@ struct Shared {
     /// made on first use; `None` where one could not be made (the launcher
     /// then binds the directory itself).
     runtime_mounts: Mutex<HashMap<PathBuf, Option<Arc<OwnedFd>>>>,
+    /// Network namespaces made ahead ([`netns`]); `None` where they cannot
+    /// be (not root) or would not be used (a user namespace: the sandbox's
+    /// network namespace must then belong to it).
+    netns: Option<Arc<netns::NetnsPool>>,
 }
 
 impl Shared {
@@ -214,6 +219,10 @@ impl Shared {
 }
 
 const CGROUP_RECORD: &str = "cgroups.json";
+/// How many network namespaces are kept made ahead: cold starts come one
+/// at a time per placement, and the filler makes one in well under a
+/// millisecond.
+const NETNS_AHEAD: usize = 2;
 
 #[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 struct CgroupRecord {
@@ -301,7 +310,11 @@ impl LinuxBackend {
 
         let probe = run_probe(&config, userns, &seccomp::to_wire(programs));
         let (protections, seccomp_ok) = assess(&cgroups, userns, is_root, probe, warnings);
+        let netns = (is_root && userns == UserNs::None && protections.can_isolate)
+            .then(|| netns::NetnsPool::start(NETNS_AHEAD, launcher::RUNTIME_API_ADDR))
+            .flatten();
         let shared = Shared {
+            netns,
             seccomp: if seccomp_ok {
                 seccomp::to_wire(programs)
             } else {
@@ -527,12 +540,11 @@ fn prepare_host(res: &mut Resources, spec: &SandboxSpec) -> Result<(), String> {
     Ok(())
 }
 
-/// How long each stage of a start took: the daemon's preparation before
-/// the launcher is spawned (its state directory), then each launcher stage
-/// up to the runtime's exec (the first, `launcher_exec`, overlaps the
-/// daemon's remaining preparation, and `await_request` is what of it the
-/// exec did not cover), then the report of it reaching the daemon. `marks`
-/// are the launcher's stage ends, in order.
+/// How long each stage of a start took: the daemon's preparation (state
+/// directory, mounts for the code, cgroups with their limits), then each
+/// launcher stage up to the runtime's exec (`await_request`: from its
+/// `main` to its request read), then the report of it reaching the daemon.
+/// `marks` are the launcher's stage ends, in order.
 fn stage_durations(
     started_ns: u64,
     spawning_ns: u64,
@@ -1022,19 +1034,14 @@ impl LinuxBackend {
             create_private_dir(&res.dir, 0o711)
                 .and_then(|()| create_private_dir(&res.dir.join("root"), 0o755))
                 .map_err(|e| format!("cannot create {}: {e}", res.dir.display()))?;
-            // The launcher loads (the exec, the dynamic loader) while the
-            // rest is prepared here; it waits for its request, which names
-            // the cgroups, before it does anything.
+            // Made before the launcher is spawned: made while it loads,
+            // they competed with its exec for the CPU and the cgroup lock,
+            // and the start took longer (bench first-invoke: the daemon's
+            // preparation, the exec and the wait for the request 1.30 ms
+            // in sequence, 1.71 ms overlapped).
+            prepare_host(&mut res, spec)?;
             spawning_ns = sys::monotonic_ns();
-            let (mut child, sock) =
-                spawn_launcher(&sh.config, &res.dir, Stdio::piped(), Stdio::piped())?;
-            let rest = prepare_host(&mut res, spec);
-            if let Err(e) = rest {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(e);
-            }
-            Ok((child, sock))
+            spawn_launcher(&sh.config, &res.dir, Stdio::piped(), Stdio::piped())
         })();
         let (mut child, sock) = match prepared {
             Ok(x) => x,
@@ -1089,19 +1096,31 @@ impl LinuxBackend {
             nproc_limit: (sh.is_root && sh.userns == UserNs::None)
                 .then_some(u64::from(spec.pids_max)),
             runtime_mount: None,
+            pooled_netns: false,
+            netns: None,
         }));
         let runtime_mount = spec
             .runtime_dir
             .as_deref()
             .and_then(|d| sh.runtime_mount(d));
-        protocol::send(
-            sock.as_fd(),
-            &request,
-            runtime_mount.as_deref().map(AsFd::as_fd),
-        )
-        .map_err(|e| format!("cannot send the launch request: {e}"))?;
+        // A network namespace made ahead: its listener is the Runtime API's,
+        // its descriptor goes to the launcher and is closed here once sent.
+        let ahead = sh.netns.as_ref().and_then(|p| p.take());
+        let mut request = request;
+        if let Request::Launch(r) = &mut request {
+            r.pooled_netns = ahead.is_some();
+        }
+        let fds: Vec<std::os::fd::BorrowedFd<'_>> = runtime_mount
+            .as_deref()
+            .map(AsFd::as_fd)
+            .into_iter()
+            .chain(ahead.as_ref().map(|n| n.ns.as_fd()))
+            .collect();
+        protocol::send_all(sock.as_fd(), &request, &fds)
+            .map_err(|e| format!("cannot send the launch request: {e}"))?;
+        drop(fds);
         let deadline = Instant::now() + sh.config.start_timeout;
-        let mut listener = None;
+        let mut listener = ahead.map(|n| n.listener);
         let mut start_stages = Vec::new();
         loop {
             match protocol::recv::<Report>(sock.as_fd(), Some(deadline)) {

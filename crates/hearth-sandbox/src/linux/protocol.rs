@@ -84,6 +84,14 @@ pub(crate) struct LaunchRequest {
     pub seccomp: Vec<Vec<WireInstruction>>,
     /// `RLIMIT_NPROC`, when the sandbox's uid is its own on the host.
     pub nproc_limit: Option<u64>,
+    /// The launcher enters a network namespace the daemon made ahead
+    /// (`lo` up, the Runtime API listening in it), which travels as the
+    /// last descriptor with this request, instead of making its own.
+    #[serde(default)]
+    pub pooled_netns: bool,
+    /// That namespace, as received (not sent as data).
+    #[serde(skip)]
+    pub netns: Option<OwnedFd>,
     /// The descriptor of the detached tmpfs holding the runtime directory's
     /// copy, as the launcher received it with this request (not sent as
     /// data: it travels as SCM_RIGHTS).
@@ -135,11 +143,24 @@ pub(crate) fn send<T: serde::Serialize>(
     msg: &T,
     fd: Option<BorrowedFd<'_>>,
 ) -> io::Result<()> {
+    send_all(sock, msg, fd.as_slice())
+}
+
+/// Sends one message with every descriptor in `fds` attached, in order.
+pub(crate) fn send_all<T: serde::Serialize>(
+    sock: BorrowedFd<'_>,
+    msg: &T,
+    fds: &[BorrowedFd<'_>],
+) -> io::Result<()> {
     let bytes = serde_json::to_vec(msg).map_err(io::Error::other)?;
     if bytes.len() > MAX_MESSAGE {
         return Err(io::Error::other("message too large"));
     }
-    let iov = [IoSlice::new(&bytes)];
+    send_fds(sock, &bytes, fds)
+}
+
+fn send_fds(sock: BorrowedFd<'_>, bytes: &[u8], fd: &[BorrowedFd<'_>]) -> io::Result<()> {
+    let iov = [IoSlice::new(bytes)];
     let fds: Vec<RawFd> = fd.iter().map(|f| f.as_raw_fd()).collect();
     let cmsgs: Vec<ControlMessage<'_>> = if fds.is_empty() {
         Vec::new()
@@ -161,6 +182,14 @@ pub(crate) fn recv<T: serde::de::DeserializeOwned>(
     sock: BorrowedFd<'_>,
     deadline: Option<Instant>,
 ) -> io::Result<Option<(T, Option<OwnedFd>)>> {
+    Ok(recv_all(sock, deadline)?.map(|(m, fds)| (m, fds.into_iter().next())))
+}
+
+/// [`recv`], with every descriptor that came with the message, in order.
+pub(crate) fn recv_all<T: serde::de::DeserializeOwned>(
+    sock: BorrowedFd<'_>,
+    deadline: Option<Instant>,
+) -> io::Result<Option<(T, Vec<OwnedFd>)>> {
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
     if let Some(deadline) = deadline {
         loop {
@@ -212,7 +241,7 @@ pub(crate) fn recv<T: serde::de::DeserializeOwned>(
     }
     let msg = serde_json::from_slice(&buf[..len])
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-    Ok(Some((msg, fds.into_iter().next())))
+    Ok(Some((msg, fds)))
 }
 
 /// How long `start` waits for a launcher to report.
