@@ -218,6 +218,7 @@ pub async fn invoke(
     let out = tokio::spawn(async move { executor.invoke(input).await })
         .await
         .map_err(|e| LambdaError::service(format!("the invocation task failed: {e}")))??;
+    let log_result = if tail { out.log_result() } else { None };
     let mut resp = if dry_run {
         StatusCode::NO_CONTENT.into_response()
     } else {
@@ -251,10 +252,8 @@ pub async fn invoke(
             HeaderValue::from_static("Unhandled"),
         );
     }
-    if tail {
-        if let Some(v) = out.log_result.and_then(|l| HeaderValue::from_str(&l).ok()) {
-            h.insert("x-amz-log-result", v);
-        }
+    if let Some(v) = log_result.and_then(|l| HeaderValue::from_str(&l).ok()) {
+        h.insert("x-amz-log-result", v);
     }
     if let Ok(v) = HeaderValue::from_str(&out.request_id) {
         h.insert("x-amzn-requestid", v);

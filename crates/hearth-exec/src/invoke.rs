@@ -99,8 +99,10 @@ pub struct InvokeOutput {
     /// `X-Amz-Function-Error: Unhandled`.
     pub function_error: bool,
     pub body: Bytes,
-    /// `X-Amz-Log-Result`: base64 of the last 4 KB of this invocation's log.
-    pub log_result: Option<String>,
+    /// This invocation's log (START to REPORT). `X-Amz-Log-Result` is the
+    /// base64 of its last 4 KB ([`InvokeOutput::log_result`]), made only
+    /// when the caller asks for it.
+    pub log: Option<String>,
     /// `X-Hearth-Placement`: where the sandbox came from.
     pub placement: &'static str,
     /// `X-Hearth-Usage`: a microVM invocation's cost, phase by phase (µs).
@@ -177,7 +179,7 @@ impl Executor {
     async fn resolve_cached(
         &self,
         input: &InvokeInput,
-    ) -> Result<(VersionRecord, Option<u32>, u64), LambdaError> {
+    ) -> Result<(Arc<VersionRecord>, Option<u32>, u64), LambdaError> {
         let key = (
             input.account_id.clone(),
             input.function_name.clone(),
@@ -204,6 +206,7 @@ impl Executor {
                 Ok((v, reserved, usage.reserved_concurrency, routed))
             })
             .await?;
+        let version = Arc::new(version);
         if !routed {
             let mut cache = self.0.resolved.lock();
             // Bounded: a node with more distinct targets than this simply
@@ -262,7 +265,7 @@ impl Executor {
                 executed_version: version.version.clone(),
                 function_error: false,
                 body: Bytes::new(),
-                log_result: None,
+                log: None,
                 placement: "",
                 usage: None,
             });
@@ -1169,18 +1172,25 @@ impl Finished {
             executed_version: self.executed_version,
             function_error,
             body,
-            log_result: None,
+            log: None,
             placement: "",
             usage: None,
         }
-        .with_log(&log)
+        .with_log(log)
     }
 }
 
 impl InvokeOutput {
-    pub(crate) fn with_log(mut self, log: &str) -> Self {
-        self.log_result = Some(base64::engine::general_purpose::STANDARD.encode(tail(log)));
+    pub(crate) fn with_log(mut self, log: String) -> Self {
+        self.log = Some(log);
         self
+    }
+
+    /// `X-Amz-Log-Result`: base64 of the last 4 KB of the log.
+    pub fn log_result(&self) -> Option<String> {
+        self.log
+            .as_deref()
+            .map(|log| base64::engine::general_purpose::STANDARD.encode(tail(log)))
     }
 }
 
@@ -1286,11 +1296,11 @@ impl FailedStart {
             executed_version: v.version.clone(),
             function_error: true,
             body,
-            log_result: None,
+            log: None,
             placement: "",
             usage: None,
         }
-        .with_log(&log)
+        .with_log(log)
     }
 }
 

@@ -183,7 +183,9 @@ struct Inner {
 #[derive(Debug, Clone)]
 struct Resolved {
     epoch: u64,
-    version: hearth_types::function::VersionRecord,
+    /// Shared: the warm path takes a reference, not a copy of the record
+    /// (its variables, layers and the rest), under the node-wide lock.
+    version: Arc<hearth_types::function::VersionRecord>,
     reserved: Option<u32>,
     reserved_total: u64,
 }

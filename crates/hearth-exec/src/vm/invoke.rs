@@ -1178,11 +1178,11 @@ impl Executor {
             executed_version: version.version.clone(),
             function_error,
             body,
-            log_result: None,
+            log: None,
             placement: "",
             usage: Some(usage.header()),
         }
-        .with_log(&log)
+        .with_log(log)
     }
 
     /// Returns a VM to where it came from once it is reset: the function's
@@ -1396,11 +1396,11 @@ impl Executor {
             executed_version: v.version.clone(),
             function_error,
             body,
-            log_result: None,
+            log: None,
             placement: "",
             usage: None,
         }
-        .with_log(&log)
+        .with_log(log)
     }
 }
 
