@@ -2,13 +2,16 @@
 //!
 //! Like Firecracker's jailer, the privileged setup is one small path that
 //! ends in `exec`: the daemon (multi-threaded, so it never forks without
-//! exec'ing) prepares the sandbox's cgroup and spawns the **launcher** — its
-//! own binary as `hearth sandbox-init`, see [`init_main`] — with a socketpair
-//! as stdin. The launcher joins the cgroup, unshares its namespaces, sends
-//! back the Runtime API listening socket (`127.0.0.1:9001` in the sandbox's
-//! network namespace), forks pid 1, which builds the root, drops privileges,
-//! installs seccomp and starts the runtime. `start` returns once the runtime
-//! has been exec'd.
+//! exec'ing) prepares the sandbox's cgroup and spawns the **launcher** — the
+//! small `hearth-sandbox-init` binary, or its own binary as `hearth
+//! sandbox-init`, see [`init_main`] — with a socketpair as stdin. The
+//! launcher joins the v1 cgroups (by moving its one thread), enters a
+//! network namespace the daemon made ahead (`netns.rs`) or makes one, sending
+//! back the Runtime API listening socket (`127.0.0.1:9001` in it), unshares
+//! its other namespaces and forks pid 1 (into the v2 cgroup:
+//! `CLONE_INTO_CGROUP`), which builds the root, drops privileges, installs
+//! seccomp and starts the runtime (ADR 0004, ADR 0017). `start` returns
+//! once the runtime has been exec'd, with how long each stage took.
 //!
 //! **Warmth.** A spec with an empty `argv` gives a *shell-warm* sandbox: `start`
 //! returns once pid 1 waits, and [`SandboxControl::exec`] later sends it the
@@ -1077,6 +1080,9 @@ impl LinuxBackend {
         let (Some(stdout), Some(stderr)) = (stdout, stderr) else {
             return Err("the launcher's output pipes are missing".to_owned());
         };
+        // A network namespace made ahead: its listener is the Runtime API's,
+        // its descriptor goes to the launcher and is closed here once sent.
+        let ahead = sh.netns.as_ref().and_then(|p| p.take());
         let request = Request::Launch(Box::new(LaunchRequest {
             spec: spec.clone(),
             uid,
@@ -1096,20 +1102,13 @@ impl LinuxBackend {
             nproc_limit: (sh.is_root && sh.userns == UserNs::None)
                 .then_some(u64::from(spec.pids_max)),
             runtime_mount: None,
-            pooled_netns: false,
+            pooled_netns: ahead.is_some(),
             netns: None,
         }));
         let runtime_mount = spec
             .runtime_dir
             .as_deref()
             .and_then(|d| sh.runtime_mount(d));
-        // A network namespace made ahead: its listener is the Runtime API's,
-        // its descriptor goes to the launcher and is closed here once sent.
-        let ahead = sh.netns.as_ref().and_then(|p| p.take());
-        let mut request = request;
-        if let Request::Launch(r) = &mut request {
-            r.pooled_netns = ahead.is_some();
-        }
         let fds: Vec<std::os::fd::BorrowedFd<'_>> = runtime_mount
             .as_deref()
             .map(AsFd::as_fd)
