@@ -61,7 +61,7 @@ use super::node::{zip_b64, Node};
 use super::{check_stop, thin, Ctx, HANDLER};
 
 /// The echo module: stdin to stdout.
-const ECHO_WAT: &str = r#"(module
+pub(super) const ECHO_WAT: &str = r#"(module
   (import "wasi_snapshot_preview1" "fd_read" (func $read (param i32 i32 i32 i32) (result i32)))
   (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
   (memory (export "memory") 2)
@@ -1237,7 +1237,7 @@ fn wasm_zip_b64(wasm: &[u8]) -> Result<String> {
 
 /// Creates a WebAssembly function (`provided.al2023`, handler
 /// `function.wasm`) and waits until it is Active.
-fn create_wasm_function(node: &Node, name: &str, wasm: &[u8]) -> Result<()> {
+pub(super) fn create_wasm_function(node: &Node, name: &str, wasm: &[u8]) -> Result<()> {
     node.client.call(
         "POST",
         "/2015-03-31/functions",

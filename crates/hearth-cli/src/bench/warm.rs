@@ -1,14 +1,16 @@
-//! Section `warm`: a warm invoke of a no-op Python handler through Hearth's
-//! SigV4-signed Invoke API, against the same handler in a resident Python
-//! HTTP server (the floor for a Python handler behind HTTP) and against
-//! Hearth's Runtime API round trip alone.
+//! Section `warm`: a warm invoke through Hearth's SigV4-signed Invoke API,
+//! on both backends — a no-op Python handler in a process sandbox, and an
+//! echo WebAssembly module in a microVM (where the node runs microVMs) —
+//! against the no-op Python handler in a resident Python HTTP server (the
+//! floor for a handler behind HTTP) and against Hearth's Runtime API round
+//! trip alone.
 //!
 //! For each concurrency N, N client threads each keep one connection to
 //! Hearth and one to the direct server. The run alternates time-boxed
-//! steps (Hearth, direct, then direct, Hearth…), every thread starting a
-//! step together behind a barrier, so both targets see the same machine
-//! and each step is a closed loop at exactly N requests in flight. The
-//! Runtime API round trips run between rounds at concurrency 1.
+//! steps (Hearth, direct, microVM, then the reverse order…), every thread
+//! starting a step together behind a barrier, so every target sees the
+//! same machine and each step is a closed loop at exactly N requests in
+//! flight. The Runtime API round trips run between rounds at concurrency 1.
 
 use super::cpu;
 use super::http::{plain_post, Conn, Signer};
@@ -22,6 +24,9 @@ use std::time::{Duration, Instant};
 
 const FUNCTION: &str = "bench-warm";
 const INVOKE_PATH: &str = "/2015-03-31/functions/bench-warm/invocations";
+/// The microVM backend's function: the echo module (`provided.al2023`).
+const VM_FUNCTION: &str = "bench-warm-vm";
+const VM_INVOKE_PATH: &str = "/2015-03-31/functions/bench-warm-vm/invocations";
 /// A step ends at its deadline or after this many requests per thread.
 const MAX_PER_STEP: usize = 200_000;
 /// Warm-up steps at most, until one sees only warm placements.
@@ -57,8 +62,30 @@ pub const CONCURRENCY: [usize; 3] = [1, 2, 8];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Target {
+    /// The Python function in a process sandbox.
     Hearth,
+    /// The echo module in a microVM.
+    HearthVm,
     Direct,
+}
+
+impl Target {
+    fn index(self) -> usize {
+        match self {
+            Self::Hearth => 0,
+            Self::HearthVm => 1,
+            Self::Direct => 2,
+        }
+    }
+
+    /// The Invoke API path and the placement of a warm invocation.
+    fn function(self) -> Option<(&'static str, &'static str)> {
+        match self {
+            Self::Hearth => Some((INVOKE_PATH, "warm")),
+            Self::HearthVm => Some((VM_INVOKE_PATH, "vm-warm")),
+            Self::Direct => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,29 +120,33 @@ struct Shared {
 /// Everything measured at one concurrency.
 #[derive(Debug, Default)]
 struct Measured {
-    hearth: Vec<Duration>,
-    direct: Vec<Duration>,
+    /// By [`Target::index`].
+    targets: [Measured1; 3],
     runtime_api: Vec<Duration>,
-    hearth_count: usize,
-    hearth_time: Duration,
-    direct_count: usize,
-    direct_time: Duration,
-    signing: Duration,
-    cpu: CpuSpent,
 }
 
-/// CPU time spent in the measured steps, by target and process.
+impl Measured {
+    fn of(&self, t: Target) -> &Measured1 {
+        &self.targets[t.index()]
+    }
+}
+
+/// What was measured of one target at one concurrency.
 #[derive(Debug, Default)]
-struct CpuSpent {
-    /// The client threads, in Hearth's steps and in direct's.
-    hearth_client: Duration,
-    direct_client: Duration,
-    /// `hearth serve` itself, and its descendants (the sandboxes: the
-    /// launchers, their inits and the runtimes), in Hearth's steps.
-    hearth_server: Duration,
-    hearth_sandboxes: Duration,
-    /// The direct server and its per-connection children, in direct's.
-    direct_server: Duration,
+struct Measured1 {
+    samples: Vec<Duration>,
+    count: usize,
+    time: Duration,
+    /// Time the clients spent signing requests (Hearth's targets).
+    signing: Duration,
+    /// CPU time in the measured steps: the client threads (signing
+    /// included); the server — `hearth serve` itself (for the microVM
+    /// backend this includes the guests, which run on its threads) or the
+    /// direct server and its per-connection children; and, for Hearth,
+    /// its descendants (the sandboxes: launchers, inits and runtimes).
+    cpu_client: Duration,
+    cpu_server: Duration,
+    cpu_sandboxes: Duration,
 }
 
 /// The processes whose CPU time is attributed to the steps.
@@ -130,6 +161,7 @@ pub fn run(ctx: &Ctx) -> Result<Section> {
     let node = Node::start(&ctx.dir, "warm", "")?;
     let direct = DirectServer::start(&ctx.dir)?;
     node.create_function(FUNCTION, &zip_b64(HANDLER)?)?;
+    let vm = vm_backend(&node);
     let signer = Signer::new(node.addr, "test", "test", "us-east-1");
     let mut section = Section::new(
         "warm",
@@ -138,8 +170,17 @@ pub fn run(ctx: &Ctx) -> Result<Section> {
          Direct: the same handler in a resident Python HTTP/1.1 server, one forked process per connection as Hearth has one sandbox per concurrent invocation (the floor for a Python handler behind HTTP). \
          N clients each keep one connection to each; time-boxed steps alternate Hearth and direct with exactly N requests in flight. \
          Runtime API: one invoke → response through Hearth's Runtime API to a resident bootstrap, without Hearth's HTTP front, placement or sandbox (concurrency 1). \
+         MicroVM: Hearth's Invoke API to an echo WebAssembly module in a microVM (`provided.al2023`), compared with the same direct baseline (a handler behind HTTP; the microVM's handler is not Python). \
          Throughput: completed invocations over the steps' wall time.",
     );
+    if let Err(why) = &vm {
+        section = section.skipped("hearth-vm", why);
+    }
+    let targets: &[Target] = if vm.is_ok() {
+        &[Target::Hearth, Target::Direct, Target::HearthVm]
+    } else {
+        &[Target::Hearth, Target::Direct]
+    };
     let rt_api = match &ctx.fixture {
         Ok(f) => Some(f),
         Err(why) => {
@@ -154,9 +195,18 @@ pub fn run(ctx: &Ctx) -> Result<Section> {
             hearth: node.pid(),
             direct: direct.pid(),
         };
-        let m = measure(c, &plan, &signer, node.addr, direct.addr, rt_api, pids)?;
+        let m = measure(
+            c,
+            &plan,
+            &signer,
+            (node.addr, direct.addr),
+            targets,
+            rt_api,
+            pids,
+        )?;
         let direct_id = format!("direct-c{c}");
         let hearth_id = format!("hearth-c{c}");
+        let vm_id = format!("hearth-vm-c{c}");
         let clients = if c == 1 {
             "1 client".to_owned()
         } else {
@@ -166,17 +216,28 @@ pub fn run(ctx: &Ctx) -> Result<Section> {
             .scenario(Scenario::from_durations(
                 &direct_id,
                 &format!("direct HTTP to resident Python, {clients}"),
-                &thin(&m.direct),
+                &thin(&m.of(Target::Direct).samples),
             ))
             .scenario(
                 Scenario::from_durations(
                     &hearth_id,
-                    &format!("Hearth Invoke API (SigV4), {clients}"),
-                    &thin(&m.hearth),
+                    &format!("Hearth Invoke API (SigV4), process sandbox, {clients}"),
+                    &thin(&m.of(Target::Hearth).samples),
                 )
                 .with_baseline(&direct_id),
             );
         let mut chart = vec![direct_id.clone(), hearth_id.clone()];
+        if targets.contains(&Target::HearthVm) {
+            section = section.scenario(
+                Scenario::from_durations(
+                    &vm_id,
+                    &format!("Hearth Invoke API (SigV4), microVM, {clients}"),
+                    &thin(&m.of(Target::HearthVm).samples),
+                )
+                .with_baseline(&direct_id),
+            );
+            chart.push(vm_id.clone());
+        }
         if !m.runtime_api.is_empty() {
             section = section.scenario(Scenario::from_durations(
                 "runtime-api",
@@ -190,39 +251,51 @@ pub fn run(ctx: &Ctx) -> Result<Section> {
         } else {
             ""
         };
-        let rate = |n: usize, t: Duration| n as f64 / t.as_secs_f64().max(1e-9);
-        let note = |n: usize, t: Duration| {
+        let rate = |t: &Measured1| t.count as f64 / t.time.as_secs_f64().max(1e-9);
+        let note = |t: &Measured1| {
             format!(
-                "{n} invocations in {:.2} s over {} steps",
-                t.as_secs_f64(),
+                "{} invocations in {:.2} s over {} steps",
+                t.count,
+                t.time.as_secs_f64(),
                 plan.rounds
             )
         };
-        section = section
-            .figure(
-                Figure::new(
-                    &format!("throughput-direct-c{c}"),
-                    &format!("throughput, direct, {clients}{saturation}"),
-                    rate(m.direct_count, m.direct_time),
-                    "inv/s",
-                )
-                .with_note(&note(m.direct_count, m.direct_time)),
+        let signing = |t: &Measured1| {
+            format!(
+                "{}; the clients spent {:.1} µs per request signing it",
+                note(t),
+                t.signing.as_secs_f64() * 1e6 / t.count.max(1) as f64
             )
-            .figure(
+        };
+        let d = m.of(Target::Direct);
+        section = section.figure(
+            Figure::new(
+                &format!("throughput-direct-c{c}"),
+                &format!("throughput, direct, {clients}{saturation}"),
+                rate(d),
+                "inv/s",
+            )
+            .with_note(&note(d)),
+        );
+        for (t, id, what) in [
+            (Target::Hearth, "hearth", "Hearth (process sandbox)"),
+            (Target::HearthVm, "hearth-vm", "Hearth (microVM)"),
+        ] {
+            if !targets.contains(&t) {
+                continue;
+            }
+            section = section.figure(
                 Figure::new(
-                    &format!("throughput-hearth-c{c}"),
-                    &format!("throughput, Hearth, {clients}{saturation}"),
-                    rate(m.hearth_count, m.hearth_time),
+                    &format!("throughput-{id}-c{c}"),
+                    &format!("throughput, {what}, {clients}{saturation}"),
+                    rate(m.of(t)),
                     "inv/s",
                 )
-                .with_note(&format!(
-                    "{}; the clients spent {:.1} µs per request signing it",
-                    note(m.hearth_count, m.hearth_time),
-                    m.signing.as_secs_f64() * 1e6 / m.hearth_count.max(1) as f64
-                ))
+                .with_note(&signing(m.of(t)))
                 .with_baseline(&format!("throughput-direct-c{c}")),
             );
-        section = cpu_figures(section, c, &clients, &m);
+        }
+        section = cpu_figures(section, c, &clients, &m, targets);
         let ids: Vec<&str> = chart.iter().map(String::as_str).collect();
         section = section.chart(ChartSpec::latency_cdf(
             &format!("warm-c{c}.svg"),
@@ -233,74 +306,119 @@ pub fn run(ctx: &Ctx) -> Result<Section> {
     Ok(section)
 }
 
-/// CPU time per invocation, by process, for Hearth and for direct; and,
-/// for the throughput target, what a Hearth invocation may cost the
-/// server for Hearth to reach 80% of direct's throughput when the machine
-/// is CPU-bound (throughput is then cores / CPU per invocation).
-fn cpu_figures(mut section: Section, c: usize, clients: &str, m: &Measured) -> Section {
+/// Readies the microVM backend's function, or says why the node cannot
+/// run it (no usable `/dev/kvm`, microVMs disabled).
+fn vm_backend(node: &Node) -> Result<(), String> {
+    let pools = node
+        .client
+        .call("GET", "/hearth/v1/pools", None)
+        .map_err(|e| format!("cannot read the node's pools: {e:#}"))?;
+    let vm = &pools["MicroVm"];
+    if vm["Available"] != true {
+        return Err(format!(
+            "the node runs no microVMs: {}",
+            vm["Reason"].as_str().unwrap_or("no reason given")
+        ));
+    }
+    let wasm = wat::parse_str(super::vm::ECHO_WAT).map_err(|e| format!("echo WAT: {e}"))?;
+    super::vm::create_wasm_function(node, VM_FUNCTION, &wasm)
+        .map_err(|e| format!("cannot create the microVM function: {e:#}"))
+}
+
+/// CPU time per invocation, by process, for each target; and, for the
+/// throughput target, what a Hearth invocation may cost the server for
+/// Hearth to reach 80% of direct's throughput when the machine is
+/// CPU-bound (throughput is then cores / CPU per invocation).
+fn cpu_figures(
+    mut section: Section,
+    c: usize,
+    clients: &str,
+    m: &Measured,
+    targets: &[Target],
+) -> Section {
     let per = |d: Duration, n: usize| d.as_secs_f64() * 1e6 / n.max(1) as f64;
-    if m.hearth_count == 0 || m.direct_count == 0 {
+    let d = m.of(Target::Direct);
+    if d.count == 0 {
         return section;
     }
-    let client = per(m.cpu.hearth_client, m.hearth_count);
-    let server = per(m.cpu.hearth_server, m.hearth_count);
-    let sandboxes = per(m.cpu.hearth_sandboxes, m.hearth_count);
-    let d_client = per(m.cpu.direct_client, m.direct_count);
-    let d_server = per(m.cpu.direct_server, m.direct_count);
-    section = section
-        .figure(
-            Figure::new(
-                &format!("cpu-direct-c{c}"),
-                &format!("CPU per invocation, direct, {clients}"),
-                d_client + d_server,
-                "µs",
-            )
-            .with_note(&format!(
-                "client {d_client:.1} µs, Python server {d_server:.1} µs"
-            )),
+    let d_client = per(d.cpu_client, d.count);
+    let d_server = per(d.cpu_server, d.count);
+    let direct = d_client + d_server;
+    section = section.figure(
+        Figure::new(
+            &format!("cpu-direct-c{c}"),
+            &format!("CPU per invocation, direct, {clients}"),
+            direct,
+            "µs",
         )
-        .figure(
+        .with_note(&format!(
+            "client {d_client:.1} µs, Python server {d_server:.1} µs"
+        )),
+    );
+    let top = c == CONCURRENCY[CONCURRENCY.len() - 1];
+    for (t, id, what) in [
+        (Target::Hearth, "hearth", "Hearth (process sandbox)"),
+        (Target::HearthVm, "hearth-vm", "Hearth (microVM)"),
+    ] {
+        let h = m.of(t);
+        if !targets.contains(&t) || h.count == 0 {
+            continue;
+        }
+        let client = per(h.cpu_client, h.count);
+        let server = per(h.cpu_server, h.count);
+        let sandboxes = per(h.cpu_sandboxes, h.count);
+        let parts = if t == Target::HearthVm {
+            format!("client {client:.1} µs (signing included), hearth serve with its guests {server:.1} µs")
+        } else {
+            format!("client {client:.1} µs (signing included), hearth serve {server:.1} µs, sandbox (runtime) {sandboxes:.1} µs")
+        };
+        section = section.figure(
             Figure::new(
-                &format!("cpu-hearth-c{c}"),
-                &format!("CPU per invocation, Hearth, {clients}"),
+                &format!("cpu-{id}-c{c}"),
+                &format!("CPU per invocation, {what}, {clients}"),
                 client + server + sandboxes,
                 "µs",
             )
-            .with_note(&format!(
-                "client {client:.1} µs (signing included), hearth serve {server:.1} µs, sandbox (runtime) {sandboxes:.1} µs"
-            ))
+            .with_note(&parts)
             .with_baseline(&format!("cpu-direct-c{c}")),
         );
-    if c == CONCURRENCY[CONCURRENCY.len() - 1] {
-        let budget = (d_client + d_server) / 0.8 - client - sandboxes;
-        section = section.figure(
-            Figure::new(
-                "cpu-server-budget-80",
-                "hearth serve's CPU budget per invocation for 80% of direct's throughput (CPU-bound)",
-                budget,
-                "µs",
-            )
-            .with_note(&format!(
-                "direct's CPU per invocation / 0.8, less Hearth's client and runtime; spent now: {server:.1} µs{}",
-                if budget <= 0.0 {
-                    " (not positive: out of reach whatever the server does)"
-                } else {
-                    ""
-                }
-            )),
-        );
+        if top {
+            let budget = direct / 0.8 - client - sandboxes;
+            let (fid, whose) = if t == Target::HearthVm {
+                ("cpu-server-budget-80-vm", "hearth serve's CPU budget per microVM invocation, its guest's run included,")
+            } else {
+                ("cpu-server-budget-80", "hearth serve's CPU budget per invocation")
+            };
+            section = section.figure(
+                Figure::new(
+                    fid,
+                    &format!("{whose} for 80% of direct's throughput (CPU-bound)"),
+                    budget,
+                    "µs",
+                )
+                .with_note(&format!(
+                    "direct's CPU per invocation / 0.8, less Hearth's client{}; spent now: {server:.1} µs{}",
+                    if t == Target::HearthVm { "" } else { " and runtime" },
+                    if budget <= 0.0 {
+                        " (not positive: out of reach whatever the server does)"
+                    } else {
+                        ""
+                    }
+                )),
+            );
+        }
     }
     section
 }
 
 /// Runs the plan at concurrency `c`: `c` client threads, conducted from
-/// this thread step by step.
+/// this thread step by step. `addrs`: Hearth's and the direct server's.
 fn measure(
     c: usize,
     plan: &Plan,
     signer: &Signer,
-    hearth: SocketAddr,
-    direct: SocketAddr,
+    addrs: (SocketAddr, SocketAddr),
+    targets: &[Target],
     rt_api: Option<&hearth_bench::baselines::Fixture>,
     pids: Pids,
 ) -> Result<Measured> {
@@ -313,9 +431,9 @@ fn measure(
     std::thread::scope(|s| {
         for _ in 0..c {
             let shared = &shared;
-            s.spawn(move || client(shared, signer, hearth, direct));
+            s.spawn(move || client(shared, signer, addrs.0, addrs.1));
         }
-        let outcome = conduct(c, plan, &shared, rt_api, pids);
+        let outcome = conduct(c, plan, &shared, targets, rt_api, pids);
         // Releases the threads whatever happened: they are all waiting at
         // the start of a step.
         *lock(&shared.step) = Step::Done;
@@ -340,72 +458,60 @@ fn conduct(
     c: usize,
     plan: &Plan,
     shared: &Shared,
+    targets: &[Target],
     rt_api: Option<&hearth_bench::baselines::Fixture>,
     pids: Pids,
 ) -> Result<Measured> {
     // Warm-up: until one step at this concurrency is served only by
-    // function-warm sandboxes (the first ones start cold or from a pool).
-    let mut warm = false;
-    for _ in 0..WARMUP_STEPS {
-        check_stop()?;
-        let r = step(shared, Step::Run(Target::Hearth, plan.step))?;
-        if r.iter().all(|r| r.not_warm == 0) {
-            warm = true;
-            break;
+    // function-warm sandboxes or VMs (the first ones start cold or from a
+    // pool).
+    for &t in targets {
+        let Some((_, placement)) = t.function() else {
+            continue;
+        };
+        let mut warm = false;
+        for _ in 0..WARMUP_STEPS {
+            check_stop()?;
+            let r = step(shared, Step::Run(t, plan.step))?;
+            if r.iter().all(|r| r.not_warm == 0) {
+                warm = true;
+                break;
+            }
         }
-    }
-    if !warm {
-        bail!("Hearth still started sandboxes for {FUNCTION} at {c} clients after {WARMUP_STEPS} warm-up steps");
+        if !warm {
+            bail!("Hearth still served {t:?} invocations other than {placement} at {c} clients after {WARMUP_STEPS} warm-up steps");
+        }
     }
     step(shared, Step::Run(Target::Direct, plan.step))?;
     let mut m = Measured::default();
     for round in 0..plan.rounds {
         check_stop()?;
-        let order = if round % 2 == 0 {
-            [Target::Hearth, Target::Direct]
-        } else {
-            [Target::Direct, Target::Hearth]
-        };
+        let mut order = targets.to_vec();
+        if round % 2 == 1 {
+            order.reverse();
+        }
         for target in order {
             // Read between steps, off every client's clock.
             let before = cpu::trees(&[pids.hearth, pids.direct]);
             let results = step(shared, Step::Run(target, plan.step))?;
             let after = cpu::trees(&[pids.hearth, pids.direct]);
-            let client_cpu: Duration = results.iter().map(|r| r.cpu).sum();
-            match target {
-                Target::Hearth => {
-                    m.cpu.hearth_client += client_cpu;
-                    m.cpu.hearth_server += after[0].own.saturating_sub(before[0].own);
-                    m.cpu.hearth_sandboxes +=
-                        after[0].descendants.saturating_sub(before[0].descendants);
-                }
-                Target::Direct => {
-                    m.cpu.direct_client += client_cpu;
-                    m.cpu.direct_server += after[1].total().saturating_sub(before[1].total());
-                }
+            let t = &mut m.targets[target.index()];
+            t.cpu_client += results.iter().map(|r| r.cpu).sum::<Duration>();
+            if target == Target::Direct {
+                t.cpu_server += after[1].total().saturating_sub(before[1].total());
+            } else {
+                t.cpu_server += after[0].own.saturating_sub(before[0].own);
+                t.cpu_sandboxes += after[0].descendants.saturating_sub(before[0].descendants);
             }
             let first = results.iter().map(|r| r.first).min();
             let last = results.iter().map(|r| r.last).max();
-            let elapsed = match (first, last) {
-                (Some(f), Some(l)) => l.saturating_duration_since(f),
-                _ => Duration::ZERO,
-            };
-            m.signing += results.iter().map(|r| r.signing).sum::<Duration>();
-            let samples = results.into_iter().flat_map(|r| r.samples);
-            match target {
-                Target::Hearth => {
-                    let before = m.hearth.len();
-                    m.hearth.extend(samples);
-                    m.hearth_count += m.hearth.len() - before;
-                    m.hearth_time += elapsed;
-                }
-                Target::Direct => {
-                    let before = m.direct.len();
-                    m.direct.extend(samples);
-                    m.direct_count += m.direct.len() - before;
-                    m.direct_time += elapsed;
-                }
+            if let (Some(f), Some(l)) = (first, last) {
+                t.time += l.saturating_duration_since(f);
             }
+            t.signing += results.iter().map(|r| r.signing).sum::<Duration>();
+            let before = t.samples.len();
+            t.samples.extend(results.into_iter().flat_map(|r| r.samples));
+            t.count += t.samples.len() - before;
         }
         if c == 1 {
             if let Some(f) = rt_api {
@@ -434,9 +540,9 @@ fn client(shared: &Shared, signer: &Signer, hearth: SocketAddr, direct: SocketAd
         let failed = lock(&shared.failure).is_some();
         if !failed {
             let result = match &mut conns {
-                Ok((h, d)) => match target {
-                    Target::Hearth => run_hearth(h, signer, length),
-                    Target::Direct => run_direct(d, &direct_request, length),
+                Ok((h, d)) => match target.function() {
+                    Some((path, placement)) => run_hearth(h, signer, path, placement, length),
+                    None => run_direct(d, &direct_request, length),
                 },
                 Err(e) => Err(anyhow::anyhow!("cannot connect: {e:#}")),
             };
@@ -451,7 +557,13 @@ fn client(shared: &Shared, signer: &Signer, hearth: SocketAddr, direct: SocketAd
     }
 }
 
-fn run_hearth(conn: &mut Conn, signer: &Signer, length: Duration) -> Result<StepResult> {
+fn run_hearth(
+    conn: &mut Conn,
+    signer: &Signer,
+    path: &str,
+    placement: &str,
+    length: Duration,
+) -> Result<StepResult> {
     let cpu_start = cpu::this_thread();
     let mut samples = Vec::new();
     let mut not_warm = 0;
@@ -461,7 +573,7 @@ fn run_hearth(conn: &mut Conn, signer: &Signer, length: Duration) -> Result<Step
     let mut last = first;
     for _ in 0..MAX_PER_STEP {
         let s = Instant::now();
-        let request = signer.request("POST", INVOKE_PATH, &[], b"{}")?;
+        let request = signer.request("POST", path, &[], b"{}")?;
         let t = Instant::now();
         signing += t - s;
         let reply = conn.exchange(&request)?;
@@ -474,7 +586,7 @@ fn run_hearth(conn: &mut Conn, signer: &Signer, length: Duration) -> Result<Step
                 String::from_utf8_lossy(&reply.body)
             );
         }
-        if reply.header("x-hearth-placement") != Some("warm") {
+        if reply.header("x-hearth-placement") != Some(placement) {
             not_warm += 1;
         }
         samples.push(took);
@@ -491,7 +603,6 @@ fn run_hearth(conn: &mut Conn, signer: &Signer, length: Duration) -> Result<Step
         last,
     })
 }
-
 fn run_direct(conn: &mut Conn, request: &[u8], length: Duration) -> Result<StepResult> {
     let cpu_start = cpu::this_thread();
     let mut samples = Vec::new();
