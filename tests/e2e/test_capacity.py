@@ -425,6 +425,8 @@ def test_python_first_invoke_is_general_runtime_then_warm(cap, acct_client):
     assert_log_frame(first, memory_mb=128)
     who = first.json()
     assert who["init_type"] == "on-demand", who
+    # The runtime rehearsed an import while it waited: nothing of it is left.
+    assert who["traces"] == [] and who["path0"] == "/var/task", who
     second = invoke_ok(client, name, {"op": "id"})
     assert second.placement == "warm", second.describe()
     assert not report_has_init(second), f"warm invocation with Init Duration: {second.report}"

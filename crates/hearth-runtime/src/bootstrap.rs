@@ -60,6 +60,11 @@ const FILES: &[Embedded] = &[
         mode: 0o444,
     },
     Embedded {
+        path: "python/rehearsal/_hearth_rehearsal.py",
+        contents: include_str!("../bootstrap/python/rehearsal/_hearth_rehearsal.py"),
+        mode: 0o444,
+    },
+    Embedded {
         path: "node/bootstrap.js",
         contents: include_str!("../bootstrap/node/bootstrap.js"),
         mode: 0o444,

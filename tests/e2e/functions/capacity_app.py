@@ -9,9 +9,14 @@ event's "op" picks what else it does:
 - "tmp-write": writes /tmp/marker-<nonce>;
 - "tmp-check": whether /tmp/marker-<nonce> exists, and every marker-* file in /tmp;
 - anything else: just the identity.
+
+`traces` lists what the runtime-warm rehearsal (an import of a module of
+the runtime's own) could have left behind: any module or sys.path entry
+named after it; `path0` is sys.path's first entry (the task root).
 """
 
 import os
+import sys
 import time
 import uuid
 
@@ -33,6 +38,8 @@ def handler(event, context):
         "uid": os.getuid(),
         "init_type": os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE"),
         "memory_limit_in_mb": str(context.memory_limit_in_mb),
+        "traces": [m for m in sys.modules if "rehearsal" in m] + [p for p in sys.path if "rehearsal" in p],
+        "path0": sys.path[0],
     }
     if op == "sleep":
         out["start"] = time.time()

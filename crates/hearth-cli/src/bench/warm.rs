@@ -385,9 +385,15 @@ fn cpu_figures(
         if top {
             let budget = direct / 0.8 - client - sandboxes;
             let (fid, whose) = if t == Target::HearthVm {
-                ("cpu-server-budget-80-vm", "hearth serve's CPU budget per microVM invocation, its guest's run included,")
+                (
+                    "cpu-server-budget-80-vm",
+                    "hearth serve's CPU budget per microVM invocation, its guest's run included,",
+                )
             } else {
-                ("cpu-server-budget-80", "hearth serve's CPU budget per invocation")
+                (
+                    "cpu-server-budget-80",
+                    "hearth serve's CPU budget per invocation",
+                )
             };
             section = section.figure(
                 Figure::new(
@@ -510,7 +516,8 @@ fn conduct(
             }
             t.signing += results.iter().map(|r| r.signing).sum::<Duration>();
             let before = t.samples.len();
-            t.samples.extend(results.into_iter().flat_map(|r| r.samples));
+            t.samples
+                .extend(results.into_iter().flat_map(|r| r.samples));
             t.count += t.samples.len() - before;
         }
         if c == 1 {
