@@ -631,8 +631,13 @@ impl Executor {
         let attached = LogPump::start(sandbox.stdout, sandbox.stderr)
             .map_err(|e| format!("cannot read the sandbox's output: {e}"))
             .and_then(|logs| {
-                RuntimeApi::serve(sandbox.runtime_api)
-                    .map(|api| (logs, api))
+                let api = RuntimeApi::serve(sandbox.runtime_api).and_then(|api| {
+                    match sandbox.runtime_channel {
+                        Some(channel) => api.serve_channel(channel).map(|()| api),
+                        None => Ok(api),
+                    }
+                });
+                api.map(|api| (logs, api))
                     .map_err(|e| format!("cannot serve the Runtime API: {e}"))
             });
         match attached {
@@ -671,6 +676,9 @@ impl Executor {
             argv: Vec::new(),
             env: Vec::new(),
             cwd: "/var/task".to_owned(),
+            runtime_channel: key.warmth() == Warmth::Runtime
+                && representative_runtime(&key.family)
+                    .is_some_and(|r| hearth_runtime::bootstrap::takes_channel(&r)),
         };
         let (control, logs, api) = self.launch(spec).await?;
         let fail = |c: &Arc<dyn hearth_sandbox::SandboxControl>, e: String| {
@@ -1018,6 +1026,7 @@ impl Executor {
             argv,
             env,
             cwd: "/var/task".to_owned(),
+            runtime_channel: hearth_runtime::bootstrap::takes_channel(&c.runtime),
         })
     }
 

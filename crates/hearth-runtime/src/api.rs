@@ -71,6 +71,7 @@
 //! | | another id is in flight | 400 `InvalidRequestID` |
 //! | | this id is in flight, body ≤ 6 MB | 202 `{"status":"OK"}` |
 //! | | this id is in flight, body > 6 MB | 413 `RequestEntityTooLarge`; the invoker gets [`InvokeOutcome::ResponseTooLarge`] |
+//! | | this id is in flight, body ≤ 6 MB, header `Hearth-Then-Next: 1` (Hearth's own bootstraps) | accepted as above, then answered as a `GET …/invocation/next` made at that moment (the next invocation, parked until there is one): one exchange per invocation |
 //! | `POST …/init/error` | before the first `next`, once | 202 |
 //! | | otherwise | 403 `InvalidStateTransition` |
 //! | `GET …/hearth/assignment` | init has started (a `next` or `init/error` was accepted) | 403 `InvalidStateTransition` |
@@ -347,6 +348,27 @@ impl RuntimeApi {
             _owner: Arc::new(Owner(shared.clone())),
             shared,
         })
+    }
+
+    /// Also serves the Runtime API on `channel`, one end of a connected
+    /// Unix socket pair whose other end the sandbox's runtime holds: the
+    /// same endpoint as the listener's, without TCP. Hearth's own
+    /// bootstraps use it when the sandbox gives it to them
+    /// (`HEARTH_RUNTIME_API_FD`), and fall back to TCP if it fails. Fails
+    /// outside a tokio runtime or if the socket cannot be made non-blocking.
+    pub fn serve_channel(&self, channel: std::os::unix::net::UnixStream) -> std::io::Result<()> {
+        let handle = tokio::runtime::Handle::try_current().map_err(|e| {
+            std::io::Error::other(format!(
+                "RuntimeApi::serve_channel needs a tokio runtime: {e}"
+            ))
+        })?;
+        channel.set_nonblocking(true)?;
+        let stream = {
+            let _guard = handle.enter();
+            tokio::net::UnixStream::from_std(channel)?
+        };
+        handle.spawn(http::serve_connection(stream, self.shared.clone()));
+        Ok(())
     }
 
     /// The address the endpoint listens on (as seen in its network namespace).

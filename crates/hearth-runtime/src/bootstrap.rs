@@ -310,6 +310,14 @@ pub fn command_at<'a>(
     }
 }
 
+/// Whether Hearth's bootstrap for `runtime` takes a Unix socket channel to
+/// the Runtime API from its sandbox (`HEARTH_RUNTIME_API_FD`) instead of
+/// loopback TCP: the Python one does (falling back to TCP if the channel
+/// fails); the Node one and `provided*` bootstraps do not.
+pub fn takes_channel(runtime: &Runtime) -> bool {
+    matches!(runtime, Runtime::Python { .. })
+}
+
 /// What [`warm_command`] gives: the argv, and the whole environment.
 pub type WarmCommand = (Vec<String>, Vec<(String, String)>);
 

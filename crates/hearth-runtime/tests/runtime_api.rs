@@ -129,6 +129,100 @@ async fn init_is_ready_at_the_first_next_and_an_invocation_round_trips() {
     );
 }
 
+/// Hearth's extension: an answer sent with `Hearth-Then-Next: 1` is, once
+/// accepted, the runtime's next `next` — its reply is the next invocation;
+/// a refused answer is refused as without it.
+#[tokio::test]
+async fn an_answer_with_then_next_is_answered_with_the_next_invocation() {
+    const THEN_NEXT: (&str, &str) = ("Hearth-Then-Next", "1");
+    let api = serve();
+    let poll = spawn_next(&api).await;
+    let invoke = spawn_invoke(&api, inv("tn-1", "1"));
+    let (mut conn, r) = within("next", poll).await.unwrap();
+    assert_eq!(r.header("lambda-runtime-aws-request-id"), Some("tn-1"));
+
+    // A wrong id: refused at once, nothing parked.
+    let r = conn
+        .send("POST", &response_path("other"), &[THEN_NEXT], Some(b"{}"))
+        .await;
+    r.assert_error(400, "InvalidRequestID");
+
+    // The answer reaches the invoker while its request waits for the next event.
+    let answer = tokio::spawn(async move {
+        let r = conn
+            .send("POST", &response_path("tn-1"), &[THEN_NEXT], Some(b"[1]"))
+            .await;
+        (conn, r)
+    });
+    assert_eq!(
+        within("invoke", invoke).await.unwrap(),
+        InvokeOutcome::Response(Bytes::from_static(b"[1]"))
+    );
+    eventually("runtime parked in next", || api.is_idle()).await;
+    assert!(
+        !answer.is_finished(),
+        "the answer's reply waits for the next invocation"
+    );
+    let invoke = spawn_invoke(&api, inv("tn-2", "2"));
+    let (mut conn, r) = within("answer", answer).await.unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("lambda-runtime-aws-request-id"), Some("tn-2"));
+    assert_eq!(r.body, b"2");
+
+    // An error answer, too; the one after it is a plain answer (202).
+    let answer = tokio::spawn(async move {
+        let r = conn
+            .send(
+                "POST",
+                &error_path("tn-2"),
+                &[
+                    ("Lambda-Runtime-Function-Error-Type", "Unhandled"),
+                    THEN_NEXT,
+                ],
+                Some(br#"{"errorMessage":"x"}"#),
+            )
+            .await;
+        (conn, r)
+    });
+    assert_eq!(
+        within("invoke", invoke).await.unwrap(),
+        InvokeOutcome::FunctionError {
+            body: Bytes::from_static(br#"{"errorMessage":"x"}"#),
+            error_type: Some("Unhandled".to_owned()),
+        }
+    );
+    let invoke = spawn_invoke(&api, inv("tn-3", "3"));
+    let (mut conn, r) = within("answer", answer).await.unwrap();
+    assert_eq!(r.header("lambda-runtime-aws-request-id"), Some("tn-3"));
+    assert_eq!(conn.post(&response_path("tn-3"), b"3").await.status, 202);
+    assert_eq!(
+        within("invoke", invoke).await.unwrap(),
+        InvokeOutcome::Response(Bytes::from_static(b"3"))
+    );
+}
+
+/// The sandbox's Unix socket channel is served as one more connection to
+/// the same endpoint.
+#[tokio::test]
+async fn the_channel_is_a_connection_to_the_same_endpoint() {
+    let api = serve();
+    let (ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+    api.serve_channel(ours).unwrap();
+    theirs.set_nonblocking(true).unwrap();
+    let mut conn = Conn::over(tokio::net::UnixStream::from_std(theirs).unwrap());
+    let invoke = spawn_invoke(&api, inv("ch-1", r#"{"a":1}"#));
+    let r = conn.get(NEXT).await;
+    assert_eq!(r.header("lambda-runtime-aws-request-id"), Some("ch-1"));
+    assert_eq!(within("init", api.init()).await, InitOutcome::Ready);
+    assert_eq!(conn.post(&response_path("ch-1"), b"ok").await.status, 202);
+    assert_eq!(
+        within("invoke", invoke).await.unwrap(),
+        InvokeOutcome::Response(Bytes::from_static(b"ok"))
+    );
+    api.shutdown();
+    assert!(conn.is_closed_by_server().await);
+}
+
 #[tokio::test]
 async fn an_invocation_made_before_the_runtime_polls_is_delivered_at_once() {
     let api = serve();

@@ -46,6 +46,14 @@ pub struct SandboxSpec {
     pub env: Vec<(String, String)>,
     /// Working directory inside the sandbox.
     pub cwd: String,
+    /// Also give the program (the one in `argv`, or the one a shell-warm
+    /// sandbox is later given) a connected Unix socket to the Runtime API,
+    /// its descriptor number in `HEARTH_RUNTIME_API_FD`; the daemon's end is
+    /// [`Sandbox::runtime_channel`]. Only for Hearth's own bootstraps, which
+    /// use it instead of loopback TCP (and fall back to TCP): a program that
+    /// does not know it would only inherit a stray descriptor.
+    #[serde(default)]
+    pub runtime_channel: bool,
 }
 
 /// A running sandbox, as the backend hands it to the supervisor.
@@ -61,6 +69,9 @@ pub struct Sandbox {
     /// The Runtime API listening socket (`127.0.0.1:9001` inside the sandbox's
     /// network namespace), already listening; the daemon accepts on it.
     pub runtime_api: std::net::TcpListener,
+    /// With [`SandboxSpec::runtime_channel`]: the daemon's end of the
+    /// program's Unix socket to the Runtime API (serve it as a connection).
+    pub runtime_channel: Option<std::os::unix::net::UnixStream>,
     /// Read ends of the program's stdout and stderr.
     pub stdout: OwnedFd,
     pub stderr: OwnedFd,

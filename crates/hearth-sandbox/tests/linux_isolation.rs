@@ -138,6 +138,7 @@ impl Harness {
                 ("LANG".into(), "C.UTF-8".into()),
             ],
             cwd: "/var/task".into(),
+            runtime_channel: false,
         }
     }
 
@@ -544,6 +545,72 @@ print(json.dumps(res))
     assert_eq!(r["other"], "ECONNREFUSED");
     assert_eq!(r["unroutable"], "ENETUNREACH");
     drop(host);
+}
+
+/// With `runtime_channel`, the program inherits exactly one more
+/// descriptor, named by `HEARTH_RUNTIME_API_FD`: a connected Unix socket
+/// whose other end is the daemon's `runtime_channel`; without it, neither.
+#[test]
+fn the_runtime_channel_is_one_inherited_socket_to_the_daemon() {
+    let Some(h) = Harness::new("channel") else {
+        return;
+    };
+    let script = r#"
+import json, os, socket, stat
+fd = os.environ.get('HEARTH_RUNTIME_API_FD')
+res = {'fd': fd, 'open': sorted(int(f) for f in os.listdir('/proc/self/fd'))}
+if fd is not None:
+    n = int(fd)
+    res['socket'] = stat.S_ISSOCK(os.fstat(n).st_mode)
+    s = socket.socket(fileno=n)
+    s.sendall(b'ping'); res['reply'] = s.recv(4).decode()
+print(json.dumps(res))
+"#;
+    // Open: the standard three and the listing's own descriptor.
+    let listing = |r: &Value| -> Vec<u64> {
+        r["open"]
+            .as_array()
+            .map(|a| a.iter().filter_map(Value::as_u64).collect())
+            .unwrap_or_default()
+    };
+    let without = h.run(&h.spec(script));
+    let r = without
+        .report
+        .clone()
+        .unwrap_or_else(|| panic!("{without:#?}"));
+    assert_eq!(r["fd"], Value::Null, "{r}");
+    let open = listing(&r);
+    assert!(open.len() == 4 && open[..3] == [0, 1, 2], "{r}");
+
+    let mut spec = h.spec(script);
+    spec.runtime_channel = true;
+    let sb = h.start(&spec);
+    let ours = sb.runtime_channel.expect("the daemon's end of the channel");
+    let server = std::thread::spawn(move || {
+        let mut c = ours;
+        let mut b = [0u8; 4];
+        if c.read_exact(&mut b).is_ok() && &b == b"ping" {
+            use std::io::Write;
+            let _ = c.write_all(b"pong");
+        }
+    });
+    let (stdout, stderr) = drain(sb.stdout, sb.stderr);
+    let status = sb.control.wait();
+    sb.control.destroy();
+    let _ = server.join();
+    let r: Value = serde_json::from_str(stdout.lines().last().unwrap_or(""))
+        .unwrap_or_else(|_| panic!("{stdout}\n{stderr}"));
+    assert_eq!(status, ExitStatus::Code(0));
+    let fd: u64 = r["fd"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("{r}"));
+    assert_eq!(r["socket"], true, "{r}");
+    assert_eq!(r["reply"], "pong", "{r}");
+    let mut open = listing(&r);
+    assert!(open.contains(&fd), "{r}");
+    open.retain(|&f| f != fd);
+    assert!(open.len() == 4 && open[..3] == [0, 1, 2], "{r}");
 }
 
 #[test]
@@ -1125,6 +1192,7 @@ print(json.dumps({'uid': os.getuid(), 'uid_map': open('/proc/self/uid_map').read
         argv,
         env: vec![],
         cwd: "/var/task".into(),
+        runtime_channel: false,
     };
     let sb = backend
         .start(&spec(

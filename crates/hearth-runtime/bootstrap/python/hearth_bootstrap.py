@@ -38,6 +38,8 @@ import importlib  # noqa: E402 (loads every handler; ahead, so a runtime-warm st
 _HERE = os.path.dirname(os.path.abspath(__file__))  # this runtime's own frames live here
 _API_BASE = "/2018-06-01/runtime/"
 _ERROR_TYPE_HEADER = "Lambda-Runtime-Function-Error-Type"
+_THEN_NEXT = {"Hearth-Then-Next": "1"}  # see _handle
+_ERROR_THEN_NEXT = {_ERROR_TYPE_HEADER: "Unhandled", "Hearth-Then-Next": "1"}
 _request_id = ""  # of the invocation in progress, for log records
 
 
@@ -113,9 +115,14 @@ class RuntimeApiError(Exception):
 
 
 class _Client:
-    """A minimal HTTP/1.1 keep-alive client for the Runtime API."""
+    """A minimal HTTP/1.1 keep-alive client for the Runtime API.
 
-    def __init__(self, address):
+    `channel`: the descriptor of a connected Unix socket to the same
+    endpoint, which Hearth's sandbox may give the runtime
+    (HEARTH_RUNTIME_API_FD): used first, as the connection; if it ever
+    fails, the client falls back to TCP for good."""
+
+    def __init__(self, address, channel=None):
         host, _, port = address.rpartition(":")
         family = _socket.AF_INET
         if host.startswith("["):
@@ -125,8 +132,20 @@ class _Client:
         self._host_header = address
         self._sock = None
         self._buf = b""
+        self._channel = None
+        if channel is not None:
+            try:
+                os.set_inheritable(channel, False)  # not for the handler's children
+                self._channel = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM, 0, channel)
+            except OSError:
+                pass
 
     def _connect(self):
+        channel, self._channel = self._channel, None
+        if channel is not None:
+            self._sock = channel
+            self._buf = b""
+            return
         s = _socket.socket(self._family, _socket.SOCK_STREAM)
         try:
             s.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
@@ -158,8 +177,9 @@ class _Client:
         # A reused connection may have been closed by the server while idle:
         # retry once on a fresh one. A fresh connection that fails is an error.
         for attempt in (0, 1):
-            reused = self._sock is not None
-            if not reused:
+            # A failure on the channel, too, is retried once (over TCP).
+            reused = self._sock is not None or self._channel is not None
+            if self._sock is None:
                 self._connect()
             try:
                 if body is None:
@@ -580,6 +600,9 @@ def _apply_assignment(assignment):
 
 
 def _handle(client, handler, status, headers, body):
+    """Runs one invocation and posts its answer. Returns the next invocation
+    (status, headers, body) when the Runtime API sent it in reply to the
+    answer (Hearth-Then-Next), else None: the caller then asks `next`."""
     global _request_id
     request_id = headers.get("lambda-runtime-aws-request-id", "")
     _request_id = request_id
@@ -617,22 +640,29 @@ def _handle(client, handler, status, headers, body):
         etype, value, tb = sys.exc_info()
         error = _fault_result(etype, value, tb, request_id)
         del tb
+    # Hearth's Runtime API answers an answer sent with _THEN_NEXT with the
+    # next invocation (one exchange per invocation); 202 means it did not.
     if error is None:
         _flush()
-        status, _, reply = client.request("POST", _API_BASE + "invocation/%s/response" % request_id, payload)
+        status, headers, reply = client.request(
+            "POST", _API_BASE + "invocation/%s/response" % request_id, payload, _THEN_NEXT
+        )
     else:
         _log_error(error)
         _flush()
-        status, _, reply = client.request(
+        status, headers, reply = client.request(
             "POST",
             _API_BASE + "invocation/%s/error" % request_id,
             _to_json_bytes(error),
-            {_ERROR_TYPE_HEADER: "Unhandled"},
+            _ERROR_THEN_NEXT,
         )
+    if status == 200:
+        return status, headers, reply
     if status != 202:
         # 413 (response too large) is already reported to the invoker.
         sys.stderr.write("Runtime API refused the answer for %s: %d %s\n" % (request_id, status, reply[:200]))
         sys.stderr.flush()
+    return None
 
 
 def _rehearse():
@@ -704,7 +734,14 @@ def main():
         sys.stdout.reconfigure(line_buffering=True)
     except Exception:
         pass
-    client = _Client(os.environ.get("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9001"))
+    # The sandbox's Unix socket to the Runtime API, if it gave one: taken
+    # out of the environment (the handler never sees it).
+    channel = os.environ.pop("HEARTH_RUNTIME_API_FD", None)
+    try:
+        channel = int(channel) if channel is not None else None
+    except ValueError:
+        channel = None
+    client = _Client(os.environ.get("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9001"), channel)
     assignment = None
     rehearsed = False
     if os.environ.get("HEARTH_AWAIT_ASSIGNMENT") == "1":
@@ -748,11 +785,14 @@ def main():
 
     if not rehearsed:
         _rehearse()
+    following = None
     while True:
-        status, headers, body = client.request("GET", _API_BASE + "invocation/next")
+        if following is None:
+            following = client.request("GET", _API_BASE + "invocation/next")
+        status, headers, body = following
         if status != 200:
             sys.stderr.write("Runtime API refused next: %d %s\n" % (status, body[:200]))
             _flush()
             sys.exit(1)
-        _handle(client, handler, status, headers, body)
+        following = _handle(client, handler, status, headers, body)
 

@@ -12,13 +12,20 @@ use hyper_util::rt::TokioIo;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 type Resp = Response<Full<Bytes>>;
 
 const PREFIX: &str = "/2018-06-01/runtime/";
 const ERROR_TYPE_HEADER: &str = "lambda-runtime-function-error-type";
+/// Hearth's extension for its own bootstraps: an answer (`…/response` or
+/// `…/error`) with this header set to `1` is, once accepted, also the
+/// runtime's next `next`: the reply is the next invocation (or what `next`
+/// would answer) instead of `202`. One HTTP exchange per invocation instead
+/// of two; a runtime that does not send it sees Lambda's protocol unchanged.
+const THEN_NEXT_HEADER: &str = "hearth-then-next";
 
 /// Accepts connections until the endpoint shuts down.
 pub(super) async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
@@ -52,7 +59,12 @@ async fn shut_down(rx: &mut watch::Receiver<bool>) {
     let _ = rx.wait_for(|down| *down).await;
 }
 
-async fn serve_connection(stream: TcpStream, shared: Arc<Shared>) {
+/// Serves one keep-alive HTTP/1.1 connection: an accepted TCP socket, or
+/// the sandbox's Unix socket channel.
+pub(super) async fn serve_connection<S>(stream: S, shared: Arc<Shared>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let mut shutdown = shared.shutdown.subscribe();
     let svc_shared = shared.clone();
     let service = hyper::service::service_fn(move |req| {
@@ -226,6 +238,10 @@ async fn answer_invocation(
     req: Request<Incoming>,
 ) -> Resp {
     let error_type = error_type_header(&req);
+    let then_next = req
+        .headers()
+        .get(THEN_NEXT_HEADER)
+        .is_some_and(|v| v.as_bytes() == b"1");
     let body = match read_body(req.into_body()).await {
         Ok(b) => b,
         Err(e) => return render_error(&e),
@@ -249,6 +265,9 @@ async fn answer_invocation(
     };
     // The invoker may have given up a moment ago; the answer is then dropped.
     let _ = done.send(outcome);
+    if then_next && resp.status() == StatusCode::ACCEPTED {
+        return next(shared).await;
+    }
     resp
 }
 

@@ -1,13 +1,18 @@
-//! A tiny HTTP/1.1 client over a raw TCP stream, for driving the Runtime API
-//! the way runtimes do, and a bound on every wait.
+//! A tiny HTTP/1.1 client over a raw TCP stream (or the sandbox's Unix
+//! socket channel), for driving the Runtime API the way runtimes do, and a
+//! bound on every wait.
 
 #![allow(dead_code)]
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+/// What a connection runs over.
+pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
 
 /// Every wait in these tests is bounded by this, so a bug fails, not hangs.
 pub const LIMIT: Duration = Duration::from_secs(10);
@@ -75,7 +80,7 @@ impl HttpResponse {
 
 /// One keep-alive connection.
 pub struct Conn {
-    stream: TcpStream,
+    stream: Box<dyn Stream>,
     buf: Vec<u8>,
 }
 
@@ -84,7 +89,15 @@ impl Conn {
         let stream = within("connect", TcpStream::connect(addr)).await.unwrap();
         stream.set_nodelay(true).unwrap();
         Self {
-            stream,
+            stream: Box::new(stream),
+            buf: Vec::new(),
+        }
+    }
+
+    /// A connection over an already connected stream (the channel).
+    pub fn over(stream: impl Stream + 'static) -> Self {
+        Self {
+            stream: Box::new(stream),
             buf: Vec::new(),
         }
     }

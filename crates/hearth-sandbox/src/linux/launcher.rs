@@ -23,7 +23,7 @@
 use std::ffi::CString;
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 
 use nix::fcntl::OFlag;
@@ -140,6 +140,9 @@ fn launcher() -> Result<i32, ()> {
             let mut fds = passed_fds.into_iter();
             if req.pooled_netns {
                 req.netns = fds.next_back();
+            }
+            if req.spec.runtime_channel {
+                req.channel = fds.next_back();
             }
             req.runtime_mount = fds.next().map(std::os::fd::IntoRawFd::into_raw_fd);
             launch(one_thread, control.as_fd(), &req)
@@ -477,7 +480,24 @@ pub(crate) struct ExecPlan {
     argv: Vec<CString>,
     env: Vec<CString>,
     cwd: CString,
+    /// A descriptor the program inherits (its Runtime API channel).
+    inherit: Option<RawFd>,
 }
+
+impl ExecPlan {
+    /// The program also inherits `fd`, its Unix socket to the Runtime API,
+    /// and finds its number in `HEARTH_RUNTIME_API_FD` (this process keeps
+    /// its own copy until it ends, which is when the program ends).
+    fn with_channel(mut self, fd: RawFd) -> Result<Self, String> {
+        self.env
+            .push(cstring(&format!("{CHANNEL_ENV}={fd}"), "the environment")?);
+        self.inherit = Some(fd);
+        Ok(self)
+    }
+}
+
+/// Where a program given a Runtime API channel finds its descriptor.
+pub(crate) const CHANNEL_ENV: &str = "HEARTH_RUNTIME_API_FD";
 
 fn cstring(s: &str, what: &str) -> Result<CString, String> {
     CString::new(s).map_err(|_| format!("{what} contains a NUL byte"))
@@ -528,6 +548,7 @@ pub(crate) fn exec_plan(
         argv,
         env,
         cwd: cstring(cwd, "cwd")?,
+        inherit: None,
     })
 }
 
@@ -556,6 +577,10 @@ fn build_and_spawn(
             let cmd = wait_for_exec(control)?;
             exec_plan(&cmd.argv, &cmd.env, &cmd.cwd)?
         }
+    };
+    let plan = match &req.channel {
+        Some(fd) => plan.with_channel(fd.as_raw_fd())?,
+        None => plan,
     };
     spawn(one_thread, &plan)
 }
@@ -636,6 +661,11 @@ fn exec_runtime(plan: &ExecPlan) -> String {
             let _ = nix::unistd::dup2_stdin(&null);
         }
         Err(e) => return format!("cannot open /dev/null: {e}"),
+    }
+    if let Some(fd) = plan.inherit {
+        if let Err(e) = sys::inherit_on_exec(fd) {
+            return format!("cannot pass the Runtime API channel: {e}");
+        }
     }
     if let Err(e) = nix::unistd::chdir(plan.cwd.as_c_str()) {
         return format!(
@@ -785,12 +815,14 @@ mod tests {
                     .map(|(k, v)| (k.to_string(), v.to_string()))
                     .collect(),
                 cwd: "/var/task".into(),
+                runtime_channel: false,
             },
             uid: 1,
             gid: 1,
             cgroups: protocol::CgroupJoin::default(),
             pooled_netns: false,
             netns: None,
+            channel: None,
             root_dir: "/x".into(),
             task_mount: None,
             opt_mount: None,

@@ -1104,7 +1104,18 @@ impl LinuxBackend {
             runtime_mount: None,
             pooled_netns: ahead.is_some(),
             netns: None,
+            channel: None,
         }));
+        // The program's Unix socket to the Runtime API: its end travels to
+        // the launcher (closed here once sent), ours is served as a
+        // connection.
+        let channel = if spec.runtime_channel {
+            let (ours, theirs) = std::os::unix::net::UnixStream::pair()
+                .map_err(|e| format!("cannot make the Runtime API channel: {e}"))?;
+            Some((ours, OwnedFd::from(theirs)))
+        } else {
+            None
+        };
         let runtime_mount = spec
             .runtime_dir
             .as_deref()
@@ -1113,11 +1124,13 @@ impl LinuxBackend {
             .as_deref()
             .map(AsFd::as_fd)
             .into_iter()
+            .chain(channel.as_ref().map(|(_, theirs)| theirs.as_fd()))
             .chain(ahead.as_ref().map(|n| n.ns.as_fd()))
             .collect();
         protocol::send_all(sock.as_fd(), &request, &fds)
             .map_err(|e| format!("cannot send the launch request: {e}"))?;
         drop(fds);
+        let runtime_channel = channel.map(|(ours, _)| ours);
         let deadline = Instant::now() + sh.config.start_timeout;
         let mut listener = ahead.map(|n| n.listener);
         let mut start_stages = Vec::new();
@@ -1158,6 +1171,7 @@ impl LinuxBackend {
             id: spec.id.clone(),
             start_stages,
             runtime_api,
+            runtime_channel,
             stdout,
             stderr,
             uid,
@@ -1340,6 +1354,7 @@ mod tests {
             argv: vec!["/bin/true".into()],
             env: vec![],
             cwd: "/var/task".into(),
+            runtime_channel: false,
         }
     }
 

@@ -92,6 +92,10 @@ pub(crate) struct LaunchRequest {
     /// That namespace, as received (not sent as data).
     #[serde(skip)]
     pub netns: Option<OwnedFd>,
+    /// With `spec.runtime_channel`: the program's end of its Unix socket to
+    /// the Runtime API, as received (it travels before the namespace).
+    #[serde(skip)]
+    pub channel: Option<OwnedFd>,
     /// The descriptor of the detached tmpfs holding the runtime directory's
     /// copy, as the launcher received it with this request (not sent as
     /// data: it travels as SCM_RIGHTS).
@@ -185,7 +189,9 @@ pub(crate) fn recv<T: serde::de::DeserializeOwned>(
     Ok(recv_all(sock, deadline)?.map(|(m, fds)| (m, fds.into_iter().next())))
 }
 
-/// [`recv`], with every descriptor that came with the message, in order.
+/// [`recv`], with every descriptor that came with the message, in order
+/// (at most three: a launch carries the runtime directory's mount, the
+/// Runtime API channel and a pooled network namespace).
 pub(crate) fn recv_all<T: serde::de::DeserializeOwned>(
     sock: BorrowedFd<'_>,
     deadline: Option<Instant>,
@@ -208,7 +214,7 @@ pub(crate) fn recv_all<T: serde::de::DeserializeOwned>(
         }
     }
     let mut buf = vec![0u8; MAX_MESSAGE];
-    let mut cmsg = nix::cmsg_space!([RawFd; 2]);
+    let mut cmsg = nix::cmsg_space!([RawFd; 3]);
     let (len, fds, truncated) = loop {
         let mut iov = [IoSliceMut::new(&mut buf)];
         match recvmsg::<()>(

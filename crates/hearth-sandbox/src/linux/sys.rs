@@ -147,6 +147,17 @@ pub(crate) fn kill_pid(pid: i32) {
     }
 }
 
+/// Clears close-on-exec on `fd`, so the program exec'd next inherits it.
+pub(crate) fn inherit_on_exec(fd: RawFd) -> io::Result<()> {
+    // SAFETY: F_SETFD only changes the descriptor's flags (an invalid `fd`
+    // is EBADF); no memory involved.
+    if unsafe { libc::fcntl(fd, libc::F_SETFD, 0) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 /// Marks every descriptor from `from` up close-on-exec, so nothing the
 /// daemon leaked to the launcher reaches the sandbox.
 pub(crate) fn cloexec_from(from: u32) -> io::Result<()> {
