@@ -18,7 +18,9 @@
 //!    program from the control socket (which it inherited) when the daemon
 //!    sends it; from there on it is the same path.
 //! 3. **runtime**: execs `spec.argv` (or the exec request's `argv`) with
-//!    exactly its environment in its working directory.
+//!    exactly its environment in its working directory — and, with
+//!    `spec.runtime_channel`, the one descriptor it inherits: its end of the
+//!    Unix socket to the Runtime API, named by `HEARTH_RUNTIME_API_FD`.
 
 use std::ffi::CString;
 use std::fs::File;
