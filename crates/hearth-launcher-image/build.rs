@@ -61,6 +61,14 @@ fn main() {
     // Small: no debug info (the daemon's own binary keeps it).
     cmd.env("CARGO_PROFILE_RELEASE_DEBUG", "0")
         .env("CARGO_PROFILE_RELEASE_STRIP", "debuginfo");
+    // Statically linked (glibc's static-pie): no dynamic loader, no
+    // libc.so/libgcc_s to map and bind at each exec. `perf stat -r 300` of
+    // the launcher's exec to its exit: 0.63 → 0.44 ms of CPU, 86 → 52 page
+    // faults. The launcher uses nothing of glibc that needs dlopen (no NSS).
+    // The flags reach only the target's artifacts because the target is
+    // named (build scripts and proc macros stay dynamic, as they must).
+    let target = std::env::var("TARGET").expect("cargo sets TARGET");
+    cmd.env("CARGO_ENCODED_RUSTFLAGS", "-Ctarget-feature=+crt-static");
     cmd.args([
         "build",
         "--release",
@@ -73,7 +81,9 @@ fn main() {
     .arg("--manifest-path")
     .arg(root.join("Cargo.toml"))
     .arg("--target-dir")
-    .arg(&launcher_target);
+    .arg(&launcher_target)
+    .arg("--target")
+    .arg(&target);
     let status = cmd
         .status()
         .expect("running cargo for the sandbox launcher");
@@ -82,7 +92,9 @@ fn main() {
         "building the sandbox launcher (hearth-sandbox's hearth-sandbox-init) failed: {status}"
     );
 
-    let bin_path = launcher_target.join("release/hearth-sandbox-init");
+    let bin_path = launcher_target
+        .join(&target)
+        .join("release/hearth-sandbox-init");
     let bin = std::fs::read(&bin_path).expect("reading the built launcher");
     let id = hex::encode(Sha256::digest(&bin));
     let embedded = out.join("hearth-sandbox-init");

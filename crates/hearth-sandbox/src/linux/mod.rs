@@ -49,6 +49,7 @@
 //!     argv: vec!["/usr/bin/python3".into(), "/var/task/main.py".into()],
 //!     env: vec![("AWS_LAMBDA_RUNTIME_API".into(), "127.0.0.1:9001".into())],
 //!     cwd: "/var/task".into(),
+//!     runtime_channel: false,
 //! })?;
 //! let (conn, _) = sandbox.runtime_api.accept()?; // the runtime's first request
 //! # drop(conn);

@@ -75,6 +75,9 @@ pub(crate) trait Syscall: Debug {
     fn mount_flags(&self, path: &Path) -> io::Result<MsFlags>;
     /// Mount points strictly below any of `dirs`.
     fn submounts(&self, dirs: &[PathBuf]) -> io::Result<Vec<PathBuf>>;
+    /// Makes the mount at `target` and all below it read-only, nosuid and
+    /// nodev in one call; `ENOSYS` where the kernel cannot (before 5.12).
+    fn set_ro_recursive(&self, target: &Path) -> io::Result<()>;
     fn host_entry(&self, path: &Path) -> HostEntry;
     /// Regular files directly in a host directory.
     fn list_files(&self, dir: &Path) -> Vec<PathBuf>;
@@ -228,6 +231,11 @@ impl Builder<'_> {
 
     /// Binds `source` (recursively: a user namespace forbids splitting off
     /// locked submounts) and makes the bind read-only, nosuid, nodev.
+    /// A recursive bind, read-only with everything under it: in one
+    /// `mount_setattr` where the kernel has it; else the top is remounted
+    /// now and what came along under it once the root is built
+    /// (`ro_binds`, found in `/proc/self/mountinfo`, which costs about
+    /// 0.25 ms to read here).
     fn bind_ro(&mut self, source: &Path, target: &Path) -> Result<(), String> {
         self.mount(
             Some(source),
@@ -236,9 +244,15 @@ impl Builder<'_> {
             MsFlags::MS_BIND | MsFlags::MS_REC,
             None,
         )?;
-        self.remount_ro(target)?;
-        self.ro_binds.push(target.to_path_buf());
-        Ok(())
+        match self.sys.set_ro_recursive(target) {
+            Ok(()) => Ok(()),
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSYS | libc::EINVAL)) => {
+                self.remount_ro(target)?;
+                self.ro_binds.push(target.to_path_buf());
+                Ok(())
+            }
+            Err(e) => Err(format!("make {} read-only: {e}", target.display())),
+        }
     }
 
     fn remount_ro(&self, target: &Path) -> Result<(), String> {
@@ -356,12 +370,14 @@ pub(crate) fn build(spec: &RootSpec, sys: &dyn Syscall) -> Result<(), String> {
     build_dev(&mut b, root)?;
 
     // Whatever was under a read-only bind came along with MS_REC, writable:
-    // make it read-only too.
-    let subs = ctx(sys.submounts(&b.ro_binds), || {
-        "read /proc/self/mountinfo".to_owned()
-    })?;
-    for m in subs {
-        b.remount_ro(&m)?;
+    // make it read-only too (where `bind_ro` could not at once).
+    if !b.ro_binds.is_empty() {
+        let subs = ctx(sys.submounts(&b.ro_binds), || {
+            "read /proc/self/mountinfo".to_owned()
+        })?;
+        for m in subs {
+            b.remount_ro(&m)?;
+        }
     }
 
     if propagated {
@@ -614,6 +630,10 @@ impl Syscall for HostSyscall {
         Ok(m)
     }
 
+    fn set_ro_recursive(&self, target: &Path) -> io::Result<()> {
+        super::sys::set_ro_recursive(target)
+    }
+
     fn submounts(&self, dirs: &[PathBuf]) -> io::Result<Vec<PathBuf>> {
         let text = std::fs::read_to_string("/proc/self/mountinfo")?;
         Ok(super::cgroup::parse_mountinfo(&text)
@@ -667,6 +687,8 @@ mod tests {
     struct Recorder {
         calls: parking_lot::Mutex<Vec<String>>,
         host: HashMap<PathBuf, HostEntry>,
+        /// No `mount_setattr` (before Linux 5.12).
+        old_kernel: bool,
     }
 
     impl Recorder {
@@ -687,6 +709,7 @@ mod tests {
             Recorder {
                 calls: Default::default(),
                 host,
+                old_kernel: false,
             }
         }
         fn log(&self, s: String) {
@@ -753,6 +776,13 @@ mod tests {
         }
         fn submounts(&self, _: &[PathBuf]) -> io::Result<Vec<PathBuf>> {
             Ok(vec!["/r/usr/share/sub".into()])
+        }
+        fn set_ro_recursive(&self, target: &Path) -> io::Result<()> {
+            if self.old_kernel {
+                return Err(io::Error::from_raw_os_error(libc::ENOSYS));
+            }
+            self.log(format!("ro-recursive {}", target.display()));
+            Ok(())
         }
         fn host_entry(&self, path: &Path) -> HostEntry {
             self.host.get(path).cloned().unwrap_or(HostEntry::Missing)
@@ -840,12 +870,49 @@ mod tests {
                 "{l} missing: {calls:#?}"
             );
         }
-        // Every read-only bind is remounted read-only, keeping the locked flags.
-        let remounts = calls
+        // Every read-only bind is made read-only with what is under it, in
+        // one call right after the bind; mountinfo is never read.
+        for b in &binds {
+            let target = b.split(' ').nth(2).unwrap();
+            let at = calls.iter().position(|c| c == *b).unwrap();
+            assert_eq!(
+                calls[at + 1],
+                format!("ro-recursive {target}"),
+                "{calls:#?}"
+            );
+        }
+        assert!(
+            !calls.iter().any(|c| c.contains("/r/usr/share/sub")),
+            "{calls:#?}"
+        );
+    }
+
+    /// Before Linux 5.12: each bind is remounted read-only, keeping the
+    /// locked flags, and so is every submount found under them.
+    #[test]
+    fn without_mount_setattr_binds_and_their_submounts_are_remounted() {
+        let r = Recorder {
+            old_kernel: true,
+            ..Recorder::debian12()
+        };
+        build(&spec(), &r).unwrap();
+        let calls = r.calls();
+        let remounts: Vec<&str> = calls
             .iter()
             .filter(|c| c.contains("[MS_BIND,MS_NODEV,MS_NOSUID,MS_RDONLY,MS_RELATIME,MS_REMOUNT]"))
-            .count();
-        assert_eq!(remounts, 4 + 1, "{calls:#?}"); // plus the submount
+            .map(|c| c.split(' ').nth(2).unwrap())
+            .collect();
+        assert_eq!(
+            remounts,
+            [
+                "/r/usr",
+                "/r/etc/ssl/certs",
+                "/r/var/task",
+                "/r/var/runtime",
+                "/r/usr/share/sub"
+            ],
+            "{calls:#?}"
+        );
     }
 
     #[test]
