@@ -745,9 +745,9 @@ def main():
     assignment = None
     rehearsed = False
     if os.environ.get("HEARTH_AWAIT_ASSIGNMENT") == "1":
-        # Rehearsed while idle, not after the assignment: the rehearsal
-        # imports nothing and its garbage is freed, and the assigned start
-        # (Init Duration) no longer pays for it.
+        # Rehearsed while idle, not after the assignment, so the assigned
+        # start (Init Duration) does not pay for it; nothing of either
+        # rehearsal is left for the handler to see.
         _rehearse()
         _rehearse_import()
         rehearsed = True
