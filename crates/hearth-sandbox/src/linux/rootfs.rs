@@ -230,12 +230,11 @@ impl Builder<'_> {
     }
 
     /// Binds `source` (recursively: a user namespace forbids splitting off
-    /// locked submounts) and makes the bind read-only, nosuid, nodev.
-    /// A recursive bind, read-only with everything under it: in one
-    /// `mount_setattr` where the kernel has it; else the top is remounted
-    /// now and what came along under it once the root is built
-    /// (`ro_binds`, found in `/proc/self/mountinfo`, which costs about
-    /// 0.25 ms to read here).
+    /// locked submounts) and makes the bind and everything under it
+    /// read-only, nosuid, nodev: in one `mount_setattr` where the kernel
+    /// has it; else the top is remounted now and what came along under it
+    /// once the root is built (`ro_binds`, found in `/proc/self/mountinfo`,
+    /// which costs about 0.25 ms to read here).
     fn bind_ro(&mut self, source: &Path, target: &Path) -> Result<(), String> {
         self.mount(
             Some(source),
