@@ -483,6 +483,26 @@ print(json.dumps(res))
     assert_eq!(r["init_cmdline"], "EACCES");
 }
 
+/// Answers one `ping` with `pong` on `c` (a Runtime API connection).
+fn pong_once(mut c: impl Read + std::io::Write) {
+    let mut b = [0u8; 4];
+    if c.read_exact(&mut b).is_ok() && &b == b"ping" {
+        let _ = c.write_all(b"pong");
+    }
+}
+
+/// Runs `sb` to its end while `server` answers it, then destroys it;
+/// returns its status and its JSON report (last stdout line).
+fn run_beside(sb: Sandbox, server: std::thread::JoinHandle<()>) -> (ExitStatus, Value) {
+    let (stdout, stderr) = drain(sb.stdout, sb.stderr);
+    let status = sb.control.wait();
+    sb.control.destroy();
+    let _ = server.join();
+    let r = serde_json::from_str(stdout.lines().last().unwrap_or(""))
+        .unwrap_or_else(|_| panic!("{stdout}\n{stderr}"));
+    (status, r)
+}
+
 #[test]
 fn network_is_loopback_only_with_the_runtime_api_at_9001() {
     let Some(h) = Harness::new("network") else {
@@ -522,20 +542,11 @@ print(json.dumps(res))
     let sb = h.start(&spec);
     let api = sb.runtime_api.try_clone().expect("listener");
     let server = std::thread::spawn(move || {
-        if let Ok((mut c, _)) = api.accept() {
-            let mut b = [0u8; 4];
-            if c.read_exact(&mut b).is_ok() && &b == b"ping" {
-                use std::io::Write;
-                let _ = c.write_all(b"pong");
-            }
+        if let Ok((c, _)) = api.accept() {
+            pong_once(c);
         }
     });
-    let (stdout, stderr) = drain(sb.stdout, sb.stderr);
-    let status = sb.control.wait();
-    sb.control.destroy();
-    let _ = server.join();
-    let r: Value = serde_json::from_str(stdout.lines().last().unwrap_or(""))
-        .unwrap_or_else(|_| panic!("{stdout}\n{stderr}"));
+    let (status, r) = run_beside(sb, server);
     assert_eq!(status, ExitStatus::Code(0));
     assert_eq!(r["ifaces"], serde_json::json!([[1, "lo"]]));
     assert_eq!(r["routes"], serde_json::json!([]));
@@ -584,22 +595,13 @@ print(json.dumps(res))
 
     let mut spec = h.spec(script);
     spec.runtime_channel = true;
-    let sb = h.start(&spec);
-    let ours = sb.runtime_channel.expect("the daemon's end of the channel");
-    let server = std::thread::spawn(move || {
-        let mut c = ours;
-        let mut b = [0u8; 4];
-        if c.read_exact(&mut b).is_ok() && &b == b"ping" {
-            use std::io::Write;
-            let _ = c.write_all(b"pong");
-        }
-    });
-    let (stdout, stderr) = drain(sb.stdout, sb.stderr);
-    let status = sb.control.wait();
-    sb.control.destroy();
-    let _ = server.join();
-    let r: Value = serde_json::from_str(stdout.lines().last().unwrap_or(""))
-        .unwrap_or_else(|_| panic!("{stdout}\n{stderr}"));
+    let mut sb = h.start(&spec);
+    let ours = sb
+        .runtime_channel
+        .take()
+        .expect("the daemon's end of the channel");
+    let server = std::thread::spawn(move || pong_once(ours));
+    let (status, r) = run_beside(sb, server);
     assert_eq!(status, ExitStatus::Code(0));
     let fd: u64 = r["fd"]
         .as_str()
