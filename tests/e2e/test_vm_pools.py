@@ -15,6 +15,7 @@ every loop is bounded; all traffic goes to 127.0.0.1.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -29,6 +30,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from hearth_e2e import (
+    WAITER,
     HearthServer,
     Invocation,
     assert_log_frame,
@@ -103,6 +105,13 @@ ECHO = module("""
     (call $out (i32.const 2) (i32.const 0x100) (i32.const 14))
     (call $out (i32.const 1) (i32.const 0x10000) (i32.load (i32.const 0x20)))""",
               data='(data (i32.const 0x100) "wat echo line\\n")')
+
+# A line on stderr during the init (before the stdin read), then the echo.
+INIT_PRINTS = module("""
+    (call $out (i32.const 2) (i32.const 0x100) (i32.const 15))
+    (call $read_all)
+    (call $out (i32.const 1) (i32.const 0x10000) (i32.load (i32.const 0x20)))""",
+                     data='(data (i32.const 0x100) "init: deployed\\n")')
 
 # A global and a memory cell incremented after the event: after a reset
 # both start again from the snapshot, so every invocation prints "1 1".
@@ -306,6 +315,44 @@ def test_wat_and_c_functions_run_in_microvms_from_the_general_pool(vmsrv):
         assert not second.cold, second.report
         assert usage_of(second)["specialise"] == 0
         assert_log_frame(second, memory_mb=128)
+
+
+def test_the_function_snapshot_is_taken_when_the_function_is_deployed(vmsrv, acct):
+    """A version turns Active (or its update Successful) once its function
+    snapshot is taken, so its first invocation adopts it in a general VM
+    (ADR 0019); the init's output is still in that invocation's log, once."""
+    _, client = acct
+    snapshots = vmsrv.data_dir / "vm" / "snapshots"
+
+    def snapshots_of(name: str) -> list[str]:
+        sha = base64.b64decode(client.get_function(FunctionName=name)["Configuration"]["CodeSha256"]).hex()
+        return sorted(p.name for p in snapshots.glob(f"fn-{sha}-*.snap"))
+
+    name = create_wasm(client, INIT_PRINTS)  # waits for Active
+    taken = snapshots_of(name)
+    assert len(taken) == 1, taken
+    first = invoke_ok(client, name, {"first": 1})
+    assert first.json() == {"first": 1} and first.placement == "vm-general", first.describe()
+    assert_log_frame(first, memory_mb=128)
+    assert first.log.count("init: deployed") == 1, first.log
+    second = invoke_ok(client, name, {"second": 2})
+    assert second.placement == "vm-warm" and "init: deployed" not in second.log, second.describe()
+    assert snapshots_of(name) == taken  # adopted, not taken again
+
+    # New code: its snapshot is there once the update is Successful.
+    client.update_function_code(FunctionName=name, ZipFile=wasm_zip(ECHO, "function.wasm"))
+    client.get_waiter("function_updated_v2").wait(FunctionName=name, WaiterConfig=WAITER)
+    assert len(snapshots_of(name)) == 1, snapshots_of(name)
+    third = invoke_ok(client, name, {"third": 3})
+    assert third.json() == {"third": 3} and "init: deployed" not in third.log, third.describe()
+
+    # An init that never reaches its stdin read still deploys: its first
+    # invocation runs it and reports how it ends, as before.
+    broken = create_wasm(client, "(module (func (export \"_start\") unreachable))")
+    assert client.get_function(FunctionName=broken)["Configuration"]["State"] == "Active"
+    assert snapshots_of(broken) == []
+    inv, body = invoke_error(client, broken, {})
+    assert body["errorType"].startswith("Runtime."), body
 
 
 def test_a_bootstrap_whose_bytes_are_wasm_runs_in_a_microvm(vmsrv, acct):
@@ -754,8 +801,12 @@ def test_kill9_loses_no_function_snapshot_or_event(start_server):
     def function_snapshots() -> list[str]:
         return sorted(p.name for p in snapshots.glob("fn-*.snap") if not p.name.startswith("fn-warmup-"))
 
-    snaps = function_snapshots()
-    assert len(snaps) == 1, snaps
+    # Both functions' snapshots were taken when they were deployed (before
+    # they turned Active); the echo's is the one named by its code digest.
+    echo_sha = base64.b64decode(client.get_function(FunctionName=name)["Configuration"]["CodeSha256"]).hex()
+    assert len(function_snapshots()) == 2, function_snapshots()
+    snaps = [s for s in function_snapshots() if s.startswith(f"fn-{echo_sha}-")]
+    assert len(snaps) == 1, (echo_sha, function_snapshots())
     time.sleep(1.5)  # past the usage batch window (1 s)
     settled = json.loads(srv.cli("usage", "--function", name, "--json").stdout)["Usage"][0]["Invocations"]
     assert settled == 3
@@ -768,7 +819,7 @@ def test_kill9_loses_no_function_snapshot_or_event(start_server):
     srv.restart()
     client = srv.client()
     assert client.get_function(FunctionName=name)["Configuration"]["State"] == "Active"
-    assert function_snapshots()[:1] == snaps or snaps[0] in function_snapshots(), (snaps, function_snapshots())
+    assert snaps[0] in function_snapshots(), (snaps, function_snapshots())
     inv = invoke_ok(client, name, {"after": 1})
     assert inv.json() == {"after": 1}
 

@@ -103,7 +103,8 @@ pub struct Shared {
     pub mappings: hearth_exec::esm::Mappings,
     /// Keys code-download URLs (`GetFunction`'s `Code.Location`).
     pub url_key: [u8; 32],
-    activation: mpsc::UnboundedSender<Activation>,
+    /// Versions whose code must be made ready before they turn `Active`.
+    activation: mpsc::UnboundedSender<VersionRecord>,
 }
 
 /// What runs functions and keeps their output.
@@ -127,16 +128,6 @@ impl std::ops::Deref for AppState {
     fn deref(&self) -> &Shared {
         &self.0
     }
-}
-
-/// A version whose code must be made ready before it turns `Active`.
-#[derive(Debug, Clone)]
-struct Activation {
-    account: String,
-    name: String,
-    version: String,
-    revision_id: String,
-    code_sha256_hex: String,
 }
 
 impl AppState {
@@ -228,43 +219,70 @@ impl AppState {
         }
         // The worker lives as long as the state; a send can only fail during
         // shutdown, when the next start re-queues the version anyway.
-        let _ = self.activation.send(Activation {
-            account: v.account_id.clone(),
-            name: v.function_name.clone(),
-            version: v.version.clone(),
-            revision_id: v.revision_id.clone(),
-            code_sha256_hex: v.code.sha256_hex.clone(),
-        });
+        let _ = self.activation.send(v.clone());
     }
 }
 
 /// Makes each queued version's code ready — the unpacked tree present and
-/// its blob's digest re-verified — then records `Active` / `Successful`, or
-/// `Failed` with the reason if the code cannot be made ready.
-async fn activation_worker(state: AppState, mut rx: mpsc::UnboundedReceiver<Activation>) {
+/// its blob's digest re-verified; for a version that runs in microVMs, its
+/// function snapshot taken too (`hearth_exec::DeployPrep`, ADR 0019) — then
+/// records `Active` / `Successful`, or `Failed` with the reason if the code
+/// cannot be made ready. The code is unpacked here, one version at a time;
+/// the microVM step runs in a task of its own (the executor takes those
+/// snapshots one at a time), so a slow one delays no other version.
+async fn activation_worker(state: AppState, mut rx: mpsc::UnboundedReceiver<VersionRecord>) {
     while let Some(job) = rx.recv().await {
         let s = state.clone();
-        let res = tokio::task::spawn_blocking(move || {
-            let ready = s
-                .code
-                .ensure_unpacked(&job.code_sha256_hex)
-                .and_then(|()| s.code.verify(&job.code_sha256_hex));
-            let lifecycle = match ready {
-                Ok(()) => Lifecycle::active(),
-                Err(e) => {
-                    tracing::error!(function = %job.name, error = %e, "code could not be made ready");
-                    failed_lifecycle(&e.to_string())
-                }
-            };
-            s.registry
-                .set_lifecycle(&job.account, &job.name, &job.version, &job.revision_id, &lifecycle)
+        let sha = job.code.sha256_hex.clone();
+        let ready = tokio::task::spawn_blocking(move || {
+            s.code
+                .ensure_unpacked(&sha)
+                .and_then(|()| s.code.verify(&sha))
         })
         .await;
-        match res {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => tracing::error!(error = %e, "activation could not be recorded"),
+        let s = state.clone();
+        match ready {
+            Ok(Ok(())) => {
+                tokio::spawn(async move {
+                    match s.executor.prepare_first_invoke(&job).await {
+                        Ok(what) => {
+                            tracing::debug!(function = %job.function_name, version = %job.version, ?what, "prepared for the first invocation")
+                        }
+                        Err(e) => {
+                            tracing::warn!(function = %job.function_name, version = %job.version, error = %e.message, "cannot prepare the first invocation; it will load the function itself")
+                        }
+                    }
+                    record_lifecycle(&s, &job, Lifecycle::active()).await;
+                });
+            }
+            Ok(Err(e)) => {
+                tracing::error!(function = %job.function_name, error = %e, "code could not be made ready");
+                record_lifecycle(&s, &job, failed_lifecycle(&e.to_string())).await;
+            }
             Err(e) => tracing::error!(error = %e, "activation task failed"),
         }
+    }
+}
+
+/// Records a version's new lifecycle (if it is still at the revision that
+/// was activated).
+async fn record_lifecycle(s: &AppState, v: &VersionRecord, lifecycle: Lifecycle) {
+    let s = s.clone();
+    let v = v.clone();
+    let res = tokio::task::spawn_blocking(move || {
+        s.registry.set_lifecycle(
+            &v.account_id,
+            &v.function_name,
+            &v.version,
+            &v.revision_id,
+            &lifecycle,
+        )
+    })
+    .await;
+    match res {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => tracing::error!(error = %e, "activation could not be recorded"),
+        Err(e) => tracing::error!(error = %e, "activation task failed"),
     }
 }
 

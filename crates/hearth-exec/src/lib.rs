@@ -25,6 +25,7 @@ pub mod vm;
 pub use hearth_types::function::Isolation;
 pub use invoke::{InvokeInput, InvokeMode, InvokeOutput};
 pub use pools::{default_general_pools, GeneralPoolConfig, PoolKey};
+pub use vm::deploy::DeployPrep;
 pub use vm::{default_vm_pools, MicroVm, VmPoolConfig};
 
 use concurrency::Concurrency;

@@ -266,8 +266,14 @@ impl Node {
                 "Tags": tags,
             })),
         )?;
+        self.wait_active(name)
+    }
+
+    /// Waits (at most 20 s, asking every 2 ms) until `name` is Active.
+    pub fn wait_active(&self, name: &str) -> Result<()> {
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
+            super::check_stop()?;
             let r = self.client.call(
                 "GET",
                 &format!("/2015-03-31/functions/{}/configuration", segment(name)),
@@ -276,7 +282,7 @@ impl Node {
             if r["State"] == "Active" {
                 return Ok(());
             }
-            std::thread::sleep(Duration::from_millis(10));
+            std::thread::sleep(Duration::from_millis(2));
         }
         bail!("{name} did not become Active in 20 s")
     }

@@ -714,7 +714,7 @@ impl Executor {
     /// The function made ready for VM threads: its module open, its
     /// memory class's base ensured, its snapshot looked up (kept, and
     /// updated once the snapshot is taken).
-    async fn vm_prepared(
+    pub(crate) async fn vm_prepared(
         &self,
         side: &Arc<VmSide>,
         version: &VersionRecord,
@@ -825,7 +825,7 @@ impl Executor {
     ) -> Result<VmInstance, VmStartFailed> {
         let started = Instant::now();
         let (pk, prepared) = self
-            .vm_prepared(side, version, code)
+            .vm_prepared_or_wait(side, version, code)
             .await
             .map_err(VmStartFailed::Error)?;
         v.account = Some(version.account_id.clone());
@@ -857,7 +857,7 @@ impl Executor {
     ) -> Result<VmInstance, VmStartFailed> {
         let started = Instant::now();
         let (pk, prepared) = self
-            .vm_prepared(side, version, code)
+            .vm_prepared_or_wait(side, version, code)
             .await
             .map_err(VmStartFailed::Error)?;
         let p = prepared.clone();
@@ -934,7 +934,15 @@ impl Executor {
         started: Instant,
     ) -> Result<VmInstance, VmStartFailed> {
         match outcome {
-            Ok(Specialised::Ready) => Ok(v),
+            Ok(Specialised::Ready) => {
+                // The first VM to adopt a snapshot taken at deploy time
+                // shows that init's output (see `deploy`).
+                let mut v = v;
+                if let Some(out) = side.init_outputs.lock().remove(&pk) {
+                    v.init_output = out;
+                }
+                Ok(v)
+            }
             Ok(Specialised::NeedsSnapshot(init_output)) => {
                 let host = side.host.clone();
                 let mut v = v;

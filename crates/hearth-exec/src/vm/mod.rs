@@ -17,6 +17,7 @@
 //! whole memory class, the most its guest can touch, so a load of concurrent
 //! invocations cannot overshoot the budget.
 
+pub(crate) mod deploy;
 pub(crate) mod invoke;
 pub(crate) mod manager;
 
@@ -231,6 +232,14 @@ pub(crate) struct VmSide {
     /// Dedicated VM sub-pool sizes, by (account, memory class): the
     /// accounts' `microvm:CLASS` capacity settings.
     pub dedicated: parking_lot::Mutex<HashMap<(String, u32), u32>>,
+    /// One deploy-time snapshot at a time ([`deploy`]).
+    pub deploying: tokio::sync::Semaphore,
+    /// Function snapshots being taken at deploy time: an invocation of the
+    /// function waits for the flight rather than load the module itself.
+    pub flights: parking_lot::Mutex<HashMap<PreparedKey, tokio::sync::watch::Receiver<bool>>>,
+    /// What a deploy-time init wrote, for the first invocation that adopts
+    /// its snapshot (its log shows it once).
+    pub init_outputs: parking_lot::Mutex<HashMap<PreparedKey, Vec<u8>>>,
 }
 
 pub(crate) type PreparedKey = (String, Vec<u8>, u32);
@@ -260,6 +269,9 @@ impl VmSide {
             sizers: parking_lot::Mutex::new(sizers),
             dedicated: parking_lot::Mutex::new(HashMap::new()),
             pooled_mb: parking_lot::Mutex::new(HashMap::new()),
+            deploying: tokio::sync::Semaphore::new(1),
+            flights: parking_lot::Mutex::new(HashMap::new()),
+            init_outputs: parking_lot::Mutex::new(HashMap::new()),
         }
     }
 }
