@@ -312,10 +312,10 @@ pub fn command_at<'a>(
 
 /// Whether Hearth's bootstrap for `runtime` takes a Unix socket channel to
 /// the Runtime API from its sandbox (`HEARTH_RUNTIME_API_FD`) instead of
-/// loopback TCP: the Python one does (falling back to TCP if the channel
-/// fails); the Node one and `provided*` bootstraps do not.
+/// loopback TCP: the Python and Node ones do (each falls back to TCP if
+/// the channel fails); a `provided*` function's own `bootstrap` does not.
 pub fn takes_channel(runtime: &Runtime) -> bool {
-    matches!(runtime, Runtime::Python { .. })
+    matches!(runtime, Runtime::Python { .. } | Runtime::Node { .. })
 }
 
 /// What [`warm_command`] gives: the argv, and the whole environment.

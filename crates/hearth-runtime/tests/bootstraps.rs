@@ -86,6 +86,60 @@ async fn start_with(
     Some(launch(rt, api, runtime_dir, task, &argv, env, &cwd))
 }
 
+/// How a bootstrap started by [`start_on_channel`] reaches the Runtime API.
+#[derive(Clone, Copy)]
+enum Channel {
+    /// A Unix socket served by the endpoint, its number in
+    /// `HEARTH_RUNTIME_API_FD`, and `AWS_LAMBDA_RUNTIME_API` pointing where
+    /// nothing listens: only the channel can work.
+    Only,
+    /// `HEARTH_RUNTIME_API_FD` naming a descriptor that is not open: the
+    /// bootstrap must fall back to TCP.
+    Broken,
+}
+
+/// [`start`], with the sandbox's Runtime API channel as `channel` says.
+async fn start_on_channel(
+    runtime: &str,
+    handler: &str,
+    files: &[(&str, &str)],
+    channel: Channel,
+) -> Option<Harness> {
+    use nix::fcntl::{fcntl, FcntlArg, FdFlag};
+    use std::os::fd::AsRawFd;
+    let (rt, interp, runtime_dir, installed, task) = prepare(runtime, files)?;
+    let api = RuntimeApi::serve(std::net::TcpListener::bind("127.0.0.1:0").unwrap()).unwrap();
+    let mut env = function_env(&rt, handler, &[], &api, task.path());
+    let argv = bootstrap::command_at(&rt, Path::new(interp), &installed, task.path());
+    let cwd = task.path().to_path_buf();
+    let theirs = match channel {
+        Channel::Only => {
+            let (ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+            api.serve_channel(ours).unwrap();
+            // Inherited by the child (and, for this moment, by any other
+            // child this test binary starts: harmless).
+            fcntl(&theirs, FcntlArg::F_SETFD(FdFlag::empty())).unwrap();
+            for (k, v) in &mut env {
+                if k == "AWS_LAMBDA_RUNTIME_API" {
+                    *v = "127.0.0.1:1".to_owned();
+                }
+            }
+            env.push((
+                "HEARTH_RUNTIME_API_FD".to_owned(),
+                theirs.as_raw_fd().to_string(),
+            ));
+            Some(theirs)
+        }
+        Channel::Broken => {
+            env.push(("HEARTH_RUNTIME_API_FD".to_owned(), "987".to_owned()));
+            None
+        }
+    };
+    let h = launch(rt, api, runtime_dir, task, &argv, env, &cwd);
+    drop(theirs);
+    Some(h)
+}
+
 /// Starts `runtime` runtime-warm: the bootstrap with [`bootstrap::warm_command_at`]'s
 /// minimal environment, in `/` rather than the task root, waiting for
 /// [`Harness::assign`].
@@ -1116,6 +1170,34 @@ async fn node_oversized_response_then_keeps_serving() {
     match h.invoke("{}").await.1 {
         InvokeOutcome::ResponseTooLarge { .. } => {}
         other => panic!("{other:?}"),
+    }
+}
+
+/// Both of Hearth's bootstraps take the sandbox's channel as their
+/// connection and answer with `Hearth-Then-Next` over it (several
+/// invocations, an error among them); the handler never sees the variable.
+/// A channel that is not there falls back to TCP.
+#[tokio::test]
+async fn bootstraps_use_the_runtime_api_channel_or_fall_back_to_tcp() {
+    const PY: &str = "import os\n\ndef handler(event, context):\n    if event == 'fail':\n        raise ValueError('asked')\n    return [event, os.environ.get('HEARTH_RUNTIME_API_FD')]\n";
+    const JS: &str = "exports.handler = async (event) => {\n  if (event === 'fail') throw new Error('asked');\n  return [event, process.env.HEARTH_RUNTIME_API_FD ?? null];\n};\n";
+    for channel in [Channel::Only, Channel::Broken] {
+        for (runtime, handler, files) in [
+            ("python3.11", "app.handler", [("app.py", PY)]),
+            ("nodejs20.x", "index.handler", [("index.js", JS)]),
+        ] {
+            let Some(h) = start_on_channel(runtime, handler, &files, channel).await else {
+                continue;
+            };
+            h.ready().await;
+            for i in 0..3 {
+                assert_eq!(h.call(&i.to_string()).await, json!([i, null]), "{runtime}");
+            }
+            let (_, body, error_type) = h.call_error(r#""fail""#).await;
+            assert_eq!(body["errorMessage"], "asked", "{runtime}: {body}");
+            assert_eq!(error_type.as_deref(), Some("Unhandled"), "{runtime}");
+            assert_eq!(h.call("4").await, json!([4, null]), "{runtime}");
+        }
     }
 }
 

@@ -6,6 +6,17 @@
 // a time. Handler resolution, error bodies (`trace`, not `stackTrace`) and log
 // lines follow AWS's Node.js runtime interface client.
 //
+// Hearth's own Runtime API extensions (ADR 0018), both optional:
+// - HEARTH_RUNTIME_API_FD: a connected Unix socket to the same Runtime API,
+//   inherited from the sandbox. It is taken out of the environment before
+//   any handler code runs and used as the client's first connection; if it
+//   fails, the client falls back to TCP for good. (Node cannot mark it
+//   close-on-exec: a handler's child process inherits it, which gives it
+//   nothing AWS_LAMBDA_RUNTIME_API does not.)
+// - `Hearth-Then-Next: 1` on an answer: the reply to an accepted answer is
+//   the next invocation (one exchange per invocation); a 202 means the
+//   Runtime API did not do that, and the runtime asks `next` itself.
+//
 // Runtime-warm ("await assignment") mode, when started with
 // HEARTH_AWAIT_ASSIGNMENT=1 and a minimal environment: the runtime loads what
 // it needs, then long-polls Hearth's assignment endpoint
@@ -26,12 +37,14 @@
 'use strict';
 
 const http = require('http');
+const net = require('net');
 const fs = require('fs');
 const path = require('path');
 const util = require('util');
 
 const API_BASE = '/2018-06-01/runtime/';
 const ERROR_TYPE_HEADER = 'Lambda-Runtime-Function-Error-Type';
+const THEN_NEXT_HEADER = 'Hearth-Then-Next';
 
 // ---------------------------------------------------------------- errors
 
@@ -150,17 +163,39 @@ const apiAddress = process.env.AWS_LAMBDA_RUNTIME_API || '127.0.0.1:9001';
 const colon = apiAddress.lastIndexOf(':');
 const apiHost = apiAddress.slice(0, colon).replace(/^\[(.*)\]$/, '$1');
 const apiPort = parseInt(apiAddress.slice(colon + 1), 10);
+// The sandbox's channel to the Runtime API, if it gave one (see the top).
+let channelFd = (() => {
+  const v = process.env.HEARTH_RUNTIME_API_FD;
+  delete process.env.HEARTH_RUNTIME_API_FD;
+  const n = v === undefined ? NaN : Number(v);
+  return Number.isInteger(n) && n >= 0 ? n : null;
+})();
 // One keep-alive socket: free sockets are unref'd, so an idle one does not
 // keep the event loop alive (AWS's null-response rule relies on that).
 const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+agent.createConnection = function createConnection(options, callback) {
+  if (channelFd !== null) {
+    const fd = channelFd;
+    channelFd = null;
+    try {
+      const socket = new net.Socket({ fd, readable: true, writable: true });
+      socket.hearthChannel = true;
+      return socket;
+    } catch (_) {
+      // Not a usable socket: TCP, as without one.
+    }
+  }
+  return http.Agent.prototype.createConnection.call(this, options, callback);
+};
 
-function request(method, urlPath, body, headers) {
+function request(method, urlPath, body, headers, retried) {
   return new Promise((resolve, reject) => {
     const hdrs = Object.assign({}, headers);
     if (body !== undefined) {
       hdrs['Content-Type'] = 'application/json';
       hdrs['Content-Length'] = body.length;
     }
+    let onChannel = false;
     const req = http.request(
       { host: apiHost, port: apiPort, method, path: urlPath, agent, headers: hdrs },
       (res) => {
@@ -172,14 +207,25 @@ function request(method, urlPath, body, headers) {
         res.on('error', reject);
       },
     );
-    req.on('error', reject);
+    req.on('socket', (socket) => {
+      onChannel = socket.hearthChannel === true;
+    });
+    req.on('error', (e) => {
+      // A request that failed on the channel is tried once more, over TCP.
+      if (onChannel && !retried) {
+        request(method, urlPath, body, headers, true).then(resolve, reject);
+      } else {
+        reject(e);
+      }
+    });
     req.end(body);
   });
 }
 
 async function post(urlPath, bodyString, headers) {
   const res = await request('POST', urlPath, Buffer.from(bodyString, 'utf8'), headers);
-  if (res.status !== 202) {
+  // 200: the next invocation, in reply to an answer sent with THEN_NEXT_HEADER.
+  if (res.status !== 202 && res.status !== 200) {
     // 413 (response too large) is already reported to the invoker.
     process.stderr.write(
       `Runtime API refused ${urlPath}: ${res.status} ${res.body.toString('utf8', 0, 200)}\n`,
@@ -316,17 +362,21 @@ function buildContext(headers, finish) {
   };
 }
 
+/** Posts an invocation's error; resolves to the Runtime API's reply (the
+ * next invocation if it is a 200, see THEN_NEXT_HEADER). */
 async function postError(id, err) {
   logError('Invoke Error', err);
-  await post(
+  return post(
     `${API_BASE}invocation/${encodeURIComponent(id)}/error`,
     JSON.stringify(toRapidResponse(err)),
-    { [ERROR_TYPE_HEADER]: 'Unhandled' },
+    { [ERROR_TYPE_HEADER]: 'Unhandled', [THEN_NEXT_HEADER]: '1' },
   );
 }
 
-async function invokeOnce(handler) {
-  const res = await request('GET', `${API_BASE}invocation/next`);
+/** Runs one invocation: `following`, the reply that already carries it, or
+ * the one `next` gives. */
+async function invokeOnce(handler, following) {
+  const res = following || (await request('GET', `${API_BASE}invocation/next`));
   if (res.status !== 200) {
     process.stderr.write(`Runtime API refused next: ${res.status} ${res.body.toString('utf8', 0, 200)}\n`);
     process.exit(1);
@@ -357,11 +407,13 @@ async function invokeOnce(handler) {
         answer = postError(id, new Error('Unable to stringify response body'));
       }
       if (body !== undefined) {
-        answer = post(`${API_BASE}invocation/${encodeURIComponent(id)}/response`, body);
+        answer = post(`${API_BASE}invocation/${encodeURIComponent(id)}/response`, body, {
+          [THEN_NEXT_HEADER]: '1',
+        });
       }
     }
     answer.then(
-      () => setImmediate(() => loop(handler)),
+      (reply) => setImmediate(() => loop(handler, reply.status === 200 ? reply : null)),
       (e) => fatal('Runtime API request failed', e),
     );
   };
@@ -386,8 +438,8 @@ async function invokeOnce(handler) {
   }
 }
 
-function loop(handler) {
-  invokeOnce(handler).catch((e) => fatal('Runtime API request failed', e));
+function loop(handler, following) {
+  invokeOnce(handler, following).catch((e) => fatal('Runtime API request failed', e));
 }
 
 function fatal(what, e) {
