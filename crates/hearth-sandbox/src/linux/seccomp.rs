@@ -22,6 +22,12 @@
 //! beside a denied `open_tree`); the other rejects the x32 ABI on x86_64
 //! (syscall numbers with bit 30 set), which the named rules would otherwise
 //! not match.
+//!
+//! The five filters are installed as one program ([`merge`]): the same
+//! answers, composed in BPF as the kernel composes separate filters. The
+//! kernel converts and JITs each filter it is given and runs each on every
+//! system call, so one program costs a sandbox's start one conversion
+//! instead of five, and each of its system calls one filter run.
 
 use std::io::Cursor;
 use std::sync::OnceLock;
@@ -45,7 +51,8 @@ pub(crate) const FIRST_UNVETTED_NR: u32 = 451;
 /// One BPF instruction as it travels to the launcher: (code, jt, jf, k).
 pub(crate) type WireInstruction = (u16, u8, u8, u32);
 
-/// The compiled programs for the host architecture, compiled on first use.
+/// The sandbox's seccomp program for the host architecture ([`merge`] of
+/// [`separate_programs`]), made on first use.
 pub(crate) fn host_programs() -> Result<&'static [BpfProgram], String> {
     static PROGRAMS: OnceLock<Result<Vec<BpfProgram>, String>> = OnceLock::new();
     PROGRAMS
@@ -56,15 +63,147 @@ pub(crate) fn host_programs() -> Result<&'static [BpfProgram], String> {
                     std::env::consts::ARCH
                 )
             })?;
-            let mut programs = compile(arch)?;
-            programs.push(unvetted_guard(arch));
-            if arch == TargetArch::x86_64 {
-                programs.push(x32_guard());
-            }
-            Ok(programs)
+            Ok(vec![merge(&separate_programs(arch)?)?])
         })
         .as_deref()
         .map_err(Clone::clone)
+}
+
+/// The policy's filters and the two guards for `arch`, in installation
+/// order.
+fn separate_programs(arch: TargetArch) -> Result<Vec<BpfProgram>, String> {
+    let mut programs = compile(arch)?;
+    programs.push(unvetted_guard(arch));
+    if arch == TargetArch::x86_64 {
+        programs.push(x32_guard());
+    }
+    Ok(programs)
+}
+
+/// The classic BPF opcodes [`merge`] writes or must not find.
+mod bpf {
+    pub const LD_IMM: u16 = 0x00;
+    pub const LD_MEM: u16 = 0x60;
+    pub const LDX_MEM: u16 = 0x61;
+    pub const ST: u16 = 0x02;
+    pub const STX: u16 = 0x03;
+    pub const ADD_K: u16 = 0x04;
+    pub const AND_K: u16 = 0x54;
+    pub const JA: u16 = 0x05;
+    pub const JGE_X: u16 = 0x3d;
+    pub const RET_K: u16 = 0x06;
+    pub const RET_A: u16 = 0x16;
+    pub const TAX: u16 = 0x07;
+    /// The mode bits of a load: `BPF_MEM` reads scratch memory.
+    pub const MODE_MASK: u16 = 0xe0;
+    pub const MODE_MEM: u16 = 0x60;
+    /// `BPF_MAXINSNS`.
+    pub const MAX_INSNS: usize = 4096;
+}
+
+/// One program that answers every system call as the kernel answers it
+/// with `programs` installed in this order as separate filters. The kernel
+/// runs the last installed first and keeps the answer whose action
+/// (`SECCOMP_RET_ACTION_FULL`, compared as a signed number) is lowest, the
+/// first such among equals. Here each program runs in that order, its
+/// `RET`s turned into jumps to a step that keeps the best answer so far in
+/// scratch memory, and the best is returned at the end:
+///
+/// - `M[0]`/`M[1]`: the best answer and its action's key, the action plus
+///   2^31 (unsigned order of the key = signed order of the action);
+/// - `M[2]`/`M[3]`: the program's answer and its key.
+///
+/// Each `RET k` becomes a `JA` of the same length to a stub after the
+/// program (`A = k`, then `JA` to the merge step), so no jump inside the
+/// program moves. A and X are zeroed before each program, as the kernel
+/// starts every filter. Refuses programs that use scratch memory themselves
+/// (the policy's do not: `seccompiler` never emits it).
+pub(crate) fn merge(programs: &[BpfProgram]) -> Result<BpfProgram, String> {
+    use bpf::*;
+    const BEST: u32 = 0;
+    const BEST_KEY: u32 = 1;
+    const ANSWER: u32 = 2;
+    const ANSWER_KEY: u32 = 3;
+    const SIGN: u32 = 0x8000_0000;
+    let stmt = |code, k| sock_filter {
+        code,
+        jt: 0,
+        jf: 0,
+        k,
+    };
+    let ja = |from: usize, to: usize| stmt(JA, (to - from - 1) as u32);
+    let allow = libc::SECCOMP_RET_ALLOW;
+    let mut out = vec![
+        stmt(LD_IMM, allow),
+        stmt(ST, BEST),
+        stmt(
+            LD_IMM,
+            (allow & libc::SECCOMP_RET_ACTION_FULL).wrapping_add(SIGN),
+        ),
+        stmt(ST, BEST_KEY),
+    ];
+    for p in programs.iter().rev() {
+        if p.iter().any(|i| {
+            matches!(i.code, ST | STX) || i.code & 0x07 <= 0x01 && i.code & MODE_MASK == MODE_MEM
+        }) {
+            return Err("a seccomp program to merge uses scratch memory".to_owned());
+        }
+        out.push(stmt(LD_IMM, 0));
+        out.push(stmt(TAX, 0));
+        let mut answers: Vec<u32> = Vec::new();
+        for i in p {
+            if i.code == RET_K && !answers.contains(&i.k) {
+                answers.push(i.k);
+            }
+        }
+        // Indices inside this program's part: the body, a stub of two
+        // instructions per distinct answer, then the merge step.
+        let n = p.len();
+        let merge_at = n + 2 * answers.len();
+        let base = out.len();
+        for (at, i) in p.iter().enumerate() {
+            out.push(match i.code {
+                RET_K => {
+                    let stub = answers.iter().position(|k| *k == i.k).unwrap_or(0);
+                    ja(at, n + 2 * stub)
+                }
+                RET_A => ja(at, merge_at),
+                _ => i.clone(),
+            });
+        }
+        for (s, k) in answers.iter().enumerate() {
+            out.push(stmt(LD_IMM, *k));
+            out.push(ja(n + 2 * s + 1, merge_at));
+        }
+        debug_assert_eq!(out.len(), base + merge_at);
+        out.extend([
+            stmt(ST, ANSWER),
+            stmt(AND_K, libc::SECCOMP_RET_ACTION_FULL),
+            stmt(ADD_K, SIGN),
+            stmt(ST, ANSWER_KEY),
+            stmt(LDX_MEM, BEST_KEY),
+            // Not lower than the best so far: keep the best.
+            sock_filter {
+                code: JGE_X,
+                jt: 4,
+                jf: 0,
+                k: 0,
+            },
+            stmt(LD_MEM, ANSWER),
+            stmt(ST, BEST),
+            stmt(LD_MEM, ANSWER_KEY),
+            stmt(ST, BEST_KEY),
+        ]);
+    }
+    out.push(stmt(LD_MEM, BEST));
+    out.push(stmt(RET_A, 0));
+    if out.len() > MAX_INSNS {
+        return Err(format!(
+            "the merged seccomp program has {} instructions (at most {MAX_INSNS})",
+            out.len()
+        ));
+    }
+    Ok(out)
 }
 
 fn host_arch() -> Option<TargetArch> {
@@ -207,7 +346,7 @@ mod tests {
             assert_eq!(programs.len(), 3);
             assert!(programs.iter().all(|p| !p.is_empty() && p.len() < 4096));
         }
-        assert!(host_programs().unwrap().len() >= 4);
+        assert_eq!(host_programs().unwrap().len(), 1);
     }
 
     #[test]
@@ -298,6 +437,199 @@ mod tests {
                 "clone flag {flag:#x} not denied"
             );
         }
+    }
+
+    /// A classic BPF interpreter for seccomp programs, as the kernel runs
+    /// them: `data` is a `struct seccomp_data`.
+    fn run(program: &[sock_filter], data: &[u8; 64]) -> u32 {
+        let (mut a, mut x, mut mem) = (0u32, 0u32, [0u32; 16]);
+        let mut pc = 0usize;
+        loop {
+            let i = program[pc].clone();
+            pc += 1;
+            let word =
+                |k: u32| u32::from_le_bytes(data[k as usize..k as usize + 4].try_into().unwrap());
+            let src = |i: &sock_filter, x: u32| if i.code & 0x08 != 0 { x } else { i.k };
+            match i.code & 0x07 {
+                0x00 => {
+                    a = match i.code & 0xe0 {
+                        0x20 => word(i.k),
+                        0x00 => i.k,
+                        0x60 => mem[i.k as usize],
+                        m => panic!("load mode {m:#x}"),
+                    }
+                }
+                0x01 => {
+                    x = match i.code & 0xe0 {
+                        0x00 => i.k,
+                        0x60 => mem[i.k as usize],
+                        m => panic!("ldx mode {m:#x}"),
+                    }
+                }
+                0x02 => mem[i.k as usize] = a,
+                0x03 => mem[i.k as usize] = x,
+                0x04 => {
+                    let v = src(&i, x);
+                    a = match i.code & 0xf0 {
+                        0x00 => a.wrapping_add(v),
+                        0x10 => a.wrapping_sub(v),
+                        0x40 => a | v,
+                        0x50 => a & v,
+                        0x60 => a.wrapping_shl(v),
+                        0x70 => a.wrapping_shr(v),
+                        0xa0 => a ^ v,
+                        op => panic!("alu op {op:#x}"),
+                    }
+                }
+                0x05 => {
+                    let v = src(&i, x);
+                    let taken = match i.code & 0xf0 {
+                        0x00 => {
+                            pc += i.k as usize;
+                            continue;
+                        }
+                        0x10 => a == v,
+                        0x20 => a > v,
+                        0x30 => a >= v,
+                        0x40 => a & v != 0,
+                        op => panic!("jump op {op:#x}"),
+                    };
+                    pc += usize::from(if taken { i.jt } else { i.jf });
+                }
+                0x06 => return if i.code & 0x18 == 0x10 { a } else { i.k },
+                0x07 => {
+                    if i.code & 0xf8 == 0 {
+                        x = a
+                    } else {
+                        a = x
+                    }
+                }
+                _ => unreachable!(),
+            }
+        }
+    }
+
+    /// What the kernel answers with `programs` installed in this order.
+    fn composed(programs: &[BpfProgram], data: &[u8; 64]) -> u32 {
+        let action = |r: u32| (r & libc::SECCOMP_RET_ACTION_FULL) as i32;
+        let mut best = libc::SECCOMP_RET_ALLOW;
+        for p in programs.iter().rev() {
+            let r = run(p, data);
+            if action(r) < action(best) {
+                best = r;
+            }
+        }
+        best
+    }
+
+    fn data(nr: u32, arch: u32, args: [u64; 6]) -> [u8; 64] {
+        let mut d = [0u8; 64];
+        d[0..4].copy_from_slice(&nr.to_le_bytes());
+        d[4..8].copy_from_slice(&arch.to_le_bytes());
+        for (i, a) in args.iter().enumerate() {
+            d[16 + 8 * i..24 + 8 * i].copy_from_slice(&a.to_le_bytes());
+        }
+        d
+    }
+
+    /// The merged program answers exactly as the separate filters do: every
+    /// syscall number of the vetted table and beyond, x32 numbers, four
+    /// architectures; and, for the numbers the filters name, every argument
+    /// set to each constant they compare with (and its neighbours).
+    #[test]
+    fn the_merged_program_answers_as_the_separate_filters() {
+        for arch in [TargetArch::x86_64, TargetArch::aarch64] {
+            let programs = separate_programs(arch).unwrap();
+            let merged = merge(&programs).unwrap();
+            assert!(merged.len() < 4096);
+            let mut constants: Vec<u32> = programs
+                .iter()
+                .flatten()
+                .filter(|i| i.code & 0x07 == 0x05 && i.code & 0xf0 != 0)
+                .flat_map(|i| [i.k, i.k.wrapping_sub(1), i.k.wrapping_add(1)])
+                .chain([0, u32::MAX, 0x8000_0000])
+                .collect();
+            constants.sort_unstable();
+            constants.dedup();
+            let arches = [0xc000_003e, 0x4000_0003, 0xc000_00b7, 0];
+            let mut checked = 0u64;
+            for a in arches {
+                let numbers = (0..520)
+                    .chain((0x4000_0000..0x4000_0000 + 520).step_by(7))
+                    .chain([u32::MAX]);
+                for nr in numbers {
+                    let d = data(nr, a, [0; 6]);
+                    assert_eq!(
+                        run(&merged, &d),
+                        composed(&programs, &d),
+                        "nr {nr} arch {a:#x}"
+                    );
+                    checked += 1;
+                }
+                for &nr in constants.iter().filter(|&&c| c < 1024) {
+                    for arg in 0..6 {
+                        for &c in &constants {
+                            for v in [
+                                u64::from(c),
+                                u64::from(c) << 32,
+                                u64::from(c) | u64::from(c) << 32,
+                            ] {
+                                let mut args = [0u64; 6];
+                                args[arg] = v;
+                                let d = data(nr, a, args);
+                                assert_eq!(
+                                    run(&merged, &d),
+                                    composed(&programs, &d),
+                                    "nr {nr} arch {a:#x} args {args:?}"
+                                );
+                                checked += 1;
+                            }
+                        }
+                    }
+                }
+            }
+            assert!(checked > 10_000, "{checked}");
+        }
+    }
+
+    /// The merge itself, on hand-made filters: the lowest action wins
+    /// whatever the order, and among equal actions the last installed.
+    #[test]
+    fn merge_keeps_the_kernels_precedence() {
+        let ret = |k| sock_filter {
+            code: bpf::RET_K,
+            jt: 0,
+            jf: 0,
+            k,
+        };
+        let errno = |e: u32| libc::SECCOMP_RET_ERRNO | e;
+        let kill = libc::SECCOMP_RET_KILL_PROCESS;
+        let allow = libc::SECCOMP_RET_ALLOW;
+        for (programs, want) in [
+            (vec![vec![ret(allow)], vec![ret(errno(1))]], errno(1)),
+            (vec![vec![ret(errno(1))], vec![ret(allow)]], errno(1)),
+            (vec![vec![ret(errno(1))], vec![ret(errno(38))]], errno(38)),
+            (vec![vec![ret(errno(38))], vec![ret(errno(1))]], errno(1)),
+            (
+                vec![vec![ret(errno(1))], vec![ret(kill)], vec![ret(allow)]],
+                kill,
+            ),
+            (vec![vec![ret(allow)], vec![ret(allow)]], allow),
+        ] {
+            let d = data(0, 0, [0; 6]);
+            assert_eq!(composed(&programs, &d), want);
+            assert_eq!(run(&merge(&programs).unwrap(), &d), want, "{programs:?}");
+        }
+        let scratch = vec![vec![
+            sock_filter {
+                code: bpf::ST,
+                jt: 0,
+                jf: 0,
+                k: 0,
+            },
+            ret(allow),
+        ]];
+        assert!(merge(&scratch).is_err());
     }
 
     #[test]
