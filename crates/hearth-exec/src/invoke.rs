@@ -423,7 +423,7 @@ impl Executor {
                     general_share: pools.share.standing(fv.account(), now),
                     account_queue_len: pools.queued.get(&account).copied().unwrap_or(0),
                 };
-                let budget = self.budget_view(&pools);
+                let budget = self.budget_view(&pools, u64::from(c.memory_size));
                 let decision = place(&req, &view, &policy, &budget);
                 if !mode.allows(decision, &budget, u64::from(c.memory_size)) {
                     drop(pools);

@@ -296,16 +296,27 @@ impl Executor {
         Ok(side)
     }
 
-    /// The budget as placement sees it: every sandbox and VM charge, and
-    /// what eviction could free.
-    pub(crate) fn budget_view(&self, pools: &Pools) -> BudgetView {
-        BudgetView {
-            limit_mb: self.0.config.memory_budget_mb,
-            used_mb: self.0.memory_used.load(Ordering::Relaxed),
-            evictable_mb: pools.idle.memory_mb()
+    /// The budget as placement sees it for a start that needs `need_mb`:
+    /// every sandbox and VM charge, and what eviction could free. That last
+    /// figure matters only when the free memory does not cover `need_mb`
+    /// (`BudgetView::eviction_needed_for`); otherwise it is left at 0 and
+    /// not summed, so the usual warm invocation does not walk every idle
+    /// sandbox and VM under the pools' lock.
+    pub(crate) fn budget_view(&self, pools: &Pools, need_mb: u64) -> BudgetView {
+        let limit_mb = self.0.config.memory_budget_mb;
+        let used_mb = self.0.memory_used.load(Ordering::Relaxed);
+        let evictable_mb = if used_mb.saturating_add(need_mb) <= limit_mb {
+            0
+        } else {
+            pools.idle.memory_mb()
                 + pools.general_surplus_mb()
                 + pools.vm.idle_mb()
-                + pools.vm.general_surplus_mb(),
+                + pools.vm.general_surplus_mb()
+        };
+        BudgetView {
+            limit_mb,
+            used_mb,
+            evictable_mb,
         }
     }
 
@@ -531,7 +542,7 @@ impl Executor {
                         "This Hearth node is shutting down.",
                     )));
                 }
-                let budget = self.budget_view(pools);
+                let budget = self.budget_view(pools, running_mb(class));
                 // A pooled VM is charged what it holds, a running one its
                 // whole class: a VM can be drawn only where the budget has
                 // room for it to run. Where it has none, placement sees no
