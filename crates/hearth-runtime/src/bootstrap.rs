@@ -69,6 +69,11 @@ const FILES: &[Embedded] = &[
         contents: include_str!("../bootstrap/node/bootstrap.js"),
         mode: 0o444,
     },
+    Embedded {
+        path: "node/rehearsal/rehearsal.js",
+        contents: include_str!("../bootstrap/node/rehearsal/rehearsal.js"),
+        mode: 0o444,
+    },
 ];
 const DIR_MODE: u32 = 0o555;
 /// The Python runtime proper; `bootstrap.py` only imports it, so that it
