@@ -457,18 +457,37 @@ def test_assignment_sets_the_exact_memory_size(cap, acct_client):
     assert cgroup_memory_limit(d) == 200 * MIB, f"{d}: limit {cgroup_memory_limit(d)}, want {200 * MIB}"
 
 
+# What a Node handler can see of the runtime's rehearsal before its
+# assignment: modules, environment, working directory, live handles.
+NODE_TRACES = b"""
+exports.handler = async (event) => ({
+  ok: true,
+  event,
+  traces: [
+    ...Object.keys(require.cache).filter((k) => k.includes('rehearsal')),
+    ...Object.keys(process.env).filter((k) => k.startsWith('HEARTH_')),
+    ...process.getActiveResourcesInfo().filter((r) => /Server|TCP/.test(r)),
+  ],
+  cwd: process.cwd(),
+});
+"""
+
+
 @pytest.mark.skipif(NODE_RUNTIME is None, reason=NODE_ABSENT)
 def test_node_first_invoke_is_general_runtime_then_warm(cap, acct_client):
     acct, client = acct_client
     name = unique_name("cap-node")
-    create_fn(client, name, zip_bytes=make_zip({"index.js": NODE_HANDLER, "nonce.txt": nonce()}),
+    create_fn(client, name, zip_bytes=make_zip({"index.js": NODE_TRACES, "nonce.txt": nonce()}),
               runtime=NODE_RUNTIME, handler="index.handler", Timeout=30)
     wait_pools(cap, general_idle_at_least("nodejs:128", 1), FILL_TIMEOUT_S, "an idle nodejs:128 sandbox")
     tag = nonce()
     first = invoke_ok(client, name, {"tag": tag})
     assert first.placement == "general-runtime", first.describe()
     assert report_has_init(first), first.report
-    assert first.json() == {"ok": True, "event": {"tag": tag}}, first.describe()
+    # The runtime rehearsed (an HTTP exchange with a server of its own, a
+    # module load, the environment swap) while it waited: nothing is left.
+    assert first.json() == {"ok": True, "event": {"tag": tag}, "traces": [], "cwd": "/var/task"}, \
+        first.describe()
     second = invoke_ok(client, name, {"tag": tag})
     assert second.placement == "warm", second.describe()
     assert not report_has_init(second), second.report
