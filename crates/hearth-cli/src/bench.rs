@@ -387,6 +387,9 @@ fn target_notes(report: &Report) -> Vec<String> {
         if let Some(v) = p(f, "runtime-warm", |m| m.p50) {
             notes.push(first_invoke_note("process sandbox", v));
         }
+        if let Some(v) = p(f, "node-runtime-warm", |m| m.p50) {
+            notes.push(first_invoke_note("process sandbox, Node.js", v));
+        }
         if let Some(v) = p(f, "cold", |m| m.p50) {
             notes.push(format!(
                 "Target (process sandbox): cold start with every pool empty p50 ≤ 15 ms: {v:.2} ms ({}).",

@@ -7,8 +7,11 @@
 //! ([`hearth_bench::baselines`]).
 
 use super::http::{init_duration, timed_invoke, Conn, Signer};
-use super::node::{zip_b64, Node};
+use super::node::{zip_b64, zip_b64_as, Node};
 use super::{check_stop, Ctx, HANDLER};
+
+/// The Node.js counterpart of `HANDLER`: a no-op.
+const NODE_HANDLER: &str = "exports.handler = async () => null;\n";
 use anyhow::{bail, Context, Result};
 use hearth_bench::baselines::{Fixture, PeerBaseline};
 use hearth_bench::report::{ChartSpec, Figure, Scenario, Section};
@@ -23,14 +26,16 @@ const REFILL: Duration = Duration::from_secs(30);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
     RuntimeWarm,
+    NodeRuntimeWarm,
     Provisioned,
     ShellWarm,
     Cold,
 }
 
 impl Phase {
-    const ALL: [Self; 4] = [
+    const ALL: [Self; 5] = [
         Self::RuntimeWarm,
+        Self::NodeRuntimeWarm,
         Self::Provisioned,
         Self::ShellWarm,
         Self::Cold,
@@ -39,6 +44,7 @@ impl Phase {
     fn id(self) -> &'static str {
         match self {
             Self::RuntimeWarm => "runtime-warm",
+            Self::NodeRuntimeWarm => "node-runtime-warm",
             Self::Provisioned => "provisioned",
             Self::ShellWarm => "shell-warm",
             Self::Cold => "cold",
@@ -48,6 +54,7 @@ impl Phase {
     fn label(self) -> &'static str {
         match self {
             Self::RuntimeWarm => "Hearth, general runtime-warm",
+            Self::NodeRuntimeWarm => "Hearth, general runtime-warm, Node.js",
             Self::Provisioned => "Hearth, provisioned (dedicated)",
             Self::ShellWarm => "Hearth, general shell-warm",
             Self::Cold => "Hearth, cold (pools disabled)",
@@ -57,7 +64,7 @@ impl Phase {
     /// The `X-Hearth-Placement` the first invocation must report.
     fn placement(self) -> &'static str {
         match self {
-            Self::RuntimeWarm => "general-runtime",
+            Self::RuntimeWarm | Self::NodeRuntimeWarm => "general-runtime",
             Self::Provisioned => "dedicated",
             Self::ShellWarm => "general-shell",
             Self::Cold => "cold",
@@ -70,6 +77,9 @@ impl Phase {
             Self::RuntimeWarm | Self::Provisioned => {
                 "[capacity]\ngeneral = [ { profile = \"python:128\", min = 2, max = 2 } ]\n"
             }
+            Self::NodeRuntimeWarm => {
+                "[capacity]\ngeneral = [ { profile = \"nodejs:128\", min = 2, max = 2 } ]\n"
+            }
             Self::ShellWarm => {
                 "[capacity]\ngeneral = [ { profile = \"shell:128\", min = 2, max = 2 } ]\n"
             }
@@ -81,6 +91,8 @@ impl Phase {
     fn baseline(self) -> &'static str {
         match self {
             Self::RuntimeWarm => peer_id(PeerBaseline::ForkExec),
+            // Node's own first invoke against Python's, from the same pool kind.
+            Self::NodeRuntimeWarm => Self::RuntimeWarm.id(),
             Self::Provisioned => "provisioned-warm",
             Self::ShellWarm => peer_id(PeerBaseline::Bubblewrap),
             Self::Cold => peer_id(PeerBaseline::Crun),
@@ -113,10 +125,11 @@ impl Samples {
 pub fn run(ctx: &Ctx) -> Result<Section> {
     let trials = if ctx.quick { 5 } else { 100 };
     let zip = zip_b64(HANDLER)?;
+    let node_zip = zip_b64_as("index.js", NODE_HANDLER)?;
     let mut section = Section::new(
         "first-invoke",
         "First invoke of a fresh function",
-        "Client-observed latency of the first invocation of a just-created no-op Python function (SigV4 Invoke API), by where Hearth finds capacity; `Init Duration` is the REPORT line's. \
+        "Client-observed latency of the first invocation of a just-created no-op Python function (and, on its own row, a no-op Node.js one; SigV4 Invoke API), by where Hearth finds capacity; `Init Duration` is the REPORT line's. \
          Peers, measured here trial by trial between Hearth's trials: Hearth's own Python bootstrap started fresh as a plain child process (fork+exec python3), in bubblewrap, and as a crun OCI container, each timed from spawn to its answer to the first invocation through a Runtime API (init: to its first GET /next). \
          Provisioned is compared with the second invocation of the same provisioned version.",
     );
@@ -145,7 +158,16 @@ pub fn run(ctx: &Ctx) -> Result<Section> {
     let mut trial = 0usize;
     let mut node: Option<(Node, &'static str)> = None;
     let mut stages = Vec::new();
+    let has_node = std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("node").is_file()));
+    if !has_node {
+        eprintln!("[first-invoke] skipping the Node.js phase: no `node` on PATH");
+        section = section.skipped(Phase::NodeRuntimeWarm.id(), "no `node` on PATH");
+    }
     for phase in Phase::ALL {
+        if phase == Phase::NodeRuntimeWarm && !has_node {
+            continue;
+        }
         // Provisioned capacity is made on the runtime-warm node.
         if node.as_ref().map(|(_, cfg)| *cfg) != Some(phase.config()) {
             drop(node.take());
@@ -166,6 +188,9 @@ pub fn run(ctx: &Ctx) -> Result<Section> {
                 let (first, second) = provisioned_trial(n, &zip, &name)?;
                 samples.push("provisioned-warm", second);
                 (first, None)
+            } else if phase == Phase::NodeRuntimeWarm {
+                n.create_function_of(&name, "nodejs20.x", "index.handler", &node_zip, &json!({}))?;
+                first_invoke(n, &name, phase.placement())?
             } else {
                 hearth_trial(n, &zip, &name, phase.placement())?
             };
@@ -347,6 +372,13 @@ fn hearth_trial(
     placement: &str,
 ) -> Result<(Duration, Option<Duration>)> {
     node.create_function(name, zip)?;
+    first_invoke(node, name, placement)
+}
+
+/// Times the first invocation of the just-created `name`, which must be
+/// served from `placement`; returns the latency and the REPORT's Init
+/// Duration.
+fn first_invoke(node: &Node, name: &str, placement: &str) -> Result<(Duration, Option<Duration>)> {
     let (took, log, got) = invoke(node, name, None)?;
     if got != placement {
         bail!("{name}: expected placement {placement}, got {got}");

@@ -257,11 +257,24 @@ impl Node {
         zip_b64: &str,
         tags: &serde_json::Value,
     ) -> Result<()> {
+        self.create_function_of(name, "python3.11", "app.handler", zip_b64, tags)
+    }
+
+    /// Creates a function of `runtime` with `handler` from `zip_b64` and
+    /// waits until it is Active.
+    pub fn create_function_of(
+        &self,
+        name: &str,
+        runtime: &str,
+        handler: &str,
+        zip_b64: &str,
+        tags: &serde_json::Value,
+    ) -> Result<()> {
         self.client.call(
             "POST",
             "/2015-03-31/functions",
             Some(&json!({
-                "FunctionName": name, "Runtime": "python3.11", "Handler": "app.handler",
+                "FunctionName": name, "Runtime": runtime, "Handler": handler,
                 "Role": "arn:aws:iam::000000000000:role/bench", "Code": {"ZipFile": zip_b64},
                 "Tags": tags,
             })),
@@ -341,8 +354,13 @@ impl Node {
 
 /// A zip holding `app.py` with `source`, base64-encoded for CreateFunction.
 pub fn zip_b64(source: &str) -> Result<String> {
+    zip_b64_as("app.py", source)
+}
+
+/// A zip holding `source` as `file`, base64-encoded for CreateFunction.
+pub fn zip_b64_as(file: &str, source: &str) -> Result<String> {
     let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-    w.start_file("app.py", zip::write::SimpleFileOptions::default())?;
+    w.start_file(file, zip::write::SimpleFileOptions::default())?;
     w.write_all(source.as_bytes())?;
     Ok(base64::engine::general_purpose::STANDARD.encode(w.finish()?.into_inner()))
 }
