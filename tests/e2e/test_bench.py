@@ -41,8 +41,8 @@ SECTIONS = {
     "python": [],
 }
 VM_FIGURES = {"cow-page", "fork-pages", "forks-alive-ms", "forks-alive-memavailable", "accounting-error", "accounting-cost"}
-# Measured, or skipped with the reason (a host without bwrap or crun).
-PEERS = {"first-invoke": ["fork-exec", "bwrap", "crun"], "warm": ["runtime-api"]}
+# Measured, or skipped with the reason (a host without bwrap, crun or node).
+PEERS = {"first-invoke": ["fork-exec", "bwrap", "crun", "node-runtime-warm"], "warm": ["runtime-api"]}
 
 
 def run_hearth(*args: str, timeout: float) -> subprocess.CompletedProcess:
