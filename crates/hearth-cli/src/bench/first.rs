@@ -9,9 +9,6 @@
 use super::http::{init_duration, timed_invoke, Conn, Signer};
 use super::node::{zip_b64, zip_b64_as, Node};
 use super::{check_stop, Ctx, HANDLER};
-
-/// The Node.js counterpart of `HANDLER`: a no-op.
-const NODE_HANDLER: &str = "exports.handler = async () => null;\n";
 use anyhow::{bail, Context, Result};
 use hearth_bench::baselines::{Fixture, PeerBaseline};
 use hearth_bench::report::{ChartSpec, Figure, Scenario, Section};
@@ -21,6 +18,9 @@ use std::time::{Duration, Instant};
 
 /// How long a node's general pools may take to refill between trials.
 const REFILL: Duration = Duration::from_secs(30);
+
+/// The Node.js counterpart of `HANDLER`: a no-op.
+const NODE_HANDLER: &str = "exports.handler = async () => null;\n";
 
 /// One way Hearth can serve a first invocation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
