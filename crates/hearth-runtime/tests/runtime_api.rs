@@ -45,6 +45,14 @@ fn spawn_invoke(api: &RuntimeApi, inv: Invocation) -> tokio::task::JoinHandle<In
     tokio::spawn(async move { api.invoke(inv).await })
 }
 
+/// Waits (bounded) for `invoke` and checks that it was answered with `body`.
+async fn expect_response(invoke: tokio::task::JoinHandle<InvokeOutcome>, body: &'static [u8]) {
+    assert_eq!(
+        within("invoke", invoke).await.unwrap(),
+        InvokeOutcome::Response(Bytes::from_static(body))
+    );
+}
+
 /// Starts a `next` long poll on its own connection in the background.
 async fn spawn_next(api: &RuntimeApi) -> tokio::task::JoinHandle<(Conn, common::HttpResponse)> {
     let mut conn = Conn::connect(api.local_addr()).await;
@@ -154,10 +162,7 @@ async fn an_answer_with_then_next_is_answered_with_the_next_invocation() {
             .await;
         (conn, r)
     });
-    assert_eq!(
-        within("invoke", invoke).await.unwrap(),
-        InvokeOutcome::Response(Bytes::from_static(b"[1]"))
-    );
+    expect_response(invoke, b"[1]").await;
     eventually("runtime parked in next", || api.is_idle()).await;
     assert!(
         !answer.is_finished(),
@@ -195,10 +200,7 @@ async fn an_answer_with_then_next_is_answered_with_the_next_invocation() {
     let (mut conn, r) = within("answer", answer).await.unwrap();
     assert_eq!(r.header("lambda-runtime-aws-request-id"), Some("tn-3"));
     assert_eq!(conn.post(&response_path("tn-3"), b"3").await.status, 202);
-    assert_eq!(
-        within("invoke", invoke).await.unwrap(),
-        InvokeOutcome::Response(Bytes::from_static(b"3"))
-    );
+    expect_response(invoke, b"3").await;
 }
 
 /// The sandbox's Unix socket channel is served as one more connection to
@@ -215,10 +217,7 @@ async fn the_channel_is_a_connection_to_the_same_endpoint() {
     assert_eq!(r.header("lambda-runtime-aws-request-id"), Some("ch-1"));
     assert_eq!(within("init", api.init()).await, InitOutcome::Ready);
     assert_eq!(conn.post(&response_path("ch-1"), b"ok").await.status, 202);
-    assert_eq!(
-        within("invoke", invoke).await.unwrap(),
-        InvokeOutcome::Response(Bytes::from_static(b"ok"))
-    );
+    expect_response(invoke, b"ok").await;
     api.shutdown();
     assert!(conn.is_closed_by_server().await);
 }
@@ -235,18 +234,12 @@ async fn an_invocation_made_before_the_runtime_polls_is_delivered_at_once() {
     assert_eq!(r.body, b"[1,2]");
     assert_eq!(within("init", api.init()).await, InitOutcome::Ready);
     conn.post(&response_path("early"), b"1").await;
-    assert_eq!(
-        within("invoke", invoke).await.unwrap(),
-        InvokeOutcome::Response(Bytes::from_static(b"1"))
-    );
+    expect_response(invoke, b"1").await;
     // Invocations queue in order.
     let r = conn.get(NEXT).await;
     assert_eq!(r.header("lambda-runtime-aws-request-id"), Some("second"));
     conn.post(&response_path("second"), b"2").await;
-    assert_eq!(
-        within("invoke", a).await.unwrap(),
-        InvokeOutcome::Response(Bytes::from_static(b"2"))
-    );
+    expect_response(a, b"2").await;
 }
 
 #[tokio::test]
@@ -329,10 +322,7 @@ async fn wrong_ids_and_repeated_answers_are_refused() {
     conn.post(&error_path("right"), b"{}")
         .await
         .assert_error(403, "InvalidStateTransition");
-    assert_eq!(
-        within("invoke", invoke).await.unwrap(),
-        InvokeOutcome::Response(Bytes::from_static(b"\"first\""))
-    );
+    expect_response(invoke, b"\"first\"").await;
 }
 
 #[tokio::test]
@@ -392,10 +382,7 @@ async fn chunked_bodies_are_accepted() {
         .send_chunked(&response_path("c"), &[b"{\"a\":", b"[1,2,", b"3]}"])
         .await;
     assert_eq!(r.status, 202);
-    assert_eq!(
-        within("invoke", invoke).await.unwrap(),
-        InvokeOutcome::Response(Bytes::from_static(b"{\"a\":[1,2,3]}"))
-    );
+    expect_response(invoke, b"{\"a\":[1,2,3]}").await;
 
     // Over the limit in chunks, too.
     let invoke = spawn_invoke(&api, inv("c2", "{}"));
@@ -516,10 +503,7 @@ async fn an_abandoned_invocation_is_never_answered_into_a_later_one() {
         conn.post(&response_path("fresh"), b"\"mine\"").await.status,
         202
     );
-    assert_eq!(
-        within("invoke", invoke).await.unwrap(),
-        InvokeOutcome::Response(Bytes::from_static(b"\"mine\""))
-    );
+    expect_response(invoke, b"\"mine\"").await;
 }
 
 #[tokio::test]
@@ -773,10 +757,7 @@ async fn a_runtime_warm_runtime_parks_for_its_assignment_then_starts() {
     let (mut conn, r) = within("next", next).await.unwrap();
     assert_eq!(r.header("lambda-runtime-aws-request-id"), Some("w1"));
     conn.post(&response_path("w1"), b"\"ok\"").await;
-    assert_eq!(
-        within("invoke", invoke).await.unwrap(),
-        InvokeOutcome::Response(Bytes::from_static(b"\"ok\""))
-    );
+    expect_response(invoke, b"\"ok\"").await;
     // Once init has started, the assignment endpoint is closed to it.
     other
         .get(ASSIGNMENT)
